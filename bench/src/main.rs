@@ -1,0 +1,2 @@
+//! Benchmark driver (filled in by the benchmark work).
+fn main() {}

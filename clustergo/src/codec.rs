@@ -1,0 +1,382 @@
+//! Frames between nodes, as a tokio-util [`Decoder`]/[`Encoder`].
+//!
+//! Header, big-endian, compatible with the Go seed's `ss` codec:
+//!
+//! ```text
+//! u32 len (bytes after this field) | u8 flag | u32 to | u32 from | [u16 cmd] | body
+//! flag & 0x7: 1 = protobuf message (has cmd), 2 = binary message (has cmd),
+//!             3 = RPC request, 4 = RPC response
+//! ```
+//!
+//! The length is checked against the configured maximum *before* anything is
+//! allocated; a malformed frame is an error that ends the connection.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio_util::codec::{Decoder, Encoder};
+
+use crate::addr::LogicAddr;
+
+/// Default largest frame (length field value) accepted: 4 MiB.
+pub const DEFAULT_MAX_FRAME: usize = 4 * 1024 * 1024;
+
+/// Bytes of the length field.
+pub const LEN_SIZE: usize = 4;
+/// Bytes of flag + to + from.
+const ROUTE_SIZE: usize = 1 + 4 + 4;
+/// Bytes of the cmd field of message frames.
+const CMD_SIZE: usize = 2;
+const KIND_MASK: u8 = 0x7;
+
+/// What a frame carries: the low three bits of the flag byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum FrameKind {
+    /// A protobuf message; `cmd` names its type.
+    Pb = 1,
+    /// A binary message; `cmd` is the application's.
+    Binary = 2,
+    /// An RPC request (body: [`crate::rpc::wire`]).
+    RpcRequest = 3,
+    /// An RPC response.
+    RpcResponse = 4,
+}
+
+impl FrameKind {
+    fn from_flag(flag: u8) -> Option<Self> {
+        match flag & KIND_MASK {
+            1 => Some(Self::Pb),
+            2 => Some(Self::Binary),
+            3 => Some(Self::RpcRequest),
+            4 => Some(Self::RpcResponse),
+            _ => None,
+        }
+    }
+
+    /// Whether frames of this kind carry a `cmd` field.
+    pub const fn has_cmd(self) -> bool {
+        matches!(self, Self::Pb | Self::Binary)
+    }
+
+    fn header_len(self) -> usize {
+        ROUTE_SIZE + if self.has_cmd() { CMD_SIZE } else { 0 }
+    }
+}
+
+/// One frame between nodes. `body` is a slice of the read buffer: relaying a frame
+/// re-writes only its header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// What the body is.
+    pub kind: FrameKind,
+    /// Final destination.
+    pub to: LogicAddr,
+    /// Original sender.
+    pub from: LogicAddr,
+    /// Message type (0 for RPC frames, which carry no cmd on the wire).
+    pub cmd: u16,
+    /// The payload, never decoded by relays.
+    pub body: Bytes,
+}
+
+impl Frame {
+    /// Bytes this frame takes on the wire, length field included.
+    pub fn wire_len(&self) -> usize {
+        LEN_SIZE + self.kind.header_len() + self.body.len()
+    }
+
+    /// Writes the header (length field included) for a body of `body_len` bytes.
+    pub fn put_header(
+        dst: &mut BytesMut,
+        kind: FrameKind,
+        to: LogicAddr,
+        from: LogicAddr,
+        cmd: u16,
+        body_len: usize,
+    ) {
+        let len = kind.header_len() + body_len;
+        dst.put_u32(len as u32);
+        dst.put_u8(kind as u8);
+        dst.put_u32(to.raw());
+        dst.put_u32(from.raw());
+        if kind.has_cmd() {
+            dst.put_u16(cmd);
+        }
+    }
+
+    /// Appends the whole frame to `dst`.
+    pub fn encode_into(&self, dst: &mut BytesMut) {
+        dst.reserve(self.wire_len());
+        Self::put_header(dst, self.kind, self.to, self.from, self.cmd, self.body.len());
+        dst.extend_from_slice(&self.body);
+    }
+
+    /// The whole frame as one buffer.
+    pub fn to_bytes(&self) -> Bytes {
+        let mut buf = BytesMut::with_capacity(self.wire_len());
+        self.encode_into(&mut buf);
+        buf.freeze()
+    }
+}
+
+/// Why a byte stream is not a valid frame sequence. Every variant ends the connection.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// The length field is over the configured limit.
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// Declared length.
+        len: usize,
+        /// Configured limit.
+        max: usize,
+    },
+    /// The length field is smaller than the header it must cover.
+    #[error("frame length {len} is shorter than its {need}-byte header")]
+    TooShort {
+        /// Declared length.
+        len: usize,
+        /// Header bytes the kind requires.
+        need: usize,
+    },
+    /// The flag byte names no known frame kind.
+    #[error("unknown frame flag {0:#04x}")]
+    BadFlag(u8),
+    /// The connection failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Node-to-node frame codec.
+#[derive(Debug, Clone)]
+pub struct FrameCodec {
+    max_frame: usize,
+}
+
+impl FrameCodec {
+    /// A codec accepting frames up to `max_frame` bytes (the length field's value).
+    pub fn new(max_frame: usize) -> Self {
+        Self { max_frame }
+    }
+}
+
+impl Default for FrameCodec {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_FRAME)
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = Frame;
+    type Error = CodecError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        if src.len() < LEN_SIZE + 1 {
+            if src.len() >= LEN_SIZE {
+                check_len(read_len(src), self.max_frame, 1)?;
+            }
+            return Ok(None);
+        }
+        let len = read_len(src);
+        let flag = src[LEN_SIZE];
+        let kind = FrameKind::from_flag(flag).ok_or(CodecError::BadFlag(flag))?;
+        check_len(len, self.max_frame, kind.header_len())?;
+        let total = LEN_SIZE + len;
+        if src.len() < total {
+            src.reserve(total - src.len());
+            return Ok(None);
+        }
+        let mut frame = src.split_to(total);
+        frame.advance(LEN_SIZE + 1);
+        let to = LogicAddr::from_raw(frame.get_u32());
+        let from = LogicAddr::from_raw(frame.get_u32());
+        let cmd = if kind.has_cmd() { frame.get_u16() } else { 0 };
+        Ok(Some(Frame {
+            kind,
+            to,
+            from,
+            cmd,
+            body: frame.freeze(),
+        }))
+    }
+}
+
+fn read_len(src: &[u8]) -> usize {
+    u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize
+}
+
+fn check_len(len: usize, max: usize, need: usize) -> Result<(), CodecError> {
+    if len > max {
+        return Err(CodecError::TooLarge { len, max });
+    }
+    if len < need {
+        return Err(CodecError::TooShort { len, need });
+    }
+    Ok(())
+}
+
+impl Encoder<&Frame> for FrameCodec {
+    type Error = CodecError;
+
+    fn encode(&mut self, frame: &Frame, dst: &mut BytesMut) -> Result<(), CodecError> {
+        let len = frame.wire_len() - LEN_SIZE;
+        if len > self.max_frame {
+            return Err(CodecError::TooLarge {
+                len,
+                max: self.max_frame,
+            });
+        }
+        frame.encode_into(dst);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> LogicAddr {
+        s.parse().unwrap()
+    }
+
+    fn sample() -> Vec<Frame> {
+        vec![
+            Frame {
+                kind: FrameKind::Pb,
+                to: addr("1.2.3"),
+                from: addr("1.1.1"),
+                cmd: 7,
+                body: Bytes::from_static(b"hello"),
+            },
+            Frame {
+                kind: FrameKind::Binary,
+                to: addr("2.2.2"),
+                from: addr("1.255.1"),
+                cmd: 65535,
+                body: Bytes::new(),
+            },
+            Frame {
+                kind: FrameKind::RpcRequest,
+                to: addr("1.2.3"),
+                from: addr("1.1.1"),
+                cmd: 0,
+                body: Bytes::from(vec![9u8; 300]),
+            },
+            Frame {
+                kind: FrameKind::RpcResponse,
+                to: addr("1.1.1"),
+                from: addr("1.2.3"),
+                cmd: 0,
+                body: Bytes::from_static(b"r"),
+            },
+        ]
+    }
+
+    fn encode_all(frames: &[Frame]) -> BytesMut {
+        let mut codec = FrameCodec::default();
+        let mut buf = BytesMut::new();
+        for f in frames {
+            codec.encode(f, &mut buf).unwrap();
+        }
+        buf
+    }
+
+    #[test]
+    fn go_compatible_header() {
+        let f = &sample()[0];
+        let bytes = f.to_bytes();
+        let want: &[u8] = &[
+            0, 0, 0, 16, // len = 1 + 4 + 4 + 2 + 5
+            1, // flag: pb
+            0, 4, 8, 3, // to 1.2.3 = 1<<18 | 2<<10 | 3
+            0, 4, 4, 1, // from 1.1.1
+            0, 7, // cmd
+            b'h', b'e', b'l', b'l', b'o',
+        ];
+        assert_eq!(&bytes[..], want);
+    }
+
+    #[test]
+    fn split_reads_at_every_boundary() {
+        let frames = sample();
+        let wire = encode_all(&frames);
+        for split in 0..=wire.len() {
+            let mut codec = FrameCodec::default();
+            let mut buf = BytesMut::new();
+            let mut out = Vec::new();
+            for chunk in [&wire[..split], &wire[split..]] {
+                buf.extend_from_slice(chunk);
+                while let Some(f) = codec.decode(&mut buf).unwrap() {
+                    out.push(f);
+                }
+            }
+            assert_eq!(out, frames, "split at {split}");
+            assert!(buf.is_empty());
+        }
+        // One byte at a time.
+        let mut codec = FrameCodec::default();
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for b in wire.iter() {
+            buf.extend_from_slice(&[*b]);
+            while let Some(f) = codec.decode(&mut buf).unwrap() {
+                out.push(f);
+            }
+        }
+        assert_eq!(out, frames);
+    }
+
+    #[test]
+    fn oversize_rejected_before_body_arrives() {
+        let mut codec = FrameCodec::new(64);
+        let mut buf = BytesMut::from(&[0u8, 0, 0, 65][..]);
+        match codec.decode(&mut buf) {
+            Err(CodecError::TooLarge { len: 65, max: 64 }) => {}
+            other => panic!("want TooLarge, got {other:?}"),
+        }
+        // The limit is on the declared length, so a huge claim costs no allocation.
+        let mut buf = BytesMut::from(&[0xffu8, 0xff, 0xff, 0xff, 1][..]);
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(CodecError::TooLarge { .. })
+        ));
+        assert!(buf.capacity() < 1024);
+        // Encoding refuses too.
+        let big = Frame {
+            body: Bytes::from(vec![0u8; 100]),
+            ..sample()[0].clone()
+        };
+        assert!(codec.encode(&big, &mut BytesMut::new()).is_err());
+    }
+
+    #[test]
+    fn zero_and_short_lengths() {
+        let mut codec = FrameCodec::default();
+        let mut buf = BytesMut::from(&[0u8, 0, 0, 0][..]);
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(CodecError::TooShort { len: 0, .. })
+        ));
+        // A pb frame needs flag+to+from+cmd = 11 bytes.
+        let mut buf = BytesMut::from(&[0u8, 0, 0, 9, 1, 0, 0, 0, 0, 0, 0, 0, 0][..]);
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(CodecError::TooShort { len: 9, need: 11 })
+        ));
+        // An RPC frame has no cmd: 9 bytes is a valid empty body.
+        let mut buf = BytesMut::from(&[0u8, 0, 0, 9, 3, 0, 0, 0, 1, 0, 0, 0, 2][..]);
+        let f = codec.decode(&mut buf).unwrap().unwrap();
+        assert_eq!(f.kind, FrameKind::RpcRequest);
+        assert!(f.body.is_empty());
+    }
+
+    #[test]
+    fn bad_flag() {
+        for flag in [0u8, 5, 6, 7, 0x80] {
+            let mut codec = FrameCodec::default();
+            let mut buf = BytesMut::from(&[0u8, 0, 0, 9, flag, 0, 0, 0, 0, 0, 0, 0, 0][..]);
+            assert!(
+                matches!(codec.decode(&mut buf), Err(CodecError::BadFlag(f)) if f == flag),
+                "flag {flag}"
+            );
+        }
+    }
+}

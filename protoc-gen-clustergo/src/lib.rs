@@ -1,0 +1,1 @@
+//! Code generation for clustergo services (filled in by the code-generation work).
