@@ -98,6 +98,9 @@ async fn main() -> ExitCode {
                             }
                             eprint!("  {name} {v:.2} {}", row.metric.unit);
                         }
+                        if let Some(note) = &run.note {
+                            eprint!("  [{note}]");
+                        }
                         match run.cpu {
                             Some(cpu) => eprintln!("  (other CPU {:.0}%)", cpu.other_pct),
                             None => eprintln!(),

@@ -183,6 +183,8 @@ impl Sizes {
 pub(crate) struct Run {
     pub(crate) values: Vec<(&'static str, f64)>,
     pub(crate) cpu: Option<CpuUse>,
+    /// Something worth knowing about this run, shown in the progress log.
+    pub(crate) note: Option<String>,
 }
 
 /// Wall clock and CPU counters around the timed part of a run.
@@ -327,6 +329,7 @@ pub(crate) async fn run_rpc<C: Caller>(w: Workload, caller: C, s: Sizes) -> Resu
                 Ok(Run {
                     values: vec![("rpc_inflight500", per_sec(s.rpc_calls as u64, d))],
                     cpu,
+                    note: None,
                 })
             }
             Workload::RpcTasks => {
@@ -334,6 +337,7 @@ pub(crate) async fn run_rpc<C: Caller>(w: Workload, caller: C, s: Sizes) -> Resu
                 Ok(Run {
                     values: vec![("rpc_25tasks", per_sec(s.rpc_calls as u64, d))],
                     cpu,
+                    note: None,
                 })
             }
             Workload::RpcSeq => sequential(caller, s.seq_calls).await,
@@ -436,5 +440,6 @@ async fn sequential<C: Caller>(caller: C, calls: usize) -> Result<Run, String> {
     Ok(Run {
         values: vec![("rpc_seq_p50", pct(50)), ("rpc_seq_p99", pct(99))],
         cpu,
+        note: None,
     })
 }

@@ -269,6 +269,7 @@ async fn oneway(s: Sizes) -> Result<Run, String> {
         Ok(Run {
             values: vec![("oneway_pb", workload::per_sec(s.oneway_msgs, d))],
             cpu,
+            note: None,
         })
     };
     let out = workload::spawn_timed(client).await;
@@ -317,6 +318,7 @@ async fn stream(s: Sizes) -> Result<Run, String> {
         Ok(Run {
             values: vec![("stream_64k", workload::per_sec(s.stream_bytes, d) / 1e9)],
             cpu,
+            note: None,
         })
     };
     let out = workload::spawn_timed(client).await;
