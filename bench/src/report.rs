@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use serde_json::json;
+use serde::Serialize;
 
 use crate::systems::System;
 use crate::workload::Metric;
@@ -176,6 +176,26 @@ pub(crate) fn table(rows: &[Row]) -> String {
     out
 }
 
+/// One JSON line; fields in this order.
+#[derive(Debug, Serialize)]
+struct JsonRow<'a> {
+    workload: &'static str,
+    system: &'static str,
+    /// Median over rounds; `null` if n/a or failed.
+    value: Option<f64>,
+    unit: &'static str,
+    ratio_vs_raw: Option<f64>,
+    higher_is_better: bool,
+    /// Every round's value.
+    rounds: &'a [f64],
+    other_cpu_pct: Option<f64>,
+    other_cpu_pct_max: Option<f64>,
+    own_cpu_pct: Option<f64>,
+    target: Option<String>,
+    meets_target: Option<bool>,
+    note: Option<String>,
+}
+
 /// One JSON object per row.
 pub(crate) fn json_lines(rows: &[Row]) -> String {
     let mut out = String::new();
@@ -184,21 +204,22 @@ pub(crate) fn json_lines(rows: &[Row]) -> String {
             .not_applicable
             .map(|w| format!("n/a: {w}"))
             .or_else(|| row.errors.first().map(|e| format!("failed: {e}")));
-        let obj = json!({
-            "workload": row.metric.name,
-            "system": row.system.name(),
-            "value": row.value(),
-            "unit": row.metric.unit,
-            "ratio_vs_raw": ratio(rows, row),
-            "higher_is_better": row.metric.higher_is_better,
-            "rounds": row.values,
-            "other_cpu_pct": median(&row.other_cpu),
-            "other_cpu_pct_max": max(&row.other_cpu),
-            "own_cpu_pct": median(&row.own_cpu),
-            "target": target_text(row),
-            "meets_target": meets_target(rows, row),
-            "note": note,
-        });
+        let line = JsonRow {
+            workload: row.metric.name,
+            system: row.system.name(),
+            value: row.value(),
+            unit: row.metric.unit,
+            ratio_vs_raw: ratio(rows, row),
+            higher_is_better: row.metric.higher_is_better,
+            rounds: &row.values,
+            other_cpu_pct: median(&row.other_cpu),
+            other_cpu_pct_max: max(&row.other_cpu),
+            own_cpu_pct: median(&row.own_cpu),
+            target: target_text(row),
+            meets_target: meets_target(rows, row),
+            note,
+        };
+        let obj = serde_json::to_string(&line).expect("plain data serializes");
         let _ = writeln!(out, "{obj}");
     }
     out
