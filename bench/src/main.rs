@@ -64,7 +64,7 @@ async fn main() -> ExitCode {
     let mut rows: BTreeMap<(workload::Workload, usize, systems::System), Row> = BTreeMap::new();
     for &w in &opts.workloads {
         for (i, &m) in w.metrics().iter().enumerate() {
-            for &s in &opts.systems {
+            for &s in opts.systems.iter().filter(|s| s.applies_to(w)) {
                 rows.insert((w, i, s), Row::new(m, s));
             }
         }
@@ -74,7 +74,7 @@ async fn main() -> ExitCode {
     let mut failed = false;
     for round in 1..=opts.rounds {
         for &w in &opts.workloads {
-            for &s in &opts.systems {
+            for &s in opts.systems.iter().filter(|s| s.applies_to(w)) {
                 let key = |i| (w, i, s);
                 if rows[&key(0)].not_applicable.is_some() {
                     continue;

@@ -74,7 +74,7 @@ fn ratio(rows: &[Row], row: &Row) -> Option<f64> {
 
 /// The DESIGN.md target for clustergo rows, as text.
 fn target_text(row: &Row) -> Option<String> {
-    if row.system != System::Clustergo {
+    if !matches!(row.system, System::Clustergo | System::ClustergoCallback) {
         return None;
     }
     let m = row.metric;
@@ -125,7 +125,7 @@ pub(crate) fn table(rows: &[Row]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<20} {:<10} {:>10} {:<8} {:>6}  {:<18} {:>13}  {:>6}",
+        "{:<20} {:<12} {:>10} {:<8} {:>6}  {:<26} {:>17}  {:>5}",
         "metric", "system", "value", "unit", "×raw", "target", "other CPU med/max", "own"
     );
     for row in rows {
@@ -140,7 +140,7 @@ pub(crate) fn table(rows: &[Row]) -> String {
         if row.value().is_none() {
             let _ = writeln!(
                 out,
-                "{:<20} {:<10} {:>10} {}",
+                "{:<20} {:<12} {:>10} {}",
                 row.metric.name,
                 row.system.name(),
                 value,
@@ -162,7 +162,7 @@ pub(crate) fn table(rows: &[Row]) -> String {
         );
         let _ = writeln!(
             out,
-            "{:<20} {:<10} {:>10} {:<8} {:>6}  {:<18} {:>13}  {:>6}",
+            "{:<20} {:<12} {:>10} {:<8} {:>6}  {:<26} {:>17}  {:>5}",
             row.metric.name,
             row.system.name(),
             value,

@@ -1,6 +1,7 @@
 //! The systems under test. Each one answers every workload it can and says "n/a"
 //! (with the reason) for the rest.
 
+mod clustergo;
 mod raw;
 mod tonic;
 
@@ -12,6 +13,8 @@ pub(crate) enum System {
     Raw,
     Tonic,
     Clustergo,
+    /// clustergo's in-flight workload driven by `call_with_callback`.
+    ClustergoCallback,
 }
 
 /// What one run of one workload on one system produced.
@@ -23,13 +26,27 @@ pub(crate) enum Outcome {
 
 impl System {
     /// Every system, in report order; raw first, since ratios are against it.
-    pub(crate) const ALL: [System; 3] = [System::Raw, System::Tonic, System::Clustergo];
+    pub(crate) const ALL: [System; 4] = [
+        System::Raw,
+        System::Tonic,
+        System::Clustergo,
+        System::ClustergoCallback,
+    ];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
             System::Raw => "raw",
             System::Tonic => "tonic",
             System::Clustergo => "clustergo",
+            System::ClustergoCallback => "clustergo-cb",
+        }
+    }
+
+    /// Whether this system has a row for `w` at all (variants cover one workload).
+    pub(crate) fn applies_to(self, w: Workload) -> bool {
+        match self {
+            System::ClustergoCallback => w == Workload::RpcInflight,
+            _ => true,
         }
     }
 
@@ -38,9 +55,8 @@ impl System {
         match self {
             System::Raw => raw::run(w, s).await,
             System::Tonic => tonic::run(w, s).await,
-            System::Clustergo => Ok(Outcome::NotApplicable(
-                "clustergo runtime (Node, RPC) not merged yet",
-            )),
+            System::Clustergo => clustergo::run(w, s).await,
+            System::ClustergoCallback => clustergo::run_callbacks(w, s).await,
         }
     }
 }

@@ -1,0 +1,220 @@
+//! clustergo: two [`clustergo::Node`]s in this process on loopback, found through
+//! [`InProcess`] membership. RPC through `register_rpc` / `call` (and
+//! `call_with_callback` for the in-flight workload's callback variant), one-way
+//! messages through `send_pb` / `register_pb_handler`.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use clustergo::membership::{InProcess, Member};
+use clustergo::{Addr, LogicAddr, Node, SendError};
+use tokio::sync::mpsc;
+
+use super::Outcome;
+use crate::proto::{Request, Response};
+use crate::workload::{
+    self, Arrivals, Caller, Checker, REQUEST_MSG, Run, Sizes, Stopwatch, Workload,
+};
+
+/// Wire method name of the echo RPC.
+const METHOD: &str = "echo";
+/// Message command of the one-way workload.
+const ONEWAY_CMD: u16 = 1;
+
+pub(crate) async fn run(w: Workload, s: Sizes) -> Result<Outcome, String> {
+    match w {
+        Workload::RpcInflight | Workload::RpcTasks | Workload::RpcSeq => {
+            let pair = Pair::start().await?;
+            let caller = ClustergoClient {
+                node: pair.client.clone(),
+                to: pair.server_addr,
+            };
+            let run = workload::run_rpc(w, caller, s).await;
+            pair.shutdown().await;
+            run.map(Outcome::Done)
+        }
+        Workload::Oneway => oneway(s).await.map(Outcome::Done),
+        Workload::Stream => Ok(Outcome::NotApplicable("runtime has no streams yet")),
+        Workload::Harbor => Ok(Outcome::NotApplicable("runtime has no harbor relay yet")),
+    }
+}
+
+/// The in-flight workload driven by `call_with_callback` instead of futures.
+pub(crate) async fn run_callbacks(w: Workload, s: Sizes) -> Result<Outcome, String> {
+    if w != Workload::RpcInflight {
+        return Ok(Outcome::NotApplicable(
+            "callback variant of rpc_inflight500 only",
+        ));
+    }
+    // Same warm-up and timed part as the futures variant, through callbacks.
+    let pair = Pair::start().await?;
+    let (node, to) = (pair.client.clone(), pair.server_addr);
+    let task = async move {
+        inflight_callbacks(&node, to, s.warmup, 100.min(s.inflight))
+            .await
+            .map_err(|e| format!("warm-up: {e}"))?;
+        let watch = Stopwatch::start();
+        inflight_callbacks(&node, to, s.rpc_calls, s.inflight).await?;
+        let (d, cpu) = watch.stop();
+        Ok(Run {
+            values: vec![("rpc_inflight500", workload::per_sec(s.rpc_calls as u64, d))],
+            cpu,
+            note: None,
+        })
+    };
+    let run = workload::spawn_timed(task).await;
+    pair.shutdown().await;
+    run.map(Outcome::Done)
+}
+
+/// `calls` calls keeping `window` in flight; each callback hands its reply back to
+/// this task, which checks it and issues the next call.
+async fn inflight_callbacks(
+    node: &Node,
+    to: LogicAddr,
+    calls: usize,
+    window: usize,
+) -> Result<(), String> {
+    let checker = Checker::default();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Result<Response, String>>();
+    let issue = || {
+        let tx = tx.clone();
+        let deadline = clustergo::Instant::now() + workload::RUN_TIMEOUT;
+        // The handle is only needed to cancel; these calls run to the end.
+        let _ = node.call_with_callback(to, METHOD, &workload::request(), deadline, move |r| {
+            let _ = tx.send(r.map_err(|e| e.to_string()));
+        });
+    };
+    let mut issued = 0;
+    while issued < calls.min(window) {
+        issue();
+        issued += 1;
+    }
+    for _ in 0..calls {
+        let reply = rx.recv().await.ok_or("callback channel closed")?;
+        checker.check(reply);
+        if issued < calls {
+            issue();
+            issued += 1;
+        }
+    }
+    checker.finish(calls)
+}
+
+/// A server node and a client node sharing one in-process membership.
+struct Pair {
+    server: Node,
+    client: Node,
+    server_addr: LogicAddr,
+    client_addr: LogicAddr,
+}
+
+impl Pair {
+    async fn start() -> Result<Self, String> {
+        let server_addr = LogicAddr::new(1, 1, 1).map_err(|e| e.to_string())?;
+        let client_addr = LogicAddr::new(1, 2, 1).map_err(|e| e.to_string())?;
+        let members = InProcess::with_members([
+            Member::new(Addr::new(server_addr, free_port()?)),
+            Member::new(Addr::new(client_addr, free_port()?)),
+        ]);
+        let server = Node::new();
+        server.register_rpc(METHOD, |_ctx, replyer, req: Request| {
+            replyer.reply(workload::reply_to(&req));
+        });
+        let client = Node::new();
+        server
+            .start(members.clone(), server_addr)
+            .await
+            .map_err(|e| format!("start server node: {e}"))?;
+        client
+            .start(members, client_addr)
+            .await
+            .map_err(|e| format!("start client node: {e}"))?;
+        Ok(Self {
+            server,
+            client,
+            server_addr,
+            client_addr,
+        })
+    }
+
+    async fn shutdown(self) {
+        self.client.shutdown().await;
+        self.server.shutdown().await;
+    }
+}
+
+/// A loopback address with a port that was free a moment ago.
+fn free_port() -> Result<SocketAddr, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+    l.local_addr().map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Clone)]
+struct ClustergoClient {
+    node: Node,
+    to: LogicAddr,
+}
+
+impl Caller for ClustergoClient {
+    fn rpc(&self, req: Request) -> impl Future<Output = Result<Response, String>> + Send + 'static {
+        let this = self.clone();
+        async move {
+            this.node
+                .call::<Request, Response>(this.to, METHOD, &req)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// One-way: `send_pb` from the client node, counted by a pb handler on the server
+/// node. A full queue (`Busy`) is waited out and counted, never dropped.
+async fn oneway(s: Sizes) -> Result<Run, String> {
+    let pair = Pair::start().await?;
+    let arrivals = Arc::new(Arrivals::default());
+    let counter = arrivals.clone();
+    pair.server
+        .register_pb_handler::<Request, _>(ONEWAY_CMD, move |_from, msg| {
+            counter.arrived(1, msg.msg == REQUEST_MSG);
+        });
+    pair.client.register_pb_message::<Request>(ONEWAY_CMD);
+    let (node, to) = (pair.client.clone(), pair.server_addr);
+    let warmup = s.warmup as u64;
+    let total = warmup + s.oneway_msgs;
+    let task = async move {
+        let msg = workload::request();
+        let mut busy = 0u64;
+        let send = async |n: u64, busy: &mut u64| {
+            for _ in 0..n {
+                loop {
+                    match node.send_pb(to, &msg) {
+                        Ok(()) => break,
+                        Err(SendError::Busy) => {
+                            *busy += 1;
+                            tokio::task::yield_now().await;
+                        }
+                        Err(e) => return Err(format!("send_pb: {e}")),
+                    }
+                }
+            }
+            Ok::<_, String>(())
+        };
+        send(warmup, &mut busy).await?;
+        arrivals.wait_for(warmup).await?;
+        let watch = Stopwatch::start();
+        send(s.oneway_msgs, &mut busy).await?;
+        arrivals.wait_for(total).await?;
+        let (d, cpu) = watch.stop();
+        arrivals.finish(total)?;
+        Ok(Run {
+            values: vec![("oneway_pb", workload::per_sec(s.oneway_msgs, d))],
+            cpu,
+            note: Some(format!("send_pb returned Busy {busy} times (retried)")),
+        })
+    };
+    let run = workload::spawn_timed(task).await;
+    let _ = pair.client_addr;
+    pair.shutdown().await;
+    run
+}
