@@ -72,6 +72,16 @@ fn ratio(rows: &[Row], row: &Row) -> Option<f64> {
     Some(row.value()? / raw)
 }
 
+/// A row's value divided by the value of its `relative_to` metric, same system.
+fn relative(rows: &[Row], row: &Row) -> Option<(&'static str, f64)> {
+    let other = row.metric.relative_to?;
+    let base = rows
+        .iter()
+        .find(|r| r.metric.name == other && r.system == row.system)?
+        .value()?;
+    Some((other, row.value()? / base))
+}
+
 /// The DESIGN.md target for clustergo rows, as text.
 fn target_text(row: &Row) -> Option<String> {
     if !matches!(row.system, System::Clustergo | System::ClustergoCallback) {
@@ -126,7 +136,14 @@ pub(crate) fn table(rows: &[Row]) -> String {
     let _ = writeln!(
         out,
         "{:<20} {:<12} {:>10} {:<8} {:>6}  {:<26} {:>17}  {:>5}",
-        "metric", "system", "value", "unit", "×raw", "target", "other CPU med/max", "own"
+        "metric",
+        "system",
+        "value",
+        "unit",
+        "×raw",
+        "target / compared",
+        "other CPU med/max",
+        "own"
     );
     for row in rows {
         let (value, unit) = match (row.value(), row.not_applicable) {
@@ -148,12 +165,17 @@ pub(crate) fn table(rows: &[Row]) -> String {
             );
             continue;
         }
-        let ratio = ratio(rows, row).map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"));
-        let target = match (target_text(row), meets_target(rows, row)) {
-            (Some(t), Some(true)) => format!("{t} ok"),
-            (Some(t), Some(false)) => format!("{t} MISS"),
-            (Some(t), None) => t,
-            (None, _) => String::new(),
+        let ratio = ratio(rows, row).map_or_else(|| "-".to_owned(), |r| format!("{r:.3}"));
+        let target = match (
+            target_text(row),
+            meets_target(rows, row),
+            relative(rows, row),
+        ) {
+            (Some(t), Some(true), _) => format!("{t} ok"),
+            (Some(t), Some(false), _) => format!("{t} MISS"),
+            (Some(t), None, _) => t,
+            (None, _, Some((other, r))) => format!("{r:.3}× {other}"),
+            (None, _, None) => String::new(),
         };
         let cpu = format!(
             "{}/{}",
@@ -185,6 +207,11 @@ struct JsonRow<'a> {
     value: Option<f64>,
     unit: &'static str,
     ratio_vs_raw: Option<f64>,
+    /// Value over the `relative_to` metric's value (same system), where there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    relative_to: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ratio_vs_relative: Option<f64>,
     higher_is_better: bool,
     /// Every round's value.
     rounds: &'a [f64],
@@ -210,6 +237,8 @@ pub(crate) fn json_lines(rows: &[Row]) -> String {
             value: row.value(),
             unit: row.metric.unit,
             ratio_vs_raw: ratio(rows, row),
+            relative_to: row.metric.relative_to,
+            ratio_vs_relative: relative(rows, row).map(|(_, r)| r),
             higher_is_better: row.metric.higher_is_better,
             rounds: &row.values,
             other_cpu_pct: median(&row.other_cpu),

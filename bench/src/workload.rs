@@ -65,6 +65,8 @@ pub(crate) struct Metric {
     pub(crate) target_ratio: Option<f64>,
     /// An absolute floor for clustergo, if DESIGN.md sets one.
     pub(crate) target_abs: Option<f64>,
+    /// Another metric of the same system this one is also compared with.
+    pub(crate) relative_to: Option<&'static str>,
 }
 
 const fn throughput(name: &'static str, unit: &'static str, target: Option<f64>) -> Metric {
@@ -74,6 +76,7 @@ const fn throughput(name: &'static str, unit: &'static str, target: Option<f64>)
         higher_is_better: true,
         target_ratio: target,
         target_abs: None,
+        relative_to: None,
     }
 }
 
@@ -84,6 +87,7 @@ const fn latency(name: &'static str, target: Option<f64>) -> Metric {
         higher_is_better: false,
         target_ratio: target,
         target_abs: None,
+        relative_to: None,
     }
 }
 
@@ -125,7 +129,10 @@ impl Workload {
         const STREAM: [Metric; 1] = [throughput("stream_64k", "GB/s", Some(0.6))];
         const HARBOR: [Metric; 2] = [
             throughput("harbor_rpc_direct", "calls/s", None),
-            throughput("harbor_rpc_relayed", "calls/s", None),
+            Metric {
+                relative_to: Some("harbor_rpc_direct"),
+                ..throughput("harbor_rpc_relayed", "calls/s", None)
+            },
         ];
         match self {
             Workload::RpcInflight => &INFLIGHT,
@@ -369,7 +376,7 @@ pub(crate) fn per_sec(n: u64, d: Duration) -> f64 {
 }
 
 /// `calls` calls from one task, keeping `window` in flight.
-async fn inflight<C: Caller>(
+pub(crate) async fn inflight<C: Caller>(
     caller: C,
     calls: usize,
     window: usize,

@@ -35,8 +35,80 @@ pub(crate) async fn run(w: Workload, s: Sizes) -> Result<Outcome, String> {
         }
         Workload::Oneway => oneway(s).await.map(Outcome::Done),
         Workload::Stream => Ok(Outcome::NotApplicable("runtime has no streams yet")),
-        Workload::Harbor => Ok(Outcome::NotApplicable("runtime has no harbor relay yet")),
+        Workload::Harbor => harbor(s).await.map(Outcome::Done),
     }
+}
+
+/// Starts a node for each address and shuts them all down together.
+struct Nodes(Vec<Node>);
+
+impl Nodes {
+    async fn shutdown(self) {
+        for n in self.0 {
+            n.shutdown().await;
+        }
+    }
+}
+
+/// Cross-cluster RPC through harbors beside a direct call, with the in-flight
+/// workload's shape. Cluster 1 has the client, a direct server and a harbor;
+/// cluster 2 a harbor and the remote server. A relayed call goes
+/// client → harbor 1 → harbor 2 → server and its reply back the same way.
+async fn harbor(s: Sizes) -> Result<Run, String> {
+    let addr = |c, t, n| LogicAddr::new(c, t, n).map_err(|e| e.to_string());
+    let harbor = |c, n| LogicAddr::harbor(c, n).map_err(|e| e.to_string());
+    let client = addr(1, 2, 1)?;
+    let direct = addr(1, 1, 1)?;
+    let remote = addr(2, 1, 1)?;
+    let all = [client, direct, harbor(1, 1)?, harbor(2, 1)?, remote];
+    let mut members = Vec::new();
+    for a in all {
+        members.push(Member::new(Addr::new(a, free_port()?)));
+    }
+    let membership = InProcess::with_members(members);
+    let mut nodes = Vec::new();
+    for a in all {
+        let node = Node::new();
+        if a == direct || a == remote {
+            node.register_rpc(METHOD, |_ctx, replyer, req: Request| {
+                replyer.reply(workload::reply_to(&req));
+            });
+        }
+        if let Err(e) = node.start(membership.clone(), a).await {
+            Nodes(nodes).shutdown().await;
+            return Err(format!("start node {a}: {e}"));
+        }
+        nodes.push(node);
+    }
+    let node = nodes[0].clone();
+    let task = async move {
+        let direct = ClustergoClient {
+            node: node.clone(),
+            to: direct,
+        };
+        let relayed = ClustergoClient { node, to: remote };
+        for c in [&direct, &relayed] {
+            workload::inflight(c.clone(), s.warmup, 100.min(s.inflight))
+                .await
+                .map_err(|e| format!("warm-up to {}: {e}", c.to))?;
+        }
+        let watch = Stopwatch::start();
+        let (d_direct, _) = workload::inflight(direct, s.rpc_calls, s.inflight).await?;
+        let (d_relayed, _) = workload::inflight(relayed, s.rpc_calls, s.inflight).await?;
+        let (_, cpu) = watch.stop();
+        let (a, b) = (
+            workload::per_sec(s.rpc_calls as u64, d_direct),
+            workload::per_sec(s.rpc_calls as u64, d_relayed),
+        );
+        Ok(Run {
+            values: vec![("harbor_rpc_direct", a), ("harbor_rpc_relayed", b)],
+            cpu,
+            note: Some(format!("relayed/direct = {:.2}", b / a)),
+        })
+    };
+    let run = workload::spawn_timed(task).await;
+    Nodes(nodes).shutdown().await;
+    run
 }
 
 /// The in-flight workload driven by `call_with_callback` instead of futures.

@@ -46,7 +46,9 @@ impl System {
     pub(crate) fn applies_to(self, w: Workload) -> bool {
         match self {
             System::ClustergoCallback => w == Workload::RpcInflight,
-            _ => true,
+            // Harbors are clustergo's; its direct call is the comparison there.
+            System::Raw | System::Tonic => w != Workload::Harbor,
+            System::Clustergo => true,
         }
     }
 
