@@ -457,6 +457,11 @@ impl Node {
         self.inner.view.read().addr_by_type_n(typ, n)
     }
 
+    /// Every member this node's membership view lists, visible or not.
+    pub fn members(&self) -> Vec<crate::membership::Member> {
+        self.inner.view.read().members().cloned().collect()
+    }
+
     /// The member at `logic` as this node's membership view lists it.
     pub fn member(&self, logic: LogicAddr) -> Option<crate::membership::Member> {
         self.inner.view.read().get(logic).cloned()
