@@ -238,6 +238,8 @@ pub(crate) struct NodeInner {
     pub(crate) messages: Registry,
     pub(crate) rpc_server: rpc::server::Server,
     pub(crate) rpc_client: rpc::client::Client,
+    pub(crate) client_interceptors: rpc::Interceptors<dyn rpc::ClientInterceptor>,
+    pub(crate) server_interceptors: rpc::Interceptors<dyn rpc::ServerInterceptor>,
     run: OnceLock<Running>,
     view: RwLock<View>,
     peers: RwLock<HashMap<LogicAddr, Arc<Peer>>>,
@@ -298,6 +300,8 @@ impl Node {
                 messages: Registry::default(),
                 rpc_server: rpc::server::Server::default(),
                 rpc_client: rpc::client::Client::default(),
+                client_interceptors: Default::default(),
+                server_interceptors: Default::default(),
                 run: OnceLock::new(),
                 view: RwLock::new(View::new(LogicAddr::default())),
                 peers: RwLock::default(),
@@ -451,6 +455,11 @@ impl Node {
     /// same `n` keeps reaching the same node while membership holds.
     pub fn get_addr_by_type_n(&self, typ: u32, n: u64) -> Option<LogicAddr> {
         self.inner.view.read().addr_by_type_n(typ, n)
+    }
+
+    /// Every member this node's membership view lists, visible or not.
+    pub fn members(&self) -> Vec<crate::membership::Member> {
+        self.inner.view.read().members().cloned().collect()
     }
 
     /// The member at `logic` as this node's membership view lists it.
