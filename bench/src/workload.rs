@@ -450,3 +450,43 @@ async fn sequential<C: Caller>(caller: C, calls: usize) -> Result<Run, String> {
         note: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checker_counts_wrong_and_missing_replies() {
+        let c = Checker::default();
+        c.check(Ok(reply_to(&request())));
+        assert!(c.finish(1).is_ok());
+        assert!(c.finish(2).is_err(), "a missing reply fails");
+
+        let c = Checker::default();
+        c.check(Ok(Response {
+            msg: "hello".into(),
+        }));
+        c.check(Err("timeout".into()));
+        let e = c.finish(2).unwrap_err();
+        assert!(e.contains("0 good and 2 bad"), "{e}");
+        assert!(e.contains("hello"), "the first bad reply is named: {e}");
+    }
+
+    #[tokio::test]
+    async fn arrivals_wake_the_waiter_at_each_goal() {
+        let a = Arc::new(Arrivals::default());
+        let b = a.clone();
+        let waiter = tokio::spawn(async move { b.wait_for(3).await });
+        tokio::task::yield_now().await;
+        for _ in 0..3 {
+            a.arrived(1, true);
+        }
+        waiter.await.unwrap().unwrap();
+        // A second goal works, even with a permit left from the first.
+        a.arrived(2, true);
+        a.wait_for(5).await.unwrap();
+        assert!(a.finish(5).is_ok());
+        a.arrived(1, false);
+        assert!(a.finish(6).is_err(), "a wrong arrival fails");
+    }
+}
