@@ -251,6 +251,7 @@ pub(crate) struct NodeInner {
     tasks: TaskTracker,
     pub(crate) inflight: Inflight,
     pub(crate) counters: Counters,
+    pub(crate) streams: crate::stream::Streams,
     stopped: watch::Sender<bool>,
 }
 
@@ -311,6 +312,7 @@ impl Node {
                 tasks: TaskTracker::new(),
                 inflight: Inflight::default(),
                 counters: Counters::default(),
+                streams: Default::default(),
                 stopped,
             }),
         }
@@ -524,6 +526,22 @@ impl NodeInner {
         self.run.get()
     }
 
+    /// The listen address membership gives for `logic`.
+    pub(crate) fn member_net(&self, logic: LogicAddr) -> Option<SocketAddr> {
+        self.view.read().get(logic).map(|m| m.addr.net)
+    }
+
+    /// Spawns user code (stream handlers) that `stop` should not wait for.
+    pub(crate) fn spawn_detached<F>(&self, fut: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        match self.run.get() {
+            Some(run) => drop(run.handle.spawn(fut)),
+            None => drop(tokio::spawn(fut)),
+        }
+    }
+
     pub(crate) fn spawn<F>(&self, fut: F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
@@ -668,6 +686,7 @@ impl NodeInner {
         {
             let mut peers = self.peers.write();
             for m in &change.removed {
+                self.streams.drop_peer(m.logic());
                 if let Some(peer) = peers.remove(&m.logic()) {
                     peer.close();
                     gone.push(m.logic());
@@ -758,18 +777,22 @@ async fn accept_one(inner: Arc<NodeInner>, mut stream: TcpStream, from: SocketAd
         ConnKind::Frames => {
             let peer = inner.peer_or_spawn(hello.logic, net);
             peer.offer_inbound(hello.incarnation, run.local)
-                .map(|()| peer)
+                .map(|()| Some(peer))
         }
-        ConnKind::Streams => Err(Refusal::Unsupported),
+        ConnKind::Streams => Ok(None),
     });
     let answered =
         handshake::answer(&mut stream, verdict.as_ref().map(|_| ()).map_err(|r| *r)).await;
     match (verdict, answered) {
-        (Ok(peer), Ok(())) => peer.adopt(Ok(Inbound {
+        (Ok(Some(peer)), Ok(())) => peer.adopt(Ok(Inbound {
             stream,
             incarnation: hello.incarnation,
         })),
-        (Ok(peer), Err(e)) => {
+        (Ok(None), Ok(())) => crate::stream::accept_session(&inner, hello.logic, stream),
+        (Ok(None), Err(e)) => {
+            tracing::debug!(%from, error = %e, "inbound stream handshake lost at the verdict")
+        }
+        (Ok(Some(peer)), Err(e)) => {
             tracing::debug!(%from, error = %e, "inbound handshake lost at the verdict");
             peer.adopt(Err(hello.incarnation));
         }
