@@ -1,13 +1,15 @@
 //! clustergo: two [`clustergo::Node`]s in this process on loopback, found through
 //! [`InProcess`] membership. RPC through `register_rpc` / `call` (and
 //! `call_with_callback` for the in-flight workload's callback variant), one-way
-//! messages through `send_pb` / `register_pb_handler`.
+//! messages through `send_pb` / `register_pb_handler`, bytes through
+//! `open_stream` / `on_new_stream`, and a cross-cluster call through two harbors.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use clustergo::membership::{InProcess, Member};
 use clustergo::{Addr, LogicAddr, Node, SendError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::Outcome;
@@ -34,7 +36,7 @@ pub(crate) async fn run(w: Workload, s: Sizes) -> Result<Outcome, String> {
             run.map(Outcome::Done)
         }
         Workload::Oneway => oneway(s).await.map(Outcome::Done),
-        Workload::Stream => Ok(Outcome::NotApplicable("runtime has no streams yet")),
+        Workload::Stream => stream(s).await.map(Outcome::Done),
         Workload::Harbor => harbor(s).await.map(Outcome::Done),
     }
 }
@@ -287,6 +289,57 @@ async fn oneway(s: Sizes) -> Result<Run, String> {
     };
     let run = workload::spawn_timed(task).await;
     let _ = pair.client_addr;
+    pair.shutdown().await;
+    run
+}
+
+/// Stream: `open_stream` from the client node, `stream_chunk`-sized writes, bytes
+/// counted by the server node's `on_new_stream` handler.
+async fn stream(s: Sizes) -> Result<Run, String> {
+    let pair = Pair::start().await?;
+    let arrivals = Arc::new(Arrivals::default());
+    let counter = arrivals.clone();
+    let chunk = s.stream_chunk;
+    pair.server.on_new_stream(move |mut stream| {
+        let counter = counter.clone();
+        async move {
+            let mut buf = vec![0u8; chunk];
+            while let Ok(n) = stream.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                counter.arrived(n as u64, true);
+            }
+        }
+    });
+    let (node, to) = (pair.client.clone(), pair.server_addr);
+    let task = async move {
+        let mut stream = node
+            .open_stream(to)
+            .await
+            .map_err(|e| format!("open_stream: {e}"))?;
+        let data = vec![0xa5u8; chunk];
+        let watch = Stopwatch::start();
+        let mut left = s.stream_bytes;
+        while left > 0 {
+            let n = left.min(chunk as u64) as usize;
+            stream
+                .write_all(&data[..n])
+                .await
+                .map_err(|e| format!("write: {e}"))?;
+            left -= n as u64;
+        }
+        stream.flush().await.map_err(|e| format!("flush: {e}"))?;
+        arrivals.wait_for(s.stream_bytes).await?;
+        let (d, cpu) = watch.stop();
+        arrivals.finish(s.stream_bytes)?;
+        Ok(Run {
+            values: vec![("stream_64k", workload::per_sec(s.stream_bytes, d) / 1e9)],
+            cpu,
+            note: None,
+        })
+    };
+    let run = workload::spawn_timed(task).await;
     pair.shutdown().await;
     run
 }
