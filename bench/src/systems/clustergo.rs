@@ -6,11 +6,11 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use clustergo::membership::{InProcess, Member};
 use clustergo::{Addr, LogicAddr, Node, SendError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
 
 use super::Outcome;
 use crate::proto::{Request, Response};
@@ -141,38 +141,62 @@ pub(crate) async fn run_callbacks(w: Workload, s: Sizes) -> Result<Outcome, Stri
     run.map(Outcome::Done)
 }
 
-/// `calls` calls keeping `window` in flight; each callback hands its reply back to
-/// this task, which checks it and issues the next call.
+/// `calls` calls keeping `window` in flight with callbacks only: `window` chains are
+/// started, and each callback checks its reply and makes the next call, as a
+/// callback-style user would.
 async fn inflight_callbacks(
     node: &Node,
     to: LogicAddr,
     calls: usize,
     window: usize,
 ) -> Result<(), String> {
-    let checker = Checker::default();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Result<Response, String>>();
-    let issue = || {
-        let tx = tx.clone();
-        let deadline = clustergo::Instant::now() + workload::RUN_TIMEOUT;
-        // The handle is only needed to cancel; these calls run to the end.
-        let _ = node.call_with_callback(to, METHOD, &workload::request(), deadline, move |r| {
-            let _ = tx.send(r.map_err(|e| e.to_string()));
-        });
-    };
-    let mut issued = 0;
-    while issued < calls.min(window) {
-        issue();
-        issued += 1;
+    let chains = Arc::new(Chains {
+        node: node.clone(),
+        to,
+        calls,
+        issued: AtomicUsize::new(0),
+        deadline: clustergo::Instant::now() + workload::RUN_TIMEOUT,
+        checker: Checker::default(),
+        done: Arrivals::default(),
+    });
+    for _ in 0..window.min(calls) {
+        chains.clone().next();
     }
-    for _ in 0..calls {
-        let reply = rx.recv().await.ok_or("callback channel closed")?;
-        checker.check(reply);
-        if issued < calls {
-            issue();
-            issued += 1;
+    chains.done.wait_for(calls as u64).await?;
+    chains.checker.finish(calls)
+}
+
+/// Shared state of the callback chains.
+struct Chains {
+    node: Node,
+    to: LogicAddr,
+    calls: usize,
+    issued: AtomicUsize,
+    deadline: clustergo::Instant,
+    checker: Checker,
+    done: Arrivals,
+}
+
+impl Chains {
+    /// Makes the next call of a chain, unless all calls are made.
+    fn next(self: Arc<Self>) {
+        if self.issued.fetch_add(1, Ordering::Relaxed) >= self.calls {
+            return;
         }
+        let this = self.clone();
+        // The handle is only needed to cancel; these calls run to the end.
+        let _ = self.node.call_with_callback(
+            self.to,
+            METHOD,
+            &workload::request(),
+            self.deadline,
+            move |r: Result<Response, _>| {
+                this.checker.check(r.map_err(|e| e.to_string()));
+                this.done.arrived(1, true);
+                this.next();
+            },
+        );
     }
-    checker.finish(calls)
 }
 
 /// A server node and a client node sharing one in-process membership.
