@@ -131,9 +131,10 @@ async fn main() -> ExitCode {
         println!();
         print!("{}", report::table(&rows));
         println!(
-            "\n×raw: value / raw's value (for latency, lower is better). \"other CPU\": share \
-             of the whole machine used by other processes while each run was timed \
-             (median/max over rounds); \"own\": this process."
+            "\nvalue: median over rounds; spread: (max − min) / median over rounds; ×raw: value \
+             / raw's value (for latency, lower is better). \"other CPU\": share of the whole \
+             machine used by other processes while each run was timed (median/max over \
+             rounds); \"own\": this process."
         );
     }
     if let (Some(a), Some(b)) = (start, CpuSnap::now()) {

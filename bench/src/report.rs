@@ -59,6 +59,14 @@ pub(crate) fn median(v: &[f64]) -> Option<f64> {
     })
 }
 
+/// `(max − min) / median` over the rounds, in percent: how much the rounds disagree.
+pub(crate) fn spread(v: &[f64]) -> Option<f64> {
+    let lo = v.iter().copied().reduce(f64::min)?;
+    let hi = max(v)?;
+    let m = median(v)?;
+    (v.len() > 1 && m > 0.0).then(|| (hi - lo) / m * 100.0)
+}
+
 fn max(v: &[f64]) -> Option<f64> {
     v.iter().copied().reduce(f64::max)
 }
@@ -135,11 +143,12 @@ pub(crate) fn table(rows: &[Row]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<20} {:<12} {:>10} {:<8} {:>6}  {:<26} {:>17}  {:>5}",
+        "{:<20} {:<12} {:>10} {:<8} {:>6} {:>6}  {:<26} {:>17}  {:>5}",
         "metric",
         "system",
         "value",
         "unit",
+        "spread",
         "×raw",
         "target / compared",
         "other CPU med/max",
@@ -184,11 +193,12 @@ pub(crate) fn table(rows: &[Row]) -> String {
         );
         let _ = writeln!(
             out,
-            "{:<20} {:<12} {:>10} {:<8} {:>6}  {:<26} {:>17}  {:>5}",
+            "{:<20} {:<12} {:>10} {:<8} {:>6} {:>6}  {:<26} {:>17}  {:>5}",
             row.metric.name,
             row.system.name(),
             value,
             unit,
+            spread(&row.values).map_or_else(|| "-".to_owned(), |p| format!("{p:.0}%")),
             ratio,
             target,
             cpu,
@@ -215,6 +225,8 @@ struct JsonRow<'a> {
     higher_is_better: bool,
     /// Every round's value.
     rounds: &'a [f64],
+    /// `(max − min) / median` over the rounds, in percent.
+    spread_pct: Option<f64>,
     other_cpu_pct: Option<f64>,
     other_cpu_pct_max: Option<f64>,
     own_cpu_pct: Option<f64>,
@@ -241,6 +253,7 @@ pub(crate) fn json_lines(rows: &[Row]) -> String {
             ratio_vs_relative: relative(rows, row).map(|(_, r)| r),
             higher_is_better: row.metric.higher_is_better,
             rounds: &row.values,
+            spread_pct: spread(&row.values),
             other_cpu_pct: median(&row.other_cpu),
             other_cpu_pct_max: max(&row.other_cpu),
             own_cpu_pct: median(&row.own_cpu),
@@ -264,6 +277,8 @@ mod tests {
         assert_eq!(median(&[]), None);
         assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(spread(&[90.0, 100.0, 110.0]), Some(20.0));
+        assert_eq!(spread(&[100.0]), None);
     }
 
     #[test]
