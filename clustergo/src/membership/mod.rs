@@ -9,10 +9,13 @@
 //! JSON or TOML file), the discovery server (the embedded default), and Redis / etcd
 //! behind features.
 
+mod backoff;
+mod discovery;
 mod file;
 mod memory;
 mod view;
 
+pub use discovery::{DEFAULT_MAX_FRAME, DiscoveryClient, DiscoveryServer, DiscoveryServerConfig};
 pub use file::FileMembership;
 pub use memory::InProcess;
 pub use view::View;
