@@ -13,11 +13,15 @@ mod backoff;
 mod discovery;
 mod file;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 mod view;
 
 pub use discovery::{DEFAULT_MAX_FRAME, DiscoveryClient, DiscoveryServer, DiscoveryServerConfig};
 pub use file::FileMembership;
 pub use memory::InProcess;
+#[cfg(feature = "redis")]
+pub use redis::RedisMembership;
 pub use view::View;
 
 use std::collections::BTreeMap;

@@ -166,3 +166,143 @@ pub(crate) async fn poll_until(limit: Duration, mut ready: impl AsyncFnMut() -> 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Sends `request` to `127.0.0.1:port` and reports whether `expect` appears in the
+/// answer within `limit`.
+async fn answers(port: u16, request: &[u8], expect: &[u8], limit: Duration) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let attempt = async {
+        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        conn.write_all(request).await?;
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = conn.read(&mut buf).await?;
+            if n == 0 {
+                return Ok::<_, std::io::Error>(false);
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if seen.windows(expect.len()).any(|w| w == expect) {
+                return Ok(true);
+            }
+        }
+    };
+    matches!(tokio::time::timeout(limit, attempt).await, Ok(Ok(true)))
+}
+
+/// A `redis-server` on a loopback port, killed on drop.
+#[derive(Debug)]
+pub(crate) struct RedisServer {
+    pub(crate) port: u16,
+    guard: ChildGuard,
+}
+
+impl RedisServer {
+    /// Starts redis on a free port (retrying other ports if one is taken meanwhile).
+    pub(crate) async fn start() -> Self {
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Self::start_on(free_port()).await {
+                Ok(server) => return server,
+                Err(e) => last = e,
+            }
+        }
+        panic!("could not start redis-server: {last}");
+    }
+
+    /// Starts redis on `port`, waiting (bounded) until it answers PING.
+    pub(crate) async fn start_on(port: u16) -> Result<Self, String> {
+        let bin = require_binary("redis-server", "apt-get install -y redis-server");
+        let mut cmd = Command::new(bin);
+        cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"]);
+        let mut guard = ChildGuard::spawn(cmd, None).map_err(|e| e.to_string())?;
+        let ready = poll_until(Duration::from_secs(5), async || {
+            answers(port, b"PING\r\n", b"+PONG", Duration::from_millis(500)).await
+        })
+        .await;
+        if ready {
+            Ok(Self { port, guard })
+        } else if guard.exited() {
+            Err(format!("redis-server exited at start on port {port}"))
+        } else {
+            Err(format!("redis-server on port {port} not ready within 5 s"))
+        }
+    }
+
+    /// The server's URL.
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Kills the server now.
+    pub(crate) fn kill(&mut self) {
+        self.guard.kill();
+    }
+}
+
+/// A single-member `etcd` on loopback ports, with its data in a temporary
+/// directory; killed on drop.
+#[derive(Debug)]
+pub(crate) struct EtcdServer {
+    pub(crate) client_port: u16,
+    guard: ChildGuard,
+}
+
+impl EtcdServer {
+    /// Starts etcd on free ports (retrying other ports if one is taken meanwhile).
+    pub(crate) async fn start() -> Self {
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Self::start_on(free_port(), free_port()).await {
+                Ok(server) => return server,
+                Err(e) => last = e,
+            }
+        }
+        panic!("could not start etcd: {last}");
+    }
+
+    async fn start_on(client_port: u16, peer_port: u16) -> Result<Self, String> {
+        let bin = require_binary("etcd", "apt-get install -y etcd-server etcd-client");
+        if client_port == peer_port {
+            return Err("client and peer port collided".into());
+        }
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let client_url = format!("http://127.0.0.1:{client_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let mut cmd = Command::new(bin);
+        cmd.args(["--name", "n1"])
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("n1={peer_url}")])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--logger=zap", "--log-level=error"])
+            .args(["--heartbeat-interval=10", "--election-timeout=100"]);
+        let mut guard = ChildGuard::spawn(cmd, Some(dir)).map_err(|e| e.to_string())?;
+        let request = b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+        let ready = poll_until(Duration::from_secs(10), async || {
+            let healthy = br#""health":"true""#;
+            answers(client_port, request, healthy, Duration::from_millis(500)).await
+        })
+        .await;
+        if ready {
+            Ok(Self { client_port, guard })
+        } else if guard.exited() {
+            Err(format!(
+                "etcd exited at start on ports {client_port}/{peer_port}"
+            ))
+        } else {
+            Err(format!(
+                "etcd on port {client_port} not healthy within 10 s"
+            ))
+        }
+    }
+
+    /// The client endpoint.
+    pub(crate) fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+}
