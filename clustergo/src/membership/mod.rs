@@ -11,6 +11,8 @@
 
 mod backoff;
 mod discovery;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod file;
 mod memory;
 #[cfg(feature = "redis")]
@@ -18,6 +20,8 @@ mod redis;
 mod view;
 
 pub use discovery::{DEFAULT_MAX_FRAME, DiscoveryClient, DiscoveryServer, DiscoveryServerConfig};
+#[cfg(feature = "etcd")]
+pub use etcd::{EtcdMembership, LeaseRegistration};
 pub use file::FileMembership;
 pub use memory::InProcess;
 #[cfg(feature = "redis")]

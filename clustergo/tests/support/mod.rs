@@ -246,6 +246,7 @@ impl RedisServer {
 #[derive(Debug)]
 pub(crate) struct EtcdServer {
     pub(crate) client_port: u16,
+    peer_port: u16,
     guard: ChildGuard,
 }
 
@@ -289,7 +290,11 @@ impl EtcdServer {
         })
         .await;
         if ready {
-            Ok(Self { client_port, guard })
+            Ok(Self {
+                client_port,
+                peer_port,
+                guard,
+            })
         } else if guard.exited() {
             Err(format!(
                 "etcd exited at start on ports {client_port}/{peer_port}"
@@ -299,6 +304,24 @@ impl EtcdServer {
                 "etcd on port {client_port} not healthy within 10 s"
             ))
         }
+    }
+
+    /// Kills etcd and starts a fresh one (empty data) on the same ports, retrying
+    /// for a bounded time while the old ports are released.
+    pub(crate) async fn restart_empty(&mut self) {
+        self.guard.kill();
+        let mut last = String::new();
+        for _ in 0..20 {
+            match Self::start_on(self.client_port, self.peer_port).await {
+                Ok(server) => {
+                    *self = server;
+                    return;
+                }
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("could not restart etcd: {last}");
     }
 
     /// The client endpoint.
