@@ -26,7 +26,7 @@ async fn subscribe_gets_snapshot() {
     )
     .await
     .unwrap();
-    let mut rx = client(&server).subscribe().await.unwrap();
+    let mut rx = server.client().subscribe().await.unwrap();
     assert_eq!(
         next_change(&mut rx).await,
         change(
@@ -263,4 +263,68 @@ async fn unreachable_server_is_a_clear_error() {
     }
     let err = membership.put(member("1.1.1", 1)).await.unwrap_err();
     assert!(matches!(err, MembershipError::Unreachable(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_subscriber_that_falls_behind_is_resynchronised() {
+    support::init_tracing();
+    // A queue of one change: a burst overflows it, so the server drops the
+    // subscriber, which reconnects and catches up from a snapshot.
+    let config = DiscoveryServerConfig {
+        subscriber_queue: 1,
+        ..Default::default()
+    };
+    let server = DiscoveryServer::bind_with("127.0.0.1:0", [member("1.1.1", 9001)], config)
+        .await
+        .unwrap();
+    let mut rx = client(&server).subscribe().await.unwrap();
+    let mut seen = std::collections::BTreeMap::new();
+    for m in next_change(&mut rx).await.added {
+        seen.insert(m.logic(), m);
+    }
+
+    // The test runtime has one thread: no connection task runs during this loop.
+    for i in 0..200u16 {
+        server.put(member(&format!("1.2.{i}"), 10_000 + i));
+    }
+    server.remove("1.1.1".parse().unwrap());
+    let want: std::collections::BTreeMap<_, _> = server
+        .members()
+        .into_iter()
+        .map(|m| (m.logic(), m))
+        .collect();
+    assert_eq!(want.len(), 200);
+
+    let caught_up = tokio::time::timeout(WAIT, async {
+        while seen != want {
+            let change = rx.recv().await.expect("membership stream ended");
+            for m in change.removed {
+                assert!(seen.remove(&m.logic()).is_some(), "removed unknown {m:?}");
+            }
+            for m in change.added {
+                assert!(seen.insert(m.logic(), m).is_none(), "added twice");
+            }
+            for m in change.updated {
+                assert!(seen.insert(m.logic(), m).is_some(), "updated unknown");
+            }
+        }
+    })
+    .await;
+    assert!(
+        caught_up.is_ok(),
+        "client did not catch up: has {} members",
+        seen.len()
+    );
+}
+
+#[tokio::test]
+async fn dropping_the_server_stops_it() {
+    support::init_tracing();
+    let server = DiscoveryServer::bind("127.0.0.1:0", []).await.unwrap();
+    let addr = server.local_addr();
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    drop(server);
+    assert_closed_by_server(&mut conn).await;
+    let refused = support::poll_until(WAIT, async || TcpStream::connect(addr).await.is_err()).await;
+    assert!(refused, "server still accepting after drop");
 }

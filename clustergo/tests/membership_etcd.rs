@@ -173,3 +173,28 @@ async fn watch_recovers_after_etcd_restart() {
         change(vec![member("1.1.2", 9002)], vec![], vec![])
     );
 }
+
+#[tokio::test]
+async fn lease_registration_comes_back_after_etcd_loses_it() {
+    support::init_tracing();
+    let mut server = EtcdServer::start().await;
+    let etcd = membership(&server, "/t4/members/");
+    let registration = etcd
+        .register_self_with_lease(member("1.6.1", 9061), Duration::from_secs(1))
+        .await
+        .unwrap();
+    let first = registration.lease_id();
+
+    // A fresh, empty etcd: the lease and the key are gone; the registration notices
+    // and registers again under a new lease.
+    server.restart_empty().await;
+    let back = support::poll_until(support::WAIT, async || {
+        let Ok(mut rx) = etcd.subscribe().await else {
+            return false;
+        };
+        matches!(rx.recv().await, Some(c) if c.added == vec![member("1.6.1", 9061)])
+    })
+    .await;
+    assert!(back, "member not registered again after etcd restart");
+    assert_ne!(registration.lease_id(), first);
+}

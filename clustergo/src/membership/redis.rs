@@ -7,6 +7,9 @@
 //! - `P` + `changes`: a pub/sub channel announcing each change as
 //!   `{"version":N,"put":{member}}` or `{"version":N,"remove":"1.2.3"}`.
 //!
+//! On Redis Cluster, use a prefix with a hash tag (e.g. `"{clustergo}:"`) so the
+//! three keys share a slot.
+//!
 //! Puts and removes run as Lua scripts, so the hash, the counter and the announcement
 //! change together. A subscriber subscribes to the channel first, then loads the hash
 //! and counter in one transaction; announcements at or below the loaded version are

@@ -167,6 +167,11 @@ impl DiscoveryServer {
         self.local_addr
     }
 
+    /// A client of this server, for nodes running in the same process.
+    pub fn client(&self) -> super::DiscoveryClient {
+        super::DiscoveryClient::new(self.local_addr)
+    }
+
     /// Current members.
     pub fn members(&self) -> Vec<Member> {
         self.shared.state.lock().set.members().cloned().collect()
