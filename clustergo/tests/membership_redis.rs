@@ -1,4 +1,7 @@
 //! The Redis membership backend against a real `redis-server` (started by the test).
+//!
+//! Needs redis-server (`apt-get install -y redis-server`) on PATH; a missing binary fails the test with that hint.
+//! Run with `cargo test -p clustergo --features redis,etcd`.
 #![cfg(feature = "redis")]
 
 mod support;
@@ -178,4 +181,38 @@ async fn unreachable_redis_is_a_clear_error() {
     );
     let err = RedisMembership::new("nonsense://", "x:").unwrap_err();
     assert!(matches!(err, MembershipError::Invalid(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_gap_in_announcements_triggers_a_reload() {
+    support::init_tracing();
+    let server = RedisServer::start().await;
+    // Resync timer far away: only the gap can explain a reload.
+    let watcher = membership(&server, "t5:").with_resync_interval(Duration::from_secs(3600));
+    let mut rx = watcher.subscribe().await.unwrap();
+    assert!(next_change(&mut rx).await.is_empty());
+
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let stored = serde_json::to_string(&member("1.7.1", 9071)).unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(watcher.members_key())
+        .arg("1.7.1")
+        .arg(&stored)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // Version 1000 while the subscriber is at 0: it must not trust this
+    // announcement's content, only reload.
+    let announced = serde_json::to_string(&member("1.7.2", 9072)).unwrap();
+    let _: () = redis::cmd("PUBLISH")
+        .arg("t5:changes")
+        .arg(format!(r#"{{"version":1000,"put":{announced}}}"#))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        next_change(&mut rx).await,
+        change(vec![member("1.7.1", 9071)], vec![], vec![])
+    );
 }

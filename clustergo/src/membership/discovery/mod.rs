@@ -5,6 +5,9 @@
 //! with a [`DiscoveryClient`]; tools change the list through the client's
 //! [`MembershipAdmin`](super::MembershipAdmin) side or the server handle itself.
 //!
+//! The server does not authenticate: anyone who can connect may change the list.
+//! Bind it to a private interface.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use clustergo::membership::{DiscoveryClient, DiscoveryServer, Membership};
