@@ -1,6 +1,8 @@
 //! The etcd membership backend against a real `etcd` (started by the test).
 //!
-//! Needs etcd (`apt-get install -y etcd-server etcd-client`; building etcd-client needs protoc: `apt-get install -y protobuf-compiler` or set `PROTOC`) on PATH; a missing binary fails the test with that hint.
+//! Needs etcd on PATH (`apt-get install -y etcd-server etcd-client`); a missing
+//! binary fails the test with that hint. Building the `etcd-client` crate needs
+//! protoc (`apt-get install -y protobuf-compiler`, or set `PROTOC`).
 //! Run with `cargo test -p clustergo --features redis,etcd`.
 #![cfg(feature = "etcd")]
 

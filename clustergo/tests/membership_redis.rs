@@ -1,6 +1,7 @@
 //! The Redis membership backend against a real `redis-server` (started by the test).
 //!
-//! Needs redis-server (`apt-get install -y redis-server`) on PATH; a missing binary fails the test with that hint.
+//! Needs redis-server on PATH (`apt-get install -y redis-server`); a missing
+//! binary fails the test with that hint.
 //! Run with `cargo test -p clustergo --features redis,etcd`.
 #![cfg(feature = "redis")]
 
