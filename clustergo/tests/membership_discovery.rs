@@ -1,5 +1,7 @@
 //! The discovery server and client over loopback TCP.
 
+// Not `support/mod.rs`: that file belongs to the node tests.
+#[path = "support/membership.rs"]
 mod support;
 
 use std::time::Duration;

@@ -6,6 +6,8 @@
 //! Run with `cargo test -p clustergo --features redis,etcd`.
 #![cfg(feature = "etcd")]
 
+// Not `support/mod.rs`: that file belongs to the node tests.
+#[path = "support/membership.rs"]
 mod support;
 
 use std::time::Duration;

@@ -1,4 +1,5 @@
-//! Helpers shared by the membership integration tests: members, bounded waits,
+//! Helpers of the membership integration tests (included with `#[path]`): members,
+//! bounded waits,
 //! free loopback ports, and guards for external server processes.
 
 // Each test crate uses a different subset of these helpers.
