@@ -1,6 +1,5 @@
-//! Helpers of the membership integration tests (included with `#[path]`): members,
-//! bounded waits,
-//! free loopback ports, and guards for external server processes.
+//! Helpers of the membership integration tests (included with `#[path]`):
+//! members, bounded waits, free loopback ports, and guards for external servers.
 
 // Each test crate uses a different subset of these helpers.
 #![allow(dead_code)]
