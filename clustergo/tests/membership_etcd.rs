@@ -205,3 +205,34 @@ async fn lease_registration_comes_back_after_etcd_loses_it() {
     assert!(back, "member not registered again after etcd restart");
     assert_ne!(registration.lease_id(), first);
 }
+
+#[tokio::test]
+async fn revoking_a_lease_etcd_no_longer_has_is_refused() {
+    support::init_tracing();
+    let server = EtcdServer::start().await;
+    let etcd = membership(&server, "/t5/members/");
+    let mut rx = etcd.subscribe().await.unwrap();
+    assert!(next_change(&mut rx).await.is_empty());
+    let registration = etcd
+        .register_self_with_lease(member("1.8.1", 9081), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(next_change(&mut rx).await.added.len(), 1);
+    // Revoke the lease behind the registration's back (its next keep-alive is
+    // 10 s away), then revoke it again through the registration.
+    let other = etcd_client::Client::connect([server.endpoint()], None).await;
+    other
+        .unwrap()
+        .lease_revoke(registration.lease_id())
+        .await
+        .unwrap();
+    assert_eq!(next_change(&mut rx).await.removed.len(), 1);
+    let err = registration.revoke().await.unwrap_err();
+    assert!(matches!(err, MembershipError::Refused(_)), "{err:?}");
+    // The client still works afterwards.
+    etcd.put(member("1.8.2", 9082)).await.unwrap();
+    assert_eq!(
+        next_change(&mut rx).await.added,
+        vec![member("1.8.2", 9082)]
+    );
+}

@@ -143,16 +143,35 @@ impl Inner {
         Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
     {
         let client = self.client().await?;
-        match tokio::time::timeout(self.request_timeout, op(client)).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => {
-                self.client.lock().take();
-                Err(self.unreachable(e))
+        let err = match tokio::time::timeout(self.request_timeout, op(client)).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(e)) => self.classify(e),
+            Err(_) => self.unreachable("request timed out"),
+        };
+        if matches!(err, MembershipError::Unreachable(_)) {
+            self.client.lock().take();
+        }
+        Err(err)
+    }
+
+    /// Connection trouble is `Unreachable`; an answer from etcd refusing the request
+    /// (say, revoking an unknown lease) is `Refused`.
+    fn classify(&self, e: etcd_client::Error) -> MembershipError {
+        // gRPC status codes that mean "could not get an answer".
+        const CANCELLED: i32 = 1;
+        const DEADLINE_EXCEEDED: i32 = 4;
+        const UNAVAILABLE: i32 = 14;
+        match &e {
+            etcd_client::Error::InvalidArgs(_) | etcd_client::Error::InvalidUri(_) => {
+                MembershipError::Invalid(format!("etcd {:?}: {e}", self.endpoints))
             }
-            Err(_) => {
-                self.client.lock().take();
-                Err(self.unreachable("request timed out"))
+            etcd_client::Error::GRpcStatus(status)
+                if ![CANCELLED, DEADLINE_EXCEEDED, UNAVAILABLE]
+                    .contains(&i32::from(status.code())) =>
+            {
+                MembershipError::Refused(format!("etcd {:?}: {e}", self.endpoints))
             }
+            _ => self.unreachable(e),
         }
     }
 
