@@ -19,7 +19,7 @@ mod memory;
 mod redis;
 mod view;
 
-pub use discovery::{DEFAULT_MAX_FRAME, DiscoveryClient, DiscoveryServer, DiscoveryServerConfig};
+pub use discovery::{DISCOVERY_MAX_FRAME, DiscoveryClient, DiscoveryServer, DiscoveryServerConfig};
 #[cfg(feature = "etcd")]
 pub use etcd::{EtcdMembership, LeaseRegistration};
 pub use file::FileMembership;

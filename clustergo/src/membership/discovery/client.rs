@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tracing::{debug, info, warn};
 
-use super::proto::{self, DEFAULT_MAX_FRAME, Request, Response};
+use super::proto::{self, DISCOVERY_MAX_FRAME, Request, Response};
 use crate::addr::LogicAddr;
 use crate::membership::backoff::Backoff;
 use crate::membership::{
@@ -54,7 +54,7 @@ impl DiscoveryClient {
                 request_timeout: Duration::from_secs(5),
                 backoff_min: Duration::from_millis(100),
                 backoff_max: Duration::from_secs(5),
-                max_frame: DEFAULT_MAX_FRAME,
+                max_frame: DISCOVERY_MAX_FRAME,
             }),
         }
     }

@@ -23,5 +23,5 @@ mod proto;
 mod server;
 
 pub use client::DiscoveryClient;
-pub use proto::DEFAULT_MAX_FRAME;
+pub use proto::DISCOVERY_MAX_FRAME;
 pub use server::{DiscoveryServer, DiscoveryServerConfig};

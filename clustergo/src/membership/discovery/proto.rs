@@ -24,7 +24,7 @@ use crate::membership::{Member, MemberSet, MembershipChange};
 
 /// Default largest frame, in bytes after the length field (1 MiB: about 15 000 members
 /// in one snapshot).
-pub const DEFAULT_MAX_FRAME: usize = 1 << 20;
+pub const DISCOVERY_MAX_FRAME: usize = 1 << 20;
 
 /// A message from a client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use super::proto::{self, DEFAULT_MAX_FRAME, Request, Response};
+use super::proto::{self, DISCOVERY_MAX_FRAME, Request, Response};
 use crate::addr::LogicAddr;
 use crate::membership::{
     BoxFuture, Member, MemberSet, MembershipAdmin, MembershipChange, MembershipError,
@@ -35,7 +35,7 @@ pub struct DiscoveryServerConfig {
 impl Default for DiscoveryServerConfig {
     fn default() -> Self {
         Self {
-            max_frame: DEFAULT_MAX_FRAME,
+            max_frame: DISCOVERY_MAX_FRAME,
             subscriber_queue: 1024,
             write_timeout: Duration::from_secs(10),
         }
