@@ -1,17 +1,4 @@
 //! Membership in etcd (feature `etcd`).
-//!
-//! One key per member under a prefix `P`: key `P` + logical address (`"1.2.3"`),
-//! value the member as JSON (`{"logic":"1.2.3","net":"10.0.0.5:9000",...}`).
-//!
-//! A subscriber reads the prefix, publishes it as the first change, then watches the
-//! prefix from the revision after the read, so no change falls in between. If the
-//! watch breaks (connection loss, compaction) it reconnects with backoff, reads the
-//! prefix again and publishes the difference from what it had.
-//!
-//! A node can register itself with a lease
-//! ([`register_self_with_lease`](EtcdMembership::register_self_with_lease)): its key
-//! lives as long as the registration keeps the lease alive, so a dead node
-//! disappears from membership after the TTL.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +17,20 @@ use super::{
 };
 use crate::addr::LogicAddr;
 
-/// Membership stored in etcd; see the [module docs](self). Cheap to clone.
+/// Membership stored in etcd (feature `etcd`). Cheap to clone.
+///
+/// One key per member under a prefix `P`: key `P` + logical address (`"1.2.3"`),
+/// value the member as JSON (`{"logic":"1.2.3","net":"10.0.0.5:9000",...}`).
+///
+/// A subscriber reads the prefix, publishes it as the first change, then watches the
+/// prefix from the revision after the read, so no change falls in between. If the
+/// watch breaks (connection loss, compaction) it reconnects with backoff, reads the
+/// prefix again and publishes the difference from what it had.
+///
+/// A node can register itself with a lease
+/// ([`register_self_with_lease`](EtcdMembership::register_self_with_lease)): its key
+/// lives as long as the registration keeps the lease alive, so a dead node
+/// disappears from membership after the TTL.
 #[derive(Clone)]
 pub struct EtcdMembership {
     inner: Arc<Inner>,

@@ -1,22 +1,4 @@
 //! Membership in Redis (feature `redis`).
-//!
-//! Layout under a key prefix `P`:
-//! - `P` + `members`: a hash, field = logical address (`"1.2.3"`), value = the
-//!   member as JSON (`{"logic":"1.2.3","net":"10.0.0.5:9000","export":false,"available":true}`);
-//! - `P` + `version`: a counter incremented by every change;
-//! - `P` + `changes`: a pub/sub channel announcing each change as
-//!   `{"version":N,"put":{member}}` or `{"version":N,"remove":"1.2.3"}`.
-//!
-//! On Redis Cluster, use a prefix with a hash tag (e.g. `"{clustergo}:"`) so the
-//! three keys share a slot.
-//!
-//! Puts and removes run as Lua scripts, so the hash, the counter and the announcement
-//! change together. A subscriber subscribes to the channel first, then loads the hash
-//! and counter in one transaction; announcements at or below the loaded version are
-//! already in the snapshot and are skipped. A gap in versions, a lost connection
-//! (after reconnecting with backoff) and a periodic timer all trigger a full reload,
-//! published as the difference from what the subscriber had, so nothing is missed
-//! even if the hash was changed by other means.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -54,8 +36,25 @@ redis.call('PUBLISH', ARGV[2], '{"version":' .. v .. ',"remove":"' .. ARGV[1] ..
 return v
 "#;
 
-/// Membership stored in Redis; see the [module docs](self) for the layout.
-/// Cheap to clone.
+/// Membership stored in Redis (feature `redis`). Cheap to clone.
+///
+/// Layout under a key prefix `P`:
+/// - `P` + `members`: a hash, field = logical address (`"1.2.3"`), value = the
+///   member as JSON (`{"logic":"1.2.3","net":"10.0.0.5:9000","export":false,"available":true}`);
+/// - `P` + `version`: a counter incremented by every change;
+/// - `P` + `changes`: a pub/sub channel announcing each change as
+///   `{"version":N,"put":{member}}` or `{"version":N,"remove":"1.2.3"}`.
+///
+/// On Redis Cluster, use a prefix with a hash tag (e.g. `"{clustergo}:"`) so the
+/// three keys share a slot.
+///
+/// Puts and removes run as Lua scripts, so the hash, the counter and the announcement
+/// change together. A subscriber subscribes to the channel first, then loads the hash
+/// and counter in one transaction; announcements at or below the loaded version are
+/// already in the snapshot and are skipped. A gap in versions, a lost connection
+/// (after reconnecting with backoff) and a periodic timer all trigger a full reload,
+/// published as the difference from what the subscriber had, so nothing is missed
+/// even if the hash was changed by other means.
 #[derive(Clone)]
 pub struct RedisMembership {
     inner: Arc<Inner>,

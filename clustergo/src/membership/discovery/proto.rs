@@ -1,19 +1,5 @@
-//! The discovery protocol: frames of a big-endian `u32` length followed by that many
-//! bytes of JSON, one message per frame.
-//!
-//! Client to server (`"op"` tag):
-//! - `{"op":"subscribe"}`: the server answers with a `snapshot`, then sends a
-//!   `change` for every membership change until the connection closes;
-//! - `{"op":"put","id":7,"member":{"logic":"1.1.1","net":"127.0.0.1:9001"}}`;
-//! - `{"op":"remove","id":8,"logic":"1.1.1"}`.
-//!
-//! Server to client (`"type"` tag):
-//! - `{"type":"snapshot","members":[..]}`;
-//! - `{"type":"change","added":[..],"removed":[..],"updated":[..]}`;
-//! - `{"type":"reply","id":7}` on success, with `"error":"…"` on failure.
-//!
-//! A frame longer than the maximum, a frame that is not one of these messages, or a
-//! second `subscribe` on one connection closes that connection.
+//! The discovery protocol's messages and framing (documented on
+//! [`DiscoveryServer`](super::DiscoveryServer)).
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};

@@ -49,6 +49,49 @@ impl Default for DiscoveryServerConfig {
 /// [`remove`](Self::remove), or [`MembershipAdmin`]), so a process can embed
 /// the server and let its nodes subscribe with a
 /// [`DiscoveryClient`](super::DiscoveryClient) at [`local_addr`](Self::local_addr).
+///
+/// # Protocol
+///
+/// Frames of a big-endian `u32` length followed by that many bytes of JSON, one
+/// message per frame; at most [`DISCOVERY_MAX_FRAME`] bytes by default.
+///
+/// Client to server (`"op"` tag):
+/// - `{"op":"subscribe"}`: the server answers with a `snapshot`, then sends a
+///   `change` for every membership change until the connection closes;
+/// - `{"op":"put","id":7,"member":{"logic":"1.1.1","net":"127.0.0.1:9001"}}`;
+/// - `{"op":"remove","id":8,"logic":"1.1.1"}`.
+///
+/// Server to client (`"type"` tag):
+/// - `{"type":"snapshot","members":[..]}`;
+/// - `{"type":"change","added":[..],"removed":[..],"updated":[..]}`;
+/// - `{"type":"reply","id":7}` on success, with `"error":"…"` on failure.
+///
+/// A frame longer than the maximum, a frame that is not one of these messages, or a
+/// second `subscribe` on one connection closes that connection (logged); other
+/// connections are unaffected. A subscriber that falls more than
+/// [`subscriber_queue`](DiscoveryServerConfig::subscriber_queue) changes behind is
+/// disconnected; [`DiscoveryClient`](super::DiscoveryClient) then reconnects and
+/// catches up from a snapshot.
+///
+/// The server does not authenticate: bind it to a private interface.
+///
+/// # Example
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use clustergo::membership::{DiscoveryServer, Member, Membership};
+/// use clustergo::Addr;
+///
+/// let game = Member::new(Addr::new("1.2.1".parse()?, "127.0.0.1:9001".parse()?));
+/// let server = DiscoveryServer::bind("127.0.0.1:0", [game.clone()]).await?;
+/// // Nodes subscribe through a client (here in the same process).
+/// let mut changes = server.client().subscribe().await?;
+/// let first = changes.recv().await.unwrap(); // every member, as `added`
+/// assert_eq!(first.added, vec![game]);
+/// server.shutdown().await;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug)]
 pub struct DiscoveryServer {
     shared: Arc<Shared>,
