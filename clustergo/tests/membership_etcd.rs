@@ -90,7 +90,7 @@ async fn lease_registration_lives_while_kept_and_expires_when_dropped() {
     assert!(next_change(&mut rx).await.is_empty());
 
     let registration = etcd
-        .register_self_with_lease(member("1.5.1", 9051), Duration::from_secs(1))
+        .register_self_with_lease(member("1.5.1", 9051), Duration::from_secs(2))
         .await
         .unwrap();
     assert_eq!(
@@ -98,8 +98,8 @@ async fn lease_registration_lives_while_kept_and_expires_when_dropped() {
         change(vec![member("1.5.1", 9051)], vec![], vec![])
     );
 
-    // Kept alive well past its 1 s TTL.
-    let quiet = tokio::time::timeout(Duration::from_millis(2500), rx.recv()).await;
+    // Kept alive past its 2 s TTL (etcd checks expiry every 500 ms).
+    let quiet = tokio::time::timeout(Duration::from_secs(3), rx.recv()).await;
     assert!(
         quiet.is_err(),
         "registered member changed while kept alive: {quiet:?}"
