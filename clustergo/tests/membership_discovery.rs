@@ -330,3 +330,24 @@ async fn dropping_the_server_stops_it() {
     let refused = support::poll_until(WAIT, async || TcpStream::connect(addr).await.is_err()).await;
     assert!(refused, "server still accepting after drop");
 }
+
+#[tokio::test]
+async fn dropping_the_receiver_ends_the_subscription() {
+    support::init_tracing();
+    let server = DiscoveryServer::bind("127.0.0.1:0", []).await.unwrap();
+    let a = server.client().subscribe().await.unwrap();
+    let b = server.client().subscribe().await.unwrap();
+    assert_eq!(server.subscriber_count(), 2);
+    drop(a);
+    let one_left = support::poll_until(WAIT, async || server.subscriber_count() == 1).await;
+    assert!(
+        one_left,
+        "subscription still open after its receiver was dropped"
+    );
+    drop(b);
+    let none_left = support::poll_until(WAIT, async || server.subscriber_count() == 0).await;
+    assert!(
+        none_left,
+        "subscription still open after its receiver was dropped"
+    );
+}

@@ -220,6 +220,13 @@ impl DiscoveryServer {
         self.shared.state.lock().set.members().cloned().collect()
     }
 
+    /// How many connections are subscribed right now.
+    pub fn subscriber_count(&self) -> usize {
+        let mut state = self.shared.state.lock();
+        state.subscribers.retain(|tx| !tx.is_closed());
+        state.subscribers.len()
+    }
+
     /// Adds or replaces a member, notifies subscribers, and returns the change.
     pub fn put(&self, member: Member) -> MembershipChange {
         self.shared.put(member)
