@@ -1,6 +1,10 @@
-//! Nodes whose membership comes from a discovery server: they find each other,
-//! follow admin changes, and survive a restart of the discovery server.
+//! Nodes whose membership comes from a discovery server (and, with the features,
+//! from Redis and etcd): they find each other, follow admin changes, and survive a
+//! restart of the discovery server.
 
+#[cfg(any(feature = "redis", feature = "etcd"))]
+#[path = "support/membership.rs"]
+mod backends;
 mod support;
 
 use std::sync::Arc;
@@ -102,4 +106,60 @@ async fn nodes_keep_running_across_a_discovery_restart() {
     assert!(a.is_running() && b.is_running());
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// Two nodes on `membership` (already listing nothing): list them, start them,
+/// exchange a message, then remove one and see it stop.
+#[cfg(any(feature = "redis", feature = "etcd"))]
+async fn two_nodes_on<M>(membership: M)
+where
+    M: clustergo::membership::Membership + MembershipAdmin + Clone,
+{
+    let la = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let lb = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    membership
+        .put(member("1.1.1", la.local_addr().unwrap(), false))
+        .await
+        .unwrap();
+    membership
+        .put(member("1.2.1", lb.local_addr().unwrap(), false))
+        .await
+        .unwrap();
+    let mut nodes = Vec::new();
+    for (listener, logic) in [(la, "1.1.1"), (lb, "1.2.1")] {
+        let node = Node::with_config(config());
+        node.register_pb_message::<Echo>(PB);
+        node.start_on(listener, membership.clone(), addr(logic))
+            .await
+            .unwrap();
+        nodes.push(node);
+    }
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    b.register_pb_handler(PB, move |from, m: Echo| g.lock().push((from, m.n)));
+    eventually("a sees b", || a.get_addr_by_type(2) == Some(addr("1.2.1"))).await;
+    a.send_pb(addr("1.2.1"), &echo("hi", 9)).unwrap();
+    eventually("message delivered", || got.lock().len() == 1).await;
+
+    membership.remove(addr("1.2.1")).await.unwrap();
+    eventually("b stops when removed", || !b.is_running()).await;
+    eventually("a forgets b", || a.get_addr_by_type(2).is_none()).await;
+    a.shutdown().await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn nodes_run_on_redis() {
+    let server = backends::RedisServer::start().await;
+    let membership = clustergo::membership::RedisMembership::new(&server.url(), "nodes:").unwrap();
+    two_nodes_on(membership).await;
+}
+
+#[cfg(feature = "etcd")]
+#[tokio::test]
+async fn nodes_run_on_etcd() {
+    let server = backends::EtcdServer::start().await;
+    let membership = clustergo::membership::EtcdMembership::new([server.endpoint()], "/nodes/");
+    two_nodes_on(membership).await;
 }
