@@ -242,6 +242,11 @@ async fn raw_protocol_put_is_answered() {
         .unwrap()
         .unwrap();
     assert_eq!(body, br#"{"type":"reply","id":42}"#);
+    conn.write_all(&frame(br#"{"op":"ping","id":43}"#))
+        .await
+        .unwrap();
+    let pong = tokio::time::timeout(WAIT, read_frame(&mut conn)).await;
+    assert_eq!(pong.unwrap().unwrap(), br#"{"type":"reply","id":43}"#);
     let mut want = member("2.5.7", 7000);
     want.export = true;
     assert_eq!(server.members(), vec![want]);
@@ -350,4 +355,65 @@ async fn dropping_the_receiver_ends_the_subscription() {
         none_left,
         "subscription still open after its receiver was dropped"
     );
+}
+
+/// Reads one frame body from a raw connection.
+async fn read_frame(conn: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    conn.read_exact(&mut len).await?;
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    conn.read_exact(&mut body).await?;
+    Ok(body)
+}
+
+#[tokio::test]
+async fn a_silent_server_is_detected_by_heartbeat() {
+    support::init_tracing();
+    // A scripted server: the first connection gets a snapshot and then silence
+    // (never closed, never answered); later ones get a bigger snapshot and answer
+    // pings.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (m1, m2) = (member("1.1.1", 9001), member("1.1.2", 9002));
+    let (first, second) = (vec![m1.clone()], vec![m1.clone(), m2.clone()]);
+    let fake = tokio::spawn(async move {
+        let mut silent = Vec::new();
+        for n in 0..20 {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let subscribe = read_frame(&mut conn).await.unwrap();
+            assert_eq!(subscribe, br#"{"op":"subscribe"}"#);
+            let members = if n == 0 { &first } else { &second };
+            let snapshot = serde_json::json!({"type": "snapshot", "members": members});
+            conn.write_all(&frame(snapshot.to_string().as_bytes()))
+                .await
+                .unwrap();
+            if n == 0 {
+                silent.push(conn);
+                continue;
+            }
+            tokio::spawn(async move {
+                while let Ok(body) = read_frame(&mut conn).await {
+                    let ping: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    assert_eq!(ping["op"], "ping");
+                    let reply = serde_json::json!({"type": "reply", "id": ping["id"]});
+                    if conn
+                        .write_all(&frame(reply.to_string().as_bytes()))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+
+    let membership = DiscoveryClient::new(addr)
+        .with_heartbeat(Duration::from_millis(100))
+        .with_backoff(Duration::from_millis(20), Duration::from_millis(200));
+    let mut rx = membership.subscribe().await.unwrap();
+    assert_eq!(next_change(&mut rx).await.added, vec![m1]);
+    // Only a reconnect, forced by the missing heartbeat answers, can bring m2.
+    assert_eq!(next_change(&mut rx).await, change(vec![m2], vec![], vec![]));
+    fake.abort();
 }

@@ -27,7 +27,8 @@ type Conn = Framed<TcpStream, LengthDelimitedCodec>;
 /// connect timeout), publishes the server's snapshot as the first change, then
 /// every change the server announces. If the connection is lost it reconnects
 /// with backoff and publishes the difference between what it had and the server's
-/// new snapshot, so no change is lost or repeated. Cheap to clone.
+/// new snapshot, so no change is lost or repeated. A server that stops answering
+/// heartbeats without closing the connection counts as lost too. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct DiscoveryClient {
     config: Arc<ClientConfig>,
@@ -41,11 +42,13 @@ struct ClientConfig {
     backoff_min: Duration,
     backoff_max: Duration,
     max_frame: usize,
+    heartbeat: Duration,
 }
 
 impl DiscoveryClient {
     /// A client of the server at `server` (`"host:port"` or a `SocketAddr`), with a
-    /// 2 s connect timeout, 5 s request timeout and 100 ms–5 s reconnect backoff.
+    /// 2 s connect timeout, 5 s request timeout, 10 s heartbeat and 100 ms–5 s
+    /// reconnect backoff.
     pub fn new(server: impl ToString) -> Self {
         Self {
             config: Arc::new(ClientConfig {
@@ -55,6 +58,7 @@ impl DiscoveryClient {
                 backoff_min: Duration::from_millis(100),
                 backoff_max: Duration::from_secs(5),
                 max_frame: DISCOVERY_MAX_FRAME,
+                heartbeat: Duration::from_secs(10),
             }),
         }
     }
@@ -86,6 +90,14 @@ impl DiscoveryClient {
     /// Sets the largest frame accepted or sent (must match the server's).
     pub fn with_max_frame(mut self, max_frame: usize) -> Self {
         self.config_mut().max_frame = max_frame;
+        self
+    }
+
+    /// Sets the heartbeat: a subscription pings the server this often and treats
+    /// two intervals without any message from it as a lost connection (a server
+    /// that vanished without closing the socket).
+    pub fn with_heartbeat(mut self, interval: Duration) -> Self {
+        self.config_mut().heartbeat = interval.max(Duration::from_millis(10));
         self
     }
 
@@ -138,7 +150,7 @@ impl ClientConfig {
             MembershipError::Unreachable(format!("discovery server {}: {e}", self.server))
         };
         let id = match &request {
-            Request::Put { id, .. } | Request::Remove { id, .. } => *id,
+            Request::Put { id, .. } | Request::Remove { id, .. } | Request::Ping { id } => *id,
             Request::Subscribe => 0,
         };
         let mut conn = self.connect().await.map_err(unreachable)?;
@@ -197,7 +209,7 @@ async fn run_subscription(
     loop {
         let reason = tokio::select! {
             _ = tx.closed() => return,
-            reason = follow(&mut conn, &mut set, &tx) => match reason {
+            reason = follow(&config, &mut conn, &mut set, &tx) => match reason {
                 Some(reason) => reason,
                 None => return,
             },
@@ -229,15 +241,35 @@ async fn run_subscription(
     }
 }
 
-/// Applies server messages until the connection fails. Returns the reason, or
-/// `None` if the subscriber went away.
+/// Applies server messages until the connection fails, pinging the server every
+/// heartbeat. Returns the reason, or `None` if the subscriber went away.
 async fn follow(
+    config: &ClientConfig,
     conn: &mut Conn,
     set: &mut MemberSet,
     tx: &mpsc::UnboundedSender<MembershipChange>,
 ) -> Option<String> {
+    let mut heartbeat = tokio::time::interval(config.heartbeat);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat.tick().await; // the first tick is immediate
+    let mut last_heard = tokio::time::Instant::now();
+    let mut ping_id = 0u64;
     loop {
-        let frame = match conn.next().await {
+        let frame = tokio::select! {
+            frame = conn.next() => frame,
+            _ = heartbeat.tick() => {
+                if last_heard.elapsed() >= config.heartbeat * 2 {
+                    return Some(format!("no message from the server for {:?}", last_heard.elapsed()));
+                }
+                ping_id += 1;
+                if let Err(e) = config.send(conn, &Request::Ping { id: ping_id }).await {
+                    return Some(e);
+                }
+                continue;
+            }
+        };
+        last_heard = tokio::time::Instant::now();
+        let frame = match frame {
             None => return Some("connection closed by server".into()),
             Some(Err(e)) => return Some(format!("bad frame: {e}")),
             Some(Ok(frame)) => frame,

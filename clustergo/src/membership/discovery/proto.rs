@@ -32,6 +32,11 @@ pub(crate) enum Request {
         /// Whom to remove.
         logic: LogicAddr,
     },
+    /// Liveness check; answered with a reply.
+    Ping {
+        /// Echoed in the reply.
+        id: u64,
+    },
 }
 
 /// A message from the server.
@@ -137,6 +142,8 @@ mod tests {
         );
         let sub: Request = serde_json::from_str(r#"{"op":"subscribe"}"#).unwrap();
         assert_eq!(sub, Request::Subscribe);
+        let ping: Request = serde_json::from_str(r#"{"op":"ping","id":9}"#).unwrap();
+        assert_eq!(ping, Request::Ping { id: 9 });
         let ok = encode(&Response::Reply { id: 3, error: None });
         assert_eq!(&ok[..], br#"{"type":"reply","id":3}"#);
         for bad in [

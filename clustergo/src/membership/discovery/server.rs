@@ -59,7 +59,9 @@ impl Default for DiscoveryServerConfig {
 /// - `{"op":"subscribe"}`: the server answers with a `snapshot`, then sends a
 ///   `change` for every membership change until the connection closes;
 /// - `{"op":"put","id":7,"member":{"logic":"1.1.1","net":"127.0.0.1:9001"}}`;
-/// - `{"op":"remove","id":8,"logic":"1.1.1"}`.
+/// - `{"op":"remove","id":8,"logic":"1.1.1"}`;
+/// - `{"op":"ping","id":9}`: a liveness check (subscribed clients send one every
+///   heartbeat interval and reconnect if the server stays silent).
 ///
 /// Server to client (`"type"` tag):
 /// - `{"type":"snapshot","members":[..]}`;
@@ -347,6 +349,7 @@ async fn connection_loop(
                         shared.remove(logic);
                         Response::Reply { id, error: None }
                     }
+                    Request::Ping { id } => Response::Reply { id, error: None },
                 };
                 send(&mut framed, proto::encode(&reply), write_timeout).await?;
             }
