@@ -74,16 +74,14 @@ pub(crate) type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::hash::{BuildHasher, Hash};
+    use std::hash::BuildHasher;
 
     #[test]
     fn spreads_sequential_keys_over_high_bits() {
         let b = BuildHasherDefault::<IntHasher>::default();
         let mut tops = std::collections::HashSet::new();
         for k in 0u64..1024 {
-            let mut h = b.build_hasher();
-            k.hash(&mut h);
-            tops.insert(h.finish() >> 57);
+            tops.insert(b.hash_one(k) >> 57);
         }
         assert!(tops.len() > 100, "top 7 bits take {} values", tops.len());
         let mut m: IntMap<u64, u64> = IntMap::default();
