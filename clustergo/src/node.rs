@@ -3,7 +3,7 @@
 //! `Node` is a cheap handle (`Arc` inside). Registration may happen before
 //! [`Node::start`]; sending needs a started node.
 //!
-//! Shutdown protocol (fields of [`NodeInner`]):
+//! Shutdown protocol (fields of the private `NodeInner`):
 //! 1. `stopping` is set: new RPC requests are refused, new sends fail;
 //! 2. `accepting` is cancelled: the listener and membership watcher end;
 //! 3. in-flight requests (`inflight`) are waited for, up to `drain_timeout`, so their
