@@ -9,6 +9,8 @@ usage: cargo run --release -p bench -- [options]
   --json                 one JSON object per line (per metric and system) on stdout
   --rounds N             runs per workload and system; medians are reported (default 3)
   --quick                small smoke run (a tenth of the work or less)
+  --wait-idle PCT        before each run, wait (up to 60 s) until other processes use
+                         less than PCT % of the machine over half a second
   --workloads a,b,..     only workloads whose name contains one of these
                          (rpc_inflight500 rpc_25tasks rpc_seq oneway_pb stream_64k harbor_rpc)
   --systems a,b,..       only systems whose name contains one of these (raw tonic clustergo)
@@ -19,6 +21,8 @@ usage: cargo run --release -p bench -- [options]
 pub(crate) struct Options {
     pub(crate) json: bool,
     pub(crate) rounds: usize,
+    /// Wait before each run until other processes use less than this share (percent).
+    pub(crate) wait_idle: Option<f64>,
     pub(crate) quick: bool,
     pub(crate) workloads: Vec<Workload>,
     pub(crate) systems: Vec<System>,
@@ -29,6 +33,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Opt
     let mut json = false;
     let mut quick = false;
     let mut rounds = 3;
+    let mut wait_idle = None;
     let mut workloads: Vec<String> = Vec::new();
     let mut systems: Vec<String> = Vec::new();
     let mut args = args.into_iter();
@@ -54,6 +59,15 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Opt
                     .filter(|&n| n > 0)
                     .ok_or_else(|| format!("--rounds: {v:?} is not a positive number"))?;
             }
+            "--wait-idle" => {
+                let v = value()?;
+                wait_idle = Some(
+                    v.parse::<f64>()
+                        .ok()
+                        .filter(|p| (0.0..=100.0).contains(p))
+                        .ok_or_else(|| format!("--wait-idle: {v:?} is not a percentage"))?,
+                );
+            }
             "--workloads" => workloads.extend(split(&value()?)),
             "--systems" => systems.extend(split(&value()?)),
             "-h" | "--help" => return Ok(None),
@@ -65,6 +79,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Opt
     Ok(Some(Options {
         json,
         rounds,
+        wait_idle,
         quick,
         workloads,
         systems,
@@ -140,6 +155,11 @@ mod tests {
     fn errors() {
         assert!(parse(args("--rounds 0")).is_err());
         assert!(parse(args("--rounds")).is_err());
+        assert!(parse(args("--wait-idle 150")).is_err());
+        assert_eq!(
+            parse(args("--wait-idle 20")).unwrap().unwrap().wait_idle,
+            Some(20.0)
+        );
         assert!(parse(args("--systems grpc")).is_err());
         assert!(parse(args("--bogus")).is_err());
         assert!(parse(args("--help")).unwrap().is_none());

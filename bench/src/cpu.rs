@@ -90,3 +90,22 @@ pub(crate) fn cpu_model() -> String {
 pub(crate) fn nproc() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
+
+/// Waits until other processes use less than `pct` % of the machine over half a
+/// second, for at most `limit`. Returns how long it waited and the last share seen.
+pub(crate) async fn wait_idle(pct: f64, limit: std::time::Duration) -> (std::time::Duration, f64) {
+    let start = std::time::Instant::now();
+    loop {
+        let Some(a) = CpuSnap::now() else {
+            return (start.elapsed(), 0.0);
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let Some(b) = CpuSnap::now() else {
+            return (start.elapsed(), 0.0);
+        };
+        let other = a.until(&b).other_pct;
+        if other < pct || start.elapsed() >= limit {
+            return (start.elapsed(), other);
+        }
+    }
+}

@@ -21,6 +21,7 @@ mod proto {
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use cpu::CpuSnap;
 use report::Row;
@@ -47,11 +48,14 @@ async fn main() -> ExitCode {
     };
 
     let header = format!(
-        "machine: {} CPUs, {}\nrun: {} round(s), medians reported{}; sizes {:?}",
+        "machine: {} CPUs, {}\nrun: {} round(s), medians reported{}{}; sizes {:?}",
         cpu::nproc(),
         cpu::cpu_model(),
         opts.rounds,
         if opts.quick { ", --quick" } else { "" },
+        opts.wait_idle
+            .map(|p| format!(", each run after other CPU < {p}% (waiting up to 60 s)"))
+            .unwrap_or_default(),
         sizes,
     );
     if opts.json {
@@ -79,8 +83,17 @@ async fn main() -> ExitCode {
                 if rows[&key(0)].not_applicable.is_some() {
                     continue;
                 }
+                if let Some(pct) = opts.wait_idle {
+                    let (waited, other) = cpu::wait_idle(pct, Duration::from_secs(60)).await;
+                    if other >= pct {
+                        eprintln!(
+                            "(waited {waited:.0?} for other CPU < {pct}%; still {other:.0}%, \
+                             running anyway)"
+                        );
+                    }
+                }
                 eprint!(
-                    "round {round}/{} {:<16} {:<10}",
+                    "round {round}/{} {:<16} {:<12}",
                     opts.rounds,
                     w.name(),
                     s.name()

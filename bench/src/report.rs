@@ -228,6 +228,8 @@ struct JsonRow<'a> {
     /// `(max − min) / median` over the rounds, in percent.
     spread_pct: Option<f64>,
     other_cpu_pct: Option<f64>,
+    /// Other processes' share during each round, in the order of `rounds`.
+    rounds_other_cpu_pct: &'a [f64],
     other_cpu_pct_max: Option<f64>,
     own_cpu_pct: Option<f64>,
     target: Option<String>,
@@ -255,6 +257,7 @@ pub(crate) fn json_lines(rows: &[Row]) -> String {
             rounds: &row.values,
             spread_pct: spread(&row.values),
             other_cpu_pct: median(&row.other_cpu),
+            rounds_other_cpu_pct: &row.other_cpu,
             other_cpu_pct_max: max(&row.other_cpu),
             own_cpu_pct: median(&row.own_cpu),
             target: target_text(row),
