@@ -1,0 +1,217 @@
+//! The build.rs front-end: protox + prost-build + a private `ServiceGenerator`.
+
+use std::cell::RefCell;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use proc_macro2::{Span, TokenStream};
+use prost_types::FileDescriptorSet;
+use quote::quote;
+
+use crate::descriptor::{self, Lowered, TypeIndex};
+use crate::emit;
+use crate::model::{Method, Service};
+use crate::naming::wire_name;
+use crate::tree::Tree;
+
+/// Starts a [`Builder`] with the defaults.
+///
+/// ```no_run
+/// // build.rs
+/// fn main() -> std::io::Result<()> {
+///     protoc_gen_clustergo::configure().compile_protos(&["proto/echo.proto"], &["proto"])
+/// }
+/// // src/lib.rs:  include!(concat!(env!("OUT_DIR"), "/clustergo.rs"));
+/// ```
+pub fn configure() -> Builder {
+    Builder {
+        out_dir: None,
+        include_file: "clustergo.rs".to_owned(),
+        rerun_if_changed: true,
+    }
+}
+
+/// Generates messages and service modules from `.proto` files in a build script.
+///
+/// Writes prost's message files, the service modules, and one module tree file
+/// (default `clustergo.rs`) to include from the crate. Seed-convention files (no
+/// package, no `service`, messages `request` and `response`) become module
+/// `<stem>`; packages become nested modules holding one module per `service`.
+/// No system `protoc` is needed: `.proto` files are parsed by protox.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    out_dir: Option<PathBuf>,
+    include_file: String,
+    rerun_if_changed: bool,
+}
+
+impl Builder {
+    /// Output directory (default: `$OUT_DIR`).
+    pub fn out_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.out_dir = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// Name of the module tree file to `include!` (default `clustergo.rs`).
+    pub fn include_file(mut self, name: impl Into<String>) -> Self {
+        self.include_file = name.into();
+        self
+    }
+
+    /// Whether to print `cargo:rerun-if-changed` for the inputs (default true).
+    pub fn emit_rerun_if_changed(mut self, on: bool) -> Self {
+        self.rerun_if_changed = on;
+        self
+    }
+
+    /// Parses `protos` (searching `includes` for imports) and generates code.
+    pub fn compile_protos(
+        self,
+        protos: &[impl AsRef<Path>],
+        includes: &[impl AsRef<Path>],
+    ) -> io::Result<()> {
+        if self.rerun_if_changed {
+            for p in protos {
+                println!("cargo:rerun-if-changed={}", p.as_ref().display());
+            }
+            for i in includes {
+                println!("cargo:rerun-if-changed={}", i.as_ref().display());
+            }
+        }
+        let fds = protox::compile(protos, includes)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        self.compile_fds(fds)
+    }
+
+    /// Generates code from an already parsed descriptor set.
+    pub fn compile_fds(self, fds: FileDescriptorSet) -> io::Result<()> {
+        let out = match self.out_dir {
+            Some(d) => d,
+            None => std::env::var_os("OUT_DIR")
+                .map(PathBuf::from)
+                .ok_or_else(|| io::Error::other("OUT_DIR is not set; call out_dir(..)"))?,
+        };
+        std::fs::create_dir_all(&out)?;
+        let index = TypeIndex::new(&fds.file);
+        let mut tree = Tree::default();
+        let (seeds, rest): (Vec<_>, Vec<_>) = fds.file.into_iter().partition(descriptor::is_seed);
+
+        for file in seeds {
+            let Some(Lowered::Seed { module, service }) =
+                descriptor::lower_file(&file, &index).map_err(io::Error::other)?
+            else {
+                unreachable!("is_seed files lower to Seed");
+            };
+            let dir = out.join(&module);
+            let name = file.name().to_owned();
+            prost_build::Config::new()
+                .out_dir(&dir)
+                .compile_fds(FileDescriptorSet { file: vec![file] })?;
+            let body = emit::seed_file(HEADER, &module, &service);
+            write_if_changed(&out.join(format!("{module}.rs")), &body)?;
+            tree.at(std::slice::from_ref(&module))
+                .doc(format!(" Service from seed-convention file `{name}`."))
+                .include(format!("{module}.rs"));
+        }
+
+        if !rest.is_empty() {
+            let packages: Vec<String> = rest.iter().map(|f| f.package().to_owned()).collect();
+            let errors = Rc::new(RefCell::new(Vec::new()));
+            prost_build::Config::new()
+                .out_dir(&out)
+                .service_generator(Box::new(Generator {
+                    errors: Rc::clone(&errors),
+                }))
+                .compile_fds(FileDescriptorSet { file: rest })?;
+            let errors = errors.borrow();
+            if !errors.is_empty() {
+                return Err(io::Error::other(errors.join("\n")));
+            }
+            for pkg in packages {
+                let file = if pkg.is_empty() {
+                    "_.rs".to_owned()
+                } else {
+                    format!("{pkg}.rs")
+                };
+                if out.join(&file).exists() {
+                    tree.at(&descriptor::package_module(&pkg)).include(file);
+                }
+            }
+        }
+        let tree = emit::format_file(HEADER, tree.tokens());
+        write_if_changed(&out.join(&self.include_file), &tree)
+    }
+}
+
+const HEADER: &str = "// @generated by protoc-gen-clustergo (build.rs). Do not edit.\n\n";
+
+fn write_if_changed(path: &Path, content: &str) -> io::Result<()> {
+    if std::fs::read_to_string(path).is_ok_and(|old| old == content) {
+        return Ok(());
+    }
+    std::fs::write(path, content)
+}
+
+/// prost-build calls this once per `service` block.
+struct Generator {
+    errors: Rc<RefCell<Vec<String>>>,
+}
+
+impl Generator {
+    fn lower(service: &prost_build::Service) -> Result<Service, String> {
+        let mut model = Service::new(service.proto_name.clone(), Span::call_site());
+        model.docs = service.comments.leading.clone();
+        for m in &service.methods {
+            if m.client_streaming || m.server_streaming {
+                return Err(format!(
+                    "method `{}.{}`: streaming methods are not supported (clustergo RPCs are unary)",
+                    service.proto_name, m.proto_name
+                ));
+            }
+            model.methods.push(Method {
+                name: m.proto_name.clone(),
+                wire: wire_name(&service.package, &service.proto_name, &m.proto_name),
+                input: from_package(&m.input_type)?,
+                output: from_package(&m.output_type)?,
+                docs: m.comments.leading.clone(),
+                span: Span::call_site(),
+            });
+        }
+        if let Some(c) = model.clashes(&[]).first() {
+            return Err(format!("service `{}`: {}", service.proto_name, c.message));
+        }
+        Ok(model)
+    }
+}
+
+/// prost gives paths relative to the package module; the service module is one
+/// level deeper.
+fn from_package(path: &str) -> Result<TokenStream, String> {
+    let text = if path.starts_with("::") {
+        path.to_owned()
+    } else {
+        format!("super::{path}")
+    };
+    text.parse()
+        .map_err(|e| format!("bad type path `{path}`: {e}"))
+}
+
+impl prost_build::ServiceGenerator for Generator {
+    fn generate(&mut self, service: prost_build::Service, buf: &mut String) {
+        match Self::lower(&service) {
+            Ok(model) => {
+                let module = emit::module(&model, &quote!(pub), TokenStream::new());
+                buf.push_str(&emit::format_file("", module));
+            }
+            Err(e) => {
+                let file = if service.package.is_empty() {
+                    "(no package)".to_owned()
+                } else {
+                    format!("package {}", service.package)
+                };
+                self.errors.borrow_mut().push(format!("{file}: {e}"));
+            }
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The protoc plugin, driven with in-memory requests: snapshots of its output and its
+//! error responses.
+
+mod common;
+
+use prost::Message;
+use prost_types::compiler::{CodeGeneratorRequest, CodeGeneratorResponse};
+use protoc_gen_clustergo::plugin::Params;
+
+fn run(req: &CodeGeneratorRequest) -> CodeGeneratorResponse {
+    let out = protoc_gen_clustergo::execute(&req.encode_to_vec());
+    CodeGeneratorResponse::decode(out.as_slice()).expect("response decodes")
+}
+
+fn files(resp: &CodeGeneratorResponse) -> Vec<(String, String)> {
+    assert_eq!(resp.error, None, "unexpected error");
+    assert_eq!(resp.supported_features, Some(1), "declares proto3 optional");
+    resp.file
+        .iter()
+        .map(|f| (f.name().to_owned(), f.content().to_owned()))
+        .collect()
+}
+
+fn repo_proto() -> std::path::PathBuf {
+    common::root().join("../proto")
+}
+
+fn fixtures() -> std::path::PathBuf {
+    common::root().join("tests/fixtures")
+}
+
+#[test]
+fn seed_echo() {
+    let resp = run(&common::request(
+        &["echo.proto"],
+        &[repo_proto()],
+        "include_file=mod.rs",
+    ));
+    common::snapshot("plugin_seed_echo.rs.txt", &common::joined(&files(&resp)));
+}
+
+#[test]
+fn lobby_with_package_imports_and_two_services() {
+    let resp = run(&common::request(
+        &["common.proto", "lobby.proto"],
+        &[repo_proto()],
+        "include_file=packages.rs",
+    ));
+    common::snapshot("plugin_lobby.rs.txt", &common::joined(&files(&resp)));
+}
+
+#[test]
+fn keywords_as_names() {
+    let resp = run(&common::request(&["keywords.proto"], &[fixtures()], ""));
+    common::snapshot("plugin_keywords.rs.txt", &common::joined(&files(&resp)));
+}
+
+#[test]
+fn nested_packages_and_several_services() {
+    let resp = run(&common::request(
+        &["nested.proto", "shared.proto"],
+        &[fixtures()],
+        "include_file=tree.rs",
+    ));
+    common::snapshot("plugin_nested.rs.txt", &common::joined(&files(&resp)));
+}
+
+#[test]
+fn streaming_method_is_an_error_naming_file_and_method() {
+    let resp = run(&common::request(&["streaming.proto"], &[fixtures()], ""));
+    let err = resp.error.expect("error response");
+    assert!(err.contains("streaming.proto"), "{err}");
+    assert!(err.contains("Feed.Watch"), "{err}");
+    assert!(err.contains("streaming methods are not supported"), "{err}");
+    assert!(resp.file.is_empty());
+}
+
+#[test]
+fn seed_message_clashing_with_generated_item_is_an_error() {
+    let resp = run(&common::request(&["seed_clash.proto"], &[fixtures()], ""));
+    let err = resp.error.expect("error response");
+    assert!(err.contains("seed_clash.proto"), "{err}");
+    assert!(err.contains("`Replyer`"), "{err}");
+}
+
+#[test]
+fn malformed_request_is_an_error_response() {
+    let out = protoc_gen_clustergo::execute(&[0xff, 0xff, 0xff, 0x01, 0x02]);
+    let resp = CodeGeneratorResponse::decode(out.as_slice()).unwrap();
+    assert!(
+        resp.error
+            .unwrap()
+            .contains("malformed CodeGeneratorRequest")
+    );
+}
+
+#[test]
+fn bad_parameters_are_errors() {
+    for (param, needle) in [
+        ("colour=blue", "unknown parameter `colour`"),
+        ("include_file", "needs a value"),
+        ("include_file=mod.txt", "must name a .rs file"),
+    ] {
+        let resp = run(&common::request(&["echo.proto"], &[repo_proto()], param));
+        let err = resp.error.unwrap_or_default();
+        assert!(err.contains(needle), "{param}: {err}");
+    }
+    assert_eq!(
+        Params::parse(" include_file = x.rs ,"),
+        Ok(Params {
+            include_file: Some("x.rs".into())
+        })
+    );
+}
+
+#[test]
+fn unknown_file_to_generate_is_an_error() {
+    let mut req = common::request(&["echo.proto"], &[repo_proto()], "");
+    req.file_to_generate.push("nope.proto".into());
+    let err = run(&req).error.unwrap();
+    assert!(err.contains("nope.proto"), "{err}");
+}
+
+#[test]
+fn file_without_service_or_seed_shape_generates_nothing() {
+    let resp = run(&common::request(&["shared.proto"], &[fixtures()], ""));
+    assert!(files(&resp).is_empty());
+}
