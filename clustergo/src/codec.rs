@@ -79,6 +79,9 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// The largest header, length field included.
+    pub const HEADER_MAX: usize = LEN_SIZE + ROUTE_SIZE + CMD_SIZE;
+
     /// Bytes this frame takes on the wire, length field included.
     pub fn wire_len(&self) -> usize {
         LEN_SIZE + self.kind.header_len() + self.body.len()
@@ -106,7 +109,14 @@ impl Frame {
     /// Appends the whole frame to `dst`.
     pub fn encode_into(&self, dst: &mut BytesMut) {
         dst.reserve(self.wire_len());
-        Self::put_header(dst, self.kind, self.to, self.from, self.cmd, self.body.len());
+        Self::put_header(
+            dst,
+            self.kind,
+            self.to,
+            self.from,
+            self.cmd,
+            self.body.len(),
+        );
         dst.extend_from_slice(&self.body);
     }
 
@@ -115,6 +125,22 @@ impl Frame {
         let mut buf = BytesMut::with_capacity(self.wire_len());
         self.encode_into(&mut buf);
         buf.freeze()
+    }
+}
+
+impl Frame {
+    /// Parses one whole encoded frame (as built by [`Frame::to_bytes`]) without
+    /// copying its body. Used for frames that never touched a socket (self-sends).
+    pub fn parse(raw: Bytes, max_frame: usize) -> Result<Frame, CodecError> {
+        let mut buf = BytesMut::from(raw);
+        let total = buf.len();
+        match FrameCodec::new(max_frame).decode(&mut buf)? {
+            Some(frame) if buf.is_empty() => Ok(frame),
+            _ => Err(CodecError::TooShort {
+                len: total,
+                need: total + 1,
+            }),
+        }
     }
 }
 
@@ -285,7 +311,7 @@ mod tests {
         let bytes = f.to_bytes();
         let want: &[u8] = &[
             0, 0, 0, 16, // len = 1 + 4 + 4 + 2 + 5
-            1, // flag: pb
+            1,  // flag: pb
             0, 4, 8, 3, // to 1.2.3 = 1<<18 | 2<<10 | 3
             0, 4, 4, 1, // from 1.1.1
             0, 7, // cmd

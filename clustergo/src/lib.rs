@@ -7,12 +7,32 @@
 //! # Layout
 //! - [`addr`]: logical addresses.
 //! - [`codec`]: the frame format between nodes.
+//! - [`handshake`]: authenticated connection setup.
+//! - `peer`: one remote node: lazy connection, pending queue, writer and reader.
+//! - `message`: protobuf and binary message handlers.
+//! - [`node`]: the [`Node`] handle, routing (direct or through harbors), start/stop.
+//! - [`rpc`]: calls, replies, errors, codecs.
 //! - [`membership`]: who is in the cluster, backends, and the visibility rules.
-//! - [`rpc`]: request/response wire, errors, codecs.
+//! - `global`: the process-wide default node and free functions over it.
 
 pub mod addr;
 pub mod codec;
+#[doc(hidden)]
+pub mod codegen;
+mod global;
+pub mod handshake;
 pub mod membership;
+mod message;
+pub mod node;
+mod peer;
 pub mod rpc;
 
 pub use addr::{Addr, AddrError, LogicAddr};
+pub use clustergo_macros::service;
+pub use global::{
+    default_node, get_addr_by_type, register_bin_handler, register_pb_handler, send_bin, send_pb,
+    start, stop, wait,
+};
+pub use node::{Config, DEV_SECRET, Metrics, Node, SendError, StartError};
+pub use rpc::{CallHandle, Codec, ProstCodec, RawReplyer, Replyer, RpcContext, RpcError};
+pub use tokio::time::Instant;

@@ -61,9 +61,8 @@ impl FileMembership {
             MembershipError::Invalid(format!("cannot read {}: {e}", self.path.display()))
         })?;
         let toml = self.path.extension().is_some_and(|e| e == "toml");
-        Self::parse(&text, toml).map_err(|e| {
-            MembershipError::Invalid(format!("{}: {e}", self.path.display()))
-        })
+        Self::parse(&text, toml)
+            .map_err(|e| MembershipError::Invalid(format!("{}: {e}", self.path.display())))
     }
 
     /// Re-reads the file and publishes what changed. A file that no longer parses is
@@ -143,6 +142,11 @@ mod tests {
         assert_eq!(change.removed.len(), 1);
         std::fs::write(&path, "not json").unwrap();
         assert!(fm.reload().is_err());
-        assert!(FileMembership::new(dir.path().join("missing.json")).subscribe().await.is_err());
+        assert!(
+            FileMembership::new(dir.path().join("missing.json"))
+                .subscribe()
+                .await
+                .is_err()
+        );
     }
 }

@@ -28,7 +28,8 @@ impl Shared {
         if change.is_empty() {
             return;
         }
-        self.subscribers.retain(|tx| tx.send(change.clone()).is_ok());
+        self.subscribers
+            .retain(|tx| tx.send(change.clone()).is_ok());
     }
 }
 

@@ -102,8 +102,9 @@ pub enum MembershipError {
 pub trait Membership: Send + Sync + 'static {
     /// Starts watching. The first change received lists every current member as
     /// `added`; later ones are diffs. The stream ends when the backend is closed.
-    fn subscribe(&self)
-    -> BoxFuture<'_, Result<mpsc::UnboundedReceiver<MembershipChange>, MembershipError>>;
+    fn subscribe(
+        &self,
+    ) -> BoxFuture<'_, Result<mpsc::UnboundedReceiver<MembershipChange>, MembershipError>>;
 }
 
 /// Administrative operations a backend may offer (tools, tests, the discovery server).
@@ -133,7 +134,10 @@ impl MemberSet {
 
     /// Replaces the set with `snapshot` and returns what changed. A snapshot
     /// listing one address twice keeps the last entry.
-    pub fn apply_snapshot(&mut self, snapshot: impl IntoIterator<Item = Member>) -> MembershipChange {
+    pub fn apply_snapshot(
+        &mut self,
+        snapshot: impl IntoIterator<Item = Member>,
+    ) -> MembershipChange {
         let next: BTreeMap<LogicAddr, Member> =
             snapshot.into_iter().map(|m| (m.logic(), m)).collect();
         let mut change = MembershipChange::default();
@@ -207,7 +211,10 @@ mod tests {
         assert_eq!(c.removed, vec![m("1.1.1", 1)]);
         assert_eq!(c.updated, vec![moved]);
 
-        assert!(set.apply_snapshot(set.members().cloned().collect::<Vec<_>>()).is_empty());
+        assert!(
+            set.apply_snapshot(set.members().cloned().collect::<Vec<_>>())
+                .is_empty()
+        );
         assert_eq!(set.remove("1.1.3".parse().unwrap()).removed.len(), 1);
         assert!(set.remove("1.1.3".parse().unwrap()).is_empty());
         assert_eq!(set.put(m("1.1.9", 9)).added.len(), 1);

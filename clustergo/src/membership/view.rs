@@ -60,9 +60,15 @@ impl View {
                 self.harbors.entry(logic.cluster()).or_default().push(logic);
             }
             if logic.same_cluster(self.local) {
-                self.local_by_type.entry(logic.typ()).or_default().push(logic);
+                self.local_by_type
+                    .entry(logic.typ())
+                    .or_default()
+                    .push(logic);
             } else if m.export || (logic.is_harbor() && self.local.is_harbor()) {
-                self.exported_by_type.entry(logic.typ()).or_default().push(logic);
+                self.exported_by_type
+                    .entry(logic.typ())
+                    .or_default()
+                    .push(logic);
             }
         }
         for list in self
@@ -172,10 +178,10 @@ mod tests {
         let harbor = view("1.255.1", members.clone());
         // (lookup type, viewer, expected set)
         let cases: &[(&View, u32, &[&str])] = &[
-            (&node, 1, &["1.1.1"]),         // own cluster, available only
-            (&node, 2, &["2.2.1"]),         // exported from cluster 2
-            (&node, 255, &["1.255.1"]),     // own harbor only
-            (&harbor, 255, &["1.255.1"]),   // own cluster first
+            (&node, 1, &["1.1.1"]),       // own cluster, available only
+            (&node, 2, &["2.2.1"]),       // exported from cluster 2
+            (&node, 255, &["1.255.1"]),   // own harbor only
+            (&harbor, 255, &["1.255.1"]), // own cluster first
             (&harbor, 2, &["2.2.1"]),
             (&node, 9, &[]),
         ];

@@ -1,8 +1,340 @@
 //! Remote procedure calls between nodes.
+//!
+//! A call ends exactly once: with the reply, or with an [`RpcError`] (remote error,
+//! timeout, cancel, lost link, unknown peer, busy). The functions here are generic
+//! over a [`Codec`]; [`crate::Node`]'s `call`/`register_rpc` methods are their
+//! prost-typed shorthands, and generated service modules call them.
+//!
+//! Layout: [`wire`] (bodies), `client` (pending calls), `server` (method table,
+//! replyers), `codec` (argument encodings), `error`.
 
+pub(crate) mod client;
 mod codec;
 mod error;
+pub(crate) mod server;
 pub mod wire;
 
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::time::Instant;
+
+pub use client::CallHandle;
 pub use codec::{BytesCodec, Codec, ProstCodec};
 pub use error::{ErrorCode, RpcError};
+pub use server::{RawReplyer, RpcContext};
+
+use crate::addr::LogicAddr;
+use crate::codec::{Frame, FrameKind, LEN_SIZE};
+use crate::node::{Node, NodeInner, Route};
+
+/// Answers one call with a `Resp`. May be moved to another task and used later;
+/// dropping it unanswered replies with [`RpcError::ServiceUnavailable`].
+pub struct Replyer<Resp, C = ProstCodec> {
+    raw: RawReplyer,
+    _types: PhantomData<fn(Resp) -> C>,
+}
+
+impl<Resp, C> std::fmt::Debug for Replyer<Resp, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.raw.fmt(f)
+    }
+}
+
+impl<Resp, C: Codec<Resp>> Replyer<Resp, C> {
+    /// Wraps a raw replyer.
+    pub fn new(raw: RawReplyer) -> Self {
+        Self {
+            raw,
+            _types: PhantomData,
+        }
+    }
+
+    /// Replies with `resp`.
+    pub fn reply(self, resp: Resp) {
+        self.raw.reply_with(|buf| C::encode(&resp, buf));
+    }
+
+    /// Replies with a method error carrying `msg`.
+    pub fn error(self, msg: impl Into<String>) {
+        self.raw.error(RpcError::Method(msg.into()));
+    }
+
+    /// Replies with `result`: `Ok` as [`reply`](Self::reply), `Err` as
+    /// [`error`](Self::error) — the Go seed's `Reply(result, err)`.
+    pub fn reply_result<E: std::fmt::Display>(self, result: Result<Resp, E>) {
+        match result {
+            Ok(resp) => self.reply(resp),
+            Err(e) => self.error(e.to_string()),
+        }
+    }
+
+    /// The caller.
+    pub fn peer(&self) -> LogicAddr {
+        self.raw.peer()
+    }
+
+    /// The method being answered.
+    pub fn method(&self) -> &str {
+        self.raw.method()
+    }
+
+    /// The untyped replyer inside.
+    pub fn into_raw(self) -> RawReplyer {
+        self.raw
+    }
+}
+
+/// Registers `method` on `node`, decoding requests and encoding replies with `C`.
+/// A request that does not decode is answered with [`RpcError::Codec`].
+pub fn register<C, Req, Resp, F>(node: &Node, method: &str, handler: F)
+where
+    C: Codec<Req> + Codec<Resp>,
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    F: Fn(RpcContext, Replyer<Resp, C>, Req) + Send + Sync + 'static,
+{
+    node.inner.rpc_server.register(
+        method,
+        Arc::new(
+            move |ctx, raw: RawReplyer, arg: Bytes| match <C as Codec<Req>>::decode(arg) {
+                Ok(req) => handler(ctx, Replyer::new(raw), req),
+                Err(e) => raw.error(RpcError::Codec(format!("cannot decode request: {e}"))),
+            },
+        ),
+    );
+}
+
+/// Registers `method` with a handler of raw bytes.
+pub fn register_raw<F>(node: &Node, method: &str, handler: F)
+where
+    F: Fn(RpcContext, RawReplyer, Bytes) + Send + Sync + 'static,
+{
+    node.inner.rpc_server.register(method, Arc::new(handler));
+}
+
+/// Encodes a whole request frame, the argument written by `C` in place.
+#[allow(clippy::too_many_arguments)]
+fn encode_request<C: Codec<Req>, Req>(
+    local: LogicAddr,
+    to: LogicAddr,
+    seq: u64,
+    one_way: bool,
+    timeout_ms: u32,
+    method: &str,
+    req: &Req,
+) -> Result<Bytes, RpcError> {
+    if method.len() > u16::MAX as usize {
+        return Err(RpcError::InvalidMethod(method.chars().take(64).collect()));
+    }
+    let mut buf =
+        BytesMut::with_capacity(Frame::HEADER_MAX + wire::request_prefix_len(method) + 64);
+    Frame::put_header(&mut buf, FrameKind::RpcRequest, to, local, 0, 0);
+    buf.put_u64(seq);
+    buf.put_u8(u8::from(one_way));
+    buf.put_u32(timeout_ms);
+    buf.put_u16(method.len() as u16);
+    buf.put_slice(method.as_bytes());
+    buf.put_u32(0); // meta
+    buf.put_u32(0); // argument length, patched below
+    let start = buf.len();
+    C::encode(req, &mut buf).map_err(|e| RpcError::Codec(format!("cannot encode request: {e}")))?;
+    let arg_len = (buf.len() - start) as u32;
+    buf[start - 4..start].copy_from_slice(&arg_len.to_be_bytes());
+    let len = (buf.len() - LEN_SIZE) as u32;
+    buf[..LEN_SIZE].copy_from_slice(&len.to_be_bytes());
+    Ok(buf.freeze())
+}
+
+/// Registers and sends a call; the waiter gets its ending.
+fn start_call<C: Codec<Req>, Req>(
+    inner: &Arc<NodeInner>,
+    to: LogicAddr,
+    method: &str,
+    req: &Req,
+    deadline: Instant,
+) -> Result<client::Waiter, RpcError> {
+    let run = inner.running().ok_or(RpcError::NotStarted)?;
+    let route = inner.route(to)?;
+    let hop = match &route {
+        Route::Local => to,
+        Route::Peer(p) => p.remote(),
+    };
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let timeout_ms = remaining.as_millis().clamp(1, u32::MAX as u128) as u32;
+    let (seq, rx) = inner.rpc_client.begin(to, hop);
+    let waiter = client::Waiter {
+        node: inner.clone(),
+        seq,
+        rx,
+    };
+    let frame = encode_request::<C, Req>(run.local, to, seq, false, timeout_ms, method, req)?;
+    // The request waits for a connection no longer than the caller waits for it.
+    inner.send_on(&route, frame, Some(deadline))?;
+    Ok(waiter)
+}
+
+/// Calls `method` on `to` and waits for the reply, at most `timeout`
+/// (`None`: [`crate::Config::call_timeout`]).
+pub async fn call<C, Req, Resp>(
+    node: &Node,
+    to: LogicAddr,
+    method: &str,
+    req: &Req,
+    timeout: Option<Duration>,
+) -> Result<Resp, RpcError>
+where
+    C: Codec<Req> + Codec<Resp>,
+{
+    let timeout = timeout.unwrap_or(node.inner.config.call_timeout);
+    let deadline = Instant::now() + timeout;
+    let waiter = start_call::<C, Req>(&node.inner, to, method, req, deadline)?;
+    let bytes = waiter.wait(deadline).await?;
+    <C as Codec<Resp>>::decode(bytes)
+        .map_err(|e| RpcError::Codec(format!("cannot decode reply: {e}")))
+}
+
+/// Calls `method` on `to`; `cb` runs once with the ending, unless the returned
+/// handle cancels the call first. `cb` runs on a runtime task, never inline.
+pub fn call_with_callback<C, Req, Resp, F>(
+    node: &Node,
+    to: LogicAddr,
+    method: &str,
+    req: &Req,
+    deadline: Instant,
+    cb: F,
+) -> CallHandle
+where
+    C: Codec<Req> + Codec<Resp>,
+    Resp: Send + 'static,
+    F: FnOnce(Result<Resp, RpcError>) + Send + 'static,
+{
+    let inner = &node.inner;
+    let Some(run) = inner.running() else {
+        return finished_with_error(cb, RpcError::NotStarted, None);
+    };
+    let handle = run.handle.clone();
+    match start_call::<C, Req>(inner, to, method, req, deadline) {
+        Ok(waiter) => {
+            let call = CallHandle::new(inner.clone(), waiter.seq);
+            handle.spawn(async move {
+                match waiter.wait(deadline).await {
+                    Err(RpcError::Cancelled) => {}
+                    Ok(bytes) => cb(<C as Codec<Resp>>::decode(bytes)
+                        .map_err(|e| RpcError::Codec(format!("cannot decode reply: {e}")))),
+                    Err(e) => cb(Err(e)),
+                }
+            });
+            call
+        }
+        Err(e) => finished_with_error(cb, e, Some(handle)),
+    }
+}
+
+/// Runs `cb` with `err` on a task (so callbacks never run inside the caller).
+fn finished_with_error<Resp, F>(
+    cb: F,
+    err: RpcError,
+    handle: Option<tokio::runtime::Handle>,
+) -> CallHandle
+where
+    Resp: Send + 'static,
+    F: FnOnce(Result<Resp, RpcError>) + Send + 'static,
+{
+    match handle.or_else(|| tokio::runtime::Handle::try_current().ok()) {
+        Some(h) => {
+            h.spawn(async move { cb(Err(err)) });
+        }
+        None => cb(Err(err)),
+    }
+    CallHandle::finished()
+}
+
+/// Sends a one-way request: no reply, no error from the server.
+pub fn post<C: Codec<Req>, Req>(
+    node: &Node,
+    to: LogicAddr,
+    method: &str,
+    req: &Req,
+) -> Result<(), RpcError> {
+    let inner = &node.inner;
+    let run = inner.running().ok_or(RpcError::NotStarted)?;
+    let timeout_ms = inner
+        .config
+        .send_timeout
+        .as_millis()
+        .clamp(1, u32::MAX as u128) as u32;
+    let frame = encode_request::<C, Req>(run.local, to, 0, true, timeout_ms, method, req)?;
+    inner.send_frame(to, frame, None)?;
+    Ok(())
+}
+
+impl Node {
+    /// Registers a prost-typed method. See [`register`].
+    pub fn register_rpc<Req, Resp, F>(&self, method: &str, handler: F)
+    where
+        Req: prost::Message + Default + Send + 'static,
+        Resp: prost::Message + Default + Send + 'static,
+        F: Fn(RpcContext, Replyer<Resp>, Req) + Send + Sync + 'static,
+    {
+        register::<ProstCodec, Req, Resp, F>(self, method, handler);
+    }
+
+    /// Calls a prost-typed method with [`crate::Config::call_timeout`].
+    pub async fn call<Req, Resp>(
+        &self,
+        to: LogicAddr,
+        method: &str,
+        req: &Req,
+    ) -> Result<Resp, RpcError>
+    where
+        Req: prost::Message + Default,
+        Resp: prost::Message + Default,
+    {
+        call::<ProstCodec, Req, Resp>(self, to, method, req, None).await
+    }
+
+    /// Calls a prost-typed method, waiting at most `timeout`.
+    pub async fn call_with_timeout<Req, Resp>(
+        &self,
+        to: LogicAddr,
+        method: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, RpcError>
+    where
+        Req: prost::Message + Default,
+        Resp: prost::Message + Default,
+    {
+        call::<ProstCodec, Req, Resp>(self, to, method, req, Some(timeout)).await
+    }
+
+    /// Calls a prost-typed method; `cb` gets the ending. See [`call_with_callback`].
+    pub fn call_with_callback<Req, Resp, F>(
+        &self,
+        to: LogicAddr,
+        method: &str,
+        req: &Req,
+        deadline: Instant,
+        cb: F,
+    ) -> CallHandle
+    where
+        Req: prost::Message + Default,
+        Resp: prost::Message + Default + Send + 'static,
+        F: FnOnce(Result<Resp, RpcError>) + Send + 'static,
+    {
+        call_with_callback::<ProstCodec, Req, Resp, F>(self, to, method, req, deadline, cb)
+    }
+
+    /// Sends a one-way prost-typed request.
+    pub fn post<Req: prost::Message + Default>(
+        &self,
+        to: LogicAddr,
+        method: &str,
+        req: &Req,
+    ) -> Result<(), RpcError> {
+        post::<ProstCodec, Req>(self, to, method, req)
+    }
+}

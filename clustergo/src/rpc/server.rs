@@ -1,0 +1,328 @@
+//! The serving side: the method table, request dispatch, and replyers.
+//!
+//! Handlers run on the receive path of the calling peer, in order. A handler
+//! answers through its [`RawReplyer`] (typed: [`super::Replyer`]), now or later from
+//! another task. A replyer dropped unanswered replies with an error, so the caller
+//! never waits for nothing; if it is dropped by a panic, the error says so.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use parking_lot::RwLock;
+use tokio::time::Instant;
+
+use super::RpcError;
+use super::wire::{Request, Response};
+use crate::addr::LogicAddr;
+use crate::codec::{Frame, FrameKind, LEN_SIZE};
+use crate::message::panic_text;
+use crate::node::NodeInner;
+
+/// A method as the server stores it: bytes in, reply through the replyer.
+pub(crate) type RawHandler = Arc<dyn Fn(RpcContext, RawReplyer, Bytes) + Send + Sync>;
+
+/// Methods by name.
+#[derive(Default)]
+pub(crate) struct Server {
+    methods: RwLock<HashMap<Arc<str>, RawHandler>>,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("methods", &self.methods.read().keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Server {
+    pub(crate) fn register(&self, method: &str, handler: RawHandler) {
+        self.methods.write().insert(Arc::from(method), handler);
+    }
+
+    fn lookup(&self, method: &str) -> Option<(Arc<str>, RawHandler)> {
+        self.methods
+            .read()
+            .get_key_value(method)
+            .map(|(k, v)| (k.clone(), v.clone()))
+    }
+}
+
+/// What a handler knows about the call it serves.
+#[derive(Debug, Clone)]
+pub struct RpcContext {
+    from: LogicAddr,
+    method: Arc<str>,
+    deadline: Option<Instant>,
+    meta: Bytes,
+}
+
+impl RpcContext {
+    /// The caller.
+    pub fn from(&self) -> LogicAddr {
+        self.from
+    }
+
+    /// The method called.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// When the caller stops waiting, if it said.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Opaque metadata the caller attached (trace context, credentials).
+    pub fn meta(&self) -> &[u8] {
+        &self.meta
+    }
+}
+
+/// The fixed part of a request, read without copying.
+struct RequestHead<'a> {
+    seq: u64,
+    one_way: bool,
+    timeout_ms: u32,
+    method: &'a str,
+}
+
+/// Reads a request's header fields, then meta and argument as slices of `body`.
+fn parse(body: &Bytes) -> Result<(RequestHead<'_>, Bytes, Bytes), RpcError> {
+    let bad = || RpcError::Codec("malformed rpc request".into());
+    let mut b = &body[..];
+    if b.len() < 8 + 1 + 4 + 2 {
+        return Err(bad());
+    }
+    let seq = b.get_u64();
+    let flags = b.get_u8();
+    let timeout_ms = b.get_u32();
+    let method_len = b.get_u16() as usize;
+    if b.len() < method_len {
+        return Err(bad());
+    }
+    let method = std::str::from_utf8(&b[..method_len]).map_err(|_| bad())?;
+    b = &b[method_len..];
+    let mut at = body.len() - b.len();
+    let mut take = || -> Result<Bytes, RpcError> {
+        let rest = &body[at..];
+        if rest.len() < 4 {
+            return Err(bad());
+        }
+        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        if rest.len() - 4 < len {
+            return Err(bad());
+        }
+        let slice = body.slice(at + 4..at + 4 + len);
+        at += 4 + len;
+        Ok(slice)
+    };
+    let meta = take()?;
+    let arg = take()?;
+    if at != body.len() {
+        return Err(bad());
+    }
+    Ok((
+        RequestHead {
+            seq,
+            one_way: flags & 1 != 0,
+            timeout_ms,
+            method,
+        },
+        meta,
+        arg,
+    ))
+}
+
+/// Serves one request body from `from`.
+pub(crate) fn dispatch(node: &Arc<NodeInner>, from: LogicAddr, body: Bytes) {
+    let (head, meta, arg) = match parse(&body) {
+        Ok(parts) => parts,
+        Err(e) => {
+            reject(node, from, &body, e);
+            return;
+        }
+    };
+    let reply_err = |err: RpcError| {
+        if !head.one_way {
+            send_response(node, from, head.seq, Err(&err));
+        }
+    };
+    if node.stopping.load(std::sync::atomic::Ordering::Acquire) {
+        reply_err(RpcError::ServiceUnavailable("node stopping".into()));
+        return;
+    }
+    let Some((method, handler)) = node.rpc_server.lookup(head.method) else {
+        tracing::debug!(%from, method = head.method, "invalid method");
+        reply_err(RpcError::InvalidMethod(head.method.to_owned()));
+        return;
+    };
+    let deadline = (head.timeout_ms > 0)
+        .then(|| Instant::now() + Duration::from_millis(head.timeout_ms.into()));
+    let ctx = RpcContext {
+        from,
+        method: method.clone(),
+        deadline,
+        meta,
+    };
+    let replyer = RawReplyer::new(node.clone(), from, head.seq, head.one_way, method);
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| handler(ctx, replyer, arg))) {
+        tracing::error!(%from, method = head.method, panic = %panic_text(&*panic), "rpc handler panicked");
+    }
+}
+
+/// Answers a request that will not be served (unroutable, malformed) with `err`,
+/// if its sequence number can be read and it wants an answer.
+pub(crate) fn reject(node: &Arc<NodeInner>, to: LogicAddr, body: &Bytes, err: RpcError) {
+    match Request::decode(body.clone()) {
+        Ok(req) if !req.one_way => send_response(node, to, req.seq, Err(&err)),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(from = %to, error = %e, "dropping malformed rpc request"),
+    }
+}
+
+/// Writes a successful result into the response frame.
+type EncodeResult<'a> = dyn FnMut(&mut BytesMut) -> Result<(), String> + 'a;
+
+/// Encodes and sends a response frame. `Ok` carries a function writing the result.
+fn send_response(
+    node: &Arc<NodeInner>,
+    to: LogicAddr,
+    seq: u64,
+    result: Result<&mut EncodeResult<'_>, &RpcError>,
+) {
+    let Some(run) = node.running() else { return };
+    let mut buf = BytesMut::with_capacity(128);
+    Frame::put_header(&mut buf, FrameKind::RpcResponse, to, run.local, 0, 0);
+    let header = buf.len();
+    match result {
+        Ok(encode) => {
+            buf.put_u64(seq);
+            buf.put_u16(0);
+            buf.put_u32(0);
+            buf.put_u32(0);
+            let start = buf.len();
+            if let Err(e) = encode(&mut buf) {
+                buf.truncate(header);
+                let err = RpcError::Codec(format!("cannot encode result: {e}"));
+                put_error(&mut buf, seq, &err);
+            } else {
+                let len = (buf.len() - start) as u32;
+                buf[start - 4..start].copy_from_slice(&len.to_be_bytes());
+            }
+        }
+        Err(err) => put_error(&mut buf, seq, err),
+    }
+    let len = (buf.len() - LEN_SIZE) as u32;
+    buf[..LEN_SIZE].copy_from_slice(&len.to_be_bytes());
+    if let Err(e) = node.send_frame(to, buf.freeze(), None) {
+        tracing::debug!(%to, error = %e, "cannot send rpc response");
+    }
+}
+
+fn put_error(buf: &mut BytesMut, seq: u64, err: &RpcError) {
+    Response {
+        seq,
+        code: err.code() as u16,
+        text: err.wire_text(),
+        ret: Bytes::new(),
+    }
+    .encode(buf);
+}
+
+/// Answers one request with bytes. Typed handlers get a [`super::Replyer`] instead.
+pub struct RawReplyer {
+    node: Arc<NodeInner>,
+    to: LogicAddr,
+    seq: u64,
+    one_way: bool,
+    method: Arc<str>,
+    done: bool,
+}
+
+impl fmt::Debug for RawReplyer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawReplyer")
+            .field("to", &self.to)
+            .field("seq", &self.seq)
+            .field("method", &self.method)
+            .field("one_way", &self.one_way)
+            .finish()
+    }
+}
+
+impl RawReplyer {
+    fn new(node: Arc<NodeInner>, to: LogicAddr, seq: u64, one_way: bool, method: Arc<str>) -> Self {
+        node.inflight.enter();
+        Self {
+            node,
+            to,
+            seq,
+            one_way,
+            method,
+            done: false,
+        }
+    }
+
+    /// The caller.
+    pub fn peer(&self) -> LogicAddr {
+        self.to
+    }
+
+    /// The method being answered.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// Whether the caller wants no answer (a `post`).
+    pub fn is_one_way(&self) -> bool {
+        self.one_way
+    }
+
+    /// Replies with the bytes `encode` writes.
+    pub fn reply_with(mut self, mut encode: impl FnMut(&mut BytesMut) -> Result<(), String>) {
+        self.done = true;
+        if !self.one_way {
+            send_response(&self.node, self.to, self.seq, Ok(&mut encode));
+        }
+    }
+
+    /// Replies with `result`.
+    pub fn reply(self, result: Bytes) {
+        self.reply_with(|buf| {
+            buf.put_slice(&result);
+            Ok(())
+        });
+    }
+
+    /// Replies with an error.
+    pub fn error(mut self, err: RpcError) {
+        self.done = true;
+        if !self.one_way {
+            send_response(&self.node, self.to, self.seq, Err(&err));
+        }
+    }
+}
+
+impl Drop for RawReplyer {
+    fn drop(&mut self) {
+        if !self.done && !self.one_way {
+            let why = if std::thread::panicking() {
+                "method panicked"
+            } else {
+                "replyer dropped without reply"
+            };
+            send_response(
+                &self.node,
+                self.to,
+                self.seq,
+                Err(&RpcError::ServiceUnavailable(why.into())),
+            );
+        }
+        self.node.inflight.leave();
+    }
+}

@@ -1,0 +1,140 @@
+//! Shared helpers of the integration tests: nodes on loopback with in-process
+//! membership, prost test messages, bounded waits.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clustergo::membership::{InProcess, Member};
+use clustergo::{Addr, Config, LogicAddr, Node};
+use tokio::net::TcpListener;
+
+/// Every wait in the tests is bounded by this.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Echo {
+    #[prost(string, tag = "1")]
+    pub msg: String,
+    #[prost(uint64, tag = "2")]
+    pub n: u64,
+    #[prost(bytes = "vec", tag = "3")]
+    pub blob: Vec<u8>,
+}
+
+pub fn echo(msg: &str, n: u64) -> Echo {
+    Echo {
+        msg: msg.into(),
+        n,
+        blob: Vec::new(),
+    }
+}
+
+pub fn addr(s: &str) -> LogicAddr {
+    s.parse().unwrap()
+}
+
+pub fn config() -> Config {
+    Config {
+        secret: b"test-secret".to_vec(),
+        ..Config::default()
+    }
+}
+
+/// Awaits `fut`, failing the test after [`WAIT`].
+pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(WAIT, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out waiting for {what}"),
+    }
+}
+
+/// Polls `cond` every 5 ms until it holds, failing after [`WAIT`].
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    within(what, async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+}
+
+pub fn member(logic: &str, net: SocketAddr, export: bool) -> Member {
+    Member {
+        addr: Addr::new(addr(logic), net),
+        export,
+        available: true,
+    }
+}
+
+/// A free loopback port: bound and released (for nodes that start later).
+pub async fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Lists `logic` in `membership` on a fresh loopback listener and starts a node there.
+pub async fn start_node_with(
+    membership: &InProcess,
+    logic: &str,
+    export: bool,
+    config: Config,
+) -> Node {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let net = listener.local_addr().unwrap();
+    membership.put_now(member(logic, net, export));
+    let node = Node::with_config(config);
+    node.start_on(listener, membership.clone(), addr(logic))
+        .await
+        .unwrap();
+    node
+}
+
+/// A membership and the nodes started on it; starting a node waits until every
+/// node of the cluster knows every member (membership spreads asynchronously).
+#[derive(Default)]
+pub struct Cluster {
+    pub m: InProcess,
+    nodes: parking_lot::Mutex<Vec<Node>>,
+}
+
+impl Cluster {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub async fn start(&self, logic: &str) -> Node {
+        self.start_with(logic, false, config()).await
+    }
+
+    pub async fn start_with(&self, logic: &str, export: bool, config: Config) -> Node {
+        let node = start_node_with(&self.m, logic, export, config).await;
+        self.add(node.clone()).await;
+        node
+    }
+
+    /// Tracks a node started by the test itself and waits for membership to settle.
+    pub async fn add(&self, node: Node) {
+        self.nodes.lock().push(node);
+        self.settle().await;
+    }
+
+    /// Waits until every tracked, running node's view matches membership.
+    pub async fn settle(&self) {
+        let members = self.m.members();
+        let nodes = self.nodes.lock().clone();
+        eventually("membership to settle", || {
+            nodes.iter().all(|n| {
+                !n.is_running()
+                    || members
+                        .iter()
+                        .all(|m| n.member(m.logic()).as_ref() == Some(m))
+            })
+        })
+        .await;
+    }
+}
