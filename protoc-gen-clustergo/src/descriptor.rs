@@ -42,7 +42,7 @@ impl TypeIndex {
     fn add_message(&mut self, prefix: &str, module: &[String], msg: &DescriptorProto) {
         let fq = format!("{prefix}.{}", msg.name());
         let loc = if let Some(wkt) = fq.strip_prefix(".google.protobuf.") {
-            TypeLoc::Absolute(format!("::prost_types::{}", to_upper_camel(wkt)))
+            TypeLoc::Absolute(well_known(wkt))
         } else {
             TypeLoc::Local {
                 module: module.to_vec(),
@@ -70,6 +70,34 @@ impl TypeIndex {
             }
         };
         text.parse().ok()
+    }
+}
+
+/// Rust type of a well-known type, as prost maps it: wrappers and `Empty` become
+/// Rust types, the rest come from `prost_types`.
+fn well_known(name: &str) -> String {
+    let prost = "::clustergo::codegen::prost::alloc";
+    match name {
+        "Empty" => "()".to_owned(),
+        "BoolValue" => "bool".to_owned(),
+        "BytesValue" => format!("{prost}::vec::Vec<u8>"),
+        "DoubleValue" => "f64".to_owned(),
+        "FloatValue" => "f32".to_owned(),
+        "Int32Value" => "i32".to_owned(),
+        "Int64Value" => "i64".to_owned(),
+        "StringValue" => format!("{prost}::string::String"),
+        "UInt32Value" => "u32".to_owned(),
+        "UInt64Value" => "u64".to_owned(),
+        other => {
+            let mut parts: Vec<&str> = other.split('.').collect();
+            let last = to_upper_camel(parts.pop().unwrap_or_default());
+            let mut path = "::prost_types::".to_owned();
+            for p in parts {
+                path.push_str(&to_snake(p));
+                path.push_str("::");
+            }
+            path + &last
+        }
     }
 }
 
