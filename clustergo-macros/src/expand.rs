@@ -321,10 +321,22 @@ pub(crate) fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
     } else {
         quote!(as #user)
     };
+    // The argument types as the user wrote them are replaced by the generated ones;
+    // mention them once so their imports count as used.
+    let written = fns.iter().map(|f| {
+        let tys = f.sig.inputs.iter().filter_map(|a| match a {
+            FnArg::Typed(t) if !matches!(&*t.ty, Type::Reference(_)) => Some(&t.ty),
+            _ => None,
+        });
+        quote!(fn _written(#(_: #tys),*) {})
+    });
     quote! {
         #module
         #[allow(unused_imports)]
         #vis use #module_id::#trait_id #alias;
+        const _: () = {
+            #({ #written })*
+        };
     }
 }
 

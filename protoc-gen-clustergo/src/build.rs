@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use proc_macro2::{Span, TokenStream};
-use prost_types::FileDescriptorSet;
+use prost_types::{FileDescriptorProto, FileDescriptorSet};
 use quote::quote;
 
 use crate::descriptor::{self, Lowered, TypeIndex};
@@ -79,13 +79,45 @@ impl Builder {
                 println!("cargo:rerun-if-changed={}", i.as_ref().display());
             }
         }
-        let fds = protox::compile(protos, includes)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        self.compile_fds(fds)
+        // Each file is parsed on its own first: seed files all define `request` and
+        // `response` in the root namespace, so they cannot share one descriptor set.
+        let mut seeds = Vec::new();
+        let mut rest: Vec<FileDescriptorProto> = Vec::new();
+        for proto in protos {
+            let fds = protox::compile([proto], includes)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+            let target = fds.file.last().ok_or_else(|| {
+                io::Error::other(format!("{}: no file parsed", proto.as_ref().display()))
+            })?;
+            if descriptor::is_seed(target) {
+                seeds.push(fds);
+            } else {
+                for f in fds.file {
+                    if !rest.iter().any(|r| r.name() == f.name()) {
+                        rest.push(f);
+                    }
+                }
+            }
+        }
+        self.generate(seeds, rest)
     }
 
-    /// Generates code from an already parsed descriptor set.
+    /// Generates code from an already parsed descriptor set (at most one seed file).
     pub fn compile_fds(self, fds: FileDescriptorSet) -> io::Result<()> {
+        let (seeds, rest): (Vec<_>, Vec<_>) = fds.file.into_iter().partition(descriptor::is_seed);
+        let seeds = seeds
+            .into_iter()
+            .map(|f| FileDescriptorSet { file: vec![f] })
+            .collect();
+        self.generate(seeds, rest)
+    }
+
+    /// `seeds`: one set per seed file (the seed file last, after its imports).
+    fn generate(
+        self,
+        seeds: Vec<FileDescriptorSet>,
+        rest: Vec<FileDescriptorProto>,
+    ) -> io::Result<()> {
         let out = match self.out_dir {
             Some(d) => d,
             None => std::env::var_os("OUT_DIR")
@@ -93,25 +125,30 @@ impl Builder {
                 .ok_or_else(|| io::Error::other("OUT_DIR is not set; call out_dir(..)"))?,
         };
         std::fs::create_dir_all(&out)?;
-        let index = TypeIndex::new(&fds.file);
         let mut tree = Tree::default();
-        let (seeds, rest): (Vec<_>, Vec<_>) = fds.file.into_iter().partition(descriptor::is_seed);
 
-        for file in seeds {
+        for set in seeds {
+            let index = TypeIndex::new(&set.file);
+            let file = set.file.last().expect("seed set holds the seed file").clone();
             let Some(Lowered::Seed { module, service }) =
                 descriptor::lower_file(&file, &index).map_err(io::Error::other)?
             else {
                 unreachable!("is_seed files lower to Seed");
             };
-            let dir = out.join(&module);
-            let name = file.name().to_owned();
+            if tree.has_child(&module) {
+                return Err(io::Error::other(format!(
+                    "{}: a second seed file makes module `{module}`",
+                    file.name()
+                )));
+            }
+            std::fs::create_dir_all(out.join(&module))?;
             prost_build::Config::new()
-                .out_dir(&dir)
-                .compile_fds(FileDescriptorSet { file: vec![file] })?;
+                .out_dir(out.join(&module))
+                .compile_fds(set)?;
             let body = emit::seed_file(HEADER, &module, &service);
             write_if_changed(&out.join(format!("{module}.rs")), &body)?;
             tree.at(std::slice::from_ref(&module))
-                .doc(format!(" Service from seed-convention file `{name}`."))
+                .doc(format!(" Service from seed-convention file `{}`.", file.name()))
                 .include(format!("{module}.rs"));
         }
 
@@ -129,11 +166,7 @@ impl Builder {
                 return Err(io::Error::other(errors.join("\n")));
             }
             for pkg in packages {
-                let file = if pkg.is_empty() {
-                    "_.rs".to_owned()
-                } else {
-                    format!("{pkg}.rs")
-                };
+                let file = descriptor::package_file(&pkg, ".rs");
                 if out.join(&file).exists() {
                     tree.at(&descriptor::package_module(&pkg)).include(file);
                 }
@@ -186,9 +219,14 @@ impl Generator {
 }
 
 /// prost gives paths relative to the package module; the service module is one
-/// level deeper.
+/// level deeper. Absolute paths and the primitive types prost maps wrapper
+/// well-known types to stay as they are.
 fn from_package(path: &str) -> Result<TokenStream, String> {
-    let text = if path.starts_with("::") {
+    let primitive = matches!(
+        path,
+        "()" | "bool" | "f32" | "f64" | "i32" | "i64" | "u32" | "u64"
+    );
+    let text = if path.starts_with("::") || primitive {
         path.to_owned()
     } else {
         format!("super::{path}")

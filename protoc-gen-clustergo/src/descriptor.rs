@@ -126,6 +126,16 @@ pub(crate) fn package_module(package: &str) -> Vec<String> {
     }
 }
 
+/// The file prost writes a package's messages to: module path joined by `.`
+/// (`kw.match` → `kw.r#match.rs`), `_.rs` without a package.
+pub(crate) fn package_file(package: &str, suffix: &str) -> String {
+    if package.is_empty() {
+        format!("_{suffix}")
+    } else {
+        format!("{}{suffix}", package_module(package).join("."))
+    }
+}
+
 /// The seed convention: no package, no service, messages `request` and `response`.
 pub(crate) fn is_seed(file: &FileDescriptorProto) -> bool {
     let has = |n: &str| file.message_type.iter().any(|m| m.name() == n);

@@ -11,7 +11,7 @@ use crate::model::{Method, Service};
 use crate::naming::{MethodNames, ServiceNames, ident};
 
 /// Lints that generated modules switch off so user crates are not spammed.
-fn allow_attrs() -> TokenStream {
+pub(crate) fn allow_attrs() -> TokenStream {
     quote! {
         #[allow(
             unreachable_pub,

@@ -116,13 +116,8 @@ pub fn generate(req: &CodeGeneratorRequest) -> Result<Vec<File>, String> {
             continue;
         }
         let pkg = file.package().to_owned();
-        let prost_file = if pkg.is_empty() {
-            "_".to_owned()
-        } else {
-            pkg.clone()
-        };
         tree.at(&descriptor::package_module(&pkg))
-            .include(format!("{prost_file}.rs"));
+            .include(descriptor::package_file(&pkg, ".rs"));
         if let Some(Lowered::Services(services)) = lowered {
             let entry = packages.entry(pkg).or_default();
             entry.extend(
@@ -133,12 +128,7 @@ pub fn generate(req: &CodeGeneratorRequest) -> Result<Vec<File>, String> {
         }
     }
     for (pkg, modules) in packages {
-        let prost_file = if pkg.is_empty() {
-            "_".to_owned()
-        } else {
-            pkg.clone()
-        };
-        let out = format!("{prost_file}.clustergo.rs");
+        let out = descriptor::package_file(&pkg, ".clustergo.rs");
         tree.at(&descriptor::package_module(&pkg))
             .include(out.clone());
         files.push(file_out(

@@ -26,6 +26,11 @@ impl Tree {
         node
     }
 
+    #[cfg(feature = "build")]
+    pub(crate) fn has_child(&self, name: &str) -> bool {
+        self.children.contains_key(name)
+    }
+
     pub(crate) fn include(&mut self, file: impl Into<String>) -> &mut Self {
         let file = file.into();
         if !self.includes.contains(&file) {
@@ -48,8 +53,10 @@ impl Tree {
                 .clone()
                 .unwrap_or_else(|| format!(" Protobuf package module `{name}`."));
             let body = child.tokens();
+            let allow = crate::emit::allow_attrs();
             quote! {
                 #[doc = #doc]
+                #allow
                 pub mod #id {
                     #body
                 }
