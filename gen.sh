@@ -106,10 +106,10 @@ fi
 } > "$out/lib.rs"
 
 if (( check )); then
-  if ! git diff --exit-code --stat -- service/ || [[ -n "$(git status --porcelain -- service/)" ]]; then
-    git status --short -- service/
-    echo "gen.sh --check: service/ is out of date with proto/ or the generators; run ./gen.sh and commit" >&2
+  if ! git diff --exit-code --stat -- service/src || [[ -n "$(git status --porcelain -- service/src)" ]]; then
+    git status --short -- service/src
+    echo "gen.sh --check: service/src is out of date with proto/ or the generators; run ./gen.sh and commit" >&2
     exit 1
   fi
-  echo "gen.sh --check: service/ is up to date"
+  echo "gen.sh --check: service/src is up to date"
 fi

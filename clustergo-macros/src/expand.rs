@@ -32,6 +32,7 @@ impl Errors {
 #[derive(Default)]
 struct Args {
     codec: Option<TokenStream>,
+    runtime: Option<TokenStream>,
     package: String,
 }
 
@@ -50,7 +51,10 @@ fn parse_args(attr: TokenStream, errors: &mut Errors) -> Args {
         };
     for meta in metas {
         let Meta::NameValue(nv) = &meta else {
-            errors.at(&meta, "expected `codec = path` or `package = \"name\"`");
+            errors.at(
+                &meta,
+                "expected `codec = path`, `package = \"name\"` or `crate = path`",
+            );
             continue;
         };
         if nv.path.is_ident("codec") {
@@ -60,6 +64,13 @@ fn parse_args(attr: TokenStream, errors: &mut Errors) -> Args {
                 }
                 other => errors.at(other, "`codec` takes a path to a `clustergo::Codec` type"),
             }
+        } else if nv.path.is_ident("crate") {
+            match &nv.value {
+                Expr::Path(p) if p.qself.is_none() => {
+                    args.runtime = Some(p.path.to_token_stream());
+                }
+                other => errors.at(other, "`crate` takes the path of the clustergo crate"),
+            }
         } else if nv.path.is_ident("package") {
             match &nv.value {
                 Expr::Lit(ExprLit {
@@ -68,7 +79,10 @@ fn parse_args(attr: TokenStream, errors: &mut Errors) -> Args {
                 other => errors.at(other, "`package` takes a string literal"),
             }
         } else {
-            errors.at(&nv.path, "unknown argument (expected `codec` or `package`)");
+            errors.at(
+                &nv.path,
+                "unknown argument (expected `codec`, `package` or `crate`)",
+            );
         }
     }
     args
@@ -127,7 +141,10 @@ fn parse_method(
     match inputs.next() {
         Some(FnArg::Receiver(r))
             if r.reference.is_some() && r.mutability.is_none() && r.colon_token.is_none() => {}
-        Some(other) => errors.at(other, "the first argument must be `&self`"),
+        Some(other) => {
+            errors.at(other, "the first argument must be `&self`");
+            return None;
+        }
         None => errors.at(
             &sig.ident,
             "missing `&self, ctx: RpcContext, replyer: Replyer<Response>, request: Request`",
@@ -248,7 +265,7 @@ pub(crate) fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
     let item: ItemTrait = match syn::parse2(item.clone()) {
         Ok(t) => t,
         Err(_) => {
-            let e = syn::Error::new(Span::call_site(), "#[clustergo::service] goes on a trait");
+            let e = syn::Error::new_spanned(&item, "#[clustergo::service] goes on a trait");
             errors.push(e);
             let all = errors.0.map(|e| e.to_compile_error());
             return quote!(#item #all);
@@ -277,8 +294,9 @@ pub(crate) fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
         }
     }
     let mut svc = Service::new(trait_name, item.ident.span());
-    if let Some(codec) = &args.codec {
-        svc.codec = codec.clone();
+    svc.codec = args.codec.clone();
+    if let Some(rt) = &args.runtime {
+        svc.runtime = rt.clone();
     }
     svc.docs = docs(&item.attrs);
     let mut fns: Vec<&TraitItemFn> = Vec::new();

@@ -52,7 +52,11 @@ fn echo_client_gets_20_replies_from_echo_server() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("20/20 replies right"), "{stdout}");
     let lines = |p: &str| stdout.lines().filter(|l| l.starts_with(p)).count();
     assert_eq!(lines("call "), 10, "{stdout}");
@@ -73,7 +77,10 @@ fn echo_client_fails_without_a_server() {
 
 #[test]
 fn in_process_examples_succeed() {
-    for exe in [env!("CARGO_BIN_EXE_macro_echo"), env!("CARGO_BIN_EXE_buildrs_echo")] {
+    for exe in [
+        env!("CARGO_BIN_EXE_macro_echo"),
+        env!("CARGO_BIN_EXE_buildrs_echo"),
+    ] {
         let out = Command::new(exe).output().unwrap();
         assert!(
             out.status.success(),

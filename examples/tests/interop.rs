@@ -188,23 +188,47 @@ async fn every_client_calls_every_server() {
         assert_eq!(r.msg, expect, "macro client → {name}");
 
         let r = service::game::lobby::lobby::LobbyClient::new(&client)
-            .join(addr, &service::game::lobby::JoinRequest { player: None, room: "ab".into() })
+            .join(
+                addr,
+                &service::game::lobby::JoinRequest {
+                    player: None,
+                    room: "ab".into(),
+                },
+            )
             .await
             .unwrap();
         assert_eq!(r.seat, seat + 2, "plugin lobby client → {name}");
         let r = buildrs::game::lobby::lobby::LobbyClient::new(&client)
-            .join(addr, &buildrs::game::lobby::JoinRequest { player: None, room: "abc".into() })
+            .join(
+                addr,
+                &buildrs::game::lobby::JoinRequest {
+                    player: None,
+                    room: "abc".into(),
+                },
+            )
             .await
             .unwrap();
         assert_eq!(r.seat, seat + 3, "build.rs lobby client → {name}");
         let r = macros::lobby::LobbyClient::new(&client)
-            .join(addr, &service::game::lobby::JoinRequest { player: None, room: "a".into() })
+            .join(
+                addr,
+                &service::game::lobby::JoinRequest {
+                    player: None,
+                    room: "a".into(),
+                },
+            )
             .await
             .unwrap();
         assert_eq!(r.seat, seat + 1, "macro lobby client → {name}");
     }
-    assert_eq!(macros::lobby::JOIN_METHOD, service::game::lobby::lobby::JOIN_METHOD);
-    assert_eq!(buildrs::game::lobby::lobby::JOIN_METHOD, service::game::lobby::lobby::JOIN_METHOD);
+    assert_eq!(
+        macros::lobby::JOIN_METHOD,
+        service::game::lobby::lobby::JOIN_METHOD
+    );
+    assert_eq!(
+        buildrs::game::lobby::lobby::JOIN_METHOD,
+        service::game::lobby::lobby::JOIN_METHOD
+    );
     assert_eq!(macros::echo::METHOD, service::echo::METHOD);
     for n in [client, plugin, build, mac] {
         n.shutdown().await;

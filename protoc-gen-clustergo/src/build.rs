@@ -29,6 +29,7 @@ pub fn configure() -> Builder {
         out_dir: None,
         include_file: "clustergo.rs".to_owned(),
         rerun_if_changed: true,
+        runtime_crate: None,
     }
 }
 
@@ -44,6 +45,7 @@ pub struct Builder {
     out_dir: Option<PathBuf>,
     include_file: String,
     rerun_if_changed: bool,
+    runtime_crate: Option<TokenStream>,
 }
 
 impl Builder {
@@ -56,6 +58,18 @@ impl Builder {
     /// Name of the module tree file to `include!` (default `clustergo.rs`).
     pub fn include_file(mut self, name: impl Into<String>) -> Self {
         self.include_file = name.into();
+        self
+    }
+
+    /// Path of the clustergo crate in generated code (default `::clustergo`); set
+    /// it when the dependency is renamed, e.g. `runtime_crate("::cg")`.
+    ///
+    /// # Panics
+    /// If `path` is not a Rust path (a bug in the build script).
+    pub fn runtime_crate(mut self, path: &str) -> Self {
+        let parsed: syn::Path = syn::parse_str(path)
+            .unwrap_or_else(|e| panic!("runtime_crate({path:?}) is not a path: {e}"));
+        self.runtime_crate = Some(quote!(#parsed));
         self
     }
 
@@ -129,9 +143,15 @@ impl Builder {
 
         for set in seeds {
             let index = TypeIndex::new(&set.file);
-            let file = set.file.last().expect("seed set holds the seed file").clone();
-            let Some(Lowered::Seed { module, service }) =
-                descriptor::lower_file(&file, &index).map_err(io::Error::other)?
+            let file = set
+                .file
+                .last()
+                .expect("seed set holds the seed file")
+                .clone();
+            let Some(Lowered::Seed {
+                module,
+                mut service,
+            }) = descriptor::lower_file(&file, &index).map_err(io::Error::other)?
             else {
                 unreachable!("is_seed files lower to Seed");
             };
@@ -145,10 +165,16 @@ impl Builder {
             prost_build::Config::new()
                 .out_dir(out.join(&module))
                 .compile_fds(set)?;
+            if let Some(rt) = &self.runtime_crate {
+                service.runtime = rt.clone();
+            }
             let body = emit::seed_file(HEADER, &module, &service);
             write_if_changed(&out.join(format!("{module}.rs")), &body)?;
             tree.at(std::slice::from_ref(&module))
-                .doc(format!(" Service from seed-convention file `{}`.", file.name()))
+                .doc(format!(
+                    " Service from seed-convention file `{}`.",
+                    file.name()
+                ))
                 .include(format!("{module}.rs"));
         }
 
@@ -159,6 +185,7 @@ impl Builder {
                 .out_dir(&out)
                 .service_generator(Box::new(Generator {
                     errors: Rc::clone(&errors),
+                    runtime: self.runtime_crate.clone(),
                 }))
                 .compile_fds(FileDescriptorSet { file: rest })?;
             let errors = errors.borrow();
@@ -189,11 +216,15 @@ fn write_if_changed(path: &Path, content: &str) -> io::Result<()> {
 /// prost-build calls this once per `service` block.
 struct Generator {
     errors: Rc<RefCell<Vec<String>>>,
+    runtime: Option<TokenStream>,
 }
 
 impl Generator {
-    fn lower(service: &prost_build::Service) -> Result<Service, String> {
+    fn lower(&self, service: &prost_build::Service) -> Result<Service, String> {
         let mut model = Service::new(service.proto_name.clone(), Span::call_site());
+        if let Some(rt) = &self.runtime {
+            model.runtime = rt.clone();
+        }
         model.docs = service.comments.leading.clone();
         for m in &service.methods {
             if m.client_streaming || m.server_streaming {
@@ -237,7 +268,7 @@ fn from_package(path: &str) -> Result<TokenStream, String> {
 
 impl prost_build::ServiceGenerator for Generator {
     fn generate(&mut self, service: prost_build::Service, buf: &mut String) {
-        match Self::lower(&service) {
+        match self.lower(&service) {
             Ok(model) => {
                 let module = emit::module(&model, &quote!(pub), TokenStream::new());
                 buf.push_str(&emit::format_file("", module));

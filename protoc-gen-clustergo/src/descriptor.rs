@@ -76,7 +76,7 @@ impl TypeIndex {
 /// Rust type of a well-known type, as prost maps it: wrappers and `Empty` become
 /// Rust types, the rest come from `prost_types`.
 fn well_known(name: &str) -> String {
-    let prost = "::clustergo::codegen::prost::alloc";
+    let prost = "::prost::alloc";
     match name {
         "Empty" => "()".to_owned(),
         "BoolValue" => "bool".to_owned(),

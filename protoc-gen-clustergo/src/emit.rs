@@ -1,6 +1,6 @@
 //! The one emitter: model → tokens. One function per generated item.
 //!
-//! Generated code names the runtime only as `::clustergo::codegen::…` and the
+//! Generated code names the runtime only as `#rt::…` and the
 //! standard library only as `::core::…`/`::std::…`, so it compiles under
 //! `#![no_implicit_prelude]` and beside any user names.
 
@@ -43,7 +43,8 @@ fn id(text: &str) -> proc_macro2::Ident {
 struct Ctx<'a> {
     svc: &'a Service,
     names: ServiceNames,
-    codec: &'a TokenStream,
+    codec: TokenStream,
+    rt: TokenStream,
 }
 
 struct M<'a> {
@@ -81,7 +82,8 @@ pub fn items(svc: &Service) -> TokenStream {
     let cx = Ctx {
         svc,
         names: svc.names(),
-        codec: &svc.codec,
+        codec: svc.codec(),
+        rt: svc.runtime_door(),
     };
     let methods: Vec<M<'_>> = svc
         .methods
@@ -142,10 +144,11 @@ fn gen_const(m: &M<'_>) -> TokenStream {
 }
 
 fn gen_replyer(cx: &Ctx<'_>, m: &M<'_>) -> TokenStream {
+    let rt = &cx.rt;
     let ids = m.ids();
     let r = ids.replyer;
     let out = &m.m.output;
-    let codec = cx.codec;
+    let codec = &cx.codec;
     let doc = format!(
         " Answers one `{}` call: `reply(response)`, `error(message)`, `peer()`. \
          Dropping it unanswered sends an error to the caller.",
@@ -153,11 +156,12 @@ fn gen_replyer(cx: &Ctx<'_>, m: &M<'_>) -> TokenStream {
     );
     quote! {
         #[doc = #doc]
-        pub type #r = ::clustergo::codegen::Replyer<#out, #codec>;
+        pub type #r = #rt::Replyer<#out, #codec>;
     }
 }
 
 fn gen_trait(cx: &Ctx<'_>, methods: &[M<'_>]) -> TokenStream {
+    let rt = &cx.rt;
     let t = id(&cx.names.service_trait);
     let doc = if cx.svc.docs.is_empty() {
         docs(&[format!(
@@ -182,7 +186,7 @@ fn gen_trait(cx: &Ctx<'_>, methods: &[M<'_>]) -> TokenStream {
         };
         quote! {
             #doc
-            fn #f(&self, ctx: ::clustergo::codegen::RpcContext, replyer: #r, request: #input);
+            fn #f(&self, ctx: #rt::RpcContext, replyer: #r, request: #input);
         }
     });
     quote! {
@@ -194,8 +198,9 @@ fn gen_trait(cx: &Ctx<'_>, methods: &[M<'_>]) -> TokenStream {
 }
 
 fn gen_register(cx: &Ctx<'_>, methods: &[M<'_>]) -> TokenStream {
+    let rt = &cx.rt;
     let t = id(&cx.names.service_trait);
-    let codec = cx.codec;
+    let codec = &cx.codec;
     let regs = methods.iter().map(|m| {
         let ids = m.ids();
         let (c, f) = (ids.method_const, ids.trait_fn);
@@ -203,7 +208,7 @@ fn gen_register(cx: &Ctx<'_>, methods: &[M<'_>]) -> TokenStream {
         quote! {
             {
                 let svc = ::core::clone::Clone::clone(&svc);
-                ::clustergo::codegen::register::<#codec, #input, #output, _>(
+                #rt::register::<#codec, #input, #output, _>(
                     node,
                     #c,
                     move |ctx, replyer, request| #t::#f(&*svc, ctx, replyer, request),
@@ -215,11 +220,11 @@ fn gen_register(cx: &Ctx<'_>, methods: &[M<'_>]) -> TokenStream {
     quote! {
         /// Registers every method of the service on the process-wide default node.
         pub fn register<S: #t>(svc: S) {
-            register_on(::clustergo::codegen::default_node(), svc)
+            register_on(#rt::default_node(), svc)
         }
 
         #[doc = #doc_on]
-        pub fn register_on<S: #t>(node: &::clustergo::codegen::Node, svc: S) {
+        pub fn register_on<S: #t>(node: &#rt::Node, svc: S) {
             let svc = ::std::sync::Arc::new(svc);
             #(#regs)*
         }
@@ -235,8 +240,9 @@ fn gen_calls(
     receiver: &TokenStream,
     on: &str,
 ) -> TokenStream {
+    let rt = &cx.rt;
     let ids = m.ids();
-    let codec = cx.codec;
+    let codec = &cx.codec;
     let (input, output) = (&m.m.input, &m.m.output);
     let (c, call, timeout, callback, post) = (
         ids.method_const,
@@ -245,7 +251,7 @@ fn gen_calls(
         ids.call_with_callback,
         ids.post,
     );
-    let result = quote!(::core::result::Result<#output, ::clustergo::codegen::RpcError>);
+    let result = quote!(::core::result::Result<#output, #rt::RpcError>);
     let d_call = format!(
         " Calls `{}` on `peer` {on} and waits for the response (the node's call timeout applies).",
         m.m.wire
@@ -265,8 +271,8 @@ fn gen_calls(
     );
     quote! {
         #[doc = #d_call]
-        pub async fn #call(#receiver peer: ::clustergo::codegen::LogicAddr, request: &#input) -> #result {
-            ::clustergo::codegen::call::<#codec, #input, #output>(
+        pub async fn #call(#receiver peer: #rt::LogicAddr, request: &#input) -> #result {
+            #rt::call::<#codec, #input, #output>(
                 #node, peer, #c, request, ::core::option::Option::None,
             ).await
         }
@@ -274,11 +280,11 @@ fn gen_calls(
         #[doc = #d_timeout]
         pub async fn #timeout(
             #receiver
-            peer: ::clustergo::codegen::LogicAddr,
+            peer: #rt::LogicAddr,
             request: &#input,
-            timeout: ::clustergo::codegen::Duration,
+            timeout: #rt::Duration,
         ) -> #result {
-            ::clustergo::codegen::call::<#codec, #input, #output>(
+            #rt::call::<#codec, #input, #output>(
                 #node, peer, #c, request, ::core::option::Option::Some(timeout),
             ).await
         }
@@ -286,15 +292,15 @@ fn gen_calls(
         #[doc = #d_callback]
         pub fn #callback<F>(
             #receiver
-            peer: ::clustergo::codegen::LogicAddr,
-            deadline: ::clustergo::codegen::Instant,
+            peer: #rt::LogicAddr,
+            deadline: #rt::Instant,
             request: &#input,
             callback: F,
-        ) -> ::clustergo::codegen::CallHandle
+        ) -> #rt::CallHandle
         where
             F: ::core::ops::FnOnce(#result) + ::core::marker::Send + 'static,
         {
-            ::clustergo::codegen::call_with_callback::<#codec, #input, #output, F>(
+            #rt::call_with_callback::<#codec, #input, #output, F>(
                 #node, peer, #c, request, deadline, callback,
             )
         }
@@ -302,25 +308,27 @@ fn gen_calls(
         #[doc = #d_post]
         pub fn #post(
             #receiver
-            peer: ::clustergo::codegen::LogicAddr,
+            peer: #rt::LogicAddr,
             request: &#input,
-        ) -> ::core::result::Result<(), ::clustergo::codegen::RpcError> {
-            ::clustergo::codegen::post::<#codec, #input>(#node, peer, #c, request)
+        ) -> ::core::result::Result<(), #rt::RpcError> {
+            #rt::post::<#codec, #input>(#node, peer, #c, request)
         }
     }
 }
 
 fn gen_free_fns(cx: &Ctx<'_>, m: &M<'_>) -> TokenStream {
+    let rt = &cx.rt;
     gen_calls(
         cx,
         m,
-        &quote!(::clustergo::codegen::default_node()),
+        &quote!(#rt::default_node()),
         &TokenStream::new(),
         "from the default node",
     )
 }
 
 fn gen_client(cx: &Ctx<'_>, methods: &[M<'_>]) -> TokenStream {
+    let rt = &cx.rt;
     let client = id(&cx.names.client);
     let name = client.to_string();
     let calls = methods.iter().map(|m| {
@@ -340,7 +348,7 @@ fn gen_client(cx: &Ctx<'_>, methods: &[M<'_>]) -> TokenStream {
         #[doc = #doc]
         #[derive(::core::clone::Clone)]
         pub struct #client {
-            node: ::clustergo::codegen::Node,
+            node: #rt::Node,
         }
 
         impl ::core::fmt::Debug for #client {
@@ -351,12 +359,12 @@ fn gen_client(cx: &Ctx<'_>, methods: &[M<'_>]) -> TokenStream {
 
         impl #client {
             /// A client that sends from `node`.
-            pub fn new(node: &::clustergo::codegen::Node) -> Self {
+            pub fn new(node: &#rt::Node) -> Self {
                 Self { node: ::core::clone::Clone::clone(node) }
             }
 
             /// The node this client sends from.
-            pub fn node(&self) -> &::clustergo::codegen::Node {
+            pub fn node(&self) -> &#rt::Node {
                 &self.node
             }
 

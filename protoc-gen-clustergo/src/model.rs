@@ -15,9 +15,12 @@ pub struct Service {
     pub docs: Vec<String>,
     /// The methods, in declaration order.
     pub methods: Vec<Method>,
-    /// Path of the `clustergo::codegen::Codec` marker used for every method
-    /// (`::clustergo::codegen::ProstCodec` by default).
-    pub codec: TokenStream,
+    /// Path of the `clustergo::Codec` marker used for every method (`None`:
+    /// the runtime's `ProstCodec`).
+    pub codec: Option<TokenStream>,
+    /// Path of the runtime crate (`::clustergo` by default; set it when the
+    /// dependency is renamed). Generated code uses only `<runtime>::codegen::…`.
+    pub runtime: TokenStream,
     /// Where the service was declared (macro diagnostics).
     pub span: Span,
 }
@@ -55,8 +58,26 @@ impl Service {
             name: name.into(),
             docs: Vec::new(),
             methods: Vec::new(),
-            codec: quote!(::clustergo::codegen::ProstCodec),
+            codec: None,
+            runtime: quote!(::clustergo),
             span,
+        }
+    }
+
+    /// The runtime's door for generated code: `<runtime>::codegen`.
+    pub fn runtime_door(&self) -> TokenStream {
+        let rt = &self.runtime;
+        quote!(#rt::codegen)
+    }
+
+    /// The codec marker path.
+    pub fn codec(&self) -> TokenStream {
+        match &self.codec {
+            Some(c) => c.clone(),
+            None => {
+                let door = self.runtime_door();
+                quote!(#door::ProstCodec)
+            }
         }
     }
 

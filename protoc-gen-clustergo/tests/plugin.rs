@@ -100,6 +100,7 @@ fn bad_parameters_are_errors() {
         ("colour=blue", "unknown parameter `colour`"),
         ("include_file", "needs a value"),
         ("include_file=mod.txt", "must name a .rs file"),
+        ("runtime_crate=not a path", "must be a Rust path"),
     ] {
         let resp = run(&common::request(&["echo.proto"], &[repo_proto()], param));
         let err = resp.error.unwrap_or_default();
@@ -108,7 +109,8 @@ fn bad_parameters_are_errors() {
     assert_eq!(
         Params::parse(" include_file = x.rs ,"),
         Ok(Params {
-            include_file: Some("x.rs".into())
+            include_file: Some("x.rs".into()),
+            runtime_crate: None,
         })
     );
 }
@@ -125,4 +127,16 @@ fn unknown_file_to_generate_is_an_error() {
 fn file_without_service_or_seed_shape_generates_nothing() {
     let resp = run(&common::request(&["shared.proto"], &[fixtures()], ""));
     assert!(files(&resp).is_empty());
+}
+
+#[test]
+fn runtime_crate_parameter_changes_the_door() {
+    let resp = run(&common::request(
+        &["echo.proto"],
+        &[repo_proto()],
+        "runtime_crate=::cg",
+    ));
+    let (_, text) = &files(&resp)[0];
+    assert!(text.contains("::cg::codegen::ProstCodec"), "{text}");
+    assert!(!text.contains("::clustergo::"), "{text}");
 }

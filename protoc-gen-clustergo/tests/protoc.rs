@@ -45,7 +45,10 @@ fn protoc_with_plugin_reproduces_checked_in_service_crate() {
 
     let o = run(&["echo.proto"], &proto, out.path(), "");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(read(&out.path().join("echo.rs")), read(&service.join("echo.rs")));
+    assert_eq!(
+        read(&out.path().join("echo.rs")),
+        read(&service.join("echo.rs"))
+    );
 
     let o = run(
         &["common.proto", "lobby.proto"],
@@ -66,7 +69,10 @@ fn protoc_reports_streaming_method_and_bad_parameter() {
     let o = run(&["streaming.proto"], &fixtures, out.path(), "");
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("streaming.proto: method `Feed.Watch`"), "{err}");
+    assert!(
+        err.contains("streaming.proto: method `Feed.Watch`"),
+        "{err}"
+    );
 
     let o = run(&["shared.proto"], &fixtures, out.path(), "bogus=1");
     assert!(!o.status.success());

@@ -76,7 +76,12 @@ impl test::TestService for Sum {
 struct Lobby;
 
 impl lobby::lobby::LobbyService for Lobby {
-    fn join(&self, _ctx: RpcContext, replyer: lobby::lobby::JoinReplyer, request: lobby::JoinRequest) {
+    fn join(
+        &self,
+        _ctx: RpcContext,
+        replyer: lobby::lobby::JoinReplyer,
+        request: lobby::JoinRequest,
+    ) {
         let player = request.player.unwrap_or_default();
         replyer.reply(lobby::JoinReply {
             seat: request.room.len() as u32,
@@ -84,7 +89,12 @@ impl lobby::lobby::LobbyService for Lobby {
         });
     }
 
-    fn leave(&self, _ctx: RpcContext, replyer: lobby::lobby::LeaveReplyer, request: common::Player) {
+    fn leave(
+        &self,
+        _ctx: RpcContext,
+        replyer: lobby::lobby::LeaveReplyer,
+        request: common::Player,
+    ) {
         if request.id == 0 {
             replyer.error("no such player");
         } else {
@@ -134,7 +144,10 @@ async fn generated_calls_between_two_nodes() {
 
     // Seed service: every call form.
     let e = echo::EchoClient::new(&client);
-    let resp = e.call(s, &echo::Request { msg: "hi".into() }).await.unwrap();
+    let resp = e
+        .call(s, &echo::Request { msg: "hi".into() })
+        .await
+        .unwrap();
     assert_eq!(resp.msg, "hi");
     let resp = e
         .call_with_timeout(s, &echo::Request { msg: "t".into() }, WAIT)
@@ -154,7 +167,11 @@ async fn generated_calls_between_two_nodes() {
             let _ = tx.send(r);
         },
     );
-    let got = tokio::time::timeout(WAIT, rx).await.unwrap().unwrap().unwrap();
+    let got = tokio::time::timeout(WAIT, rx)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(got.msg, "cb");
 
     // The second seed service; the replyer answers from another task.
@@ -253,8 +270,22 @@ async fn free_functions_use_the_default_node() {
             let _ = tx.send(r);
         },
     );
-    assert_eq!(tokio::time::timeout(WAIT, rx).await.unwrap().unwrap().unwrap().msg, "cb");
-    echo::post(s, &echo::Request { msg: "one-way".into() }).unwrap();
+    assert_eq!(
+        tokio::time::timeout(WAIT, rx)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .msg,
+        "cb"
+    );
+    echo::post(
+        s,
+        &echo::Request {
+            msg: "one-way".into(),
+        },
+    )
+    .unwrap();
 
     // Register on the default node and call it from the other node.
     echo::register(Echo);

@@ -72,3 +72,50 @@ fn seed_shape_expands() {
     assert!(out.contains("pub use echo::EchoService;"), "{out}");
     assert!(out.contains("pub fn post("), "{out}");
 }
+
+/// Compares with `tests/snapshots/<name>`; `UPDATE_SNAPSHOTS=1` rewrites it.
+fn snapshot(name: &str, actual: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(name);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("missing {}; run with UPDATE_SNAPSHOTS=1", path.display()));
+    assert!(
+        expected == actual,
+        "snapshot {name} differs (UPDATE_SNAPSHOTS=1 to accept):\n{actual}"
+    );
+}
+
+#[test]
+fn snapshot_seed() {
+    let out = expand(
+        TokenStream::new(),
+        quote! {
+            /// Echoes.
+            pub trait EchoService {
+                /// Answers.
+                fn on_call(&self, ctx: RpcContext, replyer: Replyer<Response>, request: Request);
+            }
+        },
+    );
+    snapshot("macro_seed.rs.txt", &out);
+}
+
+#[test]
+fn snapshot_keywords_codec_package_crate() {
+    let out = expand(
+        quote!(codec = my::Codec, package = "kw.pkg", crate = ::cg),
+        quote! {
+            pub(crate) trait ABCService {
+                fn r#type(&self, ctx: RpcContext, replyer: Replyer<r#match::Out>, request: In);
+                #[rpc(name = "wire.Name")]
+                fn say_hello(&self, ctx: ::cg::RpcContext, replyer: ::cg::Replyer<Out>, request: Vec<u8>);
+            }
+        },
+    );
+    snapshot("macro_keywords.rs.txt", &out);
+}

@@ -88,20 +88,42 @@ async fn run() -> bool {
 
     let mut ok = true;
     let r = echo::EchoClient::new(&client)
-        .call(s, &echo::Request { msg: "build.rs".into() })
+        .call(
+            s,
+            &echo::Request {
+                msg: "build.rs".into(),
+            },
+        )
         .await;
-    ok &= support::check("build.rs client → build.rs server", r.is_ok_and(|r| r.msg == "build.rs"));
+    ok &= support::check(
+        "build.rs client → build.rs server",
+        r.is_ok_and(|r| r.msg == "build.rs"),
+    );
     let r = service::echo::EchoClient::new(&client)
-        .call(s, &service::echo::Request { msg: "plugin".into() })
+        .call(
+            s,
+            &service::echo::Request {
+                msg: "plugin".into(),
+            },
+        )
         .await;
-    ok &= support::check("plugin client → build.rs server", r.is_ok_and(|r| r.msg == "plugin"));
+    ok &= support::check(
+        "plugin client → build.rs server",
+        r.is_ok_and(|r| r.msg == "plugin"),
+    );
 
     let g = greeter::GreeterClient::new(&client);
     let name = pb::HelloRequest { name: "ann".into() };
     let r = g.say_hello(s, &name).await;
-    ok &= support::check("greeter.SayHello", r.is_ok_and(|r| r.message == "hello, ann"));
+    ok &= support::check(
+        "greeter.SayHello",
+        r.is_ok_and(|r| r.message == "hello, ann"),
+    );
     let r = g.say_goodbye_with_timeout(s, &name, support::LIMIT).await;
-    ok &= support::check("greeter.SayGoodbye", r.is_ok_and(|r| r.message == "goodbye, ann"));
+    ok &= support::check(
+        "greeter.SayGoodbye",
+        r.is_ok_and(|r| r.message == "goodbye, ann"),
+    );
 
     // The plugin-generated lobby client against the build.rs-generated lobby server.
     let l = service::game::lobby::lobby::LobbyClient::new(&client);
@@ -114,7 +136,10 @@ async fn run() -> bool {
             },
         )
         .await;
-    ok &= support::check("plugin lobby client → build.rs lobby", r.is_ok_and(|r| r.seat == 3));
+    ok &= support::check(
+        "plugin lobby client → build.rs lobby",
+        r.is_ok_and(|r| r.seat == 3),
+    );
     let r = l.room_info(s, &()).await;
     ok &= support::check(
         "remote error comes back",

@@ -69,18 +69,41 @@ async fn run() -> bool {
 
     let mut ok = true;
     let e = echo::EchoClient::new(&client);
-    let r = e.call(s, &Request { msg: "macro".into() }).await;
-    ok &= support::check("macro client → macro server", r.is_ok_and(|r| r.msg == "macro"));
-    let r = service::echo::EchoClient::new(&client)
-        .call(s, &service::echo::Request { msg: "plugin".into() })
+    let r = e
+        .call(
+            s,
+            &Request {
+                msg: "macro".into(),
+            },
+        )
         .await;
-    ok &= support::check("plugin client → macro server", r.is_ok_and(|r| r.msg == "plugin"));
+    ok &= support::check(
+        "macro client → macro server",
+        r.is_ok_and(|r| r.msg == "macro"),
+    );
+    let r = service::echo::EchoClient::new(&client)
+        .call(
+            s,
+            &service::echo::Request {
+                msg: "plugin".into(),
+            },
+        )
+        .await;
+    ok &= support::check(
+        "plugin client → macro server",
+        r.is_ok_and(|r| r.msg == "plugin"),
+    );
     let t = text::TextClient::new(&client);
     let r = t.upper(s, &Bytes::from_static(b"shout")).await;
     ok &= support::check("bytes codec: upper", r.is_ok_and(|b| b == "SHOUT"));
-    let r = t.len_with_timeout(s, &Bytes::from_static(b"four"), support::LIMIT).await;
+    let r = t
+        .len_with_timeout(s, &Bytes::from_static(b"four"), support::LIMIT)
+        .await;
     ok &= support::check("bytes codec: len", r.is_ok_and(|b| b == "4"));
-    ok &= support::check("wire names", echo::METHOD == "echo" && text::LEN_METHOD == "Text.Len");
+    ok &= support::check(
+        "wire names",
+        echo::METHOD == "echo" && text::LEN_METHOD == "Text.Len",
+    );
     client.shutdown().await;
     server.shutdown().await;
     ok

@@ -11,7 +11,9 @@ pub const LIMIT: Duration = Duration::from_secs(10);
 
 /// Starts `node` as `logic` on a fresh 127.0.0.1 port listed in `m`.
 pub async fn start(node: &Node, m: &InProcess, logic: &str) -> LogicAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
     let logic: LogicAddr = logic.parse().expect("valid address");
     m.put_now(Member {
         addr: Addr::new(logic, listener.local_addr().expect("local addr")),
