@@ -12,6 +12,7 @@
 //! - `message`: protobuf and binary message handlers.
 //! - [`node`]: the [`Node`] handle, routing (direct or through harbors), start/stop.
 //! - [`rpc`]: calls, replies, errors, codecs.
+//! - [`stream`]: multiplexed byte streams between nodes (yamux).
 //! - [`membership`]: who is in the cluster, backends, and the visibility rules.
 //! - `global`: the process-wide default node and free functions over it.
 
@@ -26,6 +27,7 @@ mod message;
 pub mod node;
 mod peer;
 pub mod rpc;
+pub mod stream;
 
 pub use addr::{Addr, AddrError, LogicAddr};
 pub use clustergo_macros::service;
@@ -35,4 +37,5 @@ pub use global::{
 };
 pub use node::{Config, DEV_SECRET, Metrics, Node, SendError, StartError};
 pub use rpc::{CallHandle, Codec, ProstCodec, RawReplyer, Replyer, RpcContext, RpcError};
+pub use stream::{Stream, StreamError};
 pub use tokio::time::Instant;

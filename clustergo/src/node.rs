@@ -238,6 +238,8 @@ pub(crate) struct NodeInner {
     pub(crate) messages: Registry,
     pub(crate) rpc_server: rpc::server::Server,
     pub(crate) rpc_client: rpc::client::Client,
+    pub(crate) client_interceptors: rpc::Interceptors<dyn rpc::ClientInterceptor>,
+    pub(crate) server_interceptors: rpc::Interceptors<dyn rpc::ServerInterceptor>,
     run: OnceLock<Running>,
     view: RwLock<View>,
     peers: RwLock<HashMap<LogicAddr, Arc<Peer>>>,
@@ -249,6 +251,7 @@ pub(crate) struct NodeInner {
     tasks: TaskTracker,
     pub(crate) inflight: Inflight,
     pub(crate) counters: Counters,
+    pub(crate) streams: crate::stream::Streams,
     stopped: watch::Sender<bool>,
 }
 
@@ -298,6 +301,8 @@ impl Node {
                 messages: Registry::default(),
                 rpc_server: rpc::server::Server::default(),
                 rpc_client: rpc::client::Client::default(),
+                client_interceptors: Default::default(),
+                server_interceptors: Default::default(),
                 run: OnceLock::new(),
                 view: RwLock::new(View::new(LogicAddr::default())),
                 peers: RwLock::default(),
@@ -307,6 +312,7 @@ impl Node {
                 tasks: TaskTracker::new(),
                 inflight: Inflight::default(),
                 counters: Counters::default(),
+                streams: Default::default(),
                 stopped,
             }),
         }
@@ -453,6 +459,11 @@ impl Node {
         self.inner.view.read().addr_by_type_n(typ, n)
     }
 
+    /// Every member this node's membership view lists, visible or not.
+    pub fn members(&self) -> Vec<crate::membership::Member> {
+        self.inner.view.read().members().cloned().collect()
+    }
+
     /// The member at `logic` as this node's membership view lists it.
     pub fn member(&self, logic: LogicAddr) -> Option<crate::membership::Member> {
         self.inner.view.read().get(logic).cloned()
@@ -513,6 +524,22 @@ impl Node {
 impl NodeInner {
     pub(crate) fn running(&self) -> Option<&Running> {
         self.run.get()
+    }
+
+    /// The listen address membership gives for `logic`.
+    pub(crate) fn member_net(&self, logic: LogicAddr) -> Option<SocketAddr> {
+        self.view.read().get(logic).map(|m| m.addr.net)
+    }
+
+    /// Spawns user code (stream handlers) that `stop` should not wait for.
+    pub(crate) fn spawn_detached<F>(&self, fut: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        match self.run.get() {
+            Some(run) => drop(run.handle.spawn(fut)),
+            None => drop(tokio::spawn(fut)),
+        }
     }
 
     pub(crate) fn spawn<F>(&self, fut: F)
@@ -659,6 +686,7 @@ impl NodeInner {
         {
             let mut peers = self.peers.write();
             for m in &change.removed {
+                self.streams.drop_peer(m.logic());
                 if let Some(peer) = peers.remove(&m.logic()) {
                     peer.close();
                     gone.push(m.logic());
@@ -749,18 +777,22 @@ async fn accept_one(inner: Arc<NodeInner>, mut stream: TcpStream, from: SocketAd
         ConnKind::Frames => {
             let peer = inner.peer_or_spawn(hello.logic, net);
             peer.offer_inbound(hello.incarnation, run.local)
-                .map(|()| peer)
+                .map(|()| Some(peer))
         }
-        ConnKind::Streams => Err(Refusal::Unsupported),
+        ConnKind::Streams => Ok(None),
     });
     let answered =
         handshake::answer(&mut stream, verdict.as_ref().map(|_| ()).map_err(|r| *r)).await;
     match (verdict, answered) {
-        (Ok(peer), Ok(())) => peer.adopt(Ok(Inbound {
+        (Ok(Some(peer)), Ok(())) => peer.adopt(Ok(Inbound {
             stream,
             incarnation: hello.incarnation,
         })),
-        (Ok(peer), Err(e)) => {
+        (Ok(None), Ok(())) => crate::stream::accept_session(&inner, hello.logic, stream),
+        (Ok(None), Err(e)) => {
+            tracing::debug!(%from, error = %e, "inbound stream handshake lost at the verdict")
+        }
+        (Ok(Some(peer)), Err(e)) => {
             tracing::debug!(%from, error = %e, "inbound handshake lost at the verdict");
             peer.adopt(Err(hello.incarnation));
         }

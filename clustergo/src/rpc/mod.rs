@@ -11,6 +11,7 @@
 pub(crate) mod client;
 mod codec;
 mod error;
+mod intercept;
 pub(crate) mod server;
 pub mod wire;
 
@@ -24,6 +25,8 @@ use tokio::time::Instant;
 pub use client::CallHandle;
 pub use codec::{BytesCodec, Codec, ProstCodec};
 pub use error::{ErrorCode, RpcError};
+pub(crate) use intercept::Interceptors;
+pub use intercept::{ClientInterceptor, ServerInterceptor};
 pub use server::{RawReplyer, RpcContext};
 
 use crate::addr::LogicAddr;
@@ -124,6 +127,7 @@ fn encode_request<C: Codec<Req>, Req>(
     one_way: bool,
     timeout_ms: u32,
     method: &str,
+    meta: &[u8],
     req: &Req,
 ) -> Result<Bytes, RpcError> {
     if method.len() > u16::MAX as usize {
@@ -137,7 +141,8 @@ fn encode_request<C: Codec<Req>, Req>(
     buf.put_u32(timeout_ms);
     buf.put_u16(method.len() as u16);
     buf.put_slice(method.as_bytes());
-    buf.put_u32(0); // meta
+    buf.put_u32(meta.len() as u32);
+    buf.put_slice(meta);
     buf.put_u32(0); // argument length, patched below
     let start = buf.len();
     C::encode(req, &mut buf).map_err(|e| RpcError::Codec(format!("cannot encode request: {e}")))?;
@@ -146,6 +151,33 @@ fn encode_request<C: Codec<Req>, Req>(
     let len = (buf.len() - LEN_SIZE) as u32;
     buf[..LEN_SIZE].copy_from_slice(&len.to_be_bytes());
     Ok(buf.freeze())
+}
+
+/// Runs the client interceptors' `before_send`; returns the metadata to send.
+fn client_meta(inner: &NodeInner, to: LogicAddr, method: &str) -> Result<Vec<u8>, RpcError> {
+    let mut meta = Vec::new();
+    if let Some(list) = inner.client_interceptors.get() {
+        for i in list {
+            i.before_send(to, method, &mut meta)?;
+        }
+    }
+    Ok(meta)
+}
+
+/// Runs the client interceptors' `after_reply`.
+fn client_done<T>(
+    inner: &NodeInner,
+    to: LogicAddr,
+    method: &str,
+    result: &Result<T, RpcError>,
+    started: Instant,
+) {
+    if let Some(list) = inner.client_interceptors.get() {
+        let elapsed = started.elapsed();
+        for i in list {
+            i.after_reply(to, method, result.as_ref().map(|_| ()), elapsed);
+        }
+    }
 }
 
 /// Registers and sends a call; the waiter gets its ending.
@@ -162,6 +194,7 @@ fn start_call<C: Codec<Req>, Req>(
         Route::Local => to,
         Route::Peer(p) => p.remote(),
     };
+    let meta = client_meta(inner, to, method)?;
     let remaining = deadline.saturating_duration_since(Instant::now());
     let timeout_ms = remaining.as_millis().clamp(1, u32::MAX as u128) as u32;
     let (seq, rx) = inner.rpc_client.begin(to, hop);
@@ -170,7 +203,8 @@ fn start_call<C: Codec<Req>, Req>(
         seq,
         rx,
     };
-    let frame = encode_request::<C, Req>(run.local, to, seq, false, timeout_ms, method, req)?;
+    let frame =
+        encode_request::<C, Req>(run.local, to, seq, false, timeout_ms, method, &meta, req)?;
     // The request waits for a connection no longer than the caller waits for it.
     inner.send_on(&route, frame, Some(deadline))?;
     Ok(waiter)
@@ -189,11 +223,21 @@ where
     C: Codec<Req> + Codec<Resp>,
 {
     let timeout = timeout.unwrap_or(node.inner.config.call_timeout);
-    let deadline = Instant::now() + timeout;
-    let waiter = start_call::<C, Req>(&node.inner, to, method, req, deadline)?;
-    let bytes = waiter.wait(deadline).await?;
-    <C as Codec<Resp>>::decode(bytes)
-        .map_err(|e| RpcError::Codec(format!("cannot decode reply: {e}")))
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let result = match start_call::<C, Req>(&node.inner, to, method, req, deadline) {
+        Ok(waiter) => waiter
+            .wait(deadline)
+            .await
+            .and_then(decode_reply::<C, Resp>),
+        Err(e) => Err(e),
+    };
+    client_done(&node.inner, to, method, &result, started);
+    result
+}
+
+fn decode_reply<C: Codec<Resp>, Resp>(bytes: Bytes) -> Result<Resp, RpcError> {
+    C::decode(bytes).map_err(|e| RpcError::Codec(format!("cannot decode reply: {e}")))
 }
 
 /// Calls `method` on `to`; `cb` runs once with the ending, unless the returned
@@ -216,15 +260,20 @@ where
         return finished_with_error(cb, RpcError::NotStarted, None);
     };
     let handle = run.handle.clone();
+    let started = Instant::now();
     match start_call::<C, Req>(inner, to, method, req, deadline) {
         Ok(waiter) => {
             let call = CallHandle::new(inner.clone(), waiter.seq);
+            let method: Box<str> = method.into();
             handle.spawn(async move {
-                match waiter.wait(deadline).await {
-                    Err(RpcError::Cancelled) => {}
-                    Ok(bytes) => cb(<C as Codec<Resp>>::decode(bytes)
-                        .map_err(|e| RpcError::Codec(format!("cannot decode reply: {e}")))),
-                    Err(e) => cb(Err(e)),
+                let node = waiter.node.clone();
+                let result = waiter
+                    .wait(deadline)
+                    .await
+                    .and_then(decode_reply::<C, Resp>);
+                client_done(&node, to, &method, &result, started);
+                if !matches!(result, Err(RpcError::Cancelled)) {
+                    cb(result);
                 }
             });
             call
@@ -266,12 +315,23 @@ pub fn post<C: Codec<Req>, Req>(
         .send_timeout
         .as_millis()
         .clamp(1, u32::MAX as u128) as u32;
-    let frame = encode_request::<C, Req>(run.local, to, 0, true, timeout_ms, method, req)?;
+    let meta = client_meta(inner, to, method)?;
+    let frame = encode_request::<C, Req>(run.local, to, 0, true, timeout_ms, method, &meta, req)?;
     inner.send_frame(to, frame, None)?;
     Ok(())
 }
 
 impl Node {
+    /// Adds a hook around this node's outgoing calls.
+    pub fn add_client_interceptor(&self, interceptor: impl ClientInterceptor) {
+        self.inner.client_interceptors.add(Arc::new(interceptor));
+    }
+
+    /// Adds a hook around the requests this node serves.
+    pub fn add_server_interceptor(&self, interceptor: impl ServerInterceptor) {
+        self.inner.server_interceptors.add(Arc::new(interceptor));
+    }
+
     /// Registers a prost-typed method. See [`register`].
     pub fn register_rpc<Req, Resp, F>(&self, method: &str, handler: F)
     where

@@ -15,8 +15,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use parking_lot::RwLock;
 use tokio::time::Instant;
 
-use super::RpcError;
 use super::wire::{Request, Response};
+use super::{ErrorCode, RpcError, ServerInterceptor};
 use crate::addr::LogicAddr;
 use crate::codec::{Frame, FrameKind, LEN_SIZE};
 use crate::message::panic_text;
@@ -169,7 +169,20 @@ pub(crate) fn dispatch(node: &Arc<NodeInner>, from: LogicAddr, body: Bytes) {
         deadline,
         meta,
     };
-    let replyer = RawReplyer::new(node.clone(), from, head.seq, head.one_way, method);
+    let observed = match node.server_interceptors.get() {
+        None => None,
+        Some(list) => {
+            for i in &list {
+                if let Err(e) = i.before_dispatch(&ctx) {
+                    reply_err(e);
+                    return;
+                }
+            }
+            Some((list, Instant::now()))
+        }
+    };
+    let mut replyer = RawReplyer::new(node.clone(), from, head.seq, head.one_way, method);
+    replyer.observed = observed;
     if let Err(panic) = catch_unwind(AssertUnwindSafe(|| handler(ctx, replyer, arg))) {
         tracing::error!(%from, method = head.method, panic = %panic_text(&*panic), "rpc handler panicked");
     }
@@ -242,6 +255,8 @@ pub struct RawReplyer {
     one_way: bool,
     method: Arc<str>,
     done: bool,
+    /// Server interceptors to tell, and when the request arrived.
+    observed: Option<(Vec<Arc<dyn ServerInterceptor>>, Instant)>,
 }
 
 impl fmt::Debug for RawReplyer {
@@ -265,6 +280,16 @@ impl RawReplyer {
             one_way,
             method,
             done: false,
+            observed: None,
+        }
+    }
+
+    fn observe(&mut self, code: ErrorCode) {
+        if let Some((list, started)) = self.observed.take() {
+            let elapsed = started.elapsed();
+            for i in list {
+                i.after_reply(self.to, &self.method, code, elapsed);
+            }
         }
     }
 
@@ -289,6 +314,7 @@ impl RawReplyer {
         if !self.one_way {
             send_response(&self.node, self.to, self.seq, Ok(&mut encode));
         }
+        self.observe(ErrorCode::Ok);
     }
 
     /// Replies with `result`.
@@ -305,6 +331,7 @@ impl RawReplyer {
         if !self.one_way {
             send_response(&self.node, self.to, self.seq, Err(&err));
         }
+        self.observe(err.code());
     }
 }
 
@@ -322,7 +349,9 @@ impl Drop for RawReplyer {
                 self.seq,
                 Err(&RpcError::ServiceUnavailable(why.into())),
             );
+            self.observe(ErrorCode::ServiceUnavailable);
         }
+        self.observe(ErrorCode::Ok);
         self.node.inflight.leave();
     }
 }

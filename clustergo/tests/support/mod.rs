@@ -130,9 +130,10 @@ impl Cluster {
         eventually("membership to settle", || {
             nodes.iter().all(|n| {
                 !n.is_running()
-                    || members
-                        .iter()
-                        .all(|m| n.member(m.logic()).as_ref() == Some(m))
+                    || (n.members().len() == members.len()
+                        && members
+                            .iter()
+                            .all(|m| n.member(m.logic()).as_ref() == Some(m)))
             })
         })
         .await;

@@ -1,0 +1,218 @@
+//! Two clusters, each with a harbor and a service node, on loopback: traffic
+//! crosses through the harbors; routing failures come back promptly.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clustergo::{Node, Replyer, RpcError, SendError};
+use parking_lot::Mutex;
+use support::*;
+
+const PB: u16 = 10;
+const BIN: u16 = 11;
+
+struct World {
+    c: Cluster,
+    a: Node,  // 1.1.1
+    h1: Node, // 1.255.1
+    h2: Node, // 2.255.1
+    b: Node,  // 2.1.1, exported
+}
+
+async fn world() -> World {
+    let c = Cluster::new();
+    let a = c.start("1.1.1").await;
+    let h1 = c.start("1.255.1").await;
+    let h2 = c.start("2.255.1").await;
+    let b = c.start_with("2.1.1", true, config()).await;
+    for n in [&a, &b] {
+        n.register_rpc("echo", |ctx, replyer: Replyer<Echo>, req: Echo| {
+            replyer.reply(Echo {
+                msg: format!("{} from {}", req.msg, ctx.from()),
+                ..req
+            })
+        });
+    }
+    World { c, a, h1, h2, b }
+}
+
+impl World {
+    async fn shutdown(self) {
+        for n in [self.a, self.h1, self.h2, self.b] {
+            n.shutdown().await;
+        }
+    }
+}
+
+fn inbox(node: &Node) -> Arc<Mutex<Vec<String>>> {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    node.register_pb_handler(PB, move |from, m: Echo| {
+        g.lock().push(format!("pb {from} {}", m.msg))
+    });
+    let g = got.clone();
+    node.register_bin_handler(BIN, move |from, _, body: Bytes| {
+        g.lock()
+            .push(format!("bin {from} {}", String::from_utf8_lossy(&body)))
+    });
+    got
+}
+
+#[tokio::test]
+async fn messages_and_calls_cross_clusters() {
+    let w = world().await;
+    let got_a = inbox(&w.a);
+    let got_b = inbox(&w.b);
+    // Found by type across clusters because it is exported.
+    assert_eq!(
+        w.a.get_addr_by_type(1),
+        Some(addr("1.1.1")),
+        "own cluster first"
+    );
+    let target = (0..64)
+        .filter_map(|n| w.h1.get_addr_by_type_n(1, n))
+        .find(|a| a.cluster() == 2);
+    assert_eq!(
+        target, None,
+        "own cluster has type 1, so exported ones are not offered"
+    );
+
+    w.a.send_pb(addr("2.1.1"), &echo("hello", 1)).unwrap();
+    w.a.send_bin(addr("2.1.1"), BIN, b"raw").unwrap();
+    w.b.send_pb(addr("1.1.1"), &echo("back", 2)).unwrap();
+    eventually("messages across", || {
+        got_b.lock().len() == 2 && got_a.lock().len() == 1
+    })
+    .await;
+    assert_eq!(*got_b.lock(), vec!["pb 1.1.1 hello", "bin 1.1.1 raw"]);
+    assert_eq!(*got_a.lock(), vec!["pb 2.1.1 back"]);
+
+    let r: Echo =
+        w.a.call(addr("2.1.1"), "echo", &echo("hi", 3))
+            .await
+            .unwrap();
+    assert_eq!(r.msg, "hi from 1.1.1");
+    let r: Echo =
+        w.b.call(addr("1.1.1"), "echo", &echo("yo", 4))
+            .await
+            .unwrap();
+    assert_eq!(r.msg, "yo from 2.1.1");
+    // The service nodes never connected to each other: everything went via harbors.
+    assert_eq!(
+        w.a.metrics().links_established,
+        1,
+        "a only linked to its harbor"
+    );
+    assert_eq!(
+        w.b.metrics().links_established,
+        1,
+        "b only linked to its harbor"
+    );
+    w.shutdown().await;
+}
+
+#[tokio::test]
+async fn many_calls_across_harbors() {
+    let w = world().await;
+    let mut set = tokio::task::JoinSet::new();
+    for t in 0..50u64 {
+        let a = w.a.clone();
+        set.spawn(async move {
+            for i in 0..100 {
+                let n = t * 1000 + i;
+                let r: Echo = a.call(addr("2.1.1"), "echo", &echo("m", n)).await.unwrap();
+                assert_eq!(r.n, n);
+            }
+        });
+    }
+    within("5000 cross-cluster calls", async {
+        while let Some(r) = set.join_next().await {
+            r.unwrap();
+        }
+    })
+    .await;
+    w.shutdown().await;
+}
+
+#[tokio::test]
+async fn target_removed_is_a_prompt_routing_error() {
+    let w = world().await;
+    let _: Echo =
+        w.a.call(addr("2.1.1"), "echo", &echo("warm", 0))
+            .await
+            .unwrap();
+    w.c.m.remove_now(addr("2.1.1"));
+    w.c.settle().await;
+    let started = std::time::Instant::now();
+    let r: Result<Echo, _> = w.a.call(addr("2.1.1"), "echo", &echo("x", 1)).await;
+    assert_eq!(r, Err(RpcError::Unreachable(addr("2.1.1"))));
+    assert!(started.elapsed() < Duration::from_secs(1));
+    w.shutdown().await;
+}
+
+#[tokio::test]
+async fn harbor_removed_then_readded() {
+    let w = world().await;
+    let _: Echo =
+        w.a.call(addr("2.1.1"), "echo", &echo("warm", 0))
+            .await
+            .unwrap();
+
+    // The target cluster's harbor leaves: the local harbor answers for it.
+    w.c.m.remove_now(addr("2.255.1"));
+    w.c.settle().await;
+    let started = std::time::Instant::now();
+    let r: Result<Echo, _> = w.a.call(addr("2.1.1"), "echo", &echo("x", 1)).await;
+    assert_eq!(r, Err(RpcError::Unreachable(addr("2.1.1"))));
+    assert!(started.elapsed() < Duration::from_secs(1));
+    within("removed harbor stops", w.h2.wait()).await;
+
+    // A new harbor for cluster 2 comes up: traffic flows again.
+    let h2b = w.c.start("2.255.2").await;
+    let r: Echo =
+        w.a.call(addr("2.1.1"), "echo", &echo("again", 2))
+            .await
+            .unwrap();
+    assert_eq!(r.msg, "again from 1.1.1");
+
+    // The own cluster's harbor leaves: the sender itself has no route.
+    w.c.m.remove_now(addr("1.255.1"));
+    w.c.settle().await;
+    let r: Result<Echo, _> = w.a.call(addr("2.1.1"), "echo", &echo("x", 3)).await;
+    assert_eq!(r, Err(RpcError::Unreachable(addr("2.1.1"))));
+    w.a.register_pb_message::<Echo>(PB);
+    assert_eq!(
+        w.a.send_pb(addr("2.1.1"), &echo("m", 1)),
+        Err(SendError::Unreachable(addr("2.1.1")))
+    );
+    h2b.shutdown().await;
+    w.shutdown().await;
+}
+
+#[tokio::test]
+async fn export_controls_cross_cluster_lookup() {
+    let c = Cluster::new();
+    let a = c.start("1.1.1").await;
+    let hidden = c.start("2.7.1").await;
+    let harbors = (c.start("1.255.1").await, c.start("2.255.1").await);
+    for _ in 0..20 {
+        assert_eq!(a.get_addr_by_type(7), None);
+    }
+    let shown = c.start_with("2.7.2", true, config()).await;
+    for _ in 0..20 {
+        assert_eq!(a.get_addr_by_type(7), Some(addr("2.7.2")));
+    }
+    // An address known by other means is still reachable through the harbors.
+    hidden.register_rpc("echo", |_c, r: Replyer<Echo>, req: Echo| r.reply(req));
+    let r: Echo = a
+        .call(addr("2.7.1"), "echo", &echo("known", 5))
+        .await
+        .unwrap();
+    assert_eq!(r.n, 5);
+    for n in [a, hidden, shown, harbors.0, harbors.1] {
+        n.shutdown().await;
+    }
+}

@@ -1,0 +1,522 @@
+//! RPC between nodes on loopback: every way a call can end.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use clustergo::{Config, Instant, Node, Replyer, RpcError};
+use parking_lot::Mutex;
+use support::*;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// Registers "echo": replies "hello world:<msg>" with the same n.
+fn serve_echo(node: &Node) {
+    node.register_rpc("echo", |_ctx, replyer: Replyer<Echo>, req: Echo| {
+        replyer.reply(Echo {
+            msg: format!("hello world:{}", req.msg),
+            n: req.n,
+            blob: req.blob,
+        });
+    });
+}
+
+async fn pair() -> (Cluster, Node, Node) {
+    let c = Cluster::new();
+    let client = c.start("1.1.1").await;
+    let server = c.start("1.2.1").await;
+    serve_echo(&server);
+    (c, client, server)
+}
+
+#[tokio::test]
+async fn typed_call_round_trip() {
+    let (_c, client, server) = pair().await;
+    let resp: Echo = within(
+        "call",
+        client.call(addr("1.2.1"), "echo", &echo("sniperHW", 7)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.msg, "hello world:sniperHW");
+    assert_eq!(resp.n, 7);
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn hundred_thousand_pipelined_calls() {
+    let (_c, client, server) = pair().await;
+    const N: u64 = 100_000;
+    const IN_FLIGHT: usize = 500;
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..IN_FLIGHT as u64 {
+        let client = client.clone();
+        tasks.spawn(async move {
+            let mut n = t;
+            while n < N {
+                let resp: Echo = client
+                    .call(addr("1.2.1"), "echo", &echo("p", n))
+                    .await
+                    .unwrap_or_else(|e| panic!("call {n}: {e}"));
+                assert_eq!((resp.n, resp.msg.as_str()), (n, "hello world:p"));
+                n += IN_FLIGHT as u64;
+            }
+        });
+    }
+    within("100k calls", async {
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap();
+        }
+    })
+    .await;
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn timeout_fires_and_late_reply_is_ignored() {
+    let (_c, client, server) = pair().await;
+    server.register_rpc("slow", |_ctx, replyer: Replyer<Echo>, req: Echo| {
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            replyer.reply(req);
+        });
+    });
+    let started = std::time::Instant::now();
+    let r: Result<Echo, _> = client
+        .call_with_timeout(
+            addr("1.2.1"),
+            "slow",
+            &echo("x", 1),
+            Duration::from_millis(100),
+        )
+        .await;
+    assert_eq!(r, Err(RpcError::Timeout));
+    assert!(started.elapsed() < Duration::from_millis(280));
+    // The late reply arrives and is dropped; the next call is unaffected.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let resp: Echo = client
+        .call(addr("1.2.1"), "echo", &echo("y", 2))
+        .await
+        .unwrap();
+    assert_eq!(resp.n, 2);
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn callback_and_cancel() {
+    let (_c, client, server) = pair().await;
+    // A reply that waits for our signal.
+    let gate = Arc::new(Mutex::new(Vec::<oneshot::Sender<()>>::new()));
+    let g = gate.clone();
+    server.register_rpc("gated", move |_ctx, replyer: Replyer<Echo>, req: Echo| {
+        let (tx, rx) = oneshot::channel();
+        g.lock().push(tx);
+        tokio::spawn(async move {
+            let _ = rx.await;
+            replyer.reply(req);
+        });
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+
+    // Cancel before the reply: true, callback never runs.
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
+    let handle = client.call_with_callback(
+        addr("1.2.1"),
+        "gated",
+        &echo("c", 1),
+        deadline,
+        move |_: Result<Echo, _>| {
+            r.fetch_add(1, Ordering::SeqCst);
+        },
+    );
+    eventually("request reached the server", || gate.lock().len() == 1).await;
+    assert!(handle.cancel());
+    assert!(!handle.cancel(), "second cancel reports nothing to cancel");
+    let _ = gate.lock().pop().unwrap().send(());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+
+    // Cancel after the reply: false, callback ran once with the reply.
+    let (tx, rx) = oneshot::channel();
+    let handle = client.call_with_callback(
+        addr("1.2.1"),
+        "echo",
+        &echo("d", 2),
+        deadline,
+        move |r: Result<Echo, _>| {
+            let _ = tx.send(r);
+        },
+    );
+    let got = within("callback", rx).await.unwrap().unwrap();
+    assert_eq!(got.msg, "hello world:d");
+    assert!(!handle.cancel());
+
+    // Callback timeout.
+    let (tx, rx) = oneshot::channel();
+    client.call_with_callback(
+        addr("1.2.1"),
+        "gated",
+        &echo("e", 3),
+        Instant::now() + Duration::from_millis(50),
+        move |r: Result<Echo, _>| {
+            let _ = tx.send(r);
+        },
+    );
+    assert_eq!(
+        within("callback timeout", rx).await.unwrap(),
+        Err(RpcError::Timeout)
+    );
+    for tx in gate.lock().drain(..) {
+        let _ = tx.send(());
+    }
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn post_reaches_server_without_reply() {
+    let (_c, client, server) = pair().await;
+    let (tx, rx) = oneshot::channel();
+    let tx = Mutex::new(Some(tx));
+    server.register_rpc("notify", move |ctx, replyer: Replyer<Echo>, req: Echo| {
+        assert!(replyer.into_raw().is_one_way());
+        if let Some(tx) = tx.lock().take() {
+            let _ = tx.send((ctx.from(), req.n));
+        }
+    });
+    client.post(addr("1.2.1"), "notify", &echo("p", 9)).unwrap();
+    assert_eq!(within("post", rx).await.unwrap(), (addr("1.1.1"), 9));
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_method_panic_and_dropped_replyer() {
+    let (_c, client, server) = pair().await;
+    server.register_rpc("panics", |_ctx, _replyer: Replyer<Echo>, _req: Echo| {
+        panic!("bug in handler")
+    });
+    server.register_rpc("drops", |_ctx, replyer: Replyer<Echo>, _req: Echo| {
+        drop(replyer)
+    });
+    server.register_rpc("fails", |_ctx, replyer: Replyer<Echo>, _req: Echo| {
+        replyer.error("no such player")
+    });
+    let to = addr("1.2.1");
+    let call = |m: &'static str| {
+        let client = client.clone();
+        async move { client.call::<Echo, Echo>(to, m, &echo("x", 1)).await }
+    };
+    assert_eq!(
+        call("nope").await,
+        Err(RpcError::InvalidMethod("nope".into()))
+    );
+    assert_eq!(
+        call("panics").await,
+        Err(RpcError::ServiceUnavailable("method panicked".into()))
+    );
+    assert_eq!(
+        call("drops").await,
+        Err(RpcError::ServiceUnavailable(
+            "replyer dropped without reply".into()
+        ))
+    );
+    assert_eq!(
+        call("fails").await,
+        Err(RpcError::Method("no such player".into()))
+    );
+    assert_eq!(call("echo").await.unwrap().n, 1, "server still serves");
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn reply_from_another_task_later() {
+    let (_c, client, server) = pair().await;
+    server.register_rpc("later", |_ctx, replyer: Replyer<Echo>, req: Echo| {
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            replyer.reply(req);
+        });
+    });
+    let r: Echo = client
+        .call(addr("1.2.1"), "later", &echo("l", 5))
+        .await
+        .unwrap();
+    assert_eq!(r.n, 5);
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn peer_killed_mid_call_fails_fast() {
+    let c = Cluster::new();
+    let client = c.start("1.1.1").await;
+    // The server runs on its own runtime, which we drop to kill it abruptly.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    c.m.put_now(member("1.2.1", listener.local_addr().unwrap(), false));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = Node::with_config(config());
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let h = held.clone();
+    server.register_rpc("hang", move |_ctx, replyer: Replyer<Echo>, _req: Echo| {
+        h.lock().push(replyer)
+    });
+    {
+        let server = server.clone();
+        let m = c.m.clone();
+        let started = rt.spawn(async move {
+            let listener = TcpListener::from_std(listener).unwrap();
+            server.start_on(listener, m, addr("1.2.1")).await.unwrap();
+        });
+        within("server start", started).await.unwrap();
+    }
+    c.add(server.clone()).await;
+    let call = tokio::spawn({
+        let client = client.clone();
+        async move {
+            client
+                .call::<Echo, Echo>(addr("1.2.1"), "hang", &echo("h", 1))
+                .await
+        }
+    });
+    eventually("request held", || held.lock().len() == 1).await;
+    let started = std::time::Instant::now();
+    rt.shutdown_background();
+    let r = within("call to fail", call).await.unwrap();
+    assert_eq!(r, Err(RpcError::Disconnected(addr("1.2.1"))));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "failed at disconnect, not at timeout"
+    );
+    std::mem::forget(held); // its replyers belong to the dead runtime
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn request_expired_while_queued_is_not_executed() {
+    let c = Cluster::new();
+    let client = c.start("1.1.1").await;
+    let server_net = free_addr().await; // listed, not yet listening
+    c.m.put_now(member("1.2.1", server_net, false));
+    c.settle().await;
+    let r: Result<Echo, _> = client
+        .call_with_timeout(
+            addr("1.2.1"),
+            "count",
+            &echo("x", 1),
+            Duration::from_millis(100),
+        )
+        .await;
+    assert_eq!(r, Err(RpcError::Timeout));
+    let server = Node::with_config(config());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r2 = runs.clone();
+    server.register_rpc("count", move |_ctx, replyer: Replyer<Echo>, req: Echo| {
+        r2.fetch_add(1, Ordering::SeqCst);
+        replyer.reply(req);
+    });
+    server
+        .start_on(
+            TcpListener::bind(server_net).await.unwrap(),
+            c.m.clone(),
+            addr("1.2.1"),
+        )
+        .await
+        .unwrap();
+    c.add(server.clone()).await;
+    let r: Echo = client
+        .call(addr("1.2.1"), "count", &echo("y", 2))
+        .await
+        .unwrap();
+    assert_eq!(r.n, 2);
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "the expired request never ran"
+    );
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn stop_waits_for_in_flight_reply() {
+    let (_c, client, server) = pair().await;
+    let (arrived_tx, arrived_rx) = oneshot::channel();
+    let arrived = Mutex::new(Some(arrived_tx));
+    server.register_rpc("slow", move |_ctx, replyer: Replyer<Echo>, req: Echo| {
+        if let Some(tx) = arrived.lock().take() {
+            let _ = tx.send(());
+        }
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            replyer.reply(req);
+        });
+    });
+    let call = tokio::spawn({
+        let client = client.clone();
+        async move {
+            client
+                .call::<Echo, Echo>(addr("1.2.1"), "slow", &echo("s", 3))
+                .await
+        }
+    });
+    within("request arrives", arrived_rx).await.unwrap();
+    server.stop();
+    // New requests are refused while draining.
+    let refused: Result<Echo, _> = client.call(addr("1.2.1"), "echo", &echo("n", 4)).await;
+    assert!(
+        matches!(refused, Err(RpcError::ServiceUnavailable(_))),
+        "{refused:?}"
+    );
+    assert_eq!(within("in-flight reply", call).await.unwrap().unwrap().n, 3);
+    within("server stopped", server.wait()).await;
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn self_call_and_large_argument() {
+    let (c, client, server) = pair().await;
+    serve_echo(&client);
+    let me = client.local_addr().unwrap();
+    let r: Echo = client.call(me, "echo", &echo("me", 1)).await.unwrap();
+    assert_eq!(r.msg, "hello world:me");
+    let big = Echo {
+        msg: "big".into(),
+        n: 2,
+        blob: (0..1024 * 1024).map(|i| (i % 251) as u8).collect(),
+    };
+    let r: Echo = client.call(addr("1.2.1"), "echo", &big).await.unwrap();
+    assert_eq!(r.blob, big.blob);
+    let r: Echo = client.call(me, "echo", &big).await.unwrap();
+    assert_eq!(r.blob.len(), big.blob.len());
+    // Over the frame limit: a clear error, nothing sent.
+    let small = c
+        .start_with(
+            "1.3.1",
+            false,
+            Config {
+                max_frame: 64 * 1024,
+                ..config()
+            },
+        )
+        .await;
+    let r: Result<Echo, _> = small.call(addr("1.2.1"), "echo", &big).await;
+    assert!(
+        matches!(r, Err(RpcError::Codec(ref e)) if e.contains("exceeds")),
+        "{r:?}"
+    );
+    small.shutdown().await;
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_peer_and_not_started() {
+    let (_c, client, server) = pair().await;
+    let r: Result<Echo, _> = client.call(addr("1.9.9"), "echo", &echo("x", 1)).await;
+    assert_eq!(r, Err(RpcError::UnknownPeer(addr("1.9.9"))));
+    let idle = Node::with_config(config());
+    let r: Result<Echo, _> = idle.call(addr("1.2.1"), "echo", &echo("x", 1)).await;
+    assert_eq!(r, Err(RpcError::NotStarted));
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+#[derive(Default)]
+struct Recorder {
+    log: Mutex<Vec<String>>,
+}
+
+struct ClientSide(Arc<Recorder>);
+struct ServerSide(Arc<Recorder>);
+
+impl clustergo::rpc::ClientInterceptor for ClientSide {
+    fn before_send(
+        &self,
+        to: clustergo::LogicAddr,
+        method: &str,
+        meta: &mut Vec<u8>,
+    ) -> Result<(), RpcError> {
+        if method == "forbidden" {
+            return Err(RpcError::Other("blocked by client".into()));
+        }
+        meta.extend_from_slice(b"token-1");
+        self.0.log.lock().push(format!("send {to} {method}"));
+        Ok(())
+    }
+    fn after_reply(
+        &self,
+        _to: clustergo::LogicAddr,
+        method: &str,
+        result: Result<(), &RpcError>,
+        _e: Duration,
+    ) {
+        self.0
+            .log
+            .lock()
+            .push(format!("done {method} ok={}", result.is_ok()));
+    }
+}
+
+impl clustergo::rpc::ServerInterceptor for ServerSide {
+    fn before_dispatch(&self, ctx: &clustergo::RpcContext) -> Result<(), RpcError> {
+        if ctx.meta() != b"token-1" {
+            return Err(RpcError::Method("unauthenticated".into()));
+        }
+        self.0.log.lock().push(format!("dispatch {}", ctx.method()));
+        Ok(())
+    }
+    fn after_reply(
+        &self,
+        _from: clustergo::LogicAddr,
+        method: &str,
+        code: clustergo::rpc::ErrorCode,
+        _e: Duration,
+    ) {
+        self.0.log.lock().push(format!("replied {method} {code:?}"));
+    }
+}
+
+#[tokio::test]
+async fn interceptors_see_and_gate_calls() {
+    let (c, client, server) = pair().await;
+    let cr = Arc::new(Recorder::default());
+    let sr = Arc::new(Recorder::default());
+    client.add_client_interceptor(ClientSide(cr.clone()));
+    server.add_server_interceptor(ServerSide(sr.clone()));
+    let r: Echo = client
+        .call(addr("1.2.1"), "echo", &echo("i", 1))
+        .await
+        .unwrap();
+    assert_eq!(r.n, 1);
+    let r: Result<Echo, _> = client.call(addr("1.2.1"), "forbidden", &echo("i", 2)).await;
+    assert_eq!(r, Err(RpcError::Other("blocked by client".into())));
+    // A caller without the token is refused by the server interceptor.
+    let other = c.start("1.3.1").await;
+    let r: Result<Echo, _> = other.call(addr("1.2.1"), "echo", &echo("i", 3)).await;
+    assert_eq!(r, Err(RpcError::Method("unauthenticated".into())));
+    assert_eq!(
+        *cr.log.lock(),
+        vec![
+            "send 1.2.1 echo",
+            "done echo ok=true",
+            "done forbidden ok=false"
+        ]
+    );
+    assert_eq!(*sr.log.lock(), vec!["dispatch echo", "replied echo Ok"]);
+    for n in [client, server, other] {
+        n.shutdown().await;
+    }
+}
