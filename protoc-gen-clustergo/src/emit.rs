@@ -119,7 +119,7 @@ pub fn module(svc: &Service, vis: &TokenStream, prefix: TokenStream) -> TokenStr
     let items = items(svc);
     let allow = allow_attrs();
     let doc = format!(
-        " Service `{}`: trait [`{}`], client [`{}`], `register`, and per-method calls.",
+        " Service `{}`: trait `{}`, client `{}`, `register`, and per-method calls.",
         svc.name, names.service_trait, names.client
     );
     quote! {

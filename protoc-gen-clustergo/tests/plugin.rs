@@ -140,3 +140,43 @@ fn runtime_crate_parameter_changes_the_door() {
     assert!(text.contains("::cg::codegen::ProstCodec"), "{text}");
     assert!(!text.contains("::clustergo::"), "{text}");
 }
+
+#[test]
+fn service_module_clashing_with_message_module_is_an_error() {
+    // protoc itself would reject a service and a message of the same name, so build
+    // the request by hand from a valid file and rename the service.
+    let mut req = common::request(&["module_clash_ok.proto"], &[fixtures()], "");
+    req.proto_file[0].service[0].name = Some("Room".into());
+    let err = run(&req).error.expect("error response");
+    assert!(err.contains("module_clash_ok.proto"), "{err}");
+    assert!(err.contains("module `room`"), "{err}");
+}
+
+#[test]
+fn unknown_message_type_is_an_error() {
+    use prost_types::{
+        FileDescriptorProto, MethodDescriptorProto, ServiceDescriptorProto,
+    };
+    let file = FileDescriptorProto {
+        name: Some("hand.proto".into()),
+        package: Some("hand".into()),
+        service: vec![ServiceDescriptorProto {
+            name: Some("Svc".into()),
+            method: vec![MethodDescriptorProto {
+                name: Some("Go".into()),
+                input_type: Some(".hand.Missing".into()),
+                output_type: Some(".hand.Missing".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let req = CodeGeneratorRequest {
+        file_to_generate: vec!["hand.proto".into()],
+        proto_file: vec![file],
+        ..Default::default()
+    };
+    let err = run(&req).error.expect("error response");
+    assert!(err.contains("hand.proto: method `Svc.Go`: unknown message type `.hand.Missing`"), "{err}");
+}
