@@ -139,6 +139,8 @@ pub fn generate(req: &CodeGeneratorRequest) -> Result<Vec<File>, String> {
             continue;
         }
         let pkg = file.package().to_owned();
+        // protoc-gen-prost writes `<package>.rs` for every package it is given,
+        // even one without messages.
         tree.at(&descriptor::package_module(&pkg))
             .include(descriptor::package_file(&pkg, ".rs"));
         if let Some(Lowered::Services(services)) = lowered {

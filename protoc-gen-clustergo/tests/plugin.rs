@@ -180,3 +180,18 @@ fn unknown_message_type_is_an_error() {
     let err = run(&req).error.expect("error response");
     assert!(err.contains("hand.proto: method `Svc.Go`: unknown message type `.hand.Missing`"), "{err}");
 }
+
+#[test]
+fn package_without_messages_still_includes_prost_file() {
+    // protoc-gen-prost writes `only.rs` (empty) for it, so the tree includes it.
+    let resp = run(&common::request(
+        &["only_service.proto", "shared.proto"],
+        &[fixtures()],
+        "include_file=tree.rs",
+    ));
+    let files = files(&resp);
+    let tree = &files.iter().find(|(n, _)| n == "tree.rs").unwrap().1;
+    assert!(tree.contains("include!(\"only.rs\")"), "{tree}");
+    assert!(tree.contains("include!(\"only.clustergo.rs\")"), "{tree}");
+    assert!(tree.contains("include!(\"x.shared.rs\")"), "{tree}");
+}
