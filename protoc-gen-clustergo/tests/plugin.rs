@@ -154,9 +154,7 @@ fn service_module_clashing_with_message_module_is_an_error() {
 
 #[test]
 fn unknown_message_type_is_an_error() {
-    use prost_types::{
-        FileDescriptorProto, MethodDescriptorProto, ServiceDescriptorProto,
-    };
+    use prost_types::{FileDescriptorProto, MethodDescriptorProto, ServiceDescriptorProto};
     let file = FileDescriptorProto {
         name: Some("hand.proto".into()),
         package: Some("hand".into()),
@@ -178,7 +176,10 @@ fn unknown_message_type_is_an_error() {
         ..Default::default()
     };
     let err = run(&req).error.expect("error response");
-    assert!(err.contains("hand.proto: method `Svc.Go`: unknown message type `.hand.Missing`"), "{err}");
+    assert!(
+        err.contains("hand.proto: method `Svc.Go`: unknown message type `.hand.Missing`"),
+        "{err}"
+    );
 }
 
 #[test]
