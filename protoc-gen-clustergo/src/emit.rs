@@ -174,7 +174,8 @@ fn gen_trait(cx: &Ctx<'_>, methods: &[M<'_>]) -> TokenStream {
     let fns = methods.iter().map(|m| {
         let ids = m.ids();
         let f = ids.trait_fn;
-        let r = ids.replyer;
+        // The method's span, so a mismatching impl points at the declaration.
+        let r = ident(&m.n.replyer, m.m.span);
         let input = &m.m.input;
         let doc = if m.m.docs.is_empty() {
             docs(&[format!(
