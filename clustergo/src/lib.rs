@@ -20,6 +20,7 @@ pub mod addr;
 pub mod codec;
 #[doc(hidden)]
 pub mod codegen;
+mod fastmap;
 mod global;
 pub mod handshake;
 pub mod membership;

@@ -5,8 +5,8 @@
 //! from one peer reach them in the order they were sent. A handler that needs to
 //! wait spawns a task. A handler that panics is logged; the node keeps running.
 
+use crate::fastmap::IntMap;
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
@@ -22,9 +22,9 @@ type BinHandler = Arc<dyn Fn(LogicAddr, u16, Bytes) + Send + Sync>;
 #[derive(Default)]
 pub(crate) struct Registry {
     /// Which cmd a prost type is sent under.
-    cmd_of: RwLock<HashMap<TypeId, u16>>,
-    pb: RwLock<HashMap<u16, PbHandler>>,
-    bin: RwLock<HashMap<u16, BinHandler>>,
+    cmd_of: RwLock<IntMap<TypeId, u16>>,
+    pb: RwLock<IntMap<u16, PbHandler>>,
+    bin: RwLock<IntMap<u16, BinHandler>>,
 }
 
 impl std::fmt::Debug for Registry {

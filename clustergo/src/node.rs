@@ -3,7 +3,7 @@
 //! `Node` is a cheap handle (`Arc` inside). Registration may happen before
 //! [`Node::start`]; sending needs a started node.
 //!
-//! Shutdown protocol (fields of [`NodeInner`]):
+//! Shutdown protocol (fields of the private `NodeInner`):
 //! 1. `stopping` is set: new RPC requests are refused, new sends fail;
 //! 2. `accepting` is cancelled: the listener and membership watcher end;
 //! 3. in-flight requests (`inflight`) are waited for, up to `drain_timeout`, so their
@@ -11,7 +11,6 @@
 //! 4. `links` is cancelled: every peer writes what is queued and closes;
 //! 5. `tasks` is waited for, then `stopped` is set and [`Node::wait`] returns.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -29,6 +28,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::addr::LogicAddr;
 use crate::codec::{DEFAULT_MAX_FRAME, Frame, FrameKind};
+use crate::fastmap::IntMap;
 use crate::handshake::{self, AcceptorId, ConnKind, Refusal};
 use crate::membership::{Membership, MembershipChange, MembershipError, View};
 use crate::message::Registry;
@@ -242,7 +242,7 @@ pub(crate) struct NodeInner {
     pub(crate) server_interceptors: rpc::Interceptors<dyn rpc::ServerInterceptor>,
     run: OnceLock<Running>,
     view: RwLock<View>,
-    peers: RwLock<HashMap<LogicAddr, Arc<Peer>>>,
+    peers: RwLock<IntMap<LogicAddr, Arc<Peer>>>,
     pub(crate) stopping: AtomicBool,
     /// Cancelled first on stop: listener and membership watcher.
     accepting: CancellationToken,

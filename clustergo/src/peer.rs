@@ -335,19 +335,15 @@ impl Driver {
             let node = self.node.clone();
             let dead = dead.clone();
             let max = node.config.max_frame;
+            // Ends at EOF or bad input, or is aborted when the writer side ends.
             tokio::spawn(async move {
                 let mut frames = FramedRead::new(rd, FrameCodec::new(max));
-                loop {
-                    tokio::select! {
-                        biased;
-                        _ = dead.cancelled() => break,
-                        next = frames.next() => match next {
-                            Some(Ok(frame)) => node.dispatch(frame),
-                            Some(Err(e)) => {
-                                tracing::warn!(peer = %remote, error = %e, "closing link: bad input");
-                                break;
-                            }
-                            None => break,
+                while let Some(next) = frames.next().await {
+                    match next {
+                        Ok(frame) => node.dispatch(frame),
+                        Err(e) => {
+                            tracing::warn!(peer = %remote, error = %e, "closing link: bad input");
+                            break;
                         }
                     }
                 }
@@ -358,20 +354,33 @@ impl Driver {
         let mut batch: Vec<Outgoing> = Vec::with_capacity(BATCH);
         let mut buf = BytesMut::with_capacity(64 * 1024);
         batch.extend(self.carry.take());
+        let expired = &self.node.counters.frames_expired;
         let ended = loop {
+            if dead.is_cancelled() {
+                break Ended::Lost;
+            }
+            if self.peer.closed.is_cancelled() {
+                // Closing: what is queued still goes out, then the link closes.
+                while let Ok(out) = self.rx.try_recv() {
+                    batch.push(out);
+                }
+                fill(&mut buf, &mut batch, expired);
+                let _ = wr.write_all(&buf).await;
+                let _ = wr.shutdown().await;
+                break Ended::Closed;
+            }
+            // While frames keep coming, take them without arming the select below.
+            while batch.len() < BATCH {
+                match self.rx.try_recv() {
+                    Ok(out) => batch.push(out),
+                    Err(_) => break,
+                }
+            }
             if batch.is_empty() {
                 tokio::select! {
                     biased;
-                    _ = dead.cancelled() => break Ended::Lost,
-                    _ = self.peer.closed.cancelled() => {
-                        while let Ok(out) = self.rx.try_recv() {
-                            batch.push(out);
-                        }
-                        fill(&mut buf, &mut batch, &self.node.counters.frames_expired);
-                        let _ = wr.write_all(&buf).await;
-                        let _ = wr.shutdown().await;
-                        break Ended::Closed;
-                    }
+                    _ = dead.cancelled() => continue,
+                    _ = self.peer.closed.cancelled() => continue,
                     inbound = self.inbound_rx.recv() => match inbound {
                         Some(inbound) => break Ended::Replaced(inbound),
                         None => break Ended::Closed,
@@ -379,7 +388,7 @@ impl Driver {
                     n = self.rx.recv_many(&mut batch, BATCH) => if n == 0 { break Ended::Closed },
                 }
             }
-            fill(&mut buf, &mut batch, &self.node.counters.frames_expired);
+            fill(&mut buf, &mut batch, expired);
             if buf.is_empty() {
                 continue;
             }

@@ -9,12 +9,23 @@
 //! JSON or TOML file), the discovery server (the embedded default), and Redis / etcd
 //! behind features.
 
+mod backoff;
+mod discovery;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod file;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 mod view;
 
+pub use discovery::{DISCOVERY_MAX_FRAME, DiscoveryClient, DiscoveryServer, DiscoveryServerConfig};
+#[cfg(feature = "etcd")]
+pub use etcd::{EtcdMembership, LeaseRegistration};
 pub use file::FileMembership;
 pub use memory::InProcess;
+#[cfg(feature = "redis")]
+pub use redis::RedisMembership;
 pub use view::View;
 
 use std::collections::BTreeMap;

@@ -5,7 +5,6 @@
 //! link (`fail_hop`). A cancelled call's sender is dropped without a value, which is
 //! how its waiter tells cancellation from every other ending.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -17,6 +16,7 @@ use tokio::time::Instant;
 use super::RpcError;
 use super::wire::Response;
 use crate::addr::LogicAddr;
+use crate::fastmap::IntMap;
 use crate::node::NodeInner;
 
 type Reply = Result<Bytes, RpcError>;
@@ -36,20 +36,20 @@ const SHARDS: usize = 16;
 #[derive(Debug)]
 pub(crate) struct Client {
     next_seq: AtomicU64,
-    shards: [Mutex<HashMap<u64, PendingCall>>; SHARDS],
+    shards: [Mutex<IntMap<u64, PendingCall>>; SHARDS],
 }
 
 impl Default for Client {
     fn default() -> Self {
         Self {
             next_seq: AtomicU64::new(1),
-            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            shards: std::array::from_fn(|_| Mutex::new(IntMap::default())),
         }
     }
 }
 
 impl Client {
-    fn shard(&self, seq: u64) -> &Mutex<HashMap<u64, PendingCall>> {
+    fn shard(&self, seq: u64) -> &Mutex<IntMap<u64, PendingCall>> {
         &self.shards[(seq as usize) % SHARDS]
     }
 

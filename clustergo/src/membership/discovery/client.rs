@@ -1,0 +1,291 @@
+//! The discovery client: a [`Membership`] backed by a remote [`DiscoveryServer`].
+//!
+//! [`DiscoveryServer`]: super::DiscoveryServer
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tracing::{debug, info, warn};
+
+use super::proto::{self, DISCOVERY_MAX_FRAME, Request, Response};
+use crate::addr::LogicAddr;
+use crate::membership::backoff::Backoff;
+use crate::membership::{
+    BoxFuture, Member, MemberSet, Membership, MembershipAdmin, MembershipChange, MembershipError,
+};
+
+type Conn = Framed<TcpStream, LengthDelimitedCodec>;
+
+/// Membership from a discovery server.
+///
+/// [`subscribe`](Membership::subscribe) connects (failing with
+/// [`MembershipError::Unreachable`] if the server cannot be reached within the
+/// connect timeout), publishes the server's snapshot as the first change, then
+/// every change the server announces. If the connection is lost it reconnects
+/// with backoff and publishes the difference between what it had and the server's
+/// new snapshot, so no change is lost or repeated. A server that stops answering
+/// heartbeats without closing the connection counts as lost too. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct DiscoveryClient {
+    config: Arc<ClientConfig>,
+}
+
+#[derive(Debug, Clone)]
+struct ClientConfig {
+    server: String,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    backoff_min: Duration,
+    backoff_max: Duration,
+    max_frame: usize,
+    heartbeat: Duration,
+}
+
+impl DiscoveryClient {
+    /// A client of the server at `server` (`"host:port"` or a `SocketAddr`), with a
+    /// 2 s connect timeout, 5 s request timeout, 10 s heartbeat and 100 ms–5 s
+    /// reconnect backoff.
+    pub fn new(server: impl ToString) -> Self {
+        Self {
+            config: Arc::new(ClientConfig {
+                server: server.to_string(),
+                connect_timeout: Duration::from_secs(2),
+                request_timeout: Duration::from_secs(5),
+                backoff_min: Duration::from_millis(100),
+                backoff_max: Duration::from_secs(5),
+                max_frame: DISCOVERY_MAX_FRAME,
+                heartbeat: Duration::from_secs(10),
+            }),
+        }
+    }
+
+    fn config_mut(&mut self) -> &mut ClientConfig {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// Sets how long one connection attempt may take.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config_mut().connect_timeout = timeout;
+        self
+    }
+
+    /// Sets how long the server may take to answer a subscribe, put or remove.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.config_mut().request_timeout = timeout;
+        self
+    }
+
+    /// Sets the reconnect backoff: `min` doubling up to `max`, with jitter.
+    pub fn with_backoff(mut self, min: Duration, max: Duration) -> Self {
+        let config = self.config_mut();
+        config.backoff_min = min;
+        config.backoff_max = max;
+        self
+    }
+
+    /// Sets the largest frame accepted or sent (must match the server's).
+    pub fn with_max_frame(mut self, max_frame: usize) -> Self {
+        self.config_mut().max_frame = max_frame;
+        self
+    }
+
+    /// Sets the heartbeat: a subscription pings the server this often and treats
+    /// two intervals without any message from it as a lost connection (a server
+    /// that vanished without closing the socket).
+    pub fn with_heartbeat(mut self, interval: Duration) -> Self {
+        self.config_mut().heartbeat = interval.max(Duration::from_millis(10));
+        self
+    }
+
+    /// The server this client talks to.
+    pub fn server(&self) -> &str {
+        &self.config.server
+    }
+}
+
+impl ClientConfig {
+    async fn connect(&self) -> Result<Conn, String> {
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.server))
+            .await
+            .map_err(|_| format!("connect timed out after {:?}", self.connect_timeout))?
+            .map_err(|e| format!("connect failed: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        Ok(Framed::new(stream, proto::codec(self.max_frame)))
+    }
+
+    async fn send(&self, conn: &mut Conn, request: &Request) -> Result<(), String> {
+        tokio::time::timeout(self.request_timeout, conn.send(proto::encode(request)))
+            .await
+            .map_err(|_| "write timed out".to_string())?
+            .map_err(|e| format!("write failed: {e}"))
+    }
+
+    /// Reads the next server message, within the request timeout.
+    async fn receive(&self, conn: &mut Conn) -> Result<Response, String> {
+        let frame = tokio::time::timeout(self.request_timeout, conn.next())
+            .await
+            .map_err(|_| format!("no answer within {:?}", self.request_timeout))?
+            .ok_or_else(|| "connection closed by server".to_string())?
+            .map_err(|e| format!("bad frame: {e}"))?;
+        serde_json::from_slice(&frame).map_err(|e| format!("malformed message: {e}"))
+    }
+
+    /// Connects, subscribes, and reads the snapshot.
+    async fn open_subscription(&self) -> Result<(Conn, Vec<Member>), String> {
+        let mut conn = self.connect().await?;
+        self.send(&mut conn, &Request::Subscribe).await?;
+        match self.receive(&mut conn).await? {
+            Response::Snapshot { members } => Ok((conn, members)),
+            other => Err(format!("expected a snapshot, got {other:?}")),
+        }
+    }
+
+    /// One put or remove on a short-lived connection.
+    async fn request(&self, request: Request) -> Result<(), MembershipError> {
+        let unreachable = |e: String| {
+            MembershipError::Unreachable(format!("discovery server {}: {e}", self.server))
+        };
+        let id = match &request {
+            Request::Put { id, .. } | Request::Remove { id, .. } | Request::Ping { id } => *id,
+            Request::Subscribe => 0,
+        };
+        let mut conn = self.connect().await.map_err(unreachable)?;
+        self.send(&mut conn, &request).await.map_err(unreachable)?;
+        loop {
+            match self.receive(&mut conn).await.map_err(unreachable)? {
+                Response::Reply { id: got, error } if got == id => {
+                    return match error {
+                        None => Ok(()),
+                        Some(e) => Err(MembershipError::Refused(e)),
+                    };
+                }
+                other => debug!("discovery: ignoring {other:?} while waiting for reply {id}"),
+            }
+        }
+    }
+}
+
+impl Membership for DiscoveryClient {
+    fn subscribe(
+        &self,
+    ) -> BoxFuture<'_, Result<mpsc::UnboundedReceiver<MembershipChange>, MembershipError>> {
+        Box::pin(async move {
+            let config = self.config.clone();
+            let (conn, members) = config.open_subscription().await.map_err(|e| {
+                MembershipError::Unreachable(format!("discovery server {}: {e}", config.server))
+            })?;
+            let mut set = MemberSet::new();
+            let initial = set.apply_snapshot(members);
+            let (tx, rx) = mpsc::unbounded_channel();
+            // The receiver is alive: this cannot fail.
+            let _ = tx.send(initial);
+            tokio::spawn(run_subscription(config, conn, set, tx));
+            Ok(rx)
+        })
+    }
+}
+
+impl MembershipAdmin for DiscoveryClient {
+    fn put(&self, member: Member) -> BoxFuture<'_, Result<(), MembershipError>> {
+        Box::pin(self.config.request(Request::Put { id: 1, member }))
+    }
+
+    fn remove(&self, logic: LogicAddr) -> BoxFuture<'_, Result<(), MembershipError>> {
+        Box::pin(self.config.request(Request::Remove { id: 1, logic }))
+    }
+}
+
+/// Forwards changes until the subscriber drops its receiver; reconnects on loss.
+async fn run_subscription(
+    config: Arc<ClientConfig>,
+    mut conn: Conn,
+    mut set: MemberSet,
+    tx: mpsc::UnboundedSender<MembershipChange>,
+) {
+    loop {
+        let reason = tokio::select! {
+            _ = tx.closed() => return,
+            reason = follow(&config, &mut conn, &mut set, &tx) => match reason {
+                Some(reason) => reason,
+                None => return,
+            },
+        };
+        warn!(server = %config.server, "discovery subscription lost ({reason}); reconnecting");
+        drop(conn);
+        let mut backoff = Backoff::new(config.backoff_min, config.backoff_max);
+        conn = loop {
+            let delay = backoff.next_delay();
+            let attempt = tokio::select! {
+                _ = tx.closed() => return,
+                attempt = async {
+                    tokio::time::sleep(delay).await;
+                    config.open_subscription().await
+                } => attempt,
+            };
+            match attempt {
+                Ok((conn, members)) => {
+                    let change = set.apply_snapshot(members);
+                    info!(server = %config.server, "discovery subscription restored");
+                    if !change.is_empty() && tx.send(change).is_err() {
+                        return;
+                    }
+                    break conn;
+                }
+                Err(e) => debug!(server = %config.server, "discovery reconnect failed: {e}"),
+            }
+        };
+    }
+}
+
+/// Applies server messages until the connection fails, pinging the server every
+/// heartbeat. Returns the reason, or `None` if the subscriber went away.
+async fn follow(
+    config: &ClientConfig,
+    conn: &mut Conn,
+    set: &mut MemberSet,
+    tx: &mpsc::UnboundedSender<MembershipChange>,
+) -> Option<String> {
+    let mut heartbeat = tokio::time::interval(config.heartbeat);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat.tick().await; // the first tick is immediate
+    let mut last_heard = tokio::time::Instant::now();
+    let mut ping_id = 0u64;
+    loop {
+        let frame = tokio::select! {
+            frame = conn.next() => frame,
+            _ = heartbeat.tick() => {
+                if last_heard.elapsed() >= config.heartbeat * 2 {
+                    return Some(format!("no message from the server for {:?}", last_heard.elapsed()));
+                }
+                ping_id += 1;
+                if let Err(e) = config.send(conn, &Request::Ping { id: ping_id }).await {
+                    return Some(e);
+                }
+                continue;
+            }
+        };
+        last_heard = tokio::time::Instant::now();
+        let frame = match frame {
+            None => return Some("connection closed by server".into()),
+            Some(Err(e)) => return Some(format!("bad frame: {e}")),
+            Some(Ok(frame)) => frame,
+        };
+        let change = match serde_json::from_slice::<Response>(&frame) {
+            Ok(Response::Change {
+                added,
+                removed,
+                updated,
+            }) => proto::apply_change(set, added, removed, updated),
+            Ok(Response::Snapshot { members }) => set.apply_snapshot(members),
+            Ok(Response::Reply { .. }) => continue,
+            Err(e) => return Some(format!("malformed message: {e}")),
+        };
+        if !change.is_empty() && tx.send(change).is_err() {
+            return None;
+        }
+    }
+}

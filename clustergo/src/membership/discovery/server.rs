@@ -1,0 +1,381 @@
+//! The discovery server: holds the member list and serves it over TCP.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use parking_lot::Mutex;
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tokio::sync::mpsc;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use super::proto::{self, DISCOVERY_MAX_FRAME, Request, Response};
+use crate::addr::LogicAddr;
+use crate::membership::{
+    BoxFuture, Member, MemberSet, MembershipAdmin, MembershipChange, MembershipError,
+};
+
+/// Settings of a [`DiscoveryServer`].
+#[derive(Debug, Clone)]
+pub struct DiscoveryServerConfig {
+    /// Largest frame accepted or sent, in bytes after the length field.
+    pub max_frame: usize,
+    /// Changes queued for one subscriber; a subscriber that falls this far behind is
+    /// disconnected (it reconnects and resynchronises from a snapshot).
+    pub subscriber_queue: usize,
+    /// Longest time one frame may take to write before the connection is closed.
+    pub write_timeout: Duration,
+}
+
+impl Default for DiscoveryServerConfig {
+    fn default() -> Self {
+        Self {
+            max_frame: DISCOVERY_MAX_FRAME,
+            subscriber_queue: 1024,
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A running discovery server. Dropping it (or calling
+/// [`shutdown`](Self::shutdown)) stops the server and closes its connections.
+///
+/// It is also the admin interface of the list it holds ([`put`](Self::put),
+/// [`remove`](Self::remove), or [`MembershipAdmin`]), so a process can embed
+/// the server and let its nodes subscribe with a
+/// [`DiscoveryClient`](super::DiscoveryClient) at [`local_addr`](Self::local_addr).
+///
+/// # Protocol
+///
+/// Frames of a big-endian `u32` length followed by that many bytes of JSON, one
+/// message per frame; at most [`DISCOVERY_MAX_FRAME`] bytes by default.
+///
+/// Client to server (`"op"` tag):
+/// - `{"op":"subscribe"}`: the server answers with a `snapshot`, then sends a
+///   `change` for every membership change until the connection closes;
+/// - `{"op":"put","id":7,"member":{"logic":"1.1.1","net":"127.0.0.1:9001"}}`;
+/// - `{"op":"remove","id":8,"logic":"1.1.1"}`;
+/// - `{"op":"ping","id":9}`: a liveness check (subscribed clients send one every
+///   heartbeat interval and reconnect if the server stays silent).
+///
+/// Server to client (`"type"` tag):
+/// - `{"type":"snapshot","members":[..]}`;
+/// - `{"type":"change","added":[..],"removed":[..],"updated":[..]}`;
+/// - `{"type":"reply","id":7}` on success, with `"error":"…"` on failure.
+///
+/// A frame longer than the maximum, a frame that is not one of these messages, or a
+/// second `subscribe` on one connection closes that connection (logged); other
+/// connections are unaffected. A subscriber that falls more than
+/// [`subscriber_queue`](DiscoveryServerConfig::subscriber_queue) changes behind is
+/// disconnected; [`DiscoveryClient`](super::DiscoveryClient) then reconnects and
+/// catches up from a snapshot.
+///
+/// The server does not authenticate: bind it to a private interface.
+///
+/// # Example
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use clustergo::membership::{DiscoveryServer, Member, Membership};
+/// use clustergo::Addr;
+///
+/// let game = Member::new(Addr::new("1.2.1".parse()?, "127.0.0.1:9001".parse()?));
+/// let server = DiscoveryServer::bind("127.0.0.1:0", [game.clone()]).await?;
+/// // Nodes subscribe through a client (here in the same process).
+/// let mut changes = server.client().subscribe().await?;
+/// let first = changes.recv().await.unwrap(); // every member, as `added`
+/// assert_eq!(first.added, vec![game]);
+/// server.shutdown().await;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct DiscoveryServer {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    /// Cancelled on shutdown: the accept loop and every connection task watch it.
+    token: CancellationToken,
+    /// Tracks the accept loop and connection tasks, so shutdown can wait for them.
+    tracker: TaskTracker,
+}
+
+#[derive(Debug)]
+struct Shared {
+    config: DiscoveryServerConfig,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    set: MemberSet,
+    /// Encoded frames queued for each subscribed connection.
+    subscribers: Vec<mpsc::Sender<Bytes>>,
+}
+
+impl Shared {
+    /// Registers a subscriber: its queue starts with the snapshot, and every later
+    /// change is queued after it, under the same lock.
+    fn subscribe(&self) -> mpsc::Receiver<Bytes> {
+        let (tx, rx) = mpsc::channel(self.config.subscriber_queue.max(1));
+        let mut state = self.state.lock();
+        let snapshot = Response::Snapshot {
+            members: state.set.members().cloned().collect(),
+        };
+        // A fresh channel with capacity >= 1 has room for the snapshot.
+        let _ = tx.try_send(proto::encode(&snapshot));
+        state.subscribers.push(tx);
+        rx
+    }
+
+    fn publish(state: &mut State, change: &MembershipChange) {
+        if change.is_empty() {
+            return;
+        }
+        let frame = proto::encode(&Response::change(change));
+        state
+            .subscribers
+            .retain(|tx| match tx.try_send(frame.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    warn!("discovery subscriber fell behind; disconnecting it");
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
+    }
+
+    fn put(&self, member: Member) -> MembershipChange {
+        let mut state = self.state.lock();
+        let change = state.set.put(member);
+        Self::publish(&mut state, &change);
+        change
+    }
+
+    fn remove(&self, logic: LogicAddr) -> MembershipChange {
+        let mut state = self.state.lock();
+        let change = state.set.remove(logic);
+        Self::publish(&mut state, &change);
+        change
+    }
+}
+
+impl DiscoveryServer {
+    /// Binds `addr` and serves `initial` members with the default settings.
+    pub async fn bind(
+        addr: impl ToSocketAddrs,
+        initial: impl IntoIterator<Item = Member>,
+    ) -> std::io::Result<Self> {
+        Self::bind_with(addr, initial, DiscoveryServerConfig::default()).await
+    }
+
+    /// Binds `addr` and serves `initial` members with `config`.
+    pub async fn bind_with(
+        addr: impl ToSocketAddrs,
+        initial: impl IntoIterator<Item = Member>,
+        config: DiscoveryServerConfig,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let local_addr = listener.local_addr()?;
+        let mut set = MemberSet::new();
+        set.apply_snapshot(initial);
+        let shared = Arc::new(Shared {
+            config,
+            state: Mutex::new(State {
+                set,
+                subscribers: Vec::new(),
+            }),
+        });
+        let token = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        tracker.spawn(accept_loop(
+            listener,
+            shared.clone(),
+            token.clone(),
+            tracker.clone(),
+        ));
+        info!(%local_addr, "discovery server listening");
+        Ok(Self {
+            shared,
+            local_addr,
+            token,
+            tracker,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A client of this server, for nodes running in the same process.
+    pub fn client(&self) -> super::DiscoveryClient {
+        super::DiscoveryClient::new(self.local_addr)
+    }
+
+    /// Current members.
+    pub fn members(&self) -> Vec<Member> {
+        self.shared.state.lock().set.members().cloned().collect()
+    }
+
+    /// How many connections are subscribed right now.
+    pub fn subscriber_count(&self) -> usize {
+        let mut state = self.shared.state.lock();
+        state.subscribers.retain(|tx| !tx.is_closed());
+        state.subscribers.len()
+    }
+
+    /// Adds or replaces a member, notifies subscribers, and returns the change.
+    pub fn put(&self, member: Member) -> MembershipChange {
+        self.shared.put(member)
+    }
+
+    /// Removes a member, notifies subscribers, and returns the change.
+    pub fn remove(&self, logic: LogicAddr) -> MembershipChange {
+        self.shared.remove(logic)
+    }
+
+    /// Stops accepting, closes every connection, and waits until all of the
+    /// server's tasks have ended.
+    pub async fn shutdown(&self) {
+        self.token.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+        info!(local_addr = %self.local_addr, "discovery server stopped");
+    }
+}
+
+impl Drop for DiscoveryServer {
+    fn drop(&mut self) {
+        self.token.cancel();
+    }
+}
+
+impl MembershipAdmin for DiscoveryServer {
+    fn put(&self, member: Member) -> BoxFuture<'_, Result<(), MembershipError>> {
+        self.shared.put(member);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn remove(&self, logic: LogicAddr) -> BoxFuture<'_, Result<(), MembershipError>> {
+        self.shared.remove(logic);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    token: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = token.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                debug!(%peer, "discovery connection accepted");
+                let _ = stream.set_nodelay(true);
+                tracker.spawn(serve_connection(
+                    stream,
+                    peer,
+                    shared.clone(),
+                    token.clone(),
+                ));
+            }
+            Err(e) => {
+                // Usually out of file descriptors: wait a little instead of spinning.
+                warn!("discovery accept failed: {e}");
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    token: CancellationToken,
+) {
+    let framed = Framed::new(stream, proto::codec(shared.config.max_frame));
+    match connection_loop(framed, &shared, &token).await {
+        Ok(()) => debug!(%peer, "discovery connection closed"),
+        Err(reason) => warn!(%peer, "closing discovery connection: {reason}"),
+    }
+}
+
+/// Serves one connection; `Err` carries the reason it was closed by us.
+async fn connection_loop(
+    mut framed: Framed<TcpStream, LengthDelimitedCodec>,
+    shared: &Shared,
+    token: &CancellationToken,
+) -> Result<(), String> {
+    let write_timeout = shared.config.write_timeout;
+    let mut subscription: Option<mpsc::Receiver<Bytes>> = None;
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return Ok(()),
+            incoming = framed.next() => {
+                let frame = match incoming {
+                    None => return Ok(()),
+                    Some(Err(e)) => return Err(format!("bad frame: {e}")),
+                    Some(Ok(frame)) => frame,
+                };
+                let request: Request = serde_json::from_slice(&frame)
+                    .map_err(|e| format!("malformed request: {e}"))?;
+                let reply = match request {
+                    Request::Subscribe => {
+                        if subscription.is_some() {
+                            return Err("subscribed twice".into());
+                        }
+                        subscription = Some(shared.subscribe());
+                        continue;
+                    }
+                    Request::Put { id, member } => {
+                        shared.put(member);
+                        Response::Reply { id, error: None }
+                    }
+                    Request::Remove { id, logic } => {
+                        shared.remove(logic);
+                        Response::Reply { id, error: None }
+                    }
+                    Request::Ping { id } => Response::Reply { id, error: None },
+                };
+                send(&mut framed, proto::encode(&reply), write_timeout).await?;
+            }
+            queued = next_queued(&mut subscription) => match queued {
+                Some(frame) => send(&mut framed, frame, write_timeout).await?,
+                None => return Err("subscriber fell behind".into()),
+            },
+        }
+    }
+}
+
+async fn next_queued(subscription: &mut Option<mpsc::Receiver<Bytes>>) -> Option<Bytes> {
+    match subscription {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn send(
+    framed: &mut Framed<TcpStream, LengthDelimitedCodec>,
+    frame: Bytes,
+    write_timeout: Duration,
+) -> Result<(), String> {
+    match tokio::time::timeout(write_timeout, framed.send(frame)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("write failed: {e}")),
+        Err(_) => Err(format!("write timed out after {write_timeout:?}")),
+    }
+}

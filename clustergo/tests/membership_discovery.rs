@@ -1,0 +1,419 @@
+//! The discovery server and client over loopback TCP.
+
+// Not `support/mod.rs`: that file belongs to the node tests.
+#[path = "support/membership.rs"]
+mod support;
+
+use std::time::Duration;
+
+use clustergo::membership::{
+    DiscoveryClient, DiscoveryServer, DiscoveryServerConfig, Membership, MembershipAdmin,
+    MembershipError,
+};
+use support::{WAIT, change, expect_change, member, next_change};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn client(server: &DiscoveryServer) -> DiscoveryClient {
+    DiscoveryClient::new(server.local_addr())
+        .with_backoff(Duration::from_millis(20), Duration::from_millis(200))
+}
+
+#[tokio::test]
+async fn subscribe_gets_snapshot() {
+    support::init_tracing();
+    let server = DiscoveryServer::bind(
+        "127.0.0.1:0",
+        [member("1.1.1", 9001), member("1.2.1", 9002)],
+    )
+    .await
+    .unwrap();
+    let mut rx = server.client().subscribe().await.unwrap();
+    assert_eq!(
+        next_change(&mut rx).await,
+        change(
+            vec![member("1.1.1", 9001), member("1.2.1", 9002)],
+            vec![],
+            vec![]
+        )
+    );
+
+    // An empty server still sends a (empty) first change.
+    let empty = DiscoveryServer::bind("127.0.0.1:0", []).await.unwrap();
+    let mut rx = client(&empty).subscribe().await.unwrap();
+    assert!(next_change(&mut rx).await.is_empty());
+}
+
+#[tokio::test]
+async fn admin_changes_reach_every_subscriber_as_diffs() {
+    support::init_tracing();
+    let server = DiscoveryServer::bind("127.0.0.1:0", [member("1.1.1", 9001)])
+        .await
+        .unwrap();
+    let mut a = client(&server).subscribe().await.unwrap();
+    let mut b = client(&server).subscribe().await.unwrap();
+    for rx in [&mut a, &mut b] {
+        assert_eq!(next_change(rx).await.added, vec![member("1.1.1", 9001)]);
+    }
+    let admin = client(&server);
+
+    admin.put(member("1.3.1", 9003)).await.unwrap();
+    for rx in [&mut a, &mut b] {
+        assert_eq!(
+            next_change(rx).await,
+            change(vec![member("1.3.1", 9003)], vec![], vec![])
+        );
+    }
+
+    let mut moved = member("1.3.1", 9004);
+    moved.export = true;
+    admin.put(moved.clone()).await.unwrap();
+    for rx in [&mut a, &mut b] {
+        assert_eq!(
+            next_change(rx).await,
+            change(vec![], vec![], vec![moved.clone()])
+        );
+    }
+
+    // Putting an identical member changes nothing: the next change seen is the removal.
+    admin.put(moved.clone()).await.unwrap();
+    admin.remove("1.1.1".parse().unwrap()).await.unwrap();
+    for rx in [&mut a, &mut b] {
+        assert_eq!(
+            next_change(rx).await,
+            change(vec![], vec![member("1.1.1", 9001)], vec![])
+        );
+    }
+
+    // The server handle is an admin too.
+    let removed = server.remove("1.3.1".parse().unwrap());
+    assert_eq!(removed.removed, vec![moved.clone()]);
+    for rx in [&mut a, &mut b] {
+        assert_eq!(
+            next_change(rx).await,
+            change(vec![], vec![moved.clone()], vec![])
+        );
+    }
+    assert!(server.members().is_empty());
+}
+
+#[tokio::test]
+async fn client_reconnects_after_server_restart_and_publishes_the_diff() {
+    support::init_tracing();
+    let server = DiscoveryServer::bind(
+        "127.0.0.1:0",
+        [member("1.1.1", 9001), member("1.1.2", 9002)],
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addr();
+    let membership = client(&server);
+    let mut rx = membership.subscribe().await.unwrap();
+    assert_eq!(next_change(&mut rx).await.added.len(), 2);
+
+    server.shutdown().await;
+    drop(server);
+
+    // Same port, different list: 1.1.1 gone, 1.1.2 moved, 1.1.3 new.
+    let restarted = {
+        let mut attempt = 0;
+        loop {
+            match DiscoveryServer::bind(addr, [member("1.1.2", 9012), member("1.1.3", 9003)]).await
+            {
+                Ok(server) => break server,
+                Err(e) if attempt < 50 => {
+                    attempt += 1;
+                    eprintln!("rebinding {addr}: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("cannot rebind {addr}: {e}"),
+            }
+        }
+    };
+    expect_change(
+        &mut rx,
+        change(
+            vec![member("1.1.3", 9003)],
+            vec![member("1.1.1", 9001)],
+            vec![member("1.1.2", 9012)],
+        ),
+    )
+    .await;
+
+    // And it keeps following the new server.
+    restarted.put(member("1.1.4", 9004));
+    assert_eq!(
+        next_change(&mut rx).await,
+        change(vec![member("1.1.4", 9004)], vec![], vec![])
+    );
+}
+
+/// Reads until the server closes the connection; fails if it stays open.
+async fn assert_closed_by_server(conn: &mut TcpStream) {
+    let mut buf = [0u8; 256];
+    let closed = tokio::time::timeout(WAIT, async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) => return,
+                Ok(_) => continue,
+                // Closing with unread input sends a reset: closed all the same.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+                Err(e) => panic!("unexpected read error: {e}"),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "server kept the bad connection open");
+}
+
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut out = (body.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(body);
+    out
+}
+
+#[tokio::test]
+async fn bad_input_closes_only_that_connection() {
+    support::init_tracing();
+    let config = DiscoveryServerConfig {
+        max_frame: 1024,
+        ..Default::default()
+    };
+    let server = DiscoveryServer::bind_with("127.0.0.1:0", [member("1.1.1", 9001)], config)
+        .await
+        .unwrap();
+    let membership = client(&server).with_max_frame(1024);
+    let mut rx = membership.subscribe().await.unwrap();
+    assert_eq!(next_change(&mut rx).await.added.len(), 1);
+
+    // Not JSON.
+    let mut garbage = TcpStream::connect(server.local_addr()).await.unwrap();
+    garbage
+        .write_all(&frame(b"\x00\xffnot json"))
+        .await
+        .unwrap();
+    assert_closed_by_server(&mut garbage).await;
+
+    // JSON, but not a request.
+    let mut unknown = TcpStream::connect(server.local_addr()).await.unwrap();
+    unknown
+        .write_all(&frame(br#"{"op":"explode","id":1}"#))
+        .await
+        .unwrap();
+    assert_closed_by_server(&mut unknown).await;
+
+    // A length far above the limit: refused from the header alone.
+    let mut oversize = TcpStream::connect(server.local_addr()).await.unwrap();
+    oversize.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+    assert_closed_by_server(&mut oversize).await;
+
+    // Just over the limit, with the whole body sent.
+    let mut over = TcpStream::connect(server.local_addr()).await.unwrap();
+    over.write_all(&frame(&vec![b' '; 1025])).await.unwrap();
+    assert_closed_by_server(&mut over).await;
+
+    // The existing subscriber and new clients are still served.
+    let admin = client(&server);
+    admin.put(member("1.1.2", 9002)).await.unwrap();
+    assert_eq!(
+        next_change(&mut rx).await,
+        change(vec![member("1.1.2", 9002)], vec![], vec![])
+    );
+    let mut late = client(&server).subscribe().await.unwrap();
+    assert_eq!(next_change(&mut late).await.added.len(), 2);
+}
+
+#[tokio::test]
+async fn raw_protocol_put_is_answered() {
+    support::init_tracing();
+    let server = DiscoveryServer::bind("127.0.0.1:0", []).await.unwrap();
+    let mut conn = TcpStream::connect(server.local_addr()).await.unwrap();
+    let put =
+        br#"{"op":"put","id":42,"member":{"logic":"2.5.7","net":"127.0.0.1:7000","export":true}}"#;
+    conn.write_all(&frame(put)).await.unwrap();
+    let mut len = [0u8; 4];
+    tokio::time::timeout(WAIT, conn.read_exact(&mut len))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    tokio::time::timeout(WAIT, conn.read_exact(&mut body))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(body, br#"{"type":"reply","id":42}"#);
+    conn.write_all(&frame(br#"{"op":"ping","id":43}"#))
+        .await
+        .unwrap();
+    let pong = tokio::time::timeout(WAIT, read_frame(&mut conn)).await;
+    assert_eq!(pong.unwrap().unwrap(), br#"{"type":"reply","id":43}"#);
+    let mut want = member("2.5.7", 7000);
+    want.export = true;
+    assert_eq!(server.members(), vec![want]);
+}
+
+#[tokio::test]
+async fn unreachable_server_is_a_clear_error() {
+    support::init_tracing();
+    let addr = format!("127.0.0.1:{}", support::free_port());
+    let membership = DiscoveryClient::new(&addr);
+    let started = std::time::Instant::now();
+    let err = membership.subscribe().await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    match &err {
+        MembershipError::Unreachable(msg) => assert!(msg.contains(&addr), "{msg}"),
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+    let err = membership.put(member("1.1.1", 1)).await.unwrap_err();
+    assert!(matches!(err, MembershipError::Unreachable(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_subscriber_that_falls_behind_is_resynchronised() {
+    support::init_tracing();
+    // A queue of one change: a burst overflows it, so the server drops the
+    // subscriber, which reconnects and catches up from a snapshot.
+    let config = DiscoveryServerConfig {
+        subscriber_queue: 1,
+        ..Default::default()
+    };
+    let server = DiscoveryServer::bind_with("127.0.0.1:0", [member("1.1.1", 9001)], config)
+        .await
+        .unwrap();
+    let mut rx = client(&server).subscribe().await.unwrap();
+    let mut seen = std::collections::BTreeMap::new();
+    for m in next_change(&mut rx).await.added {
+        seen.insert(m.logic(), m);
+    }
+
+    // The test runtime has one thread: no connection task runs during this loop.
+    for i in 0..200u16 {
+        server.put(member(&format!("1.2.{i}"), 10_000 + i));
+    }
+    server.remove("1.1.1".parse().unwrap());
+    let want: std::collections::BTreeMap<_, _> = server
+        .members()
+        .into_iter()
+        .map(|m| (m.logic(), m))
+        .collect();
+    assert_eq!(want.len(), 200);
+
+    let caught_up = tokio::time::timeout(WAIT, async {
+        while seen != want {
+            let change = rx.recv().await.expect("membership stream ended");
+            for m in change.removed {
+                assert!(seen.remove(&m.logic()).is_some(), "removed unknown {m:?}");
+            }
+            for m in change.added {
+                assert!(seen.insert(m.logic(), m).is_none(), "added twice");
+            }
+            for m in change.updated {
+                assert!(seen.insert(m.logic(), m).is_some(), "updated unknown");
+            }
+        }
+    })
+    .await;
+    assert!(
+        caught_up.is_ok(),
+        "client did not catch up: has {} members",
+        seen.len()
+    );
+}
+
+#[tokio::test]
+async fn dropping_the_server_stops_it() {
+    support::init_tracing();
+    let server = DiscoveryServer::bind("127.0.0.1:0", []).await.unwrap();
+    let addr = server.local_addr();
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    drop(server);
+    assert_closed_by_server(&mut conn).await;
+    let refused = support::poll_until(WAIT, async || TcpStream::connect(addr).await.is_err()).await;
+    assert!(refused, "server still accepting after drop");
+}
+
+#[tokio::test]
+async fn dropping_the_receiver_ends_the_subscription() {
+    support::init_tracing();
+    let server = DiscoveryServer::bind("127.0.0.1:0", []).await.unwrap();
+    let a = server.client().subscribe().await.unwrap();
+    let b = server.client().subscribe().await.unwrap();
+    assert_eq!(server.subscriber_count(), 2);
+    drop(a);
+    let one_left = support::poll_until(WAIT, async || server.subscriber_count() == 1).await;
+    assert!(
+        one_left,
+        "subscription still open after its receiver was dropped"
+    );
+    drop(b);
+    let none_left = support::poll_until(WAIT, async || server.subscriber_count() == 0).await;
+    assert!(
+        none_left,
+        "subscription still open after its receiver was dropped"
+    );
+}
+
+/// Reads one frame body from a raw connection.
+async fn read_frame(conn: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    conn.read_exact(&mut len).await?;
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    conn.read_exact(&mut body).await?;
+    Ok(body)
+}
+
+#[tokio::test]
+async fn a_silent_server_is_detected_by_heartbeat() {
+    support::init_tracing();
+    // A scripted server: the first connection gets a snapshot and then silence
+    // (never closed, never answered); later ones get a bigger snapshot and answer
+    // pings.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (m1, m2) = (member("1.1.1", 9001), member("1.1.2", 9002));
+    let (first, second) = (vec![m1.clone()], vec![m1.clone(), m2.clone()]);
+    let fake = tokio::spawn(async move {
+        let mut silent = Vec::new();
+        for n in 0..20 {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let subscribe = read_frame(&mut conn).await.unwrap();
+            assert_eq!(subscribe, br#"{"op":"subscribe"}"#);
+            let members = if n == 0 { &first } else { &second };
+            let snapshot = serde_json::json!({"type": "snapshot", "members": members});
+            conn.write_all(&frame(snapshot.to_string().as_bytes()))
+                .await
+                .unwrap();
+            if n == 0 {
+                silent.push(conn);
+                continue;
+            }
+            tokio::spawn(async move {
+                while let Ok(body) = read_frame(&mut conn).await {
+                    let ping: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    assert_eq!(ping["op"], "ping");
+                    let reply = serde_json::json!({"type": "reply", "id": ping["id"]});
+                    if conn
+                        .write_all(&frame(reply.to_string().as_bytes()))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+
+    let membership = DiscoveryClient::new(addr)
+        .with_heartbeat(Duration::from_millis(100))
+        .with_backoff(Duration::from_millis(20), Duration::from_millis(200));
+    let mut rx = membership.subscribe().await.unwrap();
+    assert_eq!(next_change(&mut rx).await.added, vec![m1]);
+    // Only a reconnect, forced by the missing heartbeat answers, can bring m2.
+    assert_eq!(next_change(&mut rx).await, change(vec![m2], vec![], vec![]));
+    fake.abort();
+}
