@@ -16,7 +16,7 @@ fn main() -> std::io::Result<()> {
         &["../proto", "proto"],
     )?;
     // Tricky inputs (keywords as names, deep packages, several services per file,
-    // imports, well-known types): generated here so that compiling the examples
+    // imports, well-known types, a service without methods): generated here so that compiling the examples
     // proves the output compiles.
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("tricky");
     protoc_gen_clustergo::configure()
@@ -25,6 +25,7 @@ fn main() -> std::io::Result<()> {
             &[
                 "../protoc-gen-clustergo/tests/fixtures/keywords.proto",
                 "../protoc-gen-clustergo/tests/fixtures/nested.proto",
+                "../protoc-gen-clustergo/tests/fixtures/no_methods.proto",
             ],
             &["../protoc-gen-clustergo/tests/fixtures"],
         )

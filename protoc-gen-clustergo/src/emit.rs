@@ -16,6 +16,7 @@ pub(crate) fn allow_attrs() -> TokenStream {
         #[allow(
             unreachable_pub,
             unused_imports,
+            unused_variables,
             dead_code,
             clippy::all,
             clippy::pedantic,

@@ -196,3 +196,12 @@ fn package_without_messages_still_includes_prost_file() {
     assert!(tree.contains("include!(\"only.clustergo.rs\")"), "{tree}");
     assert!(tree.contains("include!(\"x.shared.rs\")"), "{tree}");
 }
+
+#[test]
+fn service_without_methods_generates_a_trivial_module() {
+    let resp = run(&common::request(&["no_methods.proto"], &[fixtures()], ""));
+    let files = files(&resp);
+    let text = &files[0].1;
+    assert!(text.contains("pub trait NothingService"), "{text}");
+    assert!(text.contains("pub fn register_on<S: NothingService>"), "{text}");
+}

@@ -4,6 +4,7 @@
 #[allow(
     unreachable_pub,
     unused_imports,
+    unused_variables,
     dead_code,
     clippy::all,
     clippy::pedantic,
@@ -561,6 +562,7 @@ pub mod lobby {
 #[allow(
     unreachable_pub,
     unused_imports,
+    unused_variables,
     dead_code,
     clippy::all,
     clippy::pedantic,

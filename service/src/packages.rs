@@ -4,6 +4,7 @@
 #[allow(
     unreachable_pub,
     unused_imports,
+    unused_variables,
     dead_code,
     clippy::all,
     clippy::pedantic,
@@ -14,6 +15,7 @@ pub mod game {
     #[allow(
         unreachable_pub,
         unused_imports,
+        unused_variables,
         dead_code,
         clippy::all,
         clippy::pedantic,
@@ -26,6 +28,7 @@ pub mod game {
     #[allow(
         unreachable_pub,
         unused_imports,
+        unused_variables,
         dead_code,
         clippy::all,
         clippy::pedantic,
