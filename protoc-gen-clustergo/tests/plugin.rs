@@ -203,5 +203,8 @@ fn service_without_methods_generates_a_trivial_module() {
     let files = files(&resp);
     let text = &files[0].1;
     assert!(text.contains("pub trait NothingService"), "{text}");
-    assert!(text.contains("pub fn register_on<S: NothingService>"), "{text}");
+    assert!(
+        text.contains("pub fn register_on<S: NothingService>"),
+        "{text}"
+    );
 }
