@@ -52,8 +52,18 @@ pub fn to_upper_camel(s: &str) -> String {
     sanitize(&s.to_upper_camel_case())
 }
 
-/// Turns identifier text (possibly `r#raw`) into an [`Ident`].
+/// Turns identifier text (possibly `r#raw`) into an [`Ident`]. Text that is no
+/// identifier at all (e.g. empty, from a proto name of only underscores) becomes
+/// `__`.
 pub fn ident(text: &str, span: Span) -> Ident {
+    let valid = |t: &str| {
+        t.starts_with(|c: char| c.is_alphabetic() || c == '_')
+            && t.chars().all(|c| c.is_alphanumeric() || c == '_')
+            && t != "_"
+    };
+    if !valid(text.trim_start_matches("r#")) {
+        return Ident::new("__", span);
+    }
     match text.strip_prefix("r#") {
         Some(raw) => Ident::new_raw(raw, span),
         None => Ident::new(text, span),
@@ -181,6 +191,8 @@ mod tests {
         assert_eq!(sanitize("gen"), "r#gen");
         assert_eq!(ident("r#type", Span::call_site()).to_string(), "r#type");
         assert_eq!(ident("self_", Span::call_site()).to_string(), "self_");
+        assert_eq!(ident("", Span::call_site()).to_string(), "__");
+        assert_eq!(ident("_", Span::call_site()).to_string(), "__");
     }
 
     #[test]

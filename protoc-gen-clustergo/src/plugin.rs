@@ -79,7 +79,13 @@ impl Params {
 /// Runs the plugin on an encoded request and returns the encoded response.
 pub fn execute(request: &[u8]) -> Vec<u8> {
     let response = match CodeGeneratorRequest::decode(request) {
-        Ok(req) => match generate(&req) {
+        // A bug must still come back as an error response, never as a crash.
+        Ok(req) => match std::panic::catch_unwind(|| generate(&req)).unwrap_or_else(|p| {
+            Err(format!(
+                "protoc-gen-clustergo: internal error: {}",
+                panic_text(&*p)
+            ))
+        }) {
             Ok(file) => CodeGeneratorResponse {
                 file,
                 ..response_base()
@@ -97,6 +103,13 @@ pub fn execute(request: &[u8]) -> Vec<u8> {
         },
     };
     response.encode_to_vec()
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_owned())
 }
 
 fn response_base() -> CodeGeneratorResponse {

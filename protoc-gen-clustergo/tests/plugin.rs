@@ -208,3 +208,15 @@ fn service_without_methods_generates_a_trivial_module() {
         "{text}"
     );
 }
+
+#[test]
+fn odd_names_never_crash_the_plugin() {
+    let mut req = common::request(&["no_methods.proto"], &[fixtures()], "");
+    for name in ["_", "__", "Self", "self", "9lives"] {
+        req.proto_file[0].service[0].name = Some(name.into());
+        let out = protoc_gen_clustergo::execute(&req.encode_to_vec());
+        // Either a file or an error, but always a decodable response.
+        let resp = CodeGeneratorResponse::decode(out.as_slice()).unwrap();
+        assert!(resp.error.is_some() || !resp.file.is_empty(), "{name}");
+    }
+}
