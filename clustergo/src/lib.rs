@@ -12,6 +12,7 @@
 
 pub mod addr;
 pub mod codec;
+pub mod gate;
 pub mod membership;
 pub mod rpc;
 

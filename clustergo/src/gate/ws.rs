@@ -1,0 +1,233 @@
+//! WebSocket transport (tokio-tungstenite): one binary message = one packet.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use futures::stream::{SplitSink, SplitStream};
+use futures::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Message, WebSocketConfig};
+use tracing::{debug, info, warn};
+
+use super::conn::{ClientConn, CloseReason, Reader, Writer};
+use super::listener::ACCEPT_BACKOFF;
+use super::{GateConfig, GateError, Transport};
+
+type WsStream = WebSocketStream<TcpStream>;
+
+/// Per-connection buffers: tungstenite's 128 KiB default is a lot for thousands of
+/// mostly idle game clients.
+const WS_BUFFER_SIZE: usize = 16 * 1024;
+
+fn ws_config(config: &GateConfig) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(WS_BUFFER_SIZE)
+        .write_buffer_size(WS_BUFFER_SIZE)
+        .max_message_size(Some(config.max_packet_size))
+        .max_frame_size(Some(config.max_packet_size))
+}
+
+/// Maps a tungstenite read error to the gate's error; `None` = the connection is simply
+/// over (close handshake already done).
+fn read_error(err: WsError, max_packet_size: usize) -> Option<GateError> {
+    Some(match err {
+        WsError::ConnectionClosed | WsError::AlreadyClosed => return None,
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => GateError::IncomingTooLarge {
+            max: max_packet_size,
+        },
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            GateError::Io(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "peer closed without a WebSocket close",
+            ))
+        }
+        WsError::Io(e) => GateError::Io(e),
+        other => GateError::Protocol(other.to_string()),
+    })
+}
+
+/// Read half of a WebSocket connection.
+#[derive(Debug)]
+pub(crate) struct WsReader {
+    stream: SplitStream<WsStream>,
+    max_packet_size: usize,
+}
+
+impl WsReader {
+    pub(crate) async fn next(&mut self) -> Result<Option<Bytes>, GateError> {
+        loop {
+            match self.stream.next().await {
+                Some(Ok(Message::Binary(packet))) => return Ok(Some(packet)),
+                Some(Ok(Message::Text(_))) => return Err(GateError::TextMessage),
+                // Pings are answered by tungstenite while reading; pongs need nothing.
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                Some(Ok(Message::Close(_))) | None => return Ok(None),
+                Some(Err(err)) => {
+                    return match read_error(err, self.max_packet_size) {
+                        Some(err) => Err(err),
+                        None => Ok(None),
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// Write half of a WebSocket connection.
+#[derive(Debug)]
+pub(crate) struct WsWriter {
+    sink: SplitSink<WsStream, Message>,
+}
+
+fn write_error(err: WsError) -> GateError {
+    match err {
+        WsError::Io(e) => GateError::Io(e),
+        WsError::ConnectionClosed | WsError::AlreadyClosed => GateError::Closed,
+        other => GateError::Protocol(other.to_string()),
+    }
+}
+
+impl WsWriter {
+    pub(crate) async fn feed(&mut self, packet: Bytes) -> Result<(), GateError> {
+        self.sink
+            .feed(Message::Binary(packet))
+            .await
+            .map_err(write_error)
+    }
+
+    pub(crate) async fn flush(&mut self) -> Result<(), GateError> {
+        self.sink.flush().await.map_err(write_error)
+    }
+
+    /// Sends a close frame with the code for `reason`. The peer's reply (if any) is read
+    /// by the receiver; the socket closes when both halves are dropped.
+    pub(crate) async fn close(&mut self, reason: CloseReason) -> Result<(), GateError> {
+        let (code, text) = match reason {
+            CloseReason::Normal => (CloseCode::Normal, ""),
+            CloseReason::TooLarge => (CloseCode::Size, "packet too large"),
+            CloseReason::Unsupported => (CloseCode::Unsupported, "text messages are not accepted"),
+            CloseReason::Protocol => (CloseCode::Protocol, "protocol error"),
+        };
+        let frame = CloseFrame {
+            code,
+            reason: text.into(),
+        };
+        match self.sink.send(Message::Close(Some(frame))).await {
+            // The peer closed first: tungstenite has already answered its close frame.
+            Ok(()) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => Ok(()),
+            Err(err) => Err(write_error(err)),
+        }
+    }
+}
+
+fn wrap(ws: WsStream, peer_addr: SocketAddr, config: &GateConfig) -> ClientConn {
+    let (sink, stream) = ws.split();
+    ClientConn::new(
+        Reader::Ws(WsReader {
+            stream,
+            max_packet_size: config.max_packet_size,
+        }),
+        Writer::Ws(WsWriter { sink }),
+        None,
+        peer_addr,
+        Transport::Ws,
+        config,
+    )
+}
+
+/// Server side: accepts TCP connections and upgrades each in its own task, so a slow
+/// or hostile client only delays itself. Finishes when the listener is dropped.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    config: GateConfig,
+    tx: mpsc::Sender<ClientConn>,
+    failures: Arc<AtomicU64>,
+) {
+    let config = Arc::new(config);
+    let mut handshakes = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer_addr)) => {
+                    handshakes.spawn(handshake(stream, peer_addr, config.clone(), tx.clone(), failures.clone()));
+                }
+                Err(err) => {
+                    warn!(transport = %Transport::Ws, error = %err, "gate: accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+            Some(_) = handshakes.join_next(), if !handshakes.is_empty() => {}
+            () = tx.closed() => break,
+        }
+    }
+}
+
+async fn handshake(
+    stream: TcpStream,
+    peer_addr: SocketAddr,
+    config: Arc<GateConfig>,
+    tx: mpsc::Sender<ClientConn>,
+    failures: Arc<AtomicU64>,
+) {
+    let _ = stream.set_nodelay(true);
+    let upgrade = tokio_tungstenite::accept_async_with_config(stream, Some(ws_config(&config)));
+    let error = match tokio::time::timeout(config.handshake_timeout, upgrade).await {
+        Ok(Ok(ws)) => {
+            let conn = wrap(ws, peer_addr, &config);
+            // Fails only if the listener is gone; the connection then closes on drop.
+            let _ = tx.send(conn).await;
+            return;
+        }
+        Ok(Err(err)) => GateError::Handshake(err.to_string()),
+        Err(_) => GateError::HandshakeTimeout(config.handshake_timeout),
+    };
+    failures.fetch_add(1, Ordering::Relaxed);
+    info!(peer = %peer_addr, transport = %Transport::Ws, %error, "gate: handshake failed; connection dropped");
+}
+
+/// Client side: TCP connect plus WebSocket upgrade, bounded by the handshake timeout.
+pub(crate) async fn connect(url: &str, config: &GateConfig) -> Result<ClientConn, GateError> {
+    let request = url
+        .into_client_request()
+        .map_err(|e| GateError::InvalidConfig(format!("bad WebSocket URL {url:?}: {e}")))?;
+    let uri = request.uri();
+    if uri.scheme_str() != Some("ws") {
+        return Err(GateError::InvalidConfig(format!(
+            "only ws:// URLs are supported, got {url:?}"
+        )));
+    }
+    let host = uri
+        .host()
+        .ok_or_else(|| GateError::InvalidConfig(format!("no host in {url:?}")))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(80);
+    let setup = async {
+        let stream = TcpStream::connect((host.as_str(), port)).await?;
+        let _ = stream.set_nodelay(true);
+        let peer_addr = stream.peer_addr()?;
+        let (ws, _response) =
+            tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config(config)))
+                .await
+                .map_err(|e| match e {
+                    WsError::Io(e) => GateError::Io(e),
+                    other => GateError::Handshake(other.to_string()),
+                })?;
+        Ok::<_, GateError>((ws, peer_addr))
+    };
+    let (ws, peer_addr) = tokio::time::timeout(config.handshake_timeout, setup)
+        .await
+        .map_err(|_| GateError::HandshakeTimeout(config.handshake_timeout))??;
+    debug!(peer = %peer_addr, "gate: WebSocket connected");
+    Ok(wrap(ws, peer_addr, config))
+}
