@@ -5,12 +5,13 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::ToSocketAddrs;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
@@ -95,51 +96,73 @@ impl Encoder<KcpFrame> for KcpCodec {
     }
 }
 
-/// A [`KcpStream`] whose writes are cut into pieces KCP accepts: `ikcp_send` refuses a
-/// buffer of 128 segments or more.
-#[derive(Debug)]
-struct KcpIo {
-    stream: KcpStream,
-    max_write: usize,
-}
+/// The stream both halves of a KCP connection share; each poll holds the lock briefly.
+/// (Not `tokio::io::split`: the writer must also reach the session to see acks.)
+#[derive(Debug, Clone)]
+struct SharedKcp(Arc<parking_lot::Mutex<KcpStream>>);
 
-impl AsyncRead for KcpIo {
+/// Read half of the shared stream.
+#[derive(Debug)]
+struct KcpReadHalf(SharedKcp);
+
+impl AsyncRead for KcpReadHalf {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let mut stream = self.0.0.lock();
+        Pin::new(&mut *stream).poll_read(cx, buf)
     }
 }
 
-impl AsyncWrite for KcpIo {
+/// Write half of the shared stream. Writes are cut into pieces KCP accepts:
+/// `ikcp_send` refuses a buffer of 128 segments or more.
+#[derive(Debug)]
+struct KcpWriteHalf {
+    shared: SharedKcp,
+    max_write: usize,
+}
+
+impl KcpWriteHalf {
+    /// Whether everything written has been acknowledged by the peer.
+    fn all_acked(&self) -> bool {
+        self.shared
+            .0
+            .lock()
+            .session()
+            .kcp_socket()
+            .lock()
+            .can_close()
+    }
+}
+
+impl AsyncWrite for KcpWriteHalf {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let n = buf.len().min(self.max_write);
-        Pin::new(&mut self.stream).poll_write(cx, &buf[..n])
+        let mut stream = self.shared.0.lock();
+        Pin::new(&mut *stream).poll_write(cx, &buf[..n])
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut stream = self.shared.0.lock();
+        Pin::new(&mut *stream).poll_flush(cx)
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut stream = self.shared.0.lock();
+        Pin::new(&mut *stream).poll_shutdown(cx)
     }
 }
 
 /// Read half of a KCP connection.
 #[derive(Debug)]
 pub(crate) struct KcpReader {
-    framed: FramedRead<ReadHalf<KcpIo>, KcpCodec>,
-    /// Set when the peer's close marker arrives: the writer then does not send its own
-    /// (the peer may already have dropped its session, and a late marker would open a
-    /// phantom session there).
-    peer_closed: Arc<AtomicBool>,
+    framed: FramedRead<KcpReadHalf, KcpCodec>,
     max_packet_size: usize,
 }
 
@@ -157,19 +180,18 @@ impl KcpReader {
     pub(crate) async fn next(&mut self) -> Result<Option<Bytes>, GateError> {
         match self.next_frame().await? {
             KcpFrame::Packet(p) => Ok(Some(p)),
-            KcpFrame::Close => {
-                self.peer_closed.store(true, Ordering::Release);
-                Ok(None)
-            }
+            KcpFrame::Close => Ok(None),
         }
     }
 }
 
+/// How often a closing writer checks whether the peer acknowledged everything.
+const LINGER_POLL: Duration = Duration::from_millis(5);
+
 /// Write half of a KCP connection.
 #[derive(Debug)]
 pub(crate) struct KcpWriter {
-    framed: FramedWrite<WriteHalf<KcpIo>, KcpCodec>,
-    peer_closed: Arc<AtomicBool>,
+    framed: FramedWrite<KcpWriteHalf, KcpCodec>,
 }
 
 impl KcpWriter {
@@ -181,32 +203,34 @@ impl KcpWriter {
         Ok(self.framed.flush().await?)
     }
 
-    /// Sends the close marker unless the peer closed first. Delivery continues in
-    /// tokio_kcp's session task after the stream is dropped (until acknowledged).
+    /// Sends the close marker (also in reply to the peer's), then waits until the peer
+    /// has acknowledged everything: tokio_kcp ends a session as soon as its stream is
+    /// dropped, unacknowledged data included. The caller bounds the wait.
     pub(crate) async fn close(&mut self) -> Result<(), GateError> {
-        if self.peer_closed.load(Ordering::Acquire) {
-            return self.flush().await;
+        self.framed.send(KcpFrame::Close).await?;
+        while !self.framed.get_ref().all_acked() {
+            tokio::time::sleep(LINGER_POLL).await;
         }
-        Ok(self.framed.send(KcpFrame::Close).await?)
+        Ok(())
     }
 }
 
 fn split(stream: KcpStream, config: &GateConfig) -> (KcpReader, KcpWriter) {
     let mss = config.kcp.mtu.saturating_sub(KCP_OVERHEAD).max(1);
-    let io = KcpIo {
-        stream,
-        max_write: (mss * 64).min(64 * 1024),
-    };
-    let (read, write) = tokio::io::split(io);
-    let peer_closed = Arc::new(AtomicBool::new(false));
+    let shared = SharedKcp(Arc::new(parking_lot::Mutex::new(stream)));
     let reader = KcpReader {
-        framed: FramedRead::new(read, KcpCodec::new(config.max_packet_size)),
-        peer_closed: peer_closed.clone(),
+        framed: FramedRead::new(
+            KcpReadHalf(shared.clone()),
+            KcpCodec::new(config.max_packet_size),
+        ),
         max_packet_size: config.max_packet_size,
     };
+    let write_half = KcpWriteHalf {
+        shared,
+        max_write: (mss * 64).min(64 * 1024),
+    };
     let writer = KcpWriter {
-        framed: FramedWrite::new(write, KcpCodec::new(config.max_packet_size)),
-        peer_closed,
+        framed: FramedWrite::new(write_half, KcpCodec::new(config.max_packet_size)),
     };
     (reader, writer)
 }

@@ -154,4 +154,25 @@ impl Listener {
     pub fn handshake_failures(&self) -> u64 {
         self.handshake_failures.load(Ordering::Relaxed)
     }
+
+    /// A handle on this listener's counters that another task can keep (e.g. a metrics
+    /// exporter) while `accept` runs elsewhere.
+    pub fn stats(&self) -> ListenerStats {
+        ListenerStats {
+            handshake_failures: self.handshake_failures.clone(),
+        }
+    }
+}
+
+/// Counters of a [`Listener`], readable from any task; see [`Listener::stats`].
+#[derive(Debug, Clone)]
+pub struct ListenerStats {
+    handshake_failures: Arc<AtomicU64>,
+}
+
+impl ListenerStats {
+    /// See [`Listener::handshake_failures`].
+    pub fn handshake_failures(&self) -> u64 {
+        self.handshake_failures.load(Ordering::Relaxed)
+    }
 }

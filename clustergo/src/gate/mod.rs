@@ -68,15 +68,21 @@
 //!
 //! # KCP specifics
 //!
-//! KCP has neither connection setup nor FIN, so the gate adds two rules:
+//! KCP has neither connection setup nor FIN, so the gate adds its own rules:
 //! - an accepted KCP connection is handed out by [`Listener::accept`] only once its
 //!   first packet has arrived (within [`GateConfig::handshake_timeout`]); stray
 //!   datagrams from unknown addresses would otherwise appear as phantom connections.
 //!   A KCP client must therefore speak first (a game client's login packet).
 //! - a clean close is a length field of `0xFFFF_FFFF` (so
-//!   [`GateConfig::max_packet_size`] must be below that); a session that ends without
-//!   it (the peer vanished and the server session expired after
-//!   `KcpConfig::session_expire`) is reported as [`GateError::SessionExpired`].
+//!   [`GateConfig::max_packet_size`] must be below that), answered by the peer's own
+//!   marker when it closes in turn. Because tokio_kcp drops a session's unacknowledged
+//!   data together with its stream, a closing writer lingers until the peer has
+//!   acknowledged everything (bounded by [`GateConfig::close_timeout`]). A session that
+//!   ends without the marker (the peer vanished and the server session expired after
+//!   `KcpConfig::session_expire`) is reported as [`GateError::SessionExpired`]. A late
+//!   marker from an already closed conversation opens no connection.
+//! - dropping a KCP [`Listener`] ends all of its connections: they share its UDP socket
+//!   and receive task.
 //!
 //! # Features
 //!
@@ -99,7 +105,7 @@ use std::time::Duration;
 
 pub use conn::{ClientConn, PacketReceiver, PacketSender};
 pub use error::GateError;
-pub use listener::Listener;
+pub use listener::{Listener, ListenerStats};
 
 #[cfg(feature = "kcp")]
 pub use tokio_kcp::{KcpConfig, KcpNoDelayConfig};

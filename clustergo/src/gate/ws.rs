@@ -122,8 +122,17 @@ impl WsWriter {
             reason: text.into(),
         };
         match self.sink.send(Message::Close(Some(frame))).await {
-            // The peer closed first: tungstenite has already answered its close frame.
-            Ok(()) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => Ok(()),
+            Ok(()) => Ok(()),
+            // The peer closed first: tungstenite queued the reply to its close frame while
+            // reading; `close` (unlike `send`) flushes it out.
+            Err(
+                WsError::Protocol(ProtocolError::SendAfterClosing)
+                | WsError::ConnectionClosed
+                | WsError::AlreadyClosed,
+            ) => match self.sink.close().await {
+                Ok(()) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => Ok(()),
+                Err(err) => Err(write_error(err)),
+            },
             Err(err) => Err(write_error(err)),
         }
     }
