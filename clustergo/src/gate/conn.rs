@@ -102,14 +102,33 @@ impl Writer {
     }
 
     /// Tells the peer the connection ends (FIN, close frame or close marker).
-    async fn close(&mut self, reason: CloseReason) -> Result<(), GateError> {
+    ///
+    /// `reader` is the read half handed back after a read error: the peer may still be
+    /// sending (the rest of an oversize packet), and closing a TCP socket with unread
+    /// data makes the kernel send RST, which would destroy our close frame before the
+    /// peer reads it. So TCP and WebSocket half-close and then discard input until the
+    /// peer closes too (bounded by the caller).
+    #[allow(unreachable_patterns)] // with features off, Reader has one variant
+    async fn close(self, reason: CloseReason, reader: Option<Reader>) -> Result<(), GateError> {
         match self {
-            Writer::Tcp(w) => w.close().await,
+            Writer::Tcp(w) => {
+                let reader = reader.and_then(|r| match r {
+                    Reader::Tcp(r) => Some(r),
+                    _ => None,
+                });
+                w.close(reader).await
+            }
             #[cfg(feature = "ws")]
-            Writer::Ws(w) => w.close(reason).await,
+            Writer::Ws(w) => {
+                let reader = reader.and_then(|r| match r {
+                    Reader::Ws(r) => Some(r),
+                    _ => None,
+                });
+                w.close(reason, reader).await
+            }
             #[cfg(feature = "kcp")]
-            Writer::Kcp(w) => {
-                let _ = reason;
+            Writer::Kcp(mut w) => {
+                let _ = (reason, reader);
                 w.close().await
             }
         }
@@ -202,7 +221,7 @@ pub struct PacketReceiver {
     /// A packet read before the connection was handed out (KCP's first packet).
     first: Option<Bytes>,
     /// Tells the writer to close at once after a read error (skipping queued packets).
-    abort: Option<oneshot::Sender<CloseReason>>,
+    abort: Option<oneshot::Sender<(CloseReason, Reader)>>,
     peer_addr: SocketAddr,
     transport: Transport,
 }
@@ -244,10 +263,10 @@ impl PacketReceiver {
                 } else {
                     warn!(peer = %self.peer_addr, transport = %self.transport, error = %err, "gate: closing connection");
                 }
-                self.reader = None;
-                if let Some(abort) = self.abort.take() {
-                    let _ = abort.send(CloseReason::for_error(&err));
+                if let (Some(abort), Some(reader)) = (self.abort.take(), self.reader.take()) {
+                    let _ = abort.send((CloseReason::for_error(&err), reader));
                 }
+                self.reader = None;
                 Err(err)
             }
         }
@@ -434,27 +453,27 @@ async fn write_batch(
 async fn write_loop(
     mut writer: Writer,
     mut rx: mpsc::Receiver<Outbound>,
-    mut abort: oneshot::Receiver<CloseReason>,
+    mut abort: oneshot::Receiver<(CloseReason, Reader)>,
     info: WriterInfo,
 ) {
     let mut abort_open = true;
-    let reason = 'conn: loop {
+    let (reason, reader) = 'conn: loop {
         let first = tokio::select! {
             biased;
             r = &mut abort, if abort_open => match r {
-                Ok(reason) => break 'conn reason,
+                Ok((reason, reader)) => break 'conn (reason, Some(reader)),
                 // The receiver went away without an error: keep writing.
                 Err(_) => { abort_open = false; continue }
             },
             item = rx.recv() => item,
         };
         let Some(item) = first else {
-            break CloseReason::Normal;
+            break (CloseReason::Normal, None);
         };
         let batch = write_batch(&mut writer, &mut rx, item);
         match tokio::time::timeout(info.write_timeout, batch).await {
             Ok(Ok(false)) => {}
-            Ok(Ok(true)) => break CloseReason::Normal,
+            Ok(Ok(true)) => break (CloseReason::Normal, None),
             Ok(Err(err)) => {
                 debug!(peer = %info.peer_addr, transport = %info.transport, error = %err, "gate: write failed");
                 return;
@@ -467,7 +486,7 @@ async fn write_loop(
         }
     };
     rx.close();
-    match tokio::time::timeout(info.close_timeout, writer.close(reason)).await {
+    match tokio::time::timeout(info.close_timeout, writer.close(reason, reader)).await {
         Ok(Ok(())) => {
             debug!(peer = %info.peer_addr, transport = %info.transport, ?reason, "gate: closed");
         }

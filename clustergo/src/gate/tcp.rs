@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec, LengthDelimitedCodecError};
@@ -42,6 +43,16 @@ pub(crate) fn read_error(err: io::Error, max_packet_size: usize) -> GateError {
     GateError::Io(err)
 }
 
+/// Reads and drops everything until EOF or an error. Callers bound the time.
+pub(crate) async fn discard_until_eof(mut input: impl AsyncRead + Unpin) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = input.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
 /// Read half of a TCP connection.
 #[derive(Debug)]
 pub(crate) struct TcpReader {
@@ -74,9 +85,14 @@ impl TcpWriter {
         Ok(SinkExt::<Bytes>::flush(&mut self.framed).await?)
     }
 
-    /// Flushes and sends FIN.
-    pub(crate) async fn close(&mut self) -> Result<(), GateError> {
-        Ok(SinkExt::<Bytes>::close(&mut self.framed).await?)
+    /// Flushes and sends FIN; after a read error, discards input until the peer closes
+    /// (see `Writer::close`).
+    pub(crate) async fn close(mut self, reader: Option<TcpReader>) -> Result<(), GateError> {
+        SinkExt::<Bytes>::close(&mut self.framed).await?;
+        if let Some(reader) = reader {
+            discard_until_eof(reader.framed.into_inner()).await;
+        }
+        Ok(())
     }
 }
 

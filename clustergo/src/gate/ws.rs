@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -20,7 +21,7 @@ use tracing::{debug, info, warn};
 
 use super::conn::{ClientConn, CloseReason, Reader, Writer};
 use super::listener::ACCEPT_BACKOFF;
-use super::{GateConfig, GateError, Transport};
+use super::{GateConfig, GateError, Transport, tcp};
 
 type WsStream = WebSocketStream<TcpStream>;
 
@@ -109,8 +110,14 @@ impl WsWriter {
     }
 
     /// Sends a close frame with the code for `reason`. The peer's reply (if any) is read
-    /// by the receiver; the socket closes when both halves are dropped.
-    pub(crate) async fn close(&mut self, reason: CloseReason) -> Result<(), GateError> {
+    /// by the receiver; the socket closes when both halves are dropped. After a read
+    /// error the read half comes back as `reader`: then the socket is half-closed and
+    /// input discarded until the peer closes (see `Writer::close`).
+    pub(crate) async fn close(
+        mut self,
+        reason: CloseReason,
+        reader: Option<WsReader>,
+    ) -> Result<(), GateError> {
         let (code, text) = match reason {
             CloseReason::Normal => (CloseCode::Normal, ""),
             CloseReason::TooLarge => (CloseCode::Size, "packet too large"),
@@ -121,7 +128,7 @@ impl WsWriter {
             code,
             reason: text.into(),
         };
-        match self.sink.send(Message::Close(Some(frame))).await {
+        let sent = match self.sink.send(Message::Close(Some(frame))).await {
             Ok(()) => Ok(()),
             // The peer closed first: tungstenite queued the reply to its close frame while
             // reading; `close` (unlike `send`) flushes it out.
@@ -134,7 +141,15 @@ impl WsWriter {
                 Err(err) => Err(write_error(err)),
             },
             Err(err) => Err(write_error(err)),
+        };
+        if let Some(reader) = reader {
+            if let Ok(ws) = reader.stream.reunite(self.sink) {
+                let mut tcp = ws.into_inner();
+                let _ = tcp.shutdown().await;
+                tcp::discard_until_eof(tcp).await;
+            }
         }
+        sent
     }
 }
 
