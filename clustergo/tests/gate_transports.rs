@@ -560,3 +560,110 @@ mod kcp_only {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_reader_gets_busy_then_dropped_by_write_timeout() {
+    gate_common::init_tracing();
+    // A "client" that accepts and never reads.
+    let raw = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = raw.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let (stream, _) = raw.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        drop(stream);
+    });
+    let config = GateConfig {
+        send_queue: 4,
+        write_timeout: Duration::from_millis(500),
+        ..GateConfig::default()
+    };
+    let mut conn = within("connect", gate::connect_tcp(addr, &config))
+        .await
+        .unwrap();
+    let packet = pattern(5, MAX);
+
+    // Socket buffers fill up, then the queue: try_send reports Busy instead of waiting.
+    let mut queued = 0usize;
+    let busy = within("Busy", async {
+        loop {
+            match conn.try_send(packet.clone()) {
+                Ok(()) => queued += 1,
+                Err(e) => return e,
+            }
+            assert!(
+                queued < 20_000,
+                "never Busy after {queued} packets of {MAX} bytes"
+            );
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(
+        matches!(busy, GateError::Busy),
+        "got {busy:?} after {queued} packets"
+    );
+
+    // The stuck writer gives up after write_timeout and the connection is closed.
+    let closed = within("write timeout to close the connection", async {
+        loop {
+            if let Err(e) = conn.send(packet.clone()).await {
+                return e;
+            }
+        }
+    })
+    .await;
+    assert!(matches!(closed, GateError::Closed), "got {closed:?}");
+    assert!(conn.sender().is_closed());
+    // The receiving side learns it too, so the task serving this client stops.
+    match within("recv after the write timeout", conn.recv()).await {
+        Err(GateError::WriteTimeout(d)) => assert_eq!(d, Duration::from_millis(500)),
+        other => panic!("expected WriteTimeout, got {other:?}"),
+    }
+    assert!(within("recv", conn.recv()).await.unwrap().is_none());
+    hold.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_after_close_is_refused() {
+    let mut server = EchoServer::start(Transport::Tcp, GateConfig::default()).await;
+    let conn = within(
+        "connect",
+        gate::connect_tcp(server.addr, &GateConfig::default()),
+    )
+    .await
+    .unwrap();
+    let sender = conn.sender();
+    within("close", conn.close()).await.unwrap();
+    assert!(sender.is_closed());
+    assert!(matches!(
+        sender.send(Bytes::from_static(b"late")).await,
+        Err(GateError::Closed)
+    ));
+    assert!(matches!(
+        sender.try_send(Bytes::from_static(b"late")),
+        Err(GateError::Closed)
+    ));
+    assert!(server.next_ending().await.is_none());
+}
+
+#[cfg(not(all(feature = "ws", feature = "kcp")))]
+#[tokio::test]
+async fn disabled_transports_say_so() {
+    for t in Transport::ALL.into_iter().filter(|t| !t.is_enabled()) {
+        let err = gate::Listener::bind(t, "127.0.0.1:0", GateConfig::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, GateError::TransportDisabled(x) if x == t),
+            "{err:?}"
+        );
+        let addr = "127.0.0.1:9".parse().unwrap();
+        let err = gate::connect(t, addr, &GateConfig::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, GateError::TransportDisabled(x) if x == t),
+            "{err:?}"
+        );
+    }
+}

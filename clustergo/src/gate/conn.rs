@@ -2,11 +2,13 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::{GateConfig, GateError, Transport, tcp};
@@ -34,6 +36,36 @@ impl CloseReason {
             GateError::TextMessage => Self::Unsupported,
             GateError::Protocol(_) => Self::Protocol,
             _ => Self::Normal,
+        }
+    }
+}
+
+/// Why the writer task gave up on a connection (kept so the receiver can report it).
+#[derive(Debug, Clone)]
+enum WriteFailure {
+    Timeout(Duration),
+    Io(std::io::ErrorKind, String),
+}
+
+/// State the writer task shares with the receiver: when writing fails, the receiver
+/// stops too, so the task serving a dropped slow client learns it from `recv`.
+#[derive(Debug, Default)]
+struct ConnShared {
+    writer_failed: CancellationToken,
+    failure: parking_lot::Mutex<Option<WriteFailure>>,
+}
+
+impl ConnShared {
+    fn fail(&self, failure: WriteFailure) {
+        *self.failure.lock() = Some(failure);
+        self.writer_failed.cancel();
+    }
+
+    fn error(&self) -> GateError {
+        match self.failure.lock().clone() {
+            Some(WriteFailure::Timeout(d)) => GateError::WriteTimeout(d),
+            Some(WriteFailure::Io(kind, msg)) => GateError::Io(std::io::Error::new(kind, msg)),
+            None => GateError::Closed,
         }
     }
 }
@@ -112,6 +144,7 @@ impl Writer {
     async fn close(self, reason: CloseReason, reader: Option<Reader>) -> Result<(), GateError> {
         match self {
             Writer::Tcp(w) => {
+                let _ = reason; // TCP has no close codes
                 let reader = reader.and_then(|r| match r {
                     Reader::Tcp(r) => Some(r),
                     _ => None,
@@ -222,6 +255,7 @@ pub struct PacketReceiver {
     first: Option<Bytes>,
     /// Tells the writer to close at once after a read error (skipping queued packets).
     abort: Option<oneshot::Sender<(CloseReason, Reader)>>,
+    shared: Arc<ConnShared>,
     peer_addr: SocketAddr,
     transport: Transport,
 }
@@ -250,7 +284,12 @@ impl PacketReceiver {
         let Some(reader) = self.reader.as_mut() else {
             return Ok(None);
         };
-        match reader.next().await {
+        let next = tokio::select! {
+            biased;
+            next = reader.next() => next,
+            () = self.shared.writer_failed.cancelled() => Err(self.shared.error()),
+        };
+        match next {
             Ok(Some(packet)) => Ok(Some(packet)),
             Ok(None) => {
                 debug!(peer = %self.peer_addr, transport = %self.transport, "gate: peer closed");
@@ -314,10 +353,12 @@ impl ClientConn {
     ) -> Self {
         let (tx, rx) = mpsc::channel(config.send_queue);
         let (abort_tx, abort_rx) = oneshot::channel();
+        let shared = Arc::new(ConnShared::default());
         let writer = tokio::spawn(write_loop(
             writer,
             rx,
             abort_rx,
+            shared.clone(),
             WriterInfo {
                 peer_addr,
                 transport,
@@ -331,6 +372,7 @@ impl ClientConn {
                 reader: Some(reader),
                 first,
                 abort: Some(abort_tx),
+                shared,
                 peer_addr,
                 transport,
             },
@@ -454,6 +496,7 @@ async fn write_loop(
     mut writer: Writer,
     mut rx: mpsc::Receiver<Outbound>,
     mut abort: oneshot::Receiver<(CloseReason, Reader)>,
+    shared: Arc<ConnShared>,
     info: WriterInfo,
 ) {
     let mut abort_open = true;
@@ -476,11 +519,16 @@ async fn write_loop(
             Ok(Ok(true)) => break (CloseReason::Normal, None),
             Ok(Err(err)) => {
                 debug!(peer = %info.peer_addr, transport = %info.transport, error = %err, "gate: write failed");
+                shared.fail(match err {
+                    GateError::Io(e) => WriteFailure::Io(e.kind(), e.to_string()),
+                    other => WriteFailure::Io(std::io::ErrorKind::Other, other.to_string()),
+                });
                 return;
             }
             Err(_) => {
                 warn!(peer = %info.peer_addr, transport = %info.transport, timeout = ?info.write_timeout,
                       "gate: write timed out (client not reading); dropping connection");
+                shared.fail(WriteFailure::Timeout(info.write_timeout));
                 return;
             }
         }

@@ -63,6 +63,12 @@ pub enum GateError {
     #[error("connection closed")]
     Closed,
 
+    /// Writing to the peer made no progress for
+    /// [`GateConfig::write_timeout`](super::GateConfig): the client stopped reading and
+    /// the connection was dropped.
+    #[error("peer did not take our data within {0:?}; connection dropped")]
+    WriteTimeout(Duration),
+
     /// [`try_send`](super::PacketSender::try_send) found the connection's send queue
     /// full (a slow client). Nothing was queued.
     #[error("send queue full")]

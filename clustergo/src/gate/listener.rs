@@ -17,6 +17,7 @@ use super::{ClientConn, GateConfig, GateError, Transport, tcp};
 pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Connections that finished their handshake but were not yet taken by `accept()`.
+#[cfg_attr(not(any(feature = "ws", feature = "kcp")), allow(dead_code))]
 pub(crate) const ACCEPT_BACKLOG: usize = 128;
 
 /// Accepts game clients over one [`Transport`].

@@ -65,6 +65,10 @@
 //!   logged and counted in [`Listener::handshake_failures`], and never returned from
 //!   [`Listener::accept`].
 //! - WebSocket pings are answered by the transport; they are not packets.
+//! - A client that stops reading is dropped once a batch of writes has made no progress
+//!   for [`GateConfig::write_timeout`]: senders then get [`GateError::Closed`] and
+//!   [`ClientConn::recv`] returns [`GateError::WriteTimeout`], so the task serving the
+//!   client ends too.
 //!
 //! # KCP specifics
 //!
