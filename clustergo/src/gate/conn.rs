@@ -274,9 +274,8 @@ impl PacketReceiver {
     /// The next packet; `Ok(None)` once the peer has closed cleanly.
     ///
     /// An error ends the connection (the writer closes it, telling a WebSocket peer
-    /// why); every later call returns `Ok(None)`. Cancel safe for TCP and KCP; for
-    /// WebSocket a message is only lost if the future is dropped mid-frame, which
-    /// tokio-tungstenite also guards against.
+    /// why); every later call returns `Ok(None)`. Cancel safe: dropping the future (in a
+    /// `select!`) loses no packet, since every transport keeps partial input buffered.
     pub async fn recv(&mut self) -> Result<Option<Bytes>, GateError> {
         if let Some(packet) = self.first.take() {
             return Ok(Some(packet));

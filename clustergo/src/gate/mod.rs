@@ -87,6 +87,9 @@
 //!   marker from an already closed conversation opens no connection.
 //! - dropping a KCP [`Listener`] ends all of its connections: they share its UDP socket
 //!   and receive task.
+//! - a KCP *client* session never expires (tokio_kcp expires server sessions only): a
+//!   client whose server vanished waits in `recv` until the application gives up, so
+//!   KCP clients should run an application-level heartbeat with a timeout.
 //!
 //! # Features
 //!
