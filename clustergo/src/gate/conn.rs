@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -74,7 +73,18 @@ impl ConnShared {
 #[derive(Debug)]
 pub(crate) enum Outbound {
     Packet(Bytes),
-    Close,
+    /// Close after the packets queued before; the sender learns when the close signal
+    /// has been written.
+    Close(Option<oneshot::Sender<()>>),
+}
+
+/// The read half, handed to the writer task when the receiver is done with it: on a
+/// read error (`error` set: close at once with that reason) or when the receiver is
+/// dropped (the writer keeps it for the close handshake).
+#[derive(Debug)]
+pub(crate) struct Handoff {
+    reader: Reader,
+    error: Option<CloseReason>,
 }
 
 /// The read side of one transport.
@@ -140,16 +150,22 @@ impl Writer {
     /// data makes the kernel send RST, which would destroy our close frame before the
     /// peer reads it. So TCP and WebSocket half-close and then discard input until the
     /// peer closes too (bounded by the caller).
+    /// `confirm` is fired once the close signal is written, before any lingering.
     #[allow(unreachable_patterns)] // with features off, Reader has one variant
-    async fn close(self, reason: CloseReason, reader: Option<Reader>) -> Result<(), GateError> {
+    /// `after_error` is the reason when a read error ended the connection.
+    async fn close(
+        self,
+        after_error: Option<CloseReason>,
+        reader: Option<Reader>,
+        confirm: Confirm,
+    ) -> Result<(), GateError> {
         match self {
             Writer::Tcp(w) => {
-                let _ = reason; // TCP has no close codes
                 let reader = reader.and_then(|r| match r {
                     Reader::Tcp(r) => Some(r),
                     _ => None,
                 });
-                w.close(reader).await
+                w.close(reader, confirm).await
             }
             #[cfg(feature = "ws")]
             Writer::Ws(w) => {
@@ -157,12 +173,16 @@ impl Writer {
                     Reader::Ws(r) => Some(r),
                     _ => None,
                 });
-                w.close(reason, reader).await
+                w.close(after_error, reader, confirm).await
             }
             #[cfg(feature = "kcp")]
-            Writer::Kcp(mut w) => {
-                let _ = (reason, reader);
-                w.close().await
+            Writer::Kcp(w) => {
+                // After a read error the stream is mid-packet: no close handshake then.
+                let reader = reader.and_then(|r| match r {
+                    Reader::Kcp(r) if after_error.is_none() => Some(r),
+                    _ => None,
+                });
+                w.close(reader, confirm).await
             }
         }
     }
@@ -228,7 +248,7 @@ impl PacketSender {
     /// is told (FIN / close frame / close marker). Packets queued after it are dropped.
     /// Does not wait for the writes; see [`ClientConn::close`] for that.
     pub async fn close(&self) {
-        let _ = self.tx.send(Outbound::Close).await;
+        let _ = self.tx.send(Outbound::Close(None)).await;
     }
 
     /// Whether the writer has stopped: nothing sent now would reach the peer.
@@ -253,8 +273,8 @@ pub struct PacketReceiver {
     reader: Option<Reader>,
     /// A packet read before the connection was handed out (KCP's first packet).
     first: Option<Bytes>,
-    /// Tells the writer to close at once after a read error (skipping queued packets).
-    abort: Option<oneshot::Sender<(CloseReason, Reader)>>,
+    /// Gives the read half to the writer task (see [`Handoff`]).
+    handoff: Option<oneshot::Sender<Handoff>>,
     shared: Arc<ConnShared>,
     peer_addr: SocketAddr,
     transport: Transport,
@@ -301,13 +321,18 @@ impl PacketReceiver {
                 } else {
                     warn!(peer = %self.peer_addr, transport = %self.transport, error = %err, "gate: closing connection");
                 }
-                if let (Some(abort), Some(reader)) = (self.abort.take(), self.reader.take()) {
-                    let _ = abort.send((CloseReason::for_error(&err), reader));
-                }
-                self.reader = None;
+                self.hand_off(Some(CloseReason::for_error(&err)));
                 Err(err)
             }
         }
+    }
+
+    /// Gives the reader (if still open) to the writer task.
+    fn hand_off(&mut self, error: Option<CloseReason>) {
+        if let (Some(handoff), Some(reader)) = (self.handoff.take(), self.reader.take()) {
+            let _ = handoff.send(Handoff { reader, error });
+        }
+        self.reader = None;
     }
 
     /// The remote address.
@@ -321,12 +346,19 @@ impl PacketReceiver {
     }
 }
 
+impl Drop for PacketReceiver {
+    /// The writer keeps the read half for the close handshake (reading the peer's close
+    /// reply, not leaving unread input that would turn our close into a reset).
+    fn drop(&mut self) {
+        self.hand_off(None);
+    }
+}
+
 /// One client connection: receive with [`recv`](Self::recv), send with
 /// [`send`](Self::send) or a [`PacketSender`] from [`sender`](Self::sender).
 pub struct ClientConn {
     receiver: PacketReceiver,
     sender: PacketSender,
-    writer: JoinHandle<()>,
     close_timeout: Duration,
 }
 
@@ -351,12 +383,12 @@ impl ClientConn {
         config: &GateConfig,
     ) -> Self {
         let (tx, rx) = mpsc::channel(config.send_queue);
-        let (abort_tx, abort_rx) = oneshot::channel();
+        let (handoff_tx, handoff_rx) = oneshot::channel();
         let shared = Arc::new(ConnShared::default());
-        let writer = tokio::spawn(write_loop(
+        tokio::spawn(write_loop(
             writer,
             rx,
-            abort_rx,
+            handoff_rx,
             shared.clone(),
             WriterInfo {
                 peer_addr,
@@ -370,7 +402,7 @@ impl ClientConn {
             receiver: PacketReceiver {
                 reader: Some(reader),
                 first,
-                abort: Some(abort_tx),
+                handoff: Some(handoff_tx),
                 shared,
                 peer_addr,
                 transport,
@@ -381,7 +413,6 @@ impl ClientConn {
                 peer_addr,
                 transport,
             },
-            writer,
             close_timeout: config.close_timeout,
         }
     }
@@ -413,28 +444,32 @@ impl ClientConn {
         (self.sender, self.receiver)
     }
 
-    /// Closes gracefully: writes what is queued, tells the peer, and waits for that
-    /// (bounded by [`GateConfig::close_timeout`], after which the writer is abandoned
-    /// and the socket dropped).
+    /// Closes gracefully: writes what is queued, tells the peer, and waits until that
+    /// close signal is written (bounded by [`GateConfig::close_timeout`]). The writer
+    /// task then finishes the close handshake in the background (reads until the peer
+    /// closes too, or the close timeout passes).
     pub async fn close(self) -> Result<(), GateError> {
         let Self {
             receiver,
             sender,
-            mut writer,
             close_timeout,
         } = self;
-        let peer = sender.peer_addr;
-        let finish = async {
-            sender.close().await;
-            let _ = (&mut writer).await;
-        };
-        let result = tokio::time::timeout(close_timeout, finish).await;
+        let (confirm_tx, confirm_rx) = oneshot::channel();
+        // The reader goes to the writer before the close request: it is there for the
+        // handshake.
         drop(receiver);
-        match result {
-            Ok(()) => Ok(()),
+        let finish = async {
+            sender
+                .tx
+                .send(Outbound::Close(Some(confirm_tx)))
+                .await
+                .map_err(|_| GateError::Closed)?;
+            confirm_rx.await.map_err(|_| GateError::Closed)
+        };
+        match tokio::time::timeout(close_timeout, finish).await {
+            Ok(result) => result,
             Err(_) => {
-                writer.abort();
-                debug!(%peer, "gate: close timed out");
+                debug!(peer = %sender.peer_addr, "gate: close timed out");
                 Err(GateError::Io(std::io::ErrorKind::TimedOut.into()))
             }
         }
@@ -459,20 +494,32 @@ struct WriterInfo {
     close_timeout: Duration,
 }
 
+/// Tells [`ClientConn::close`] that the close signal has been written.
+#[derive(Debug, Default)]
+pub(crate) struct Confirm(Option<oneshot::Sender<()>>);
+
+impl Confirm {
+    pub(crate) fn done(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
 /// Writes `item` and whatever else is queued, flushing every [`WRITE_BATCH`] packets
-/// and at the end. `Ok(true)` when a close request was reached.
+/// and at the end. `Some` when a close request was reached.
 async fn write_batch(
     writer: &mut Writer,
     rx: &mut mpsc::Receiver<Outbound>,
     mut item: Outbound,
-) -> Result<bool, GateError> {
+) -> Result<Option<Confirm>, GateError> {
     let mut n = 0;
     loop {
         match item {
             Outbound::Packet(p) => writer.feed(p).await?,
-            Outbound::Close => {
+            Outbound::Close(confirm) => {
                 writer.flush().await?;
-                return Ok(true);
+                return Ok(Some(Confirm(confirm)));
             }
         }
         n += 1;
@@ -486,36 +533,45 @@ async fn write_batch(
         }
     }
     writer.flush().await?;
-    Ok(false)
+    Ok(None)
 }
 
 /// The writer task: drains the queue in batches, one flush per batch; closes on
-/// [`Outbound::Close`], when every sender is gone, or at once on a reader's abort.
+/// [`Outbound::Close`], when every sender is gone, or at once after a read error.
 async fn write_loop(
     mut writer: Writer,
     mut rx: mpsc::Receiver<Outbound>,
-    mut abort: oneshot::Receiver<(CloseReason, Reader)>,
+    mut handoff: oneshot::Receiver<Handoff>,
     shared: Arc<ConnShared>,
     info: WriterInfo,
 ) {
-    let mut abort_open = true;
-    let (reason, reader) = 'conn: loop {
+    let mut handoff_open = true;
+    let mut reader = None;
+    let mut after_error = None;
+    let confirm = 'conn: loop {
         let first = tokio::select! {
             biased;
-            r = &mut abort, if abort_open => match r {
-                Ok((reason, reader)) => break 'conn (reason, Some(reader)),
-                // The receiver went away without an error: keep writing.
-                Err(_) => { abort_open = false; continue }
+            h = &mut handoff, if handoff_open => {
+                handoff_open = false;
+                if let Ok(h) = h {
+                    reader = Some(h.reader);
+                    if h.error.is_some() {
+                        // A read error: close at once, skipping what is queued.
+                        after_error = h.error;
+                        break 'conn Confirm::default();
+                    }
+                }
+                continue;
             },
             item = rx.recv() => item,
         };
         let Some(item) = first else {
-            break (CloseReason::Normal, None);
+            break Confirm::default();
         };
         let batch = write_batch(&mut writer, &mut rx, item);
         match tokio::time::timeout(info.write_timeout, batch).await {
-            Ok(Ok(false)) => {}
-            Ok(Ok(true)) => break (CloseReason::Normal, None),
+            Ok(Ok(None)) => {}
+            Ok(Ok(Some(confirm))) => break confirm,
             Ok(Err(err)) => {
                 debug!(peer = %info.peer_addr, transport = %info.transport, error = %err, "gate: write failed");
                 shared.fail(match err {
@@ -533,15 +589,23 @@ async fn write_loop(
         }
     };
     rx.close();
-    match tokio::time::timeout(info.close_timeout, writer.close(reason, reader)).await {
+    if handoff_open {
+        // The receiver may have been dropped while the last batch was written.
+        if let Ok(h) = handoff.try_recv() {
+            reader = Some(h.reader);
+            after_error = h.error;
+        }
+    }
+    let close = writer.close(after_error, reader, confirm);
+    match tokio::time::timeout(info.close_timeout, close).await {
         Ok(Ok(())) => {
-            debug!(peer = %info.peer_addr, transport = %info.transport, ?reason, "gate: closed");
+            debug!(peer = %info.peer_addr, transport = %info.transport, reason = ?after_error, "gate: closed");
         }
         Ok(Err(err)) => {
             debug!(peer = %info.peer_addr, transport = %info.transport, error = %err, "gate: close failed");
         }
         Err(_) => {
-            debug!(peer = %info.peer_addr, transport = %info.transport, "gate: close timed out");
+            debug!(peer = %info.peer_addr, transport = %info.transport, "gate: close handshake timed out");
         }
     }
 }

@@ -19,7 +19,7 @@ use tokio_kcp::{KcpListener, KcpStream};
 use tokio_util::codec::{Decoder, Encoder, FramedRead, FramedWrite, LengthDelimitedCodec};
 use tracing::{debug, info, warn};
 
-use super::conn::{ClientConn, Reader, Writer};
+use super::conn::{ClientConn, Confirm, Reader, Writer};
 use super::listener::ACCEPT_BACKLOG;
 use super::{GateConfig, GateError, Transport, tcp};
 
@@ -105,6 +105,19 @@ struct SharedKcp(Arc<parking_lot::Mutex<KcpStream>>);
 #[derive(Debug)]
 struct KcpReadHalf(SharedKcp);
 
+impl KcpReadHalf {
+    /// Sends the acknowledgements KCP has queued now rather than on its next tick.
+    /// tokio_kcp ends a session the moment its stream is dropped, so without this a
+    /// peer's close marker read just before the drop would never be acknowledged, and
+    /// the peer would retransmit it until its own timeout.
+    fn flush_acks(&self) {
+        let mut stream = self.0.0.lock();
+        // tokio_kcp's flush is synchronous: it never returns Pending.
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        let _ = Pin::new(&mut *stream).poll_flush(&mut cx);
+    }
+}
+
 impl AsyncRead for KcpReadHalf {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -180,7 +193,10 @@ impl KcpReader {
     pub(crate) async fn next(&mut self) -> Result<Option<Bytes>, GateError> {
         match self.next_frame().await? {
             KcpFrame::Packet(p) => Ok(Some(p)),
-            KcpFrame::Close => Ok(None),
+            KcpFrame::Close => {
+                self.framed.get_ref().flush_acks();
+                Ok(None)
+            }
         }
     }
 }
@@ -205,11 +221,22 @@ impl KcpWriter {
 
     /// Sends the close marker (also in reply to the peer's), then waits until the peer
     /// has acknowledged everything: tokio_kcp ends a session as soon as its stream is
-    /// dropped, unacknowledged data included. The caller bounds the wait.
-    pub(crate) async fn close(&mut self) -> Result<(), GateError> {
+    /// dropped, unacknowledged data included. With the read half handed back, it then
+    /// waits for the peer's reply marker, so the session outlives the whole exchange
+    /// (a reply reaching a dropped session would open a phantom one). The caller bounds
+    /// the wait.
+    pub(crate) async fn close(
+        mut self,
+        reader: Option<KcpReader>,
+        mut confirm: Confirm,
+    ) -> Result<(), GateError> {
         self.framed.send(KcpFrame::Close).await?;
+        confirm.done();
         while !self.framed.get_ref().all_acked() {
             tokio::time::sleep(LINGER_POLL).await;
+        }
+        if let Some(mut reader) = reader {
+            while let Ok(Some(_)) = reader.next().await {}
         }
         Ok(())
     }

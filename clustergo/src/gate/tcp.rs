@@ -10,7 +10,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec, LengthDelimitedCodecError};
 
-use super::conn::{ClientConn, Reader, Writer};
+use super::conn::{ClientConn, Confirm, Reader, Writer};
 use super::{GateConfig, GateError, Transport};
 
 /// The packet codec of TCP (and, wrapped, of KCP): a 4-byte big-endian length, then the
@@ -85,10 +85,15 @@ impl TcpWriter {
         Ok(SinkExt::<Bytes>::flush(&mut self.framed).await?)
     }
 
-    /// Flushes and sends FIN; after a read error, discards input until the peer closes
-    /// (see `Writer::close`).
-    pub(crate) async fn close(mut self, reader: Option<TcpReader>) -> Result<(), GateError> {
+    /// Flushes and sends FIN; then, holding the read half, discards input until the
+    /// peer closes too (see `Writer::close`).
+    pub(crate) async fn close(
+        mut self,
+        reader: Option<TcpReader>,
+        mut confirm: Confirm,
+    ) -> Result<(), GateError> {
         SinkExt::<Bytes>::close(&mut self.framed).await?;
+        confirm.done();
         if let Some(reader) = reader {
             discard_until_eof(reader.framed.into_inner()).await;
         }

@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Message, WebSocketConfig};
 use tracing::{debug, info, warn};
 
-use super::conn::{ClientConn, CloseReason, Reader, Writer};
+use super::conn::{ClientConn, CloseReason, Confirm, Reader, Writer};
 use super::listener::ACCEPT_BACKOFF;
 use super::{GateConfig, GateError, Transport, tcp};
 
@@ -109,16 +109,18 @@ impl WsWriter {
         self.sink.flush().await.map_err(write_error)
     }
 
-    /// Sends a close frame with the code for `reason`. The peer's reply (if any) is read
-    /// by the receiver; the socket closes when both halves are dropped. After a read
-    /// error the read half comes back as `reader`: then the socket is half-closed and
-    /// input discarded until the peer closes (see `Writer::close`).
+    /// Sends a close frame: code 1000, or the code for the read error that ended the
+    /// connection. Then, if the receiver handed back the read half, finishes the close
+    /// handshake: normally by reading (and dropping) messages until the peer's close
+    /// frame; after a read error the stream may be mid-frame, so the socket is
+    /// half-closed and raw input discarded until the peer closes (see `Writer::close`).
     pub(crate) async fn close(
         mut self,
-        reason: CloseReason,
+        after_error: Option<CloseReason>,
         reader: Option<WsReader>,
+        mut confirm: Confirm,
     ) -> Result<(), GateError> {
-        let (code, text) = match reason {
+        let (code, text) = match after_error.unwrap_or(CloseReason::Normal) {
             CloseReason::Normal => (CloseCode::Normal, ""),
             CloseReason::TooLarge => (CloseCode::Size, "packet too large"),
             CloseReason::Unsupported => (CloseCode::Unsupported, "text messages are not accepted"),
@@ -142,12 +144,19 @@ impl WsWriter {
             },
             Err(err) => Err(write_error(err)),
         };
-        if let Some(reader) = reader {
-            if let Ok(ws) = reader.stream.reunite(self.sink) {
-                let mut tcp = ws.into_inner();
-                let _ = tcp.shutdown().await;
-                tcp::discard_until_eof(tcp).await;
+        if sent.is_ok() {
+            confirm.done();
+        }
+        match (reader, after_error) {
+            (Some(mut reader), None) => while let Ok(Some(_)) = reader.next().await {},
+            (Some(reader), Some(_)) => {
+                if let Ok(ws) = reader.stream.reunite(self.sink) {
+                    let mut tcp = ws.into_inner();
+                    let _ = tcp.shutdown().await;
+                    tcp::discard_until_eof(tcp).await;
+                }
             }
+            (None, _) => {}
         }
         sent
     }

@@ -107,7 +107,11 @@ class Peer:
     def linger(self):
         """Keeps KCP running until everything we sent is acknowledged, then a little
         longer so our last acknowledgements reach the peer."""
+        last = 0.0
         while self.kcp.get_outbound_packets() > 0:
+            if time.monotonic() - last > 0.5:
+                last = time.monotonic()
+                debug(f"linger: {self.kcp.get_outbound_packets()} unacknowledged")
             self.pump()
         end = time.monotonic() + 0.2
         while time.monotonic() < end:
