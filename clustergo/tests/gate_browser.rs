@@ -2,7 +2,8 @@
 //! HTTP server on loopback; the page's JavaScript opens WebSockets to a gate echo
 //! server, sends binary packets of many sizes (every WebSocket length encoding, up to
 //! the maximum), checks the echoes, checks that a text message is refused with close
-//! code 1003 and an oversize one with 1009, and POSTs its verdict back.
+//! code 1003 and an oversize one with 1009, that a close by the server arrives cleanly
+//! (code 1000, after the packet queued before it), and POSTs its verdict back.
 //!
 //! `--dump-dom` returns when the page has loaded, so the server holds the page response
 //! open until the report arrives. Chromium must be installed (`apt-get install -y
@@ -86,6 +87,19 @@ const PAGE_HEAD: &str = r#"<!doctype html>
     const bigClosed = closed(o);
     o.send(new Uint8Array(MAX + 1));
     result.oversizeClose = await withTimeout(bigClosed, 10000, "oversize close");
+
+    // 4. The server closes: the packet it queued first arrives, then a clean 1000.
+    const c = await open(GATE);
+    const byes = [];
+    const serverClosed = new Promise(resolve => {
+      c.onmessage = e => byes.push(new TextDecoder().decode(e.data));
+      c.onclose = e => resolve({ code: e.code, clean: e.wasClean });
+    });
+    c.send(new TextEncoder().encode("__CLOSE_ME__"));
+    const sc = await withTimeout(serverClosed, 10000, "server close");
+    result.serverClose = sc.code;
+    result.serverCloseClean = sc.clean;
+    result.serverCloseMessages = byes;
   } catch (e) {
     result.error = String(e);
   }
@@ -232,7 +246,11 @@ async fn chromium_talks_to_the_ws_gate() {
     let http_addr: SocketAddr = http.local_addr().unwrap();
     let page_head = PAGE_HEAD
         .replace("__GATE__", &gate.addr.to_string())
-        .replace("__MAX__", &max.to_string());
+        .replace("__MAX__", &max.to_string())
+        .replace(
+            "__CLOSE_ME__",
+            std::str::from_utf8(gate_common::CLOSE_ME).unwrap(),
+        );
     let (report_tx, mut report_rx) = watch::channel(None);
     let http_task = tokio::spawn(serve_http(http, page_head, report_tx));
 
@@ -306,6 +324,13 @@ async fn chromium_talks_to_the_ws_gate() {
     assert_eq!(result["echoClose"], 1000, "{result}");
     assert_eq!(result["textClose"], 1003, "{result}");
     assert_eq!(result["oversizeClose"], 1009, "{result}");
+    assert_eq!(result["serverClose"], 1000, "{result}");
+    assert_eq!(result["serverCloseClean"], true, "{result}");
+    assert_eq!(
+        result["serverCloseMessages"],
+        serde_json::json!(["bye"]),
+        "{result}"
+    );
     assert!(
         status.success(),
         "chromium exit status {status}; stderr:\n{}",
@@ -320,14 +345,14 @@ async fn chromium_talks_to_the_ws_gate() {
         "the page should have loaded completely: {dom}"
     );
 
-    // The gate saw the same three connections end the expected ways (in any order).
+    // The gate saw the same four connections end the expected ways (in any order).
     let mut endings = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..4 {
         endings.push(gate.next_ending().await);
     }
     assert_eq!(
         endings.iter().filter(|e| e.is_none()).count(),
-        1,
+        2,
         "{endings:?}"
     );
     assert!(
