@@ -46,7 +46,14 @@
 //!
 //! The connection closes gracefully (queued packets are written first) on
 //! [`ClientConn::close`], [`PacketSender::close`], or when the last sender and the
-//! connection are dropped.
+//! connection are dropped. The writer task then completes the close handshake in the
+//! background, bounded by [`GateConfig::close_timeout`]: it waits for the peer's close
+//! frame (WebSocket), FIN (TCP) or reply marker (KCP), so that neither a TCP reset nor
+//! a dropped KCP session destroys the close before the peer has seen it.
+//!
+//! Not provided (left to the application or later work): TLS (`wss://`), keep-alive
+//! pings and idle timeouts, connection limits, and the WebSocket request path / headers
+//! (any path is accepted).
 //!
 //! # Errors and limits
 //!
