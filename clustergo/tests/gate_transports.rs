@@ -49,6 +49,7 @@ per_transport!(
     many_concurrent_clients,
     client_close_seen_by_server,
     server_close_seen_by_client,
+    idle_timeout_ends_a_silent_connection,
 );
 
 fn size_of(i: u32) -> usize {
@@ -258,6 +259,37 @@ async fn server_close_seen_by_client(t: Transport) {
     conn.close().await.expect("close after the peer closed");
 }
 
+async fn idle_timeout_ends_a_silent_connection(t: Transport) {
+    let idle = Duration::from_millis(300);
+    let server_config = GateConfig {
+        idle_timeout: Some(idle),
+        ..GateConfig::default()
+    };
+    let mut server = EchoServer::start(t, server_config).await;
+    let mut conn = within(
+        "connect",
+        gate::connect(t, server.addr, &GateConfig::default()),
+    )
+    .await
+    .expect("connect");
+    // Traffic keeps it alive...
+    for i in 0..3 {
+        tokio::time::sleep(idle / 2).await;
+        conn.send(pattern(i, 10)).await.unwrap();
+        assert_eq!(
+            within("echo", conn.recv()).await.unwrap(),
+            Some(pattern(i, 10))
+        );
+    }
+    // ...silence ends it, and the client is told.
+    match server.next_ending().await {
+        Some(GateError::IdleTimeout(d)) => assert_eq!(d, idle),
+        other => panic!("expected IdleTimeout, got {other:?}"),
+    }
+    let end = within("client to see the close", conn.recv()).await;
+    assert!(matches!(end, Ok(None)), "got {end:?}");
+}
+
 /// Reads until EOF or error; returns what arrived.
 async fn read_to_end(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
     use tokio::io::AsyncReadExt;
@@ -342,6 +374,10 @@ async fn invalid_config_is_refused() {
         },
         GateConfig {
             handshake_timeout: Duration::ZERO,
+            ..GateConfig::default()
+        },
+        GateConfig {
+            idle_timeout: Some(Duration::ZERO),
             ..GateConfig::default()
         },
     ] {

@@ -161,6 +161,7 @@ impl Writer {
     ) -> Result<(), GateError> {
         match self {
             Writer::Tcp(w) => {
+                let _ = after_error; // TCP has no close codes
                 let reader = reader.and_then(|r| match r {
                     Reader::Tcp(r) => Some(r),
                     _ => None,
@@ -276,6 +277,7 @@ pub struct PacketReceiver {
     /// Gives the read half to the writer task (see [`Handoff`]).
     handoff: Option<oneshot::Sender<Handoff>>,
     shared: Arc<ConnShared>,
+    idle_timeout: Option<Duration>,
     peer_addr: SocketAddr,
     transport: Transport,
 }
@@ -303,10 +305,18 @@ impl PacketReceiver {
         let Some(reader) = self.reader.as_mut() else {
             return Ok(None);
         };
-        let next = tokio::select! {
-            biased;
-            next = reader.next() => next,
-            () = self.shared.writer_failed.cancelled() => Err(self.shared.error()),
+        let next = async {
+            tokio::select! {
+                biased;
+                next = reader.next() => next,
+                () = self.shared.writer_failed.cancelled() => Err(self.shared.error()),
+            }
+        };
+        let next = match self.idle_timeout {
+            Some(idle) => tokio::time::timeout(idle, next)
+                .await
+                .unwrap_or(Err(GateError::IdleTimeout(idle))),
+            None => next.await,
         };
         match next {
             Ok(Some(packet)) => Ok(Some(packet)),
@@ -404,6 +414,7 @@ impl ClientConn {
                 first,
                 handoff: Some(handoff_tx),
                 shared,
+                idle_timeout: config.idle_timeout,
                 peer_addr,
                 transport,
             },

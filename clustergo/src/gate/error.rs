@@ -69,6 +69,11 @@ pub enum GateError {
     #[error("peer did not take our data within {0:?}; connection dropped")]
     WriteTimeout(Duration),
 
+    /// No packet arrived within [`GateConfig::idle_timeout`](super::GateConfig); the
+    /// connection was closed.
+    #[error("no packet from the peer within {0:?}; connection closed")]
+    IdleTimeout(Duration),
+
     /// [`try_send`](super::PacketSender::try_send) found the connection's send queue
     /// full (a slow client). Nothing was queued.
     #[error("send queue full")]
@@ -88,8 +93,8 @@ pub enum GateError {
 }
 
 impl GateError {
-    /// Whether a peer closing the socket caused this error (reset, broken pipe, EOF
-    /// mid-packet, expired KCP session) rather than a protocol violation.
+    /// Whether the peer went away or fell silent (reset, broken pipe, EOF mid-packet,
+    /// expired KCP session, idle timeout) rather than breaking the protocol.
     pub fn is_disconnect(&self) -> bool {
         match self {
             Self::Io(e) => matches!(
@@ -99,7 +104,7 @@ impl GateError {
                     | io::ErrorKind::BrokenPipe
                     | io::ErrorKind::UnexpectedEof
             ),
-            Self::SessionExpired | Self::Closed => true,
+            Self::SessionExpired | Self::Closed | Self::IdleTimeout(_) => true,
             _ => false,
         }
     }

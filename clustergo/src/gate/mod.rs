@@ -51,9 +51,12 @@
 //! frame (WebSocket), FIN (TCP) or reply marker (KCP), so that neither a TCP reset nor
 //! a dropped KCP session destroys the close before the peer has seen it.
 //!
-//! Not provided (left to the application or later work): TLS (`wss://`), keep-alive
-//! pings and idle timeouts, connection limits, and the WebSocket request path / headers
-//! (any path is accepted).
+//! A connection whose peer stays silent can be ended with
+//! [`GateConfig::idle_timeout`] (off by default; clients then send heartbeats).
+//!
+//! Not provided (left to the application or later work): TLS (`wss://`), server-sent
+//! keep-alive pings, connection limits, and the WebSocket request path / headers (any
+//! path is accepted).
 //!
 //! # Errors and limits
 //!
@@ -96,7 +99,7 @@
 //!   and receive task.
 //! - a KCP *client* session never expires (tokio_kcp expires server sessions only): a
 //!   client whose server vanished waits in `recv` until the application gives up, so
-//!   KCP clients should run an application-level heartbeat with a timeout.
+//!   KCP clients should set [`GateConfig::idle_timeout`] and have heartbeats.
 //!
 //! # Features
 //!
@@ -181,8 +184,12 @@ pub struct GateConfig {
     /// client that stops reading cannot pin server memory forever (default 30 s).
     pub write_timeout: Duration,
     /// Time [`ClientConn::close`] waits for queued packets and the close signal to be
-    /// written (default 3 s).
+    /// written, and then the budget of the close handshake (default 3 s).
     pub close_timeout: Duration,
+    /// When set, [`ClientConn::recv`] fails with [`GateError::IdleTimeout`] (and the
+    /// connection closes) if no packet arrives within this time of the call. Clients
+    /// then send heartbeat packets; WebSocket pings do not count. Default: `None`.
+    pub idle_timeout: Option<Duration>,
     /// KCP tuning (feature `kcp`). Default: `KcpNoDelayConfig::fastest()` (no delay,
     /// 10 ms interval, fast resend 2, no congestion control), `flush_write = true`,
     /// stream mode, MTU 1400, windows 256/256, server sessions expire after 90 s without
@@ -199,6 +206,7 @@ impl Default for GateConfig {
             handshake_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
             close_timeout: Duration::from_secs(3),
+            idle_timeout: None,
             #[cfg(feature = "kcp")]
             kcp: KcpConfig {
                 nodelay: KcpNoDelayConfig::fastest(),
@@ -227,6 +235,7 @@ impl GateConfig {
             ("handshake_timeout", self.handshake_timeout),
             ("write_timeout", self.write_timeout),
             ("close_timeout", self.close_timeout),
+            ("idle_timeout", self.idle_timeout.unwrap_or(Duration::MAX)),
         ] {
             if d.is_zero() {
                 return bad(format!("{name} must be positive"));
