@@ -143,16 +143,17 @@ impl Writer {
         }
     }
 
-    /// Tells the peer the connection ends (FIN, close frame or close marker).
+    /// Tells the peer the connection ends (FIN, close frame or close marker), fires
+    /// `confirm` once that is written, then finishes the close handshake if the read
+    /// half was handed back (`reader`): waits for the peer's close frame, FIN or reply
+    /// marker. Holding the read half matters: closing a TCP socket with unread input
+    /// makes the kernel send RST, which can destroy our close frame before the peer
+    /// reads it, and a dropped KCP session loses what it has not yet delivered.
     ///
-    /// `reader` is the read half handed back after a read error: the peer may still be
-    /// sending (the rest of an oversize packet), and closing a TCP socket with unread
-    /// data makes the kernel send RST, which would destroy our close frame before the
-    /// peer reads it. So TCP and WebSocket half-close and then discard input until the
-    /// peer closes too (bounded by the caller).
-    /// `confirm` is fired once the close signal is written, before any lingering.
+    /// `after_error` is set when a read error ended the connection: WebSocket then
+    /// sends the matching close code and, the stream being possibly mid-frame, discards
+    /// raw input; KCP skips the handshake. The caller bounds the whole call.
     #[allow(unreachable_patterns)] // with features off, Reader has one variant
-    /// `after_error` is the reason when a read error ended the connection.
     async fn close(
         self,
         after_error: Option<CloseReason>,
