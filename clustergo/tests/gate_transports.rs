@@ -444,10 +444,10 @@ mod ws_only {
             .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             .await
             .unwrap();
-        let reply = read_to_end(&mut plain).await;
+        let reply = String::from_utf8_lossy(&read_to_end(&mut plain).await).into_owned();
         assert!(
-            !String::from_utf8_lossy(&reply).contains(" 101 "),
-            "no upgrade for plain HTTP"
+            reply.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "plain HTTP gets a 400: {reply:?}"
         );
 
         // Garbage.

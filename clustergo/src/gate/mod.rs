@@ -73,7 +73,8 @@
 //! - A failed WebSocket handshake (a plain HTTP request, garbage, a client that sends
 //!   nothing within [`GateConfig::handshake_timeout`]) only closes that socket; it is
 //!   logged and counted in [`Listener::handshake_failures`], and never returned from
-//!   [`Listener::accept`].
+//!   [`Listener::accept`]. A complete HTTP request that is not an upgrade is answered
+//!   `400 Bad Request` first, so a person with a browser or `curl` sees why.
 //! - WebSocket pings are answered by the transport; they are not packets.
 //! - A client that stops reading is dropped once a batch of writes has made no progress
 //!   for [`GateConfig::write_timeout`]: senders then get [`GateError::Closed`] and

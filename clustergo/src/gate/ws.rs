@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -204,15 +204,73 @@ pub(crate) async fn accept_loop(
     }
 }
 
+/// Largest HTTP request head looked at before the upgrade.
+const MAX_REQUEST_HEAD: usize = 8 * 1024;
+
+/// How often a partial request head is looked at again.
+const PEEK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Answers a complete HTTP request that is not a WebSocket upgrade (a browser or `curl`
+/// on the gate port, a health check) with `400 Bad Request`; tungstenite would just
+/// drop the socket. The head is peeked, not consumed, so a real upgrade request is left
+/// for tungstenite. Returns the error when it rejected the request.
+async fn reject_plain_http(stream: &mut TcpStream) -> Option<GateError> {
+    let mut buf = vec![0u8; MAX_REQUEST_HEAD];
+    let head_len = loop {
+        let n = stream.peek(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        if let Some(end) = buf[..n].windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        if n == buf.len() {
+            return None; // oversize head: tungstenite refuses it
+        }
+        tokio::time::sleep(PEEK_INTERVAL).await;
+    };
+    let head = String::from_utf8_lossy(&buf[..head_len]).to_ascii_lowercase();
+    let is_upgrade = head.lines().any(|line| {
+        line.split_once(':')
+            .is_some_and(|(k, v)| k.trim() == "upgrade" && v.contains("websocket"))
+    });
+    if is_upgrade {
+        return None;
+    }
+    // Consume the head first: closing with unread input would reset the connection and
+    // lose the response.
+    let _ = stream.read_exact(&mut buf[..head_len]).await;
+    let body = "This is a WebSocket endpoint: send an upgrade request.\n";
+    let response = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+    let first_line = head.lines().next().unwrap_or_default().to_owned();
+    Some(GateError::Handshake(format!(
+        "not a WebSocket upgrade request ({first_line:?}); answered 400"
+    )))
+}
+
 async fn handshake(
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer_addr: SocketAddr,
     config: Arc<GateConfig>,
     tx: mpsc::Sender<ClientConn>,
     failures: Arc<AtomicU64>,
 ) {
     let _ = stream.set_nodelay(true);
-    let upgrade = tokio_tungstenite::accept_async_with_config(stream, Some(ws_config(&config)));
+    let ws_config = ws_config(&config);
+    let upgrade = async move {
+        if let Some(rejected) = reject_plain_http(&mut stream).await {
+            return Err(rejected);
+        }
+        tokio_tungstenite::accept_async_with_config(stream, Some(ws_config))
+            .await
+            .map_err(|e| GateError::Handshake(e.to_string()))
+    };
     let error = match tokio::time::timeout(config.handshake_timeout, upgrade).await {
         Ok(Ok(ws)) => {
             let conn = wrap(ws, peer_addr, &config);
@@ -220,7 +278,7 @@ async fn handshake(
             let _ = tx.send(conn).await;
             return;
         }
-        Ok(Err(err)) => GateError::Handshake(err.to_string()),
+        Ok(Err(err)) => err,
         Err(_) => GateError::HandshakeTimeout(config.handshake_timeout),
     };
     failures.fetch_add(1, Ordering::Relaxed);
