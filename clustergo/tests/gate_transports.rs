@@ -560,7 +560,7 @@ mod kcp_only {
     use super::*;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn stray_datagrams_do_not_become_connections() {
+    async fn stray_datagrams_and_oversize_first_packets_open_no_connection() {
         gate_common::init_tracing();
         let config = GateConfig {
             handshake_timeout: Duration::from_millis(300),
@@ -581,6 +581,24 @@ mod kcp_only {
             }
         })
         .await;
+        assert!(
+            server.endings.try_recv().is_err(),
+            "no connection was handed out"
+        );
+
+        // An oversize first packet: refused before any connection is handed out, and
+        // the client is told with the close marker.
+        let loose = GateConfig {
+            max_packet_size: 2 * MAX,
+            ..config.clone()
+        };
+        let mut rogue = within("connect", gate::connect_kcp(server.addr, &loose))
+            .await
+            .unwrap();
+        rogue.send(pattern(1, MAX + 1)).await.unwrap();
+        let end = within("rogue to be closed", rogue.recv()).await;
+        assert!(matches!(end, Ok(None)), "got {end:?}");
+        assert_eq!(server.stats.handshake_failures(), 2);
         assert!(
             server.endings.try_recv().is_err(),
             "no connection was handed out"

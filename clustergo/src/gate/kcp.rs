@@ -337,6 +337,11 @@ async fn first_packet(
     };
     failures.fetch_add(1, Ordering::Relaxed);
     info!(peer = %peer_addr, transport = %Transport::Kcp, %error, "gate: KCP session dropped before its first packet");
+    if matches!(error, GateError::IncomingTooLarge { .. }) {
+        // A real client that broke the rules: tell it, as an accepted one would be told.
+        let close = writer.close(None, Confirm::default());
+        let _ = tokio::time::timeout(config.close_timeout, close).await;
+    }
 }
 
 /// Client side: a new UDP socket and KCP session towards `addr`.
