@@ -91,3 +91,64 @@ fn in_process_examples_succeed() {
         assert!(!String::from_utf8_lossy(&out.stdout).contains("FAIL"));
     }
 }
+
+#[test]
+fn demo_and_harbor_examples_succeed() {
+    for exe in [env!("CARGO_BIN_EXE_demo"), env!("CARGO_BIN_EXE_harbor")] {
+        let out = Command::new(exe).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{exe}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("succeeded") || stdout.contains("crossed clusters"),
+            "{stdout}"
+        );
+    }
+}
+
+#[test]
+fn client_streams_through_gateserver_to_gameserver() {
+    let mut f = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
+    write!(
+        f,
+        r#"{{"members": [
+            {{"logic": "1.3.1", "net": "127.0.0.1:{}"}},
+            {{"logic": "1.4.1", "net": "127.0.0.1:{}"}}
+        ]}}"#,
+        free_port(),
+        free_port()
+    )
+    .unwrap();
+    let gate = format!("127.0.0.1:{}", free_port());
+    let _game = Kill(
+        Command::new(env!("CARGO_BIN_EXE_gameserver"))
+            .arg(f.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let _gate = Kill(
+        Command::new(env!("CARGO_BIN_EXE_gateserver"))
+            .arg(f.path())
+            .arg(&gate)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_client"))
+        .arg(&gate)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("echoed intact"), "{stdout}");
+}
