@@ -1,2 +1,158 @@
-//! Benchmark driver (filled in by the benchmark work).
-fn main() {}
+//! `cargo run --release -p bench` — clustergo beside a raw tokio TCP baseline and
+//! tonic, in one process, on loopback, with ratios against raw.
+//!
+//! Layout: [`cli`] parses options; [`workload`] holds the workloads, their sizes and
+//! the RPC drivers shared by all systems; [`systems`] has one module per system under
+//! test; [`cpu`] reads `/proc` so each run shows how busy the rest of the machine
+//! was; [`report`] turns runs into medians, ratios, a table or JSON lines.
+
+mod cli;
+mod cpu;
+mod report;
+mod systems;
+mod workload;
+
+/// Messages and the tonic service compiled from `proto/bench.proto` by `build.rs`.
+#[allow(unreachable_pub, missing_docs, missing_debug_implementations)]
+#[allow(clippy::all)]
+mod proto {
+    tonic::include_proto!("bench");
+}
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use cpu::CpuSnap;
+use report::Row;
+use systems::Outcome;
+use workload::Sizes;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let opts = match cli::parse(std::env::args().skip(1)) {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            println!("{}", cli::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("bench: {e}\n\n{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    let sizes = if opts.quick {
+        Sizes::QUICK
+    } else {
+        Sizes::FULL
+    };
+
+    let header = format!(
+        "machine: {} CPUs, {}\nrun: {} round(s), medians reported{}; sizes {:?}",
+        cpu::nproc(),
+        cpu::cpu_model(),
+        opts.rounds,
+        if opts.quick { ", --quick" } else { "" },
+        sizes,
+    );
+    if opts.json {
+        eprintln!("{header}");
+    } else {
+        println!("{header}");
+    }
+
+    // One row per (workload, metric, system), in report order.
+    let mut rows: BTreeMap<(workload::Workload, usize, systems::System), Row> = BTreeMap::new();
+    for &w in &opts.workloads {
+        for (i, &m) in w.metrics().iter().enumerate() {
+            for &s in opts.systems.iter().filter(|s| s.applies_to(w)) {
+                rows.insert((w, i, s), Row::new(m, s));
+            }
+        }
+    }
+
+    let start = CpuSnap::now();
+    let mut failed = false;
+    for round in 1..=opts.rounds {
+        for &w in &opts.workloads {
+            for &s in opts.systems.iter().filter(|s| s.applies_to(w)) {
+                let key = |i| (w, i, s);
+                if rows[&key(0)].not_applicable.is_some() {
+                    continue;
+                }
+                eprint!(
+                    "round {round}/{} {:<16} {:<10}",
+                    opts.rounds,
+                    w.name(),
+                    s.name()
+                );
+                match s.run(w, sizes).await {
+                    Ok(Outcome::Done(run)) => {
+                        for (name, v) in &run.values {
+                            let i = w.metrics().iter().position(|m| m.name == *name);
+                            let row = rows.get_mut(&key(i.expect("metric of this workload")));
+                            let row = row.expect("row for every metric");
+                            row.values.push(*v);
+                            if let Some(cpu) = run.cpu {
+                                row.other_cpu.push(cpu.other_pct);
+                                row.own_cpu.push(cpu.own_pct);
+                            }
+                            eprint!("  {name} {v:.2} {}", row.metric.unit);
+                        }
+                        if let Some(note) = &run.note {
+                            eprint!("  [{note}]");
+                        }
+                        match run.cpu {
+                            Some(cpu) => eprintln!("  (other CPU {:.0}%)", cpu.other_pct),
+                            None => eprintln!(),
+                        }
+                    }
+                    Ok(Outcome::NotApplicable(why)) => {
+                        eprintln!("  n/a: {why}");
+                        for i in 0..w.metrics().len() {
+                            rows.get_mut(&key(i)).expect("row").not_applicable = Some(why);
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("  FAILED: {e}");
+                        failed = true;
+                        for i in 0..w.metrics().len() {
+                            rows.get_mut(&key(i)).expect("row").errors.push(e.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let rows: Vec<Row> = rows.into_values().collect();
+
+    if opts.json {
+        print!("{}", report::json_lines(&rows));
+    } else {
+        println!();
+        print!("{}", report::table(&rows));
+        println!(
+            "\nvalue: median over rounds; spread: (max − min) / median over rounds; ×raw: value \
+             / raw's value (for latency, lower is better). \"other CPU\": share of the whole \
+             machine used by other processes while each run was timed (median/max over \
+             rounds); \"own\": this process."
+        );
+    }
+    if let (Some(a), Some(b)) = (start, CpuSnap::now()) {
+        let u = a.until(&b);
+        let line = format!(
+            "whole run: machine {:.0}% busy, this process {:.0}%, other processes {:.0}%",
+            u.machine_pct, u.own_pct, u.other_pct
+        );
+        if opts.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+    if failed {
+        eprintln!("bench: some runs failed (wrong or missing replies); see above");
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,147 @@
+//! Command-line options, parsed by hand to keep the benchmark's build small.
+
+use crate::systems::System;
+use crate::workload::Workload;
+
+pub(crate) const USAGE: &str = "\
+usage: cargo run --release -p bench -- [options]
+
+  --json                 one JSON object per line (per metric and system) on stdout
+  --rounds N             runs per workload and system; medians are reported (default 3)
+  --quick                small smoke run (a tenth of the work or less)
+  --workloads a,b,..     only workloads whose name contains one of these
+                         (rpc_inflight500 rpc_25tasks rpc_seq oneway_pb stream_64k harbor_rpc)
+  --systems a,b,..       only systems whose name contains one of these (raw tonic clustergo)
+  -h, --help             this text";
+
+/// What the user asked for.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub(crate) json: bool,
+    pub(crate) rounds: usize,
+    pub(crate) quick: bool,
+    pub(crate) workloads: Vec<Workload>,
+    pub(crate) systems: Vec<System>,
+}
+
+/// `Ok(None)` means help was asked for.
+pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
+    let mut json = false;
+    let mut quick = false;
+    let mut rounds = 3;
+    let mut workloads: Vec<String> = Vec::new();
+    let mut systems: Vec<String> = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--json" => json = true,
+            "--quick" => quick = true,
+            "--rounds" => {
+                let v = value()?;
+                rounds = v
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| format!("--rounds: {v:?} is not a positive number"))?;
+            }
+            "--workloads" => workloads.extend(split(&value()?)),
+            "--systems" => systems.extend(split(&value()?)),
+            "-h" | "--help" => return Ok(None),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    let workloads = select(&Workload::ALL, &workloads, |w| w.name(), "workload")?;
+    let systems = select(&System::ALL, &systems, |s| s.name(), "system")?;
+    Ok(Some(Options {
+        json,
+        rounds,
+        quick,
+        workloads,
+        systems,
+    }))
+}
+
+fn split(list: &str) -> impl Iterator<Item = String> + '_ {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// The items whose name contains one of `filters` (all of them if there is none).
+fn select<T: Copy>(
+    all: &[T],
+    filters: &[String],
+    name: impl Fn(T) -> &'static str,
+    what: &str,
+) -> Result<Vec<T>, String> {
+    if let Some(f) = filters
+        .iter()
+        .find(|f| !all.iter().any(|&t| name(t).contains(f.as_str())))
+    {
+        return Err(format!("no {what} matches {f:?}"));
+    }
+    Ok(all
+        .iter()
+        .copied()
+        .filter(|&t| filters.is_empty() || filters.iter().any(|f| name(t).contains(f.as_str())))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let o = parse(args("")).unwrap().unwrap();
+        assert!(!o.json && !o.quick);
+        assert_eq!(o.rounds, 3);
+        assert_eq!(o.workloads.len(), Workload::ALL.len());
+        assert_eq!(o.systems.len(), System::ALL.len());
+    }
+
+    #[test]
+    fn filters_and_values() {
+        let o = parse(args(
+            "--json --rounds=5 --workloads rpc_,oneway --systems raw",
+        ))
+        .unwrap()
+        .unwrap();
+        assert!(o.json);
+        assert_eq!(o.rounds, 5);
+        assert_eq!(
+            o.workloads,
+            [
+                Workload::RpcInflight,
+                Workload::RpcTasks,
+                Workload::RpcSeq,
+                Workload::Oneway
+            ]
+        );
+        assert_eq!(o.systems, [System::Raw]);
+    }
+
+    #[test]
+    fn errors() {
+        assert!(parse(args("--rounds 0")).is_err());
+        assert!(parse(args("--rounds")).is_err());
+        assert!(parse(args("--systems grpc")).is_err());
+        assert!(parse(args("--bogus")).is_err());
+        assert!(parse(args("--help")).unwrap().is_none());
+    }
+}

@@ -1,0 +1,64 @@
+//! The systems under test. Each one answers every workload it can and says "n/a"
+//! (with the reason) for the rest.
+
+mod clustergo;
+mod raw;
+mod tonic;
+
+use crate::workload::{Run, Sizes, Workload};
+
+/// A system under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum System {
+    Raw,
+    Tonic,
+    Clustergo,
+    /// clustergo's in-flight workload driven by `call_with_callback`.
+    ClustergoCallback,
+}
+
+/// What one run of one workload on one system produced.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Done(Run),
+    NotApplicable(&'static str),
+}
+
+impl System {
+    /// Every system, in report order; raw first, since ratios are against it.
+    pub(crate) const ALL: [System; 4] = [
+        System::Raw,
+        System::Tonic,
+        System::Clustergo,
+        System::ClustergoCallback,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            System::Raw => "raw",
+            System::Tonic => "tonic",
+            System::Clustergo => "clustergo",
+            System::ClustergoCallback => "clustergo-cb",
+        }
+    }
+
+    /// Whether this system has a row for `w` at all (variants cover one workload).
+    pub(crate) fn applies_to(self, w: Workload) -> bool {
+        match self {
+            System::ClustergoCallback => w == Workload::RpcInflight,
+            // Harbors are clustergo's; its direct call is the comparison there.
+            System::Raw | System::Tonic => w != Workload::Harbor,
+            System::Clustergo => true,
+        }
+    }
+
+    /// One run of `w` on this system, set up and torn down around it.
+    pub(crate) async fn run(self, w: Workload, s: Sizes) -> Result<Outcome, String> {
+        match self {
+            System::Raw => raw::run(w, s).await,
+            System::Tonic => tonic::run(w, s).await,
+            System::Clustergo => clustergo::run(w, s).await,
+            System::ClustergoCallback => clustergo::run_callbacks(w, s).await,
+        }
+    }
+}
