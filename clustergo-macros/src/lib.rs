@@ -1,9 +1,45 @@
-//! The `#[clustergo::service]` attribute macro (filled in by the code-generation work).
+//! The `#[clustergo::service]` attribute macro.
+//!
+//! This crate is a thin shim: [`service`] hands its tokens to `expand::service`
+//! (plain `proc_macro2` code), which parses the trait into the shared model of
+//! `protoc-gen-clustergo` and calls the same emitter the protoc plugin and the
+//! build.rs API use. Use it through the re-export `clustergo::service`.
 
 use proc_macro::TokenStream;
 
-/// Generates a typed service module from a trait.
+mod expand;
+
+/// Turns a trait into a clustergo service module.
+///
+/// ```ignore
+/// use clustergo::{Replyer, RpcContext};
+///
+/// #[clustergo::service]
+/// pub trait EchoService {
+///     /// The seed shape: `on_call`, wire name "echo".
+///     fn on_call(&self, ctx: RpcContext, replyer: Replyer<Response>, request: Request);
+/// }
+/// // → pub mod echo { trait EchoService, Replyer, register, register_on, call,
+/// //   call_with_timeout, call_with_callback, post, EchoClient }
+/// //   and `pub use echo::EchoService;`
+/// ```
+///
+/// Each method must be `fn name(&self, ctx: RpcContext, replyer: Replyer<Resp>,
+/// request: Req);` with a `snake_case` name and no body. Items are named as in
+/// `protoc_gen_clustergo::naming`: a method `m` adds `M_METHOD`, `MReplyer`,
+/// `m`, `m_with_timeout`, `m_with_callback` and `post_m`; `on_call` is the
+/// seed's single method (`Replyer`, `call`, …, `post`).
+///
+/// Wire names: `on_call` → snake-case service base (`EchoService` → `"echo"`);
+/// any other method `m` of trait `T` → `"T.M"` (or `"pkg.T.M"` with `package`),
+/// which is what a `.proto` `service T { rpc M .. }` gets.
+///
+/// Arguments: `codec = path::To::Codec` (a `clustergo::Codec` marker for non-prost
+/// types; default `ProstCodec`), `package = "pkg"`. Per method:
+/// `#[rpc(name = "wire.name")]` overrides the wire name.
+///
+/// The module's items see the trait's surroundings through `use super::*;`.
 #[proc_macro_attribute]
-pub fn service(_attr: TokenStream, item: TokenStream) -> TokenStream {
-    item
+pub fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand::service(attr.into(), item.into()).into()
 }

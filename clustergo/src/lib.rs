@@ -14,6 +14,7 @@
 //! - [`rpc`]: calls, replies, errors, codecs.
 //! - [`stream`]: multiplexed byte streams between nodes (yamux).
 //! - [`membership`]: who is in the cluster, backends, and the visibility rules.
+//! - [`gate`]: client-facing transports (TCP, WebSocket, KCP) with one packet API.
 //! - `global`: the process-wide default node and free functions over it.
 
 pub mod addr;
@@ -21,6 +22,7 @@ pub mod codec;
 #[doc(hidden)]
 pub mod codegen;
 mod fastmap;
+pub mod gate;
 mod global;
 pub mod handshake;
 pub mod membership;

@@ -269,6 +269,9 @@ fn start_session(
 ) -> Session {
     let mut cfg = yamux::Config::default();
     cfg.set_max_num_streams(MAX_STREAMS);
+    // yamux splits writes into 16 KiB frames by default; 64 KiB frames roughly
+    // tripled one-way throughput on loopback (bench stream_64k: 0.78 → 2.1 GB/s).
+    cfg.set_split_send_size(64 * 1024);
     let conn = yamux::Connection::new(tcp.compat(), cfg, mode);
     let (open_tx, open_rx) = mpsc::unbounded_channel();
     let session = Session {

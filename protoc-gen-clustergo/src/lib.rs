@@ -1,1 +1,60 @@
-//! Code generation for clustergo services (filled in by the code-generation work).
+//! Code generation for clustergo services.
+//!
+//! One [`model`] and one [`emit`]ter serve three front-ends, so their output has the
+//! same shape (see [`naming`] for every generated name):
+//!
+//! - the `protoc-gen-clustergo` protoc plugin ([`plugin`], feature `protoc`), run by
+//!   the repository's `gen.sh`;
+//! - the build.rs API [`configure`] (feature `build`, on by default): protox parses
+//!   the `.proto` files (no system `protoc` needed) and prost-build writes messages
+//!   while a private `ServiceGenerator` writes the service modules;
+//! - the `#[clustergo::service]` attribute macro (crate `clustergo-macros`), which
+//!   parses a Rust trait into the model.
+//!
+//! Generated code reaches the runtime only through `::clustergo::codegen::…`.
+//!
+//! # The generated module
+//!
+//! For seed file `echo.proto` (messages `request`, `response`, no `service` block):
+//!
+//! ```text
+//! pub mod echo {
+//!     pub struct Request { .. }  pub struct Response { .. }      // prost
+//!     pub const METHOD: &str = "echo";
+//!     pub type Replyer = clustergo::Replyer<Response, ProstCodec>;
+//!     pub trait EchoService: Send + Sync + 'static {
+//!         fn on_call(&self, ctx: RpcContext, replyer: Replyer, request: Request);
+//!     }
+//!     pub fn register<S: EchoService>(svc: S);              // default node
+//!     pub fn register_on<S: EchoService>(node: &Node, svc: S);
+//!     pub async fn call(peer, &Request) -> Result<Response, RpcError>;
+//!     pub async fn call_with_timeout(peer, &Request, Duration) -> Result<Response, RpcError>;
+//!     pub fn call_with_callback(peer, deadline: Instant, &Request, cb) -> CallHandle;
+//!     pub fn post(peer, &Request) -> Result<(), RpcError>;
+//!     pub struct EchoClient;  // EchoClient::new(&node).call(..) etc. for other nodes
+//! }
+//! ```
+//!
+//! A `service Greeter { rpc SayHello(A) returns (B); }` in package `pkg` becomes
+//! `pkg::greeter` with `SAY_HELLO_METHOD = "pkg.Greeter.SayHello"`,
+//! `SayHelloReplyer`, trait `GreeterService { fn say_hello(..) }`, `say_hello`,
+//! `say_hello_with_timeout`, `say_hello_with_callback`, `post_say_hello`, and
+//! `GreeterClient`.
+
+pub mod emit;
+pub mod model;
+pub mod naming;
+
+#[cfg(feature = "build")]
+mod build;
+#[cfg(feature = "protoc")]
+mod descriptor;
+#[cfg(feature = "protoc")]
+pub mod plugin;
+#[cfg(feature = "protoc")]
+mod tree;
+
+#[cfg(feature = "build")]
+pub use build::{Builder, configure};
+#[cfg(feature = "protoc")]
+pub use plugin::execute;

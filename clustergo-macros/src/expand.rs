@@ -1,0 +1,362 @@
+//! `#[service]` expansion on `proc_macro2` tokens: parse → model → shared emitter.
+
+use proc_macro2::{Span, TokenStream};
+use protoc_gen_clustergo::emit;
+use protoc_gen_clustergo::model::{Method, Service};
+use protoc_gen_clustergo::naming::{self, ServiceNames};
+use quote::{ToTokens, quote};
+use syn::punctuated::Punctuated;
+use syn::{
+    Expr, ExprLit, FnArg, GenericArgument, ItemTrait, Lit, Meta, PathArguments, ReturnType, Token,
+    TraitItem, TraitItemFn, Type,
+};
+
+/// Errors collected while parsing; all are reported, not only the first.
+#[derive(Default)]
+struct Errors(Option<syn::Error>, usize);
+
+impl Errors {
+    fn push(&mut self, e: syn::Error) {
+        self.1 += 1;
+        match &mut self.0 {
+            Some(all) => all.combine(e),
+            None => self.0 = Some(e),
+        }
+    }
+
+    fn at(&mut self, tokens: impl ToTokens, msg: impl std::fmt::Display) {
+        self.push(syn::Error::new_spanned(tokens, msg));
+    }
+}
+
+#[derive(Default)]
+struct Args {
+    codec: Option<TokenStream>,
+    runtime: Option<TokenStream>,
+    package: String,
+}
+
+fn parse_args(attr: TokenStream, errors: &mut Errors) -> Args {
+    let mut args = Args::default();
+    if attr.is_empty() {
+        return args;
+    }
+    let metas =
+        match syn::parse::Parser::parse2(Punctuated::<Meta, Token![,]>::parse_terminated, attr) {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push(e);
+                return args;
+            }
+        };
+    for meta in metas {
+        let Meta::NameValue(nv) = &meta else {
+            errors.at(
+                &meta,
+                "expected `codec = path`, `package = \"name\"` or `crate = path`",
+            );
+            continue;
+        };
+        if nv.path.is_ident("codec") {
+            match &nv.value {
+                Expr::Path(p) if p.qself.is_none() => {
+                    args.codec = Some(p.path.to_token_stream());
+                }
+                other => errors.at(other, "`codec` takes a path to a `clustergo::Codec` type"),
+            }
+        } else if nv.path.is_ident("crate") {
+            match &nv.value {
+                Expr::Path(p) if p.qself.is_none() => {
+                    args.runtime = Some(p.path.to_token_stream());
+                }
+                other => errors.at(other, "`crate` takes the path of the clustergo crate"),
+            }
+        } else if nv.path.is_ident("package") {
+            match &nv.value {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Str(s), ..
+                }) => args.package = s.value(),
+                other => errors.at(other, "`package` takes a string literal"),
+            }
+        } else {
+            errors.at(
+                &nv.path,
+                "unknown argument (expected `codec`, `package` or `crate`)",
+            );
+        }
+    }
+    args
+}
+
+/// Last path segment of `ty` if it is named `name`.
+fn last_segment<'a>(ty: &'a Type, name: &str) -> Option<&'a syn::PathSegment> {
+    match ty {
+        Type::Path(p) if p.qself.is_none() => p.path.segments.last().filter(|s| s.ident == name),
+        _ => None,
+    }
+}
+
+fn parse_method(
+    f: &TraitItemFn,
+    trait_name: &str,
+    args: &Args,
+    errors: &mut Errors,
+) -> Option<Method> {
+    let before = errors.1;
+    let sig = &f.sig;
+    let name = sig.ident.to_string();
+    let plain = name.trim_start_matches("r#");
+    let snake = naming::to_snake(plain);
+    if snake.trim_start_matches("r#") != plain {
+        errors.at(
+            &sig.ident,
+            format!("method names must be snake_case (expected `{snake}`)"),
+        );
+    }
+    if let Some(a) = &sig.asyncness {
+        errors.at(
+            a,
+            "async methods are not supported: answer through the `replyer` argument",
+        );
+    }
+    if let Some(c) = &sig.constness {
+        errors.at(c, "const methods are not supported");
+    }
+    if let Some(u) = &sig.unsafety {
+        errors.at(u, "unsafe methods are not supported");
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        errors.at(&sig.generics, "service methods cannot be generic");
+    }
+    if let ReturnType::Type(_, ty) = &sig.output {
+        errors.at(
+            ty,
+            "service methods return nothing: answer through the `replyer` argument",
+        );
+    }
+    if let Some(body) = &f.default {
+        errors.at(body, "service methods cannot have a default body");
+    }
+    let mut inputs = sig.inputs.iter();
+    match inputs.next() {
+        Some(FnArg::Receiver(r))
+            if r.reference.is_some() && r.mutability.is_none() && r.colon_token.is_none() => {}
+        Some(other) => {
+            errors.at(other, "the first argument must be `&self`");
+            return None;
+        }
+        None => errors.at(
+            &sig.ident,
+            "missing `&self, ctx: RpcContext, replyer: Replyer<Response>, request: Request`",
+        ),
+    }
+    let rest: Vec<&syn::PatType> = inputs
+        .filter_map(|a| match a {
+            FnArg::Typed(t) => Some(t),
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
+    if sig.inputs.len() > 1 && rest.len() != 3 {
+        errors.at(&sig.inputs,
+            "expected arguments `&self, ctx: RpcContext, replyer: Replyer<Response>, request: Request`",
+        );
+        return None;
+    }
+    if rest.len() != 3 {
+        return None;
+    }
+    if last_segment(&rest[0].ty, "RpcContext").is_none_or(|s| !s.arguments.is_none()) {
+        errors.at(&rest[0].ty, "the second argument must be `ctx: RpcContext`");
+    }
+    let mut output = None;
+    match last_segment(&rest[1].ty, "Replyer").map(|s| &s.arguments) {
+        Some(PathArguments::AngleBracketed(a)) => {
+            let types: Vec<&GenericArgument> = a.args.iter().collect();
+            match types.as_slice() {
+                [GenericArgument::Type(t)] => output = Some(t.to_token_stream()),
+                [_, extra, ..] => errors.at(
+                    extra,
+                    "give the codec as `#[service(codec = ..)]`, not as a `Replyer` argument",
+                ),
+                _ => errors.at(a, "expected `Replyer<Response>`"),
+            }
+        }
+        _ => errors.at(
+            &rest[1].ty,
+            "the third argument must be `replyer: Replyer<Response>`",
+        ),
+    }
+    let input = &rest[2].ty;
+    match &**input {
+        Type::Reference(_) | Type::ImplTrait(_) | Type::Infer(_) | Type::Never(_) => errors.at(
+            input,
+            "the request must be an owned type (e.g. `request: Request`)",
+        ),
+        _ => {}
+    }
+    let mut wire = None;
+    for attr in &f.attrs {
+        if attr.path().is_ident("rpc") {
+            let r = attr.parse_nested_meta(|meta| {
+                if meta.path.is_ident("name") {
+                    let s: syn::LitStr = meta.value()?.parse()?;
+                    if s.value().is_empty() {
+                        return Err(syn::Error::new_spanned(&s, "the wire name cannot be empty"));
+                    }
+                    wire = Some(s.value());
+                    Ok(())
+                } else {
+                    Err(meta.error("unknown `rpc` argument (expected `name = \"..\"`)"))
+                }
+            });
+            if let Err(e) = r {
+                errors.push(e);
+            }
+        } else if !attr.path().is_ident("doc") {
+            errors.at(
+                attr,
+                "only doc comments and `#[rpc(..)]` are allowed on service methods",
+            );
+        }
+    }
+    if errors.1 > before {
+        return None;
+    }
+    Some(Method {
+        name: plain.to_owned(),
+        wire: wire.unwrap_or_else(|| naming::wire_name(&args.package, trait_name, plain)),
+        input: input.to_token_stream(),
+        output: output?,
+        docs: docs(&f.attrs),
+        span: sig.ident.span(),
+    })
+}
+
+fn docs(attrs: &[syn::Attribute]) -> Vec<String> {
+    attrs
+        .iter()
+        .filter(|a| a.path().is_ident("doc"))
+        .filter_map(|a| match &a.meta {
+            Meta::NameValue(nv) => match &nv.value {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Str(s), ..
+                }) => Some(s.value()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+/// The original item, minus our inert `#[rpc]` attributes, for error output.
+fn original(mut item: ItemTrait) -> TokenStream {
+    for it in &mut item.items {
+        if let TraitItem::Fn(f) = it {
+            f.attrs.retain(|a| !a.path().is_ident("rpc"));
+        }
+    }
+    item.into_token_stream()
+}
+
+/// Expands `#[service(attr)] item`.
+pub(crate) fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    let args = parse_args(attr, &mut errors);
+    let item: ItemTrait = match syn::parse2(item.clone()) {
+        Ok(t) => t,
+        Err(_) => {
+            let e = syn::Error::new_spanned(&item, "#[clustergo::service] goes on a trait");
+            errors.push(e);
+            let all = errors.0.map(|e| e.to_compile_error());
+            return quote!(#item #all);
+        }
+    };
+    let trait_name = item.ident.to_string();
+    let trait_name = trait_name.trim_start_matches("r#");
+    if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
+        errors.at(&item.generics, "service traits cannot be generic");
+    }
+    if let Some(u) = &item.unsafety {
+        errors.at(u, "service traits cannot be unsafe");
+    }
+    if let Some(a) = &item.auto_token {
+        errors.at(a, "service traits cannot be auto traits");
+    }
+    if !item.supertraits.is_empty() {
+        errors.at(
+            &item.supertraits,
+            "service traits take no supertraits (`Send + Sync + 'static` is added)",
+        );
+    }
+    for attr in &item.attrs {
+        if !attr.path().is_ident("doc") {
+            errors.at(attr, "only doc comments are allowed on a service trait");
+        }
+    }
+    let mut svc = Service::new(trait_name, item.ident.span());
+    svc.codec = args.codec.clone();
+    if let Some(rt) = &args.runtime {
+        svc.runtime = rt.clone();
+    }
+    svc.docs = docs(&item.attrs);
+    let mut fns: Vec<&TraitItemFn> = Vec::new();
+    for it in &item.items {
+        match it {
+            TraitItem::Fn(f) => {
+                if let Some(m) = parse_method(f, trait_name, &args, &mut errors) {
+                    svc.methods.push(m);
+                    fns.push(f);
+                }
+            }
+            other => errors.at(other, "service traits may only contain methods"),
+        }
+    }
+    if item.items.is_empty() {
+        errors.at(&item.ident, "a service needs at least one method");
+    }
+    for clash in svc.clashes(&[]) {
+        errors.at(&fns[clash.method].sig.ident, clash.message);
+    }
+    if let Some(e) = errors.0 {
+        let original = original(item);
+        let e = e.to_compile_error();
+        return quote!(#original #e);
+    }
+    let names = ServiceNames::new(trait_name);
+    let vis = item.vis.to_token_stream();
+    let module = emit::module(
+        &svc,
+        &vis,
+        quote!(
+            use super::*;
+        ),
+    );
+    let module_id = naming::ident(&names.module, Span::call_site());
+    let trait_id = naming::ident(&names.service_trait, item.ident.span());
+    let user = &item.ident;
+    let alias = if *user == trait_id {
+        quote!()
+    } else {
+        quote!(as #user)
+    };
+    // The argument types as the user wrote them are replaced by the generated ones;
+    // mention them once so their imports count as used.
+    let written = fns.iter().map(|f| {
+        let tys = f.sig.inputs.iter().filter_map(|a| match a {
+            FnArg::Typed(t) if !matches!(&*t.ty, Type::Reference(_)) => Some(&t.ty),
+            _ => None,
+        });
+        quote!(fn _written(#(_: #tys),*) {})
+    });
+    quote! {
+        #module
+        #[allow(unused_imports)]
+        #vis use #module_id::#trait_id #alias;
+        const _: () = {
+            #({ #written })*
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests;

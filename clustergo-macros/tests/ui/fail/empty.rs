@@ -1,0 +1,4 @@
+#[clustergo::service]
+pub trait Nothing {}
+
+fn main() {}

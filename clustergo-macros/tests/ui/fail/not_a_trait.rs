@@ -1,0 +1,4 @@
+#[clustergo::service]
+pub struct NotATrait;
+
+fn main() {}

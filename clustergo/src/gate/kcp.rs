@@ -1,0 +1,436 @@
+//! KCP transport (tokio_kcp): `u32 BE length | payload` per packet over a KCP stream,
+//! and the length `0xFFFF_FFFF` as close marker (KCP has no FIN).
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::ToSocketAddrs;
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_kcp::{KcpListener, KcpStream};
+use tokio_util::codec::{Decoder, Encoder, FramedRead, FramedWrite, LengthDelimitedCodec};
+use tracing::{debug, info, warn};
+
+use super::conn::{ClientConn, Confirm, Reader, Writer};
+use super::listener::ACCEPT_BACKLOG;
+use super::{GateConfig, GateError, Transport, tcp};
+
+/// The length-field value that announces a clean close.
+pub(crate) const CLOSE_MARKER: u32 = u32::MAX;
+
+/// KCP header bytes per segment (MSS = MTU - overhead).
+const KCP_OVERHEAD: usize = 24;
+
+/// One item of the KCP packet stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum KcpFrame {
+    Packet(Bytes),
+    Close,
+}
+
+/// [`tcp::codec`] plus the close marker, recognised only where a length field starts.
+#[derive(Debug)]
+pub(crate) struct KcpCodec {
+    inner: LengthDelimitedCodec,
+    /// Whether `inner` waits for a length field (rather than for a payload).
+    at_head: bool,
+}
+
+impl KcpCodec {
+    pub(crate) fn new(max_packet_size: usize) -> Self {
+        Self {
+            inner: tcp::codec(max_packet_size),
+            at_head: true,
+        }
+    }
+}
+
+impl Decoder for KcpCodec {
+    type Item = KcpFrame;
+    type Error = io::Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<KcpFrame>, io::Error> {
+        if self.at_head {
+            if src.len() < 4 {
+                return Ok(None);
+            }
+            if src[..4] == CLOSE_MARKER.to_be_bytes() {
+                src.advance(4);
+                return Ok(Some(KcpFrame::Close));
+            }
+        }
+        // From here `inner` has consumed (or will consume) a length field, so until it
+        // yields a frame the next bytes are payload.
+        match self.inner.decode(src)? {
+            Some(frame) => {
+                self.at_head = true;
+                Ok(Some(KcpFrame::Packet(frame.freeze())))
+            }
+            None => {
+                self.at_head = false;
+                Ok(None)
+            }
+        }
+    }
+}
+
+impl Encoder<KcpFrame> for KcpCodec {
+    type Error = io::Error;
+
+    fn encode(&mut self, item: KcpFrame, dst: &mut BytesMut) -> Result<(), io::Error> {
+        match item {
+            KcpFrame::Packet(p) => self.inner.encode(p, dst),
+            KcpFrame::Close => {
+                dst.put_u32(CLOSE_MARKER);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The stream both halves of a KCP connection share; each poll holds the lock briefly.
+/// (Not `tokio::io::split`: the writer must also reach the session to see acks.)
+#[derive(Debug, Clone)]
+struct SharedKcp(Arc<parking_lot::Mutex<KcpStream>>);
+
+/// Read half of the shared stream.
+#[derive(Debug)]
+struct KcpReadHalf(SharedKcp);
+
+impl KcpReadHalf {
+    /// Sends the acknowledgements KCP has queued now rather than on its next tick.
+    /// tokio_kcp ends a session the moment its stream is dropped, so without this a
+    /// peer's close marker read just before the drop would never be acknowledged, and
+    /// the peer would retransmit it until its own timeout.
+    fn flush_acks(&self) {
+        let mut stream = self.0.0.lock();
+        // tokio_kcp's flush is synchronous: it never returns Pending.
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        let _ = Pin::new(&mut *stream).poll_flush(&mut cx);
+    }
+}
+
+impl AsyncRead for KcpReadHalf {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let mut stream = self.0.0.lock();
+        Pin::new(&mut *stream).poll_read(cx, buf)
+    }
+}
+
+/// Write half of the shared stream. Writes are cut into pieces KCP accepts:
+/// `ikcp_send` refuses a buffer of 128 segments or more.
+#[derive(Debug)]
+struct KcpWriteHalf {
+    shared: SharedKcp,
+    max_write: usize,
+}
+
+impl KcpWriteHalf {
+    /// Whether everything written has been acknowledged by the peer.
+    fn all_acked(&self) -> bool {
+        self.shared
+            .0
+            .lock()
+            .session()
+            .kcp_socket()
+            .lock()
+            .can_close()
+    }
+}
+
+impl AsyncWrite for KcpWriteHalf {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let n = buf.len().min(self.max_write);
+        let mut stream = self.shared.0.lock();
+        Pin::new(&mut *stream).poll_write(cx, &buf[..n])
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut stream = self.shared.0.lock();
+        Pin::new(&mut *stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut stream = self.shared.0.lock();
+        Pin::new(&mut *stream).poll_shutdown(cx)
+    }
+}
+
+/// Read half of a KCP connection.
+#[derive(Debug)]
+pub(crate) struct KcpReader {
+    framed: FramedRead<KcpReadHalf, KcpCodec>,
+    max_packet_size: usize,
+}
+
+impl KcpReader {
+    async fn next_frame(&mut self) -> Result<KcpFrame, GateError> {
+        match self.framed.next().await {
+            Some(Ok(frame)) => Ok(frame),
+            Some(Err(err)) => Err(tcp::read_error(err, self.max_packet_size)),
+            // tokio_kcp reports EOF only when the session was closed underneath us:
+            // on a server, after `session_expire` without traffic.
+            None => Err(GateError::SessionExpired),
+        }
+    }
+
+    pub(crate) async fn next(&mut self) -> Result<Option<Bytes>, GateError> {
+        match self.next_frame().await? {
+            KcpFrame::Packet(p) => Ok(Some(p)),
+            KcpFrame::Close => {
+                self.framed.get_ref().flush_acks();
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// How often a closing writer checks whether the peer acknowledged everything.
+const LINGER_POLL: Duration = Duration::from_millis(5);
+
+/// Write half of a KCP connection.
+#[derive(Debug)]
+pub(crate) struct KcpWriter {
+    framed: FramedWrite<KcpWriteHalf, KcpCodec>,
+}
+
+impl KcpWriter {
+    pub(crate) async fn feed(&mut self, packet: Bytes) -> Result<(), GateError> {
+        Ok(self.framed.feed(KcpFrame::Packet(packet)).await?)
+    }
+
+    pub(crate) async fn flush(&mut self) -> Result<(), GateError> {
+        Ok(self.framed.flush().await?)
+    }
+
+    /// Sends the close marker (also in reply to the peer's), then waits until the peer
+    /// has acknowledged everything: tokio_kcp ends a session as soon as its stream is
+    /// dropped, unacknowledged data included. With the read half handed back, it then
+    /// waits for the peer's reply marker, so the session outlives the whole exchange
+    /// (a reply reaching a dropped session would open a phantom one). The caller bounds
+    /// the wait.
+    pub(crate) async fn close(
+        mut self,
+        reader: Option<KcpReader>,
+        mut confirm: Confirm,
+    ) -> Result<(), GateError> {
+        self.framed.send(KcpFrame::Close).await?;
+        confirm.done();
+        while !self.framed.get_ref().all_acked() {
+            tokio::time::sleep(LINGER_POLL).await;
+        }
+        if let Some(mut reader) = reader {
+            while let Ok(Some(_)) = reader.next().await {}
+        }
+        Ok(())
+    }
+}
+
+fn split(stream: KcpStream, config: &GateConfig) -> (KcpReader, KcpWriter) {
+    let mss = config.kcp.mtu.saturating_sub(KCP_OVERHEAD).max(1);
+    let shared = SharedKcp(Arc::new(parking_lot::Mutex::new(stream)));
+    let reader = KcpReader {
+        framed: FramedRead::new(
+            KcpReadHalf(shared.clone()),
+            KcpCodec::new(config.max_packet_size),
+        ),
+        max_packet_size: config.max_packet_size,
+    };
+    let write_half = KcpWriteHalf {
+        shared,
+        max_write: (mss * 64).min(64 * 1024),
+    };
+    let writer = KcpWriter {
+        framed: FramedWrite::new(write_half, KcpCodec::new(config.max_packet_size)),
+    };
+    (reader, writer)
+}
+
+/// Server side: binds the UDP socket and starts the accept task.
+pub(crate) async fn bind(
+    addr: impl ToSocketAddrs,
+    config: GateConfig,
+    failures: Arc<AtomicU64>,
+) -> Result<(SocketAddr, mpsc::Receiver<ClientConn>, JoinHandle<()>), GateError> {
+    let listener = KcpListener::bind(config.kcp, addr)
+        .await
+        .map_err(io::Error::from)?;
+    let local_addr = listener.local_addr()?;
+    let (tx, rx) = mpsc::channel(ACCEPT_BACKLOG);
+    let task = tokio::spawn(accept_loop(listener, config, tx, failures));
+    Ok((local_addr, rx, task))
+}
+
+/// Takes new KCP sessions from tokio_kcp and waits, each in its own task, for their
+/// first packet. Ends when the [`super::Listener`] is dropped, which also ends every
+/// session of this listener (they share its UDP socket and its receive task).
+async fn accept_loop(
+    mut listener: KcpListener,
+    config: GateConfig,
+    tx: mpsc::Sender<ClientConn>,
+    failures: Arc<AtomicU64>,
+) {
+    let config = Arc::new(config);
+    let mut pending = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer_addr)) => {
+                    pending.spawn(first_packet(stream, peer_addr, config.clone(), tx.clone(), failures.clone()));
+                }
+                Err(err) => {
+                    // tokio_kcp fails `accept` only once its receive task is gone.
+                    warn!(transport = %Transport::Kcp, error = %err, "gate: KCP listener stopped");
+                    break;
+                }
+            },
+            Some(_) = pending.join_next(), if !pending.is_empty() => {}
+            () = tx.closed() => break,
+        }
+    }
+}
+
+async fn first_packet(
+    stream: KcpStream,
+    peer_addr: SocketAddr,
+    config: Arc<GateConfig>,
+    tx: mpsc::Sender<ClientConn>,
+    failures: Arc<AtomicU64>,
+) {
+    let (mut reader, writer) = split(stream, &config);
+    let error = match tokio::time::timeout(config.handshake_timeout, reader.next_frame()).await {
+        Ok(Ok(KcpFrame::Packet(first))) => {
+            let conn = ClientConn::new(
+                Reader::Kcp(reader),
+                Writer::Kcp(writer),
+                Some(first),
+                peer_addr,
+                Transport::Kcp,
+                &config,
+            );
+            let _ = tx.send(conn).await;
+            return;
+        }
+        Ok(Ok(KcpFrame::Close)) => {
+            // The tail of an earlier conversation from the same address.
+            debug!(peer = %peer_addr, "gate: KCP session closed before its first packet");
+            return;
+        }
+        Ok(Err(err)) => err,
+        Err(_) => GateError::HandshakeTimeout(config.handshake_timeout),
+    };
+    failures.fetch_add(1, Ordering::Relaxed);
+    info!(peer = %peer_addr, transport = %Transport::Kcp, %error, "gate: KCP session dropped before its first packet");
+    if matches!(error, GateError::IncomingTooLarge { .. }) {
+        // A real client that broke the rules: tell it, as an accepted one would be told.
+        let close = writer.close(None, Confirm::default());
+        let _ = tokio::time::timeout(config.close_timeout, close).await;
+    }
+}
+
+/// Client side: a new UDP socket and KCP session towards `addr`.
+pub(crate) async fn connect(
+    addr: SocketAddr,
+    config: &GateConfig,
+) -> Result<ClientConn, GateError> {
+    let stream = KcpStream::connect(&config.kcp, addr)
+        .await
+        .map_err(io::Error::from)?;
+    let (reader, writer) = split(stream, config);
+    Ok(ClientConn::new(
+        Reader::Kcp(reader),
+        Writer::Kcp(writer),
+        None,
+        addr,
+        Transport::Kcp,
+        config,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(codec: &mut KcpCodec, buf: &mut BytesMut) -> Result<Vec<KcpFrame>, io::Error> {
+        let mut out = Vec::new();
+        while let Some(frame) = codec.decode(buf)? {
+            out.push(frame);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn packets_and_close_marker_round_trip() {
+        let mut codec = KcpCodec::new(1024);
+        let mut buf = BytesMut::new();
+        for frame in [
+            KcpFrame::Packet(Bytes::from_static(b"hello")),
+            KcpFrame::Packet(Bytes::new()),
+            KcpFrame::Close,
+        ] {
+            codec.encode(frame, &mut buf).unwrap();
+        }
+        assert_eq!(&buf[..9], b"\0\0\0\x05hello");
+        let frames = decode_all(&mut codec, &mut buf).unwrap();
+        assert_eq!(
+            frames,
+            vec![
+                KcpFrame::Packet(Bytes::from_static(b"hello")),
+                KcpFrame::Packet(Bytes::new()),
+                KcpFrame::Close
+            ]
+        );
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn marker_bytes_inside_a_payload_are_data() {
+        // A payload starting with ff ff ff ff, delivered one byte at a time.
+        let mut codec = KcpCodec::new(1024);
+        let mut wire = BytesMut::new();
+        codec
+            .encode(KcpFrame::Packet(Bytes::from_static(&[0xff; 6])), &mut wire)
+            .unwrap();
+        codec.encode(KcpFrame::Close, &mut wire).unwrap();
+        let mut buf = BytesMut::new();
+        let mut frames = Vec::new();
+        for b in wire.iter() {
+            buf.put_u8(*b);
+            frames.extend(decode_all(&mut codec, &mut buf).unwrap());
+        }
+        assert_eq!(
+            frames,
+            vec![
+                KcpFrame::Packet(Bytes::from_static(&[0xff; 6])),
+                KcpFrame::Close
+            ]
+        );
+    }
+
+    #[test]
+    fn oversize_length_is_an_error_before_the_payload_arrives() {
+        let mut codec = KcpCodec::new(16);
+        let mut buf = BytesMut::from(&17u32.to_be_bytes()[..]);
+        let err = codec.decode(&mut buf).unwrap_err();
+        assert!(matches!(
+            tcp::read_error(err, 16),
+            GateError::IncomingTooLarge { max: 16 }
+        ));
+    }
+}

@@ -1,0 +1,179 @@
+//! [`Listener`]: accepts client connections of one transport.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::warn;
+
+use super::{ClientConn, GateConfig, GateError, Transport, tcp};
+
+/// Pause after a failed `accept()` of the OS (EMFILE and friends) before trying again.
+pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Connections that finished their handshake but were not yet taken by `accept()`.
+#[cfg_attr(not(any(feature = "ws", feature = "kcp")), allow(dead_code))]
+pub(crate) const ACCEPT_BACKLOG: usize = 128;
+
+/// Accepts game clients over one [`Transport`].
+///
+/// [`accept`](Self::accept) only fails when the listener cannot accept anymore: failed
+/// OS accepts are logged and retried after a short pause, failed handshakes are logged
+/// and counted in [`handshake_failures`](Self::handshake_failures). WebSocket and KCP
+/// listeners run handshakes in a background task, so one slow client never holds up
+/// another; dropping the listener stops that task and aborts the pending handshakes
+/// (accepted connections live on).
+pub struct Listener {
+    transport: Transport,
+    local_addr: SocketAddr,
+    handshake_failures: Arc<AtomicU64>,
+    inner: Inner,
+}
+
+enum Inner {
+    Tcp {
+        listener: TcpListener,
+        config: GateConfig,
+    },
+    /// Connections prepared by a background task (WebSocket upgrade, KCP first packet).
+    #[cfg_attr(not(any(feature = "ws", feature = "kcp")), allow(dead_code))]
+    Background {
+        rx: mpsc::Receiver<ClientConn>,
+        task: JoinHandle<()>,
+    },
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Inner::Background { task, .. } = &self.inner {
+            task.abort();
+        }
+    }
+}
+
+impl fmt::Debug for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Listener")
+            .field("transport", &self.transport)
+            .field("local_addr", &self.local_addr)
+            .field("handshake_failures", &self.handshake_failures())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Listener {
+    /// Binds a listener (TCP socket for TCP and WebSocket, UDP socket for KCP).
+    pub async fn bind(
+        transport: Transport,
+        addr: impl ToSocketAddrs,
+        config: GateConfig,
+    ) -> Result<Self, GateError> {
+        config.validate()?;
+        let handshake_failures = Arc::new(AtomicU64::new(0));
+        let (local_addr, inner) = match transport {
+            Transport::Tcp => {
+                let listener = TcpListener::bind(addr).await?;
+                (listener.local_addr()?, Inner::Tcp { listener, config })
+            }
+            Transport::Ws => {
+                #[cfg(feature = "ws")]
+                {
+                    let listener = TcpListener::bind(addr).await?;
+                    let local_addr = listener.local_addr()?;
+                    let (tx, rx) = mpsc::channel(ACCEPT_BACKLOG);
+                    let task = tokio::spawn(super::ws::accept_loop(
+                        listener,
+                        config,
+                        tx,
+                        handshake_failures.clone(),
+                    ));
+                    (local_addr, Inner::Background { rx, task })
+                }
+                #[cfg(not(feature = "ws"))]
+                {
+                    drop(addr);
+                    return Err(GateError::TransportDisabled(Transport::Ws));
+                }
+            }
+            Transport::Kcp => {
+                #[cfg(feature = "kcp")]
+                {
+                    let (local_addr, rx, task) =
+                        super::kcp::bind(addr, config, handshake_failures.clone()).await?;
+                    (local_addr, Inner::Background { rx, task })
+                }
+                #[cfg(not(feature = "kcp"))]
+                {
+                    drop(addr);
+                    return Err(GateError::TransportDisabled(Transport::Kcp));
+                }
+            }
+        };
+        tracing::info!(%transport, addr = %local_addr, "gate: listening");
+        Ok(Self {
+            transport,
+            local_addr,
+            handshake_failures,
+            inner,
+        })
+    }
+
+    /// The next client connection. Cancel safe: a connection is never lost by dropping
+    /// this future.
+    pub async fn accept(&mut self) -> Result<ClientConn, GateError> {
+        match &mut self.inner {
+            Inner::Tcp { listener, config } => loop {
+                match listener.accept().await {
+                    Ok((stream, peer_addr)) => return Ok(tcp::wrap(stream, peer_addr, config)),
+                    Err(err) => {
+                        warn!(transport = %self.transport, error = %err, "gate: accept failed");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
+                }
+            },
+            Inner::Background { rx, .. } => rx.recv().await.ok_or(GateError::ListenerClosed),
+        }
+    }
+
+    /// The bound address (useful after binding port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The transport this listener accepts.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// How many connections failed their handshake so far (WebSocket upgrade errors and
+    /// timeouts; KCP sessions that sent no valid first packet in time). Always 0 for TCP.
+    pub fn handshake_failures(&self) -> u64 {
+        self.handshake_failures.load(Ordering::Relaxed)
+    }
+
+    /// A handle on this listener's counters that another task can keep (e.g. a metrics
+    /// exporter) while `accept` runs elsewhere.
+    pub fn stats(&self) -> ListenerStats {
+        ListenerStats {
+            handshake_failures: self.handshake_failures.clone(),
+        }
+    }
+}
+
+/// Counters of a [`Listener`], readable from any task; see [`Listener::stats`].
+#[derive(Debug, Clone)]
+pub struct ListenerStats {
+    handshake_failures: Arc<AtomicU64>,
+}
+
+impl ListenerStats {
+    /// See [`Listener::handshake_failures`].
+    pub fn handshake_failures(&self) -> u64 {
+        self.handshake_failures.load(Ordering::Relaxed)
+    }
+}

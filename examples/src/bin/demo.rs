@@ -1,0 +1,206 @@
+//! A whole cluster in one process on the embedded default membership: a discovery
+//! server, an echo server node and a client node. The client finds the server by
+//! type, sends messages, makes calls (awaited, with a callback, one-way) and opens a
+//! stream; everything is printed. Exits 0 only if every step worked, within 10 s.
+//!
+//! ```text
+//! cargo run -p examples --bin demo
+//! ```
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clustergo::membership::{DiscoveryClient, DiscoveryServer};
+use clustergo::{Instant, LogicAddr, Node, RpcContext};
+use examples::{bind_member, init_logging, within};
+use service::echo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+/// The pb message cmd the demo uses for chat lines.
+const CHAT: u16 = 100;
+
+struct Echo;
+
+impl echo::EchoService for Echo {
+    fn on_call(&self, ctx: RpcContext, replyer: echo::Replyer, request: echo::Request) {
+        println!("  server  <- call from {}: {:?}", ctx.from(), request.msg);
+        replyer.reply(echo::Response {
+            msg: format!("hello world:{}", request.msg),
+        });
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    init_logging();
+    match within("demo", Duration::from_secs(10), run()).await {
+        Ok(Ok(())) => {
+            println!("demo: all steps succeeded");
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) | Err(e) => {
+            eprintln!("demo FAILED: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), String> {
+    // 1. The membership service: the embedded discovery server.
+    let discovery = DiscoveryServer::bind("127.0.0.1:0", [])
+        .await
+        .map_err(|e| format!("discovery: {e}"))?;
+    let membership = || DiscoveryClient::new(discovery.local_addr());
+    println!("discovery server on {}", discovery.local_addr());
+
+    // 2. The echo server, type 1, registers itself and starts.
+    let server = Node::new();
+    echo::register_on(&server, Echo);
+    let (tx, mut chat_rx) = mpsc::unbounded_channel();
+    server.register_pb_handler(CHAT, move |from, line: echo::Request| {
+        println!("  server  <- message from {from}: {:?}", line.msg);
+        let _ = tx.send(line.msg);
+    });
+    let server_addr = start(&server, "1.1.1", &discovery, membership()).await?;
+
+    // 3. The client, type 2, starts and finds a type-1 node.
+    let client = Node::new();
+    client.register_pb_message::<echo::Request>(CHAT);
+    let client_addr = start(&client, "1.2.1", &discovery, membership()).await?;
+    let target = within("server to appear", Duration::from_secs(5), async {
+        loop {
+            if let Some(a) = client.get_addr_by_type(1) {
+                return a;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await?;
+    println!("client {client_addr} found echo server {target} by type");
+
+    // 4. Messages: the connection is made by the first send.
+    for line in ["hi", "how are you"] {
+        println!("  client  -> message {line:?}");
+        client
+            .send_pb(target, &echo::Request { msg: line.into() })
+            .map_err(|e| format!("send: {e}"))?;
+    }
+    for want in ["hi", "how are you"] {
+        let got = within("message", Duration::from_secs(2), chat_rx.recv()).await?;
+        if got.as_deref() != Some(want) {
+            return Err(format!("message: want {want:?}, got {got:?}"));
+        }
+    }
+
+    // 5. Calls, awaited.
+    let rpc = echo::EchoClient::new(&client);
+    for i in 0..3 {
+        let req = echo::Request {
+            msg: format!("sniperHW-{i}"),
+        };
+        let resp = rpc
+            .call(target, &req)
+            .await
+            .map_err(|e| format!("call: {e}"))?;
+        println!("  client  <- reply {:?}", resp.msg);
+        if resp.msg != format!("hello world:{}", req.msg) {
+            return Err(format!("wrong reply {:?}", resp.msg));
+        }
+    }
+
+    // 6. Calls with a callback: each callback runs once, on a runtime task.
+    let (cb_tx, mut cb_rx) = mpsc::unbounded_channel();
+    for i in 0..3 {
+        let cb_tx = cb_tx.clone();
+        let req = echo::Request {
+            msg: format!("cb-{i}"),
+        };
+        rpc.call_with_callback(
+            target,
+            Instant::now() + Duration::from_secs(2),
+            &req,
+            move |r| {
+                let _ = cb_tx.send(r);
+            },
+        );
+    }
+    for _ in 0..3 {
+        let r = within("callback", Duration::from_secs(2), cb_rx.recv()).await?;
+        match r {
+            Some(Ok(resp)) => {
+                println!("  client  <- callback {:?}", resp.msg);
+            }
+            other => return Err(format!("callback: {other:?}")),
+        }
+    }
+
+    // 7. One-way post: the server runs the method, nobody waits.
+    rpc.post(
+        target,
+        &echo::Request {
+            msg: "fire and forget".into(),
+        },
+    )
+    .map_err(|e| format!("post: {e}"))?;
+
+    // 8. A stream: the server echoes bytes back.
+    server.on_new_stream(|mut s| async move {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut stream = client
+        .open_stream(target)
+        .await
+        .map_err(|e| format!("open_stream: {e}"))?;
+    stream
+        .write_all(b"bytes over a stream")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut back = [0u8; 19];
+    stream
+        .read_exact(&mut back)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("  client  <- stream {:?}", String::from_utf8_lossy(&back));
+    if &back != b"bytes over a stream" {
+        return Err("stream echo differs".into());
+    }
+    drop(stream);
+
+    // 9. Leave: the server is removed from membership and stops by itself.
+    discovery.remove(server_addr);
+    within("server to stop", Duration::from_secs(3), server.wait()).await?;
+    println!("server {server_addr} removed from membership and stopped");
+    client.shutdown().await;
+    discovery.shutdown().await;
+    Ok(())
+}
+
+/// Publishes `logic` on a fresh loopback port and starts `node` there.
+async fn start(
+    node: &Node,
+    logic: &str,
+    discovery: &DiscoveryServer,
+    membership: DiscoveryClient,
+) -> Result<LogicAddr, String> {
+    let (listener, member) = bind_member(logic, false)
+        .await
+        .map_err(|e| format!("bind {logic}: {e}"))?;
+    let addr = member.logic();
+    discovery.put(member);
+    node.start_on(listener, membership, addr)
+        .await
+        .map_err(|e| format!("start {logic}: {e}"))?;
+    println!(
+        "node {addr} started on {}",
+        node.listen_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    );
+    Ok(addr)
+}

@@ -1,0 +1,154 @@
+//! The example programs, run as processes.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn members() -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
+    write!(
+        f,
+        r#"{{"members": [
+            {{"logic": "1.1.1", "net": "127.0.0.1:{}"}},
+            {{"logic": "1.2.1", "net": "127.0.0.1:{}"}}
+        ]}}"#,
+        free_port(),
+        free_port()
+    )
+    .unwrap();
+    f
+}
+
+struct Kill(std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn echo_client_gets_20_replies_from_echo_server() {
+    let m = members();
+    let _server = Kill(
+        Command::new(env!("CARGO_BIN_EXE_echo_server"))
+            .arg(m.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_echo_client"))
+        .arg(m.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("20/20 replies right"), "{stdout}");
+    let lines = |p: &str| stdout.lines().filter(|l| l.starts_with(p)).count();
+    assert_eq!(lines("call "), 10, "{stdout}");
+    assert_eq!(lines("callback "), 10, "{stdout}");
+}
+
+#[test]
+fn echo_client_fails_without_a_server() {
+    let m = members();
+    let start = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_echo_client"))
+        .arg(m.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(start.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn in_process_examples_succeed() {
+    for exe in [
+        env!("CARGO_BIN_EXE_macro_echo"),
+        env!("CARGO_BIN_EXE_buildrs_echo"),
+    ] {
+        let out = Command::new(exe).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{exe}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("FAIL"));
+    }
+}
+
+#[test]
+fn demo_and_harbor_examples_succeed() {
+    for exe in [env!("CARGO_BIN_EXE_demo"), env!("CARGO_BIN_EXE_harbor")] {
+        let out = Command::new(exe).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{exe}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("succeeded") || stdout.contains("crossed clusters"),
+            "{stdout}"
+        );
+    }
+}
+
+#[test]
+fn client_streams_through_gateserver_to_gameserver() {
+    let mut f = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
+    write!(
+        f,
+        r#"{{"members": [
+            {{"logic": "1.3.1", "net": "127.0.0.1:{}"}},
+            {{"logic": "1.4.1", "net": "127.0.0.1:{}"}}
+        ]}}"#,
+        free_port(),
+        free_port()
+    )
+    .unwrap();
+    let gate = format!("127.0.0.1:{}", free_port());
+    let _game = Kill(
+        Command::new(env!("CARGO_BIN_EXE_gameserver"))
+            .arg(f.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let _gate = Kill(
+        Command::new(env!("CARGO_BIN_EXE_gateserver"))
+            .arg(f.path())
+            .arg(&gate)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_client"))
+        .arg(&gate)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("echoed intact"), "{stdout}");
+}

@@ -1,0 +1,286 @@
+//! The build.rs front-end: protox + prost-build + a private `ServiceGenerator`.
+
+use std::cell::RefCell;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use proc_macro2::{Span, TokenStream};
+use prost_types::{FileDescriptorProto, FileDescriptorSet};
+use quote::quote;
+
+use crate::descriptor::{self, Lowered, TypeIndex};
+use crate::emit;
+use crate::model::{Method, Service};
+use crate::naming::wire_name;
+use crate::tree::Tree;
+
+/// Starts a [`Builder`] with the defaults.
+///
+/// ```no_run
+/// // build.rs
+/// fn main() -> std::io::Result<()> {
+///     protoc_gen_clustergo::configure().compile_protos(&["proto/echo.proto"], &["proto"])
+/// }
+/// // src/lib.rs:  include!(concat!(env!("OUT_DIR"), "/clustergo.rs"));
+/// ```
+pub fn configure() -> Builder {
+    Builder {
+        out_dir: None,
+        include_file: "clustergo.rs".to_owned(),
+        rerun_if_changed: true,
+        runtime_crate: None,
+    }
+}
+
+/// Generates messages and service modules from `.proto` files in a build script.
+///
+/// Writes prost's message files, the service modules, and one module tree file
+/// (default `clustergo.rs`) to include from the crate. Seed-convention files (no
+/// package, no `service`, messages `request` and `response`) become module
+/// `<stem>`; packages become nested modules holding one module per `service`.
+/// No system `protoc` is needed: `.proto` files are parsed by protox.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    out_dir: Option<PathBuf>,
+    include_file: String,
+    rerun_if_changed: bool,
+    runtime_crate: Option<TokenStream>,
+}
+
+impl Builder {
+    /// Output directory (default: `$OUT_DIR`).
+    pub fn out_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.out_dir = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// Name of the module tree file to `include!` (default `clustergo.rs`).
+    pub fn include_file(mut self, name: impl Into<String>) -> Self {
+        self.include_file = name.into();
+        self
+    }
+
+    /// Path of the clustergo crate in generated code (default `::clustergo`); set
+    /// it when the dependency is renamed, e.g. `runtime_crate("::cg")`.
+    ///
+    /// # Panics
+    /// If `path` is not a Rust path (a bug in the build script).
+    pub fn runtime_crate(mut self, path: &str) -> Self {
+        let parsed: syn::Path = syn::parse_str(path)
+            .unwrap_or_else(|e| panic!("runtime_crate({path:?}) is not a path: {e}"));
+        self.runtime_crate = Some(quote!(#parsed));
+        self
+    }
+
+    /// Whether to print `cargo:rerun-if-changed` for the inputs (default true).
+    pub fn emit_rerun_if_changed(mut self, on: bool) -> Self {
+        self.rerun_if_changed = on;
+        self
+    }
+
+    /// Parses `protos` (searching `includes` for imports) and generates code.
+    pub fn compile_protos(
+        self,
+        protos: &[impl AsRef<Path>],
+        includes: &[impl AsRef<Path>],
+    ) -> io::Result<()> {
+        if self.rerun_if_changed {
+            for p in protos {
+                println!("cargo:rerun-if-changed={}", p.as_ref().display());
+            }
+            for i in includes {
+                println!("cargo:rerun-if-changed={}", i.as_ref().display());
+            }
+        }
+        // Each file is parsed on its own first: seed files all define `request` and
+        // `response` in the root namespace, so they cannot share one descriptor set.
+        let mut seeds = Vec::new();
+        let mut rest: Vec<FileDescriptorProto> = Vec::new();
+        for proto in protos {
+            let fds = protox::compile([proto], includes)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+            let target = fds.file.last().ok_or_else(|| {
+                io::Error::other(format!("{}: no file parsed", proto.as_ref().display()))
+            })?;
+            if descriptor::is_seed(target) {
+                seeds.push(fds);
+            } else {
+                for f in fds.file {
+                    if !rest.iter().any(|r| r.name() == f.name()) {
+                        rest.push(f);
+                    }
+                }
+            }
+        }
+        self.generate(seeds, rest)
+    }
+
+    /// Generates code from an already parsed descriptor set (at most one seed file).
+    pub fn compile_fds(self, fds: FileDescriptorSet) -> io::Result<()> {
+        let (seeds, rest): (Vec<_>, Vec<_>) = fds.file.into_iter().partition(descriptor::is_seed);
+        let seeds = seeds
+            .into_iter()
+            .map(|f| FileDescriptorSet { file: vec![f] })
+            .collect();
+        self.generate(seeds, rest)
+    }
+
+    /// `seeds`: one set per seed file (the seed file last, after its imports).
+    fn generate(
+        self,
+        seeds: Vec<FileDescriptorSet>,
+        rest: Vec<FileDescriptorProto>,
+    ) -> io::Result<()> {
+        let out = match self.out_dir {
+            Some(d) => d,
+            None => std::env::var_os("OUT_DIR")
+                .map(PathBuf::from)
+                .ok_or_else(|| io::Error::other("OUT_DIR is not set; call out_dir(..)"))?,
+        };
+        std::fs::create_dir_all(&out)?;
+        let mut tree = Tree::default();
+
+        for set in seeds {
+            let index = TypeIndex::new(&set.file);
+            let file = set
+                .file
+                .last()
+                .expect("seed set holds the seed file")
+                .clone();
+            let Some(Lowered::Seed {
+                module,
+                mut service,
+            }) = descriptor::lower_file(&file, &index).map_err(io::Error::other)?
+            else {
+                unreachable!("is_seed files lower to Seed");
+            };
+            if tree.has_child(&module) {
+                return Err(io::Error::other(format!(
+                    "{}: a second seed file makes module `{module}`",
+                    file.name()
+                )));
+            }
+            std::fs::create_dir_all(out.join(&module))?;
+            prost_build::Config::new()
+                .out_dir(out.join(&module))
+                .compile_fds(set)?;
+            if let Some(rt) = &self.runtime_crate {
+                service.runtime = rt.clone();
+            }
+            let body = emit::seed_file(HEADER, &module, &service);
+            write_if_changed(&out.join(format!("{module}.rs")), &body)?;
+            tree.at(std::slice::from_ref(&module))
+                .doc(format!(
+                    " Service from seed-convention file `{}`.",
+                    file.name()
+                ))
+                .include(format!("{module}.rs"));
+        }
+
+        if !rest.is_empty() {
+            let packages: Vec<String> = rest.iter().map(|f| f.package().to_owned()).collect();
+            let errors = Rc::new(RefCell::new(Vec::new()));
+            prost_build::Config::new()
+                .out_dir(&out)
+                .service_generator(Box::new(Generator {
+                    errors: Rc::clone(&errors),
+                    runtime: self.runtime_crate.clone(),
+                }))
+                .compile_fds(FileDescriptorSet { file: rest })?;
+            let errors = errors.borrow();
+            if !errors.is_empty() {
+                return Err(io::Error::other(errors.join("\n")));
+            }
+            for pkg in packages {
+                let file = descriptor::package_file(&pkg, ".rs");
+                if out.join(&file).exists() {
+                    tree.at(&descriptor::package_module(&pkg)).include(file);
+                }
+            }
+        }
+        let tree = emit::format_file(HEADER, tree.tokens());
+        write_if_changed(&out.join(&self.include_file), &tree)
+    }
+}
+
+const HEADER: &str = "// @generated by protoc-gen-clustergo (build.rs). Do not edit.\n\n";
+
+fn write_if_changed(path: &Path, content: &str) -> io::Result<()> {
+    if std::fs::read_to_string(path).is_ok_and(|old| old == content) {
+        return Ok(());
+    }
+    std::fs::write(path, content)
+}
+
+/// prost-build calls this once per `service` block.
+struct Generator {
+    errors: Rc<RefCell<Vec<String>>>,
+    runtime: Option<TokenStream>,
+}
+
+impl Generator {
+    fn lower(&self, service: &prost_build::Service) -> Result<Service, String> {
+        let mut model = Service::new(service.proto_name.clone(), Span::call_site());
+        if let Some(rt) = &self.runtime {
+            model.runtime = rt.clone();
+        }
+        model.docs = service.comments.leading.clone();
+        for m in &service.methods {
+            if m.client_streaming || m.server_streaming {
+                return Err(format!(
+                    "method `{}.{}`: streaming methods are not supported (clustergo RPCs are unary)",
+                    service.proto_name, m.proto_name
+                ));
+            }
+            model.methods.push(Method {
+                name: m.proto_name.clone(),
+                wire: wire_name(&service.package, &service.proto_name, &m.proto_name),
+                input: from_package(&m.input_type)?,
+                output: from_package(&m.output_type)?,
+                docs: m.comments.leading.clone(),
+                span: Span::call_site(),
+            });
+        }
+        if let Some(c) = model.clashes(&[]).first() {
+            return Err(format!("service `{}`: {}", service.proto_name, c.message));
+        }
+        Ok(model)
+    }
+}
+
+/// prost gives paths relative to the package module; the service module is one
+/// level deeper. Absolute paths and the primitive types prost maps wrapper
+/// well-known types to stay as they are.
+fn from_package(path: &str) -> Result<TokenStream, String> {
+    let primitive = matches!(
+        path,
+        "()" | "bool" | "f32" | "f64" | "i32" | "i64" | "u32" | "u64"
+    );
+    let text = if path.starts_with("::") || primitive {
+        path.to_owned()
+    } else {
+        format!("super::{path}")
+    };
+    text.parse()
+        .map_err(|e| format!("bad type path `{path}`: {e}"))
+}
+
+impl prost_build::ServiceGenerator for Generator {
+    fn generate(&mut self, service: prost_build::Service, buf: &mut String) {
+        match self.lower(&service) {
+            Ok(model) => {
+                let module = emit::module(&model, &quote!(pub), TokenStream::new());
+                buf.push_str(&emit::format_file("", module));
+            }
+            Err(e) => {
+                let file = if service.package.is_empty() {
+                    "(no package)".to_owned()
+                } else {
+                    format!("package {}", service.package)
+                };
+                self.errors.borrow_mut().push(format!("{file}: {e}"));
+            }
+        }
+    }
+}

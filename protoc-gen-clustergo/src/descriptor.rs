@@ -1,0 +1,250 @@
+//! Lowering protobuf descriptors (from protoc or protox) into the [`Service`] model.
+
+use std::collections::{BTreeMap, HashMap};
+
+use proc_macro2::{Span, TokenStream};
+use prost_types::{DescriptorProto, FileDescriptorProto};
+
+use crate::model::{Method, Service};
+use crate::naming::{self, ServiceNames, to_snake, to_upper_camel, wire_name};
+
+/// Where a message type lives: Rust module path (from the generated tree's root) and
+/// type name, or an absolute path for well-known types.
+#[derive(Debug, Clone)]
+enum TypeLoc {
+    Local { module: Vec<String>, name: String },
+    Absolute(String),
+}
+
+/// Every message of every file in a request, by fully qualified proto name.
+#[derive(Debug, Default)]
+pub(crate) struct TypeIndex {
+    types: HashMap<String, TypeLoc>,
+}
+
+impl TypeIndex {
+    pub(crate) fn new<'a>(files: impl IntoIterator<Item = &'a FileDescriptorProto>) -> Self {
+        let mut index = Self::default();
+        for file in files {
+            let module = file_module(file);
+            let prefix = if file.package().is_empty() {
+                String::new()
+            } else {
+                format!(".{}", file.package())
+            };
+            for msg in &file.message_type {
+                index.add_message(&prefix, &module, msg);
+            }
+        }
+        index
+    }
+
+    fn add_message(&mut self, prefix: &str, module: &[String], msg: &DescriptorProto) {
+        let fq = format!("{prefix}.{}", msg.name());
+        let loc = if let Some(wkt) = fq.strip_prefix(".google.protobuf.") {
+            TypeLoc::Absolute(well_known(wkt))
+        } else {
+            TypeLoc::Local {
+                module: module.to_vec(),
+                name: to_upper_camel(msg.name()),
+            }
+        };
+        self.types.insert(fq.clone(), loc);
+        let mut inner = module.to_vec();
+        inner.push(to_snake(msg.name()));
+        for nested in &msg.nested_type {
+            self.add_message(&fq, &inner, nested);
+        }
+    }
+
+    /// Rust path of proto type `fq` as seen from module `from`.
+    fn path(&self, fq: &str, from: &[String]) -> Option<TokenStream> {
+        let text = match self.types.get(fq)? {
+            TypeLoc::Absolute(p) => p.clone(),
+            TypeLoc::Local { module, name } => {
+                let common = from.iter().zip(module).take_while(|(a, b)| a == b).count();
+                let mut parts: Vec<String> = vec!["super".to_owned(); from.len() - common];
+                parts.extend(module[common..].iter().cloned());
+                parts.push(name.clone());
+                parts.join("::")
+            }
+        };
+        text.parse().ok()
+    }
+}
+
+/// Rust type of a well-known type, as prost maps it: wrappers and `Empty` become
+/// Rust types, the rest come from `prost_types`.
+fn well_known(name: &str) -> String {
+    let prost = "::prost::alloc";
+    match name {
+        "Empty" => "()".to_owned(),
+        "BoolValue" => "bool".to_owned(),
+        "BytesValue" => format!("{prost}::vec::Vec<u8>"),
+        "DoubleValue" => "f64".to_owned(),
+        "FloatValue" => "f32".to_owned(),
+        "Int32Value" => "i32".to_owned(),
+        "Int64Value" => "i64".to_owned(),
+        "StringValue" => format!("{prost}::string::String"),
+        "UInt32Value" => "u32".to_owned(),
+        "UInt64Value" => "u64".to_owned(),
+        other => {
+            let mut parts: Vec<&str> = other.split('.').collect();
+            let last = to_upper_camel(parts.pop().unwrap_or_default());
+            let mut path = "::prost_types::".to_owned();
+            for p in parts {
+                path.push_str(&to_snake(p));
+                path.push_str("::");
+            }
+            path + &last
+        }
+    }
+}
+
+/// The file's stem (`dir/echo.proto` → `echo`).
+pub(crate) fn stem(file: &FileDescriptorProto) -> &str {
+    let name = file.name();
+    let base = name.rsplit('/').next().unwrap_or(name);
+    base.strip_suffix(".proto").unwrap_or(base)
+}
+
+/// Module path of the file's messages: package segments, or `[stem]` for a seed file.
+pub(crate) fn file_module(file: &FileDescriptorProto) -> Vec<String> {
+    if is_seed(file) {
+        vec![to_snake(stem(file))]
+    } else {
+        package_module(file.package())
+    }
+}
+
+/// `a.b` → `["a", "b"]` (snake case, as prost names package modules).
+pub(crate) fn package_module(package: &str) -> Vec<String> {
+    if package.is_empty() {
+        Vec::new()
+    } else {
+        package.split('.').map(to_snake).collect()
+    }
+}
+
+/// The file prost writes a package's messages to: module path joined by `.`
+/// (`kw.match` → `kw.r#match.rs`), `_.rs` without a package.
+pub(crate) fn package_file(package: &str, suffix: &str) -> String {
+    if package.is_empty() {
+        format!("_{suffix}")
+    } else {
+        format!("{}{suffix}", package_module(package).join("."))
+    }
+}
+
+/// The seed convention: no package, no service, messages `request` and `response`.
+pub(crate) fn is_seed(file: &FileDescriptorProto) -> bool {
+    let has = |n: &str| file.message_type.iter().any(|m| m.name() == n);
+    file.package().is_empty() && file.service.is_empty() && has("request") && has("response")
+}
+
+/// What one `.proto` file contributes.
+#[derive(Debug)]
+pub(crate) enum Lowered {
+    /// A seed file: the service items go into module `module` beside its messages.
+    Seed { module: String, service: Service },
+    /// `service` blocks: one module each inside the package module.
+    Services(Vec<Service>),
+}
+
+fn comments(file: &FileDescriptorProto, path: &[i32]) -> Vec<String> {
+    let Some(info) = &file.source_code_info else {
+        return Vec::new();
+    };
+    info.location
+        .iter()
+        .find(|l| l.path == path)
+        .and_then(|l| l.leading_comments.as_deref())
+        .map(|c| c.trim_end().lines().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// Lowers one file; `Ok(None)` when it has nothing to generate.
+pub(crate) fn lower_file(
+    file: &FileDescriptorProto,
+    index: &TypeIndex,
+) -> Result<Option<Lowered>, String> {
+    let fname = file.name();
+    if is_seed(file) {
+        let module = to_snake(stem(file));
+        let mut service = Service::new(stem(file), Span::call_site());
+        service.docs = vec![format!(
+            " Seed-convention service from `{fname}` (messages `request` → `response`)."
+        )];
+        service.methods.push(Method {
+            name: naming::SEED_METHOD.to_owned(),
+            wire: wire_name("", stem(file), naming::SEED_METHOD),
+            input: quote::quote!(Request),
+            output: quote::quote!(Response),
+            docs: Vec::new(),
+            span: Span::call_site(),
+        });
+        let mut taken: Vec<String> = file
+            .message_type
+            .iter()
+            .map(|m| to_upper_camel(m.name()))
+            .chain(file.enum_type.iter().map(|e| to_upper_camel(e.name())))
+            .collect();
+        taken.extend(file.message_type.iter().map(|m| to_snake(m.name())));
+        if let Some(c) = service.clashes(&taken).first() {
+            return Err(format!("{fname}: {}", c.message));
+        }
+        return Ok(Some(Lowered::Seed { module, service }));
+    }
+    if file.service.is_empty() {
+        return Ok(None);
+    }
+    let pkg_module = package_module(file.package());
+    let mut modules: BTreeMap<String, String> = BTreeMap::new();
+    for m in &file.message_type {
+        if !m.nested_type.is_empty() || !m.enum_type.is_empty() || !m.oneof_decl.is_empty() {
+            modules.insert(to_snake(m.name()), format!("message `{}`", m.name()));
+        }
+    }
+    let mut out = Vec::new();
+    for (si, s) in file.service.iter().enumerate() {
+        let names = ServiceNames::new(s.name());
+        if let Some(owner) = modules.get(&names.module) {
+            return Err(format!(
+                "{fname}: service `{}` would become module `{}`, which clashes with {owner}",
+                s.name(),
+                names.module
+            ));
+        }
+        modules.insert(names.module.clone(), format!("service `{}`", s.name()));
+        let mut here = pkg_module.clone();
+        here.push(names.module.clone());
+        let mut service = Service::new(s.name(), Span::call_site());
+        service.docs = comments(file, &[6, si as i32]);
+        for (mi, m) in s.method.iter().enumerate() {
+            let what = format!("{fname}: method `{}.{}`", s.name(), m.name());
+            if m.client_streaming() || m.server_streaming() {
+                return Err(format!(
+                    "{what}: streaming methods are not supported (clustergo RPCs are unary)"
+                ));
+            }
+            let resolve = |t: &str| {
+                index
+                    .path(t, &here)
+                    .ok_or_else(|| format!("{what}: unknown message type `{t}`"))
+            };
+            service.methods.push(Method {
+                name: m.name().to_owned(),
+                wire: wire_name(file.package(), s.name(), m.name()),
+                input: resolve(m.input_type())?,
+                output: resolve(m.output_type())?,
+                docs: comments(file, &[6, si as i32, 2, mi as i32]),
+                span: Span::call_site(),
+            });
+        }
+        if let Some(c) = service.clashes(&[]).first() {
+            return Err(format!("{fname}: service `{}`: {}", s.name(), c.message));
+        }
+        out.push(service);
+    }
+    Ok(Some(Lowered::Services(out)))
+}

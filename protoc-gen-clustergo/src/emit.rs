@@ -1,0 +1,396 @@
+//! The one emitter: model → tokens. One function per generated item.
+//!
+//! Generated code names the runtime only as `#rt::…` and the
+//! standard library only as `::core::…`/`::std::…`, so it compiles under
+//! `#![no_implicit_prelude]` and beside any user names.
+
+use proc_macro2::{Span, TokenStream};
+use quote::quote;
+
+use crate::model::{Method, Service};
+use crate::naming::{MethodNames, ServiceNames, ident};
+
+/// Lints that generated modules switch off so user crates are not spammed.
+pub(crate) fn allow_attrs() -> TokenStream {
+    quote! {
+        #[allow(
+            unreachable_pub,
+            unused_imports,
+            unused_variables,
+            dead_code,
+            clippy::all,
+            clippy::pedantic,
+            clippy::nursery
+        )]
+    }
+}
+
+fn docs(lines: &[String]) -> TokenStream {
+    let lines = lines.iter().map(|l| {
+        let l = if l.starts_with(' ') || l.is_empty() {
+            l.clone()
+        } else {
+            format!(" {l}")
+        };
+        quote!(#[doc = #l])
+    });
+    quote!(#(#lines)*)
+}
+
+fn id(text: &str) -> proc_macro2::Ident {
+    ident(text, Span::call_site())
+}
+
+struct Ctx<'a> {
+    svc: &'a Service,
+    names: ServiceNames,
+    codec: TokenStream,
+    rt: TokenStream,
+}
+
+struct M<'a> {
+    m: &'a Method,
+    n: MethodNames,
+}
+
+impl M<'_> {
+    fn ids(&self) -> MethodIds {
+        MethodIds {
+            trait_fn: ident(&self.n.trait_fn, self.m.span),
+            method_const: id(&self.n.method_const),
+            replyer: id(&self.n.replyer),
+            call: id(&self.n.call),
+            call_with_timeout: id(&self.n.call_with_timeout),
+            call_with_callback: id(&self.n.call_with_callback),
+            post: id(&self.n.post),
+        }
+    }
+}
+
+struct MethodIds {
+    trait_fn: proc_macro2::Ident,
+    method_const: proc_macro2::Ident,
+    replyer: proc_macro2::Ident,
+    call: proc_macro2::Ident,
+    call_with_timeout: proc_macro2::Ident,
+    call_with_callback: proc_macro2::Ident,
+    post: proc_macro2::Ident,
+}
+
+/// The items of a service module, without the `mod` around them (the seed
+/// convention puts them beside prost's messages).
+pub fn items(svc: &Service) -> TokenStream {
+    let cx = Ctx {
+        svc,
+        names: svc.names(),
+        codec: svc.codec(),
+        rt: svc.runtime_door(),
+    };
+    let methods: Vec<M<'_>> = svc
+        .methods
+        .iter()
+        .map(|m| M {
+            m,
+            n: MethodNames::new(&m.name),
+        })
+        .collect();
+    let consts = methods.iter().map(|m| {
+        let c = gen_const(m);
+        let r = gen_replyer(&cx, m);
+        quote!(#c #r)
+    });
+    let service_trait = gen_trait(&cx, &methods);
+    let register = gen_register(&cx, &methods);
+    let calls = methods.iter().map(|m| gen_free_fns(&cx, m));
+    let client = gen_client(&cx, &methods);
+    quote! {
+        #(#consts)*
+        #service_trait
+        #register
+        #(#calls)*
+        #client
+    }
+}
+
+/// `pub mod <module> { <items> }` with the lint allowances; `prefix` goes first
+/// inside the module (e.g. `use super::*;` from the macro).
+pub fn module(svc: &Service, vis: &TokenStream, prefix: TokenStream) -> TokenStream {
+    let names = svc.names();
+    let module = id(&names.module);
+    let items = items(svc);
+    let allow = allow_attrs();
+    let doc = format!(
+        " Service `{}`: trait `{}`, client `{}`, `register`, and per-method calls.",
+        svc.name, names.service_trait, names.client
+    );
+    quote! {
+        #[doc = #doc]
+        #allow
+        #vis mod #module {
+            #prefix
+            #items
+        }
+    }
+}
+
+fn gen_const(m: &M<'_>) -> TokenStream {
+    let ids = m.ids();
+    let c = ids.method_const;
+    let wire = &m.m.wire;
+    let doc = format!(" Wire name of method `{}`.", m.m.name);
+    quote! {
+        #[doc = #doc]
+        pub const #c: &str = #wire;
+    }
+}
+
+fn gen_replyer(cx: &Ctx<'_>, m: &M<'_>) -> TokenStream {
+    let rt = &cx.rt;
+    let ids = m.ids();
+    let r = ids.replyer;
+    let out = &m.m.output;
+    let codec = &cx.codec;
+    let doc = format!(
+        " Answers one `{}` call: `reply(response)`, `error(message)`, `peer()`. \
+         Dropping it unanswered sends an error to the caller.",
+        m.m.wire
+    );
+    quote! {
+        #[doc = #doc]
+        pub type #r = #rt::Replyer<#out, #codec>;
+    }
+}
+
+fn gen_trait(cx: &Ctx<'_>, methods: &[M<'_>]) -> TokenStream {
+    let rt = &cx.rt;
+    let t = id(&cx.names.service_trait);
+    let doc = if cx.svc.docs.is_empty() {
+        docs(&[format!(
+            "Server side of `{}`: implement it and pass it to `register`.",
+            cx.svc.name
+        )])
+    } else {
+        docs(&cx.svc.docs)
+    };
+    let fns = methods.iter().map(|m| {
+        let ids = m.ids();
+        let f = ids.trait_fn;
+        // The method's span, so a mismatching impl points at the declaration.
+        let r = ident(&m.n.replyer, m.m.span);
+        let input = &m.m.input;
+        let doc = if m.m.docs.is_empty() {
+            docs(&[format!(
+                "Handles one `{}` request; answer through `replyer`, now or later from any task.",
+                m.m.wire
+            )])
+        } else {
+            docs(&m.m.docs)
+        };
+        quote! {
+            #doc
+            fn #f(&self, ctx: #rt::RpcContext, replyer: #r, request: #input);
+        }
+    });
+    quote! {
+        #doc
+        pub trait #t: ::core::marker::Send + ::core::marker::Sync + 'static {
+            #(#fns)*
+        }
+    }
+}
+
+fn gen_register(cx: &Ctx<'_>, methods: &[M<'_>]) -> TokenStream {
+    let rt = &cx.rt;
+    let t = id(&cx.names.service_trait);
+    let codec = &cx.codec;
+    let regs = methods.iter().map(|m| {
+        let ids = m.ids();
+        let (c, f) = (ids.method_const, ids.trait_fn);
+        let (input, output) = (&m.m.input, &m.m.output);
+        quote! {
+            {
+                let svc = ::core::clone::Clone::clone(&svc);
+                #rt::register::<#codec, #input, #output, _>(
+                    node,
+                    #c,
+                    move |ctx, replyer, request| #t::#f(&*svc, ctx, replyer, request),
+                );
+            }
+        }
+    });
+    let doc_on = format!(" Registers every method of `{t}` on `node`.");
+    quote! {
+        /// Registers every method of the service on the process-wide default node.
+        pub fn register<S: #t>(svc: S) {
+            register_on(#rt::default_node(), svc)
+        }
+
+        #[doc = #doc_on]
+        pub fn register_on<S: #t>(node: &#rt::Node, svc: S) {
+            let svc = ::std::sync::Arc::new(svc);
+            #(#regs)*
+        }
+    }
+}
+
+/// The four calls of one method; `node` is the expression for `&Node` and
+/// `receiver` the leading `&self,` of client methods (or nothing).
+fn gen_calls(
+    cx: &Ctx<'_>,
+    m: &M<'_>,
+    node: &TokenStream,
+    receiver: &TokenStream,
+    on: &str,
+) -> TokenStream {
+    let rt = &cx.rt;
+    let ids = m.ids();
+    let codec = &cx.codec;
+    let (input, output) = (&m.m.input, &m.m.output);
+    let (c, call, timeout, callback, post) = (
+        ids.method_const,
+        ids.call,
+        ids.call_with_timeout,
+        ids.call_with_callback,
+        ids.post,
+    );
+    let result = quote!(::core::result::Result<#output, #rt::RpcError>);
+    let d_call = format!(
+        " Calls `{}` on `peer` {on} and waits for the response (the node's call timeout applies).",
+        m.m.wire
+    );
+    let d_timeout = format!(
+        " Calls `{}` on `peer` {on}; gives up with a timeout error after `timeout`.",
+        m.m.wire
+    );
+    let d_callback = format!(
+        " Calls `{}` on `peer` {on}; `callback` runs once with the result (reply, error, \
+         timeout at `deadline`, or disconnect) unless the returned handle cancels it.",
+        m.m.wire
+    );
+    let d_post = format!(
+        " Sends `{}` to `peer` {on} without waiting for (or getting) a response.",
+        m.m.wire
+    );
+    quote! {
+        #[doc = #d_call]
+        pub async fn #call(#receiver peer: #rt::LogicAddr, request: &#input) -> #result {
+            #rt::call::<#codec, #input, #output>(
+                #node, peer, #c, request, ::core::option::Option::None,
+            ).await
+        }
+
+        #[doc = #d_timeout]
+        pub async fn #timeout(
+            #receiver
+            peer: #rt::LogicAddr,
+            request: &#input,
+            timeout: #rt::Duration,
+        ) -> #result {
+            #rt::call::<#codec, #input, #output>(
+                #node, peer, #c, request, ::core::option::Option::Some(timeout),
+            ).await
+        }
+
+        #[doc = #d_callback]
+        pub fn #callback<F>(
+            #receiver
+            peer: #rt::LogicAddr,
+            deadline: #rt::Instant,
+            request: &#input,
+            callback: F,
+        ) -> #rt::CallHandle
+        where
+            F: ::core::ops::FnOnce(#result) + ::core::marker::Send + 'static,
+        {
+            #rt::call_with_callback::<#codec, #input, #output, F>(
+                #node, peer, #c, request, deadline, callback,
+            )
+        }
+
+        #[doc = #d_post]
+        pub fn #post(
+            #receiver
+            peer: #rt::LogicAddr,
+            request: &#input,
+        ) -> ::core::result::Result<(), #rt::RpcError> {
+            #rt::post::<#codec, #input>(#node, peer, #c, request)
+        }
+    }
+}
+
+fn gen_free_fns(cx: &Ctx<'_>, m: &M<'_>) -> TokenStream {
+    let rt = &cx.rt;
+    gen_calls(
+        cx,
+        m,
+        &quote!(#rt::default_node()),
+        &TokenStream::new(),
+        "from the default node",
+    )
+}
+
+fn gen_client(cx: &Ctx<'_>, methods: &[M<'_>]) -> TokenStream {
+    let rt = &cx.rt;
+    let client = id(&cx.names.client);
+    let name = client.to_string();
+    let calls = methods.iter().map(|m| {
+        gen_calls(
+            cx,
+            m,
+            &quote!(&self.node),
+            &quote!(&self,),
+            "from this client's node",
+        )
+    });
+    let doc = format!(
+        " Calls `{}` from a chosen node (the free functions use the default node).",
+        cx.svc.name
+    );
+    quote! {
+        #[doc = #doc]
+        #[derive(::core::clone::Clone)]
+        pub struct #client {
+            node: #rt::Node,
+        }
+
+        impl ::core::fmt::Debug for #client {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_struct(#name).finish_non_exhaustive()
+            }
+        }
+
+        impl #client {
+            /// A client that sends from `node`.
+            pub fn new(node: &#rt::Node) -> Self {
+                Self { node: ::core::clone::Clone::clone(node) }
+            }
+
+            /// The node this client sends from.
+            pub fn node(&self) -> &#rt::Node {
+                &self.node
+            }
+
+            #(#calls)*
+        }
+    }
+}
+
+/// Formats generated items as a file (prettyplease), with an `@generated` header.
+#[cfg(feature = "protoc")]
+pub fn format_file(header: &str, tokens: TokenStream) -> String {
+    let file: syn::File = match syn::parse2(tokens.clone()) {
+        Ok(f) => f,
+        // Never expected: the emitter only makes items. Keep the raw tokens visible.
+        Err(e) => return format!("{header}compile_error!(\"{e}\");\n{tokens}\n"),
+    };
+    format!("{header}{}", prettyplease::unparse(&file))
+}
+
+/// The body of a seed module: prost's messages (`<module>/_.rs`) and the service
+/// items, formatted.
+#[cfg(feature = "protoc")]
+pub fn seed_file(header: &str, module: &str, svc: &Service) -> String {
+    let messages = format!("{module}/_.rs");
+    let items = items(svc);
+    format_file(header, quote!(include!(#messages); #items))
+}

@@ -1,0 +1,139 @@
+//! The service model every front-end lowers into.
+
+use proc_macro2::{Span, TokenStream};
+use quote::quote;
+
+use crate::naming::{MethodNames, ServiceNames};
+
+/// One service: becomes one module (see [`crate::naming`] for the item names).
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// Service name as written (proto `Greeter`, seed file stem `echo`, Rust trait
+    /// `EchoService`); all item names derive from it.
+    pub name: String,
+    /// Doc lines for the trait.
+    pub docs: Vec<String>,
+    /// The methods, in declaration order.
+    pub methods: Vec<Method>,
+    /// Path of the `clustergo::Codec` marker used for every method (`None`:
+    /// the runtime's `ProstCodec`).
+    pub codec: Option<TokenStream>,
+    /// Path of the runtime crate (`::clustergo` by default; set it when the
+    /// dependency is renamed). Generated code uses only `<runtime>::codegen::…`.
+    pub runtime: TokenStream,
+    /// Where the service was declared (macro diagnostics).
+    pub span: Span,
+}
+
+/// One unary method.
+#[derive(Debug, Clone)]
+pub struct Method {
+    /// Method name as written (proto `SayHello`, Rust `say_hello`, or `on_call`).
+    pub name: String,
+    /// Name on the wire ([`crate::naming::wire_name`]).
+    pub wire: String,
+    /// Request type, as a path valid inside the generated module.
+    pub input: TokenStream,
+    /// Response type, as a path valid inside the generated module.
+    pub output: TokenStream,
+    /// Doc lines for the trait method.
+    pub docs: Vec<String>,
+    /// Where the method was declared (macro diagnostics).
+    pub span: Span,
+}
+
+/// Two generated items would have the same name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameClash {
+    /// Index of the method whose items clash (the later of the two).
+    pub method: usize,
+    /// What clashes with what.
+    pub message: String,
+}
+
+impl Service {
+    /// A service using prost messages.
+    pub fn new(name: impl Into<String>, span: Span) -> Self {
+        Self {
+            name: name.into(),
+            docs: Vec::new(),
+            methods: Vec::new(),
+            codec: None,
+            runtime: quote!(::clustergo),
+            span,
+        }
+    }
+
+    /// The runtime's door for generated code: `<runtime>::codegen`.
+    pub fn runtime_door(&self) -> TokenStream {
+        let rt = &self.runtime;
+        quote!(#rt::codegen)
+    }
+
+    /// The codec marker path.
+    pub fn codec(&self) -> TokenStream {
+        match &self.codec {
+            Some(c) => c.clone(),
+            None => {
+                let door = self.runtime_door();
+                quote!(#door::ProstCodec)
+            }
+        }
+    }
+
+    /// Names of the per-service items.
+    pub fn names(&self) -> ServiceNames {
+        ServiceNames::new(&self.name)
+    }
+
+    /// Names of the items the module defines beside the methods' own: used to reject
+    /// messages or methods that would clash with them.
+    pub fn fixed_names(&self) -> Vec<String> {
+        let n = self.names();
+        vec![
+            n.service_trait,
+            n.client,
+            "register".to_owned(),
+            "register_on".to_owned(),
+        ]
+    }
+
+    /// Every pair of generated items with the same name, plus `extra` names already
+    /// taken in the module (e.g. prost messages of a seed file).
+    pub fn clashes(&self, extra: &[String]) -> Vec<NameClash> {
+        let mut seen: Vec<(String, String)> = self
+            .fixed_names()
+            .into_iter()
+            .map(|n| (n.clone(), format!("generated item `{n}`")))
+            .chain(extra.iter().map(|n| (n.clone(), format!("`{n}`"))))
+            .collect();
+        let mut out = Vec::new();
+        let mut wires: Vec<&str> = Vec::new();
+        for (i, m) in self.methods.iter().enumerate() {
+            let names = MethodNames::new(&m.name);
+            let mut mine: Vec<&str> = names.values().to_vec();
+            mine.push(&names.replyer);
+            for name in mine {
+                if let Some((_, owner)) = seen.iter().find(|(n, _)| n == name) {
+                    out.push(NameClash {
+                        method: i,
+                        message: format!(
+                            "method `{}` generates `{name}`, which clashes with {owner}",
+                            m.name
+                        ),
+                    });
+                } else {
+                    seen.push((name.to_owned(), format!("an item of method `{}`", m.name)));
+                }
+            }
+            if wires.contains(&m.wire.as_str()) {
+                out.push(NameClash {
+                    method: i,
+                    message: format!("method `{}` repeats wire name \"{}\"", m.name, m.wire),
+                });
+            }
+            wires.push(&m.wire);
+        }
+        out
+    }
+}

@@ -1,0 +1,87 @@
+//! The build.rs front-end: snapshots of what it writes, and its errors.
+
+mod common;
+
+use std::path::Path;
+
+fn generated(dir: &Path) -> String {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let name = p.strip_prefix(dir).unwrap().display().to_string();
+                files.push((name, std::fs::read_to_string(&p).unwrap()));
+            }
+        }
+    }
+    common::joined(&files)
+}
+
+fn fixtures(name: &str) -> String {
+    common::root()
+        .join("tests/fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn seed_files_and_services_from_repo_protos() {
+    let out = tempfile::tempdir().unwrap();
+    let proto = common::root().join("../proto");
+    let files: Vec<_> = ["echo.proto", "test.proto", "common.proto", "lobby.proto"]
+        .iter()
+        .map(|f| proto.join(f))
+        .collect();
+    protoc_gen_clustergo::configure()
+        .out_dir(out.path())
+        .emit_rerun_if_changed(false)
+        .compile_protos(&files, &[&proto])
+        .unwrap();
+    common::snapshot("build_repo.rs.txt", &generated(out.path()));
+}
+
+#[test]
+fn keywords_and_nested_packages() {
+    let out = tempfile::tempdir().unwrap();
+    protoc_gen_clustergo::configure()
+        .out_dir(out.path())
+        .include_file("tricky.rs")
+        .emit_rerun_if_changed(false)
+        .compile_protos(
+            &[fixtures("keywords.proto"), fixtures("nested.proto")],
+            &[fixtures("")],
+        )
+        .unwrap();
+    common::snapshot("build_tricky.rs.txt", &generated(out.path()));
+}
+
+#[test]
+fn streaming_method_is_an_error() {
+    let out = tempfile::tempdir().unwrap();
+    let err = protoc_gen_clustergo::configure()
+        .out_dir(out.path())
+        .emit_rerun_if_changed(false)
+        .compile_protos(&[fixtures("streaming.proto")], &[fixtures("")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Feed.Watch"), "{err}");
+    assert!(err.contains("streaming methods are not supported"), "{err}");
+}
+
+#[test]
+fn unparsable_proto_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.proto");
+    std::fs::write(&bad, "syntax = \"proto3\"; message {").unwrap();
+    let err = protoc_gen_clustergo::configure()
+        .out_dir(dir.path())
+        .emit_rerun_if_changed(false)
+        .compile_protos(&[&bad], &[dir.path()])
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+}
