@@ -95,7 +95,10 @@ async fn timeout_fires_and_late_reply_is_ignored() {
         )
         .await;
     assert_eq!(r, Err(RpcError::Timeout));
-    assert!(started.elapsed() < Duration::from_millis(700), "fired at the timeout, not at the reply");
+    assert!(
+        started.elapsed() < Duration::from_millis(700),
+        "fired at the timeout, not at the reply"
+    );
     // The late reply arrives and is dropped; the next call is unaffected.
     tokio::time::sleep(Duration::from_millis(800)).await;
     let resp: Echo = client
