@@ -219,7 +219,18 @@ fn send_response(
             buf.put_u32(0);
             buf.put_u32(0);
             let start = buf.len();
-            if let Err(e) = encode(&mut buf) {
+            let max = node.config.max_frame;
+            let encoded = encode(&mut buf).and_then(|()| {
+                // A result the peer would refuse as oversize becomes an error reply,
+                // so the caller learns why instead of waiting for its timeout.
+                match buf.len() - LEN_SIZE {
+                    len if len > max => Err(format!(
+                        "result of {len} bytes exceeds the frame limit of {max}"
+                    )),
+                    _ => Ok(()),
+                }
+            });
+            if let Err(e) = encoded {
                 buf.truncate(header);
                 let err = RpcError::Codec(format!("cannot encode result: {e}"));
                 put_error(&mut buf, seq, &err);
