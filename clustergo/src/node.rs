@@ -400,6 +400,7 @@ impl Node {
         inner.spawn(accept_loop(inner.clone(), listener));
         inner.spawn(local_loop(inner.clone(), local_rx));
         inner.spawn(membership_loop(inner.clone(), changes, membership));
+        inner.spawn(rpc::client::sweeper(inner.clone()));
         tracing::info!(node = %local, %listen, "node started");
         Ok(())
     }

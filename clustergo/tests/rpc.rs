@@ -433,6 +433,36 @@ async fn unknown_peer_and_not_started() {
     let idle = Node::with_config(config());
     let r: Result<Echo, _> = idle.call(addr("1.2.1"), "echo", &echo("x", 1)).await;
     assert_eq!(r, Err(RpcError::NotStarted));
+    // Callback calls that cannot start still end exactly once, with the error.
+    let (tx, rx) = oneshot::channel();
+    let handle = client.call_with_callback(
+        addr("1.9.9"),
+        "echo",
+        &echo("x", 2),
+        Instant::now() + Duration::from_secs(1),
+        move |r: Result<Echo, _>| {
+            let _ = tx.send(r);
+        },
+    );
+    assert_eq!(
+        within("callback error", rx).await.unwrap(),
+        Err(RpcError::UnknownPeer(addr("1.9.9")))
+    );
+    assert!(!handle.cancel());
+    // A panicking callback is contained; the node keeps serving.
+    client.call_with_callback(
+        addr("1.2.1"),
+        "echo",
+        &echo("x", 3),
+        Instant::now() + Duration::from_secs(1),
+        |_: Result<Echo, _>| panic!("callback bug"),
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let r: Echo = client
+        .call(addr("1.2.1"), "echo", &echo("after", 4))
+        .await
+        .unwrap();
+    assert_eq!(r.n, 4);
     client.shutdown().await;
     server.shutdown().await;
 }

@@ -2,41 +2,89 @@
 //!
 //! Every call ends exactly once. Whoever removes a call from the pending map owns
 //! its completion: the response, the timeout, [`CallHandle::cancel`], or a lost
-//! link (`fail_hop`). A cancelled call's sender is dropped without a value, which is
-//! how its waiter tells cancellation from every other ending.
+//! link (`fail_hop`). A call ends one of two ways:
+//! - **awaited** (`call`): a oneshot to the waiting future, which keeps its own
+//!   timer. A cancelled call's sender is dropped without a value.
+//! - **callback** (`call_with_callback`): the callback itself sits in the map and
+//!   runs where the ending happens — on the link's receive path for a reply, on the
+//!   node's sweeper task for a timeout (checked every [`SWEEP`]), on the driver for a
+//!   lost link. No task or timer per call. Cancelling drops it unrun.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 use super::RpcError;
 use super::wire::Response;
 use crate::addr::LogicAddr;
 use crate::fastmap::IntMap;
+use crate::message::panic_text;
 use crate::node::NodeInner;
 
-type Reply = Result<Bytes, RpcError>;
+pub(crate) type Reply = Result<Bytes, RpcError>;
 
-#[derive(Debug)]
+/// What runs when a callback call ends.
+pub(crate) type Callback = Box<dyn FnOnce(Reply) + Send>;
+
+/// How often callback deadlines are checked: a callback's timeout fires up to this
+/// late.
+pub(crate) const SWEEP: Duration = Duration::from_millis(5);
+
+/// How a call's ending is delivered.
+pub(crate) enum Completion {
+    /// To an awaiting future.
+    Wait(oneshot::Sender<Reply>),
+    /// To a callback, with the deadline the sweeper enforces.
+    Callback { cb: Callback, deadline: Instant },
+}
+
+impl Completion {
+    /// Delivers `reply`. A panicking callback is logged, never propagated.
+    pub(crate) fn finish(self, reply: Reply) {
+        match self {
+            Self::Wait(tx) => {
+                let _ = tx.send(reply);
+            }
+            Self::Callback { cb, .. } => {
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| cb(reply))) {
+                    tracing::error!(panic = %panic_text(&*panic), "rpc callback panicked");
+                }
+            }
+        }
+    }
+}
+
 struct PendingCall {
     /// The peer the request went through (the target, or a harbor).
     hop: LogicAddr,
     target: LogicAddr,
-    tx: oneshot::Sender<Reply>,
+    done: Completion,
 }
 
 /// Shards of the pending map, to keep concurrent calls off one lock.
 const SHARDS: usize = 16;
 
 /// Calls in flight, by sequence number.
-#[derive(Debug)]
 pub(crate) struct Client {
     next_seq: AtomicU64,
     shards: [Mutex<IntMap<u64, PendingCall>>; SHARDS],
+    /// Callback calls pending: the sweeper sleeps while there are none.
+    callbacks: AtomicUsize,
+    first_callback: Notify,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("callbacks", &self.callbacks.load(Ordering::Relaxed))
+            .finish()
+    }
 }
 
 impl Default for Client {
@@ -44,6 +92,8 @@ impl Default for Client {
         Self {
             next_seq: AtomicU64::new(1),
             shards: std::array::from_fn(|_| Mutex::new(IntMap::default())),
+            callbacks: AtomicUsize::new(0),
+            first_callback: Notify::new(),
         }
     }
 }
@@ -53,77 +103,129 @@ impl Client {
         &self.shards[(seq as usize) % SHARDS]
     }
 
-    /// Registers a call; the returned receiver gets its ending.
-    pub(crate) fn begin(
-        &self,
-        target: LogicAddr,
-        hop: LogicAddr,
-    ) -> (u64, oneshot::Receiver<Reply>) {
+    /// Registers a call; `done` gets its ending.
+    pub(crate) fn begin(&self, target: LogicAddr, hop: LogicAddr, done: Completion) -> u64 {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
+        if matches!(done, Completion::Callback { .. })
+            && self.callbacks.fetch_add(1, Ordering::AcqRel) == 0
+        {
+            self.first_callback.notify_one();
+        }
         self.shard(seq)
             .lock()
-            .insert(seq, PendingCall { hop, target, tx });
-        (seq, rx)
+            .insert(seq, PendingCall { hop, target, done });
+        seq
+    }
+
+    /// Removes a pending call, keeping the callback count right.
+    fn take(&self, seq: u64) -> Option<Completion> {
+        let call = self.shard(seq).lock().remove(&seq)?;
+        Some(self.untrack(call))
+    }
+
+    fn untrack(&self, call: PendingCall) -> Completion {
+        if matches!(call.done, Completion::Callback { .. }) {
+            self.callbacks.fetch_sub(1, Ordering::AcqRel);
+        }
+        call.done
     }
 
     /// Removes a call without completing it. True if it was still pending.
     pub(crate) fn forget(&self, seq: u64) -> bool {
-        self.shard(seq).lock().remove(&seq).is_some()
+        self.take(seq).is_some()
     }
 
-    /// Ends a call with `result`, if still pending.
-    fn finish(&self, seq: u64, result: Reply) {
-        if let Some(call) = self.shard(seq).lock().remove(&seq) {
-            let _ = call.tx.send(result);
-        }
+    /// Removes a call that could not be sent, giving its completion back.
+    pub(crate) fn abandon(&self, seq: u64) -> Option<Completion> {
+        self.take(seq)
     }
 
     /// Delivers a response body from `from`.
     pub(crate) fn complete(&self, from: LogicAddr, body: Bytes) {
         match Response::decode(body) {
             Ok(resp) => {
-                let result = if resp.code == 0 {
-                    Ok(resp.ret)
-                } else {
-                    Err(RpcError::from_wire(resp.code, resp.text, from))
-                };
-                self.finish(resp.seq, result);
+                if let Some(done) = self.take(resp.seq) {
+                    done.finish(if resp.code == 0 {
+                        Ok(resp.ret)
+                    } else {
+                        Err(RpcError::from_wire(resp.code, resp.text, from))
+                    });
+                }
             }
             Err(e) => tracing::warn!(%from, error = %e, "dropping malformed rpc response"),
         }
     }
 
+    /// Removes and returns the calls matching `pred`.
+    fn drain_where(
+        &self,
+        mut pred: impl FnMut(&PendingCall) -> bool,
+    ) -> Vec<(LogicAddr, Completion)> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            let mut map = shard.lock();
+            let seqs: Vec<u64> = map
+                .iter()
+                .filter(|(_, c)| pred(c))
+                .map(|(s, _)| *s)
+                .collect();
+            for seq in seqs {
+                if let Some(call) = map.remove(&seq) {
+                    let target = call.target;
+                    out.push((target, self.untrack(call)));
+                }
+            }
+        }
+        out
+    }
+
     /// Fails every call that went through `hop`: its link is gone.
     pub(crate) fn fail_hop(&self, hop: LogicAddr) {
-        for shard in &self.shards {
-            let lost: Vec<PendingCall> = {
-                let mut map = shard.lock();
-                let seqs: Vec<u64> = map
-                    .iter()
-                    .filter(|(_, c)| c.hop == hop)
-                    .map(|(s, _)| *s)
-                    .collect();
-                seqs.into_iter().filter_map(|s| map.remove(&s)).collect()
-            };
-            for call in lost {
-                let _ = call.tx.send(Err(RpcError::Disconnected(call.target)));
-            }
+        for (target, done) in self.drain_where(|c| c.hop == hop) {
+            done.finish(Err(RpcError::Disconnected(target)));
         }
     }
 
     /// Fails every pending call (node stopping).
     pub(crate) fn fail_all(&self, err: RpcError) {
-        for shard in &self.shards {
-            let calls: Vec<PendingCall> = shard.lock().drain().map(|(_, c)| c).collect();
-            for call in calls {
-                let _ = call.tx.send(Err(err.clone()));
-            }
+        for (_, done) in self.drain_where(|_| true) {
+            done.finish(Err(err.clone()));
+        }
+    }
+
+    /// Times out callback calls whose deadline passed.
+    fn sweep(&self, now: Instant) {
+        let expired = self.drain_where(
+            |c| matches!(c.done, Completion::Callback { deadline, .. } if deadline <= now),
+        );
+        for (_, done) in expired {
+            done.finish(Err(RpcError::Timeout));
         }
     }
 }
 
-/// A registered call, waiting for its ending. Dropping it forgets the call.
+/// The node's sweeper: enforces callback deadlines while any are pending.
+pub(crate) async fn sweeper(node: Arc<NodeInner>) {
+    let client = &node.rpc_client;
+    loop {
+        if client.callbacks.load(Ordering::Acquire) == 0 {
+            tokio::select! {
+                biased;
+                _ = node.links.cancelled() => return,
+                _ = client.first_callback.notified() => {}
+            }
+            continue;
+        }
+        tokio::select! {
+            biased;
+            _ = node.links.cancelled() => return,
+            _ = tokio::time::sleep(SWEEP) => {}
+        }
+        client.sweep(Instant::now());
+    }
+}
+
+/// A registered awaited call. Dropping it forgets the call.
 #[derive(Debug)]
 pub(crate) struct Waiter {
     pub(crate) node: Arc<NodeInner>,

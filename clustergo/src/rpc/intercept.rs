@@ -26,7 +26,8 @@ pub trait ClientInterceptor: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Runs once per call (not for posts) when it ends.
+    /// Runs once per call when it ends (not for posts, nor for callback calls
+    /// cancelled through their handle).
     fn after_reply(
         &self,
         to: LogicAddr,

@@ -23,6 +23,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::time::Instant;
 
 pub use client::CallHandle;
+use client::Completion;
 pub use codec::{BytesCodec, Codec, ProstCodec};
 pub use error::{ErrorCode, RpcError};
 pub(crate) use intercept::Interceptors;
@@ -180,34 +181,44 @@ fn client_done<T>(
     }
 }
 
-/// Registers and sends a call; the waiter gets its ending.
+/// Registers and sends a call whose ending goes to `done`. On failure the
+/// completion is handed back unrun, with the error.
 fn start_call<C: Codec<Req>, Req>(
     inner: &Arc<NodeInner>,
     to: LogicAddr,
     method: &str,
     req: &Req,
     deadline: Instant,
-) -> Result<client::Waiter, RpcError> {
-    let run = inner.running().ok_or(RpcError::NotStarted)?;
-    let route = inner.route(to)?;
+    done: Completion,
+) -> Result<u64, (RpcError, Completion)> {
+    let prepared = (|| {
+        let run = inner.running().ok_or(RpcError::NotStarted)?;
+        let route = inner.route(to)?;
+        let meta = client_meta(inner, to, method)?;
+        Ok::<_, RpcError>((run.local, route, meta))
+    })();
+    let (local, route, meta) = match prepared {
+        Ok(p) => p,
+        Err(e) => return Err((e, done)),
+    };
     let hop = match &route {
         Route::Local => to,
         Route::Peer(p) => p.remote(),
     };
-    let meta = client_meta(inner, to, method)?;
     let remaining = deadline.saturating_duration_since(Instant::now());
     let timeout_ms = remaining.as_millis().clamp(1, u32::MAX as u128) as u32;
-    let (seq, rx) = inner.rpc_client.begin(to, hop);
-    let waiter = client::Waiter {
-        node: inner.clone(),
-        seq,
-        rx,
-    };
-    let frame =
-        encode_request::<C, Req>(run.local, to, seq, false, timeout_ms, method, &meta, req)?;
-    // The request waits for a connection no longer than the caller waits for it.
-    inner.send_on(&route, frame, Some(deadline))?;
-    Ok(waiter)
+    let seq = inner.rpc_client.begin(to, hop, done);
+    let sent = encode_request::<C, Req>(local, to, seq, false, timeout_ms, method, &meta, req)
+        // The request waits for a connection no longer than the caller waits for it.
+        .and_then(|frame| Ok(inner.send_on(&route, frame, Some(deadline))?));
+    match sent {
+        Ok(()) => Ok(seq),
+        Err(e) => match inner.rpc_client.abandon(seq) {
+            Some(done) => Err((e, done)),
+            // Already ended (a lost link failed it): that ending stands.
+            None => Ok(seq),
+        },
+    }
 }
 
 /// Calls `method` on `to` and waits for the reply, at most `timeout`
@@ -222,17 +233,27 @@ pub async fn call<C, Req, Resp>(
 where
     C: Codec<Req> + Codec<Resp>,
 {
-    let timeout = timeout.unwrap_or(node.inner.config.call_timeout);
+    let inner = &node.inner;
+    let timeout = timeout.unwrap_or(inner.config.call_timeout);
     let started = Instant::now();
     let deadline = started + timeout;
-    let result = match start_call::<C, Req>(&node.inner, to, method, req, deadline) {
-        Ok(waiter) => waiter
-            .wait(deadline)
-            .await
-            .and_then(decode_reply::<C, Resp>),
-        Err(e) => Err(e),
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let result = match start_call::<C, Req>(inner, to, method, req, deadline, Completion::Wait(tx))
+    {
+        Ok(seq) => {
+            let waiter = client::Waiter {
+                node: inner.clone(),
+                seq,
+                rx,
+            };
+            waiter
+                .wait(deadline)
+                .await
+                .and_then(decode_reply::<C, Resp>)
+        }
+        Err((e, _)) => Err(e),
     };
-    client_done(&node.inner, to, method, &result, started);
+    client_done(inner, to, method, &result, started);
     result
 }
 
@@ -241,7 +262,12 @@ fn decode_reply<C: Codec<Resp>, Resp>(bytes: Bytes) -> Result<Resp, RpcError> {
 }
 
 /// Calls `method` on `to`; `cb` runs once with the ending, unless the returned
-/// handle cancels the call first. `cb` runs on a runtime task, never inline.
+/// handle cancels the call first.
+///
+/// `cb` never runs inside this function. It runs where the call ends: on the
+/// receive path of the link that brought the reply (like message handlers — keep
+/// it short, spawn for long work), on the node's sweeper for a timeout (which fires
+/// up to 5 ms after `deadline`), or where a lost link or stop is noticed.
 pub fn call_with_callback<C, Req, Resp, F>(
     node: &Node,
     to: LogicAddr,
@@ -260,25 +286,30 @@ where
         return finished_with_error(cb, RpcError::NotStarted, None);
     };
     let handle = run.handle.clone();
-    let started = Instant::now();
-    match start_call::<C, Req>(inner, to, method, req, deadline) {
-        Ok(waiter) => {
-            let call = CallHandle::new(inner.clone(), waiter.seq);
-            let method: Box<str> = method.into();
-            handle.spawn(async move {
-                let node = waiter.node.clone();
-                let result = waiter
-                    .wait(deadline)
-                    .await
-                    .and_then(decode_reply::<C, Resp>);
-                client_done(&node, to, &method, &result, started);
-                if !matches!(result, Err(RpcError::Cancelled)) {
-                    cb(result);
+    // Interceptors see the ending too; the common no-interceptor case costs nothing.
+    let observe = inner
+        .client_interceptors
+        .get()
+        .map(|list| (list, Box::<str>::from(method), Instant::now()));
+    let done = Completion::Callback {
+        deadline,
+        cb: Box::new(move |reply: client::Reply| {
+            let result = reply.and_then(decode_reply::<C, Resp>);
+            if let Some((list, method, started)) = observe {
+                let elapsed = started.elapsed();
+                for i in list {
+                    i.after_reply(to, &method, result.as_ref().map(|_| ()), elapsed);
                 }
-            });
-            call
+            }
+            cb(result);
+        }),
+    };
+    match start_call::<C, Req>(inner, to, method, req, deadline, done) {
+        Ok(seq) => CallHandle::new(inner.clone(), seq),
+        Err((e, done)) => {
+            handle.spawn(async move { done.finish(Err(e)) });
+            CallHandle::finished()
         }
-        Err(e) => finished_with_error(cb, e, Some(handle)),
     }
 }
 
