@@ -11,11 +11,11 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use parking_lot::RwLock;
 use tokio::time::Instant;
 
-use super::wire::{Request, Response};
+use super::wire::{RequestView, Response};
 use super::{ErrorCode, RpcError, ServerInterceptor};
 use crate::addr::LogicAddr;
 use crate::codec::{Frame, FrameKind, LEN_SIZE};
@@ -83,67 +83,13 @@ impl RpcContext {
     }
 }
 
-/// The fixed part of a request, read without copying.
-struct RequestHead<'a> {
-    seq: u64,
-    one_way: bool,
-    timeout_ms: u32,
-    method: &'a str,
-}
-
-/// Reads a request's header fields, then meta and argument as slices of `body`.
-fn parse(body: &Bytes) -> Result<(RequestHead<'_>, Bytes, Bytes), RpcError> {
-    let bad = || RpcError::Codec("malformed rpc request".into());
-    let mut b = &body[..];
-    if b.len() < 8 + 1 + 4 + 2 {
-        return Err(bad());
-    }
-    let seq = b.get_u64();
-    let flags = b.get_u8();
-    let timeout_ms = b.get_u32();
-    let method_len = b.get_u16() as usize;
-    if b.len() < method_len {
-        return Err(bad());
-    }
-    let method = std::str::from_utf8(&b[..method_len]).map_err(|_| bad())?;
-    b = &b[method_len..];
-    let mut at = body.len() - b.len();
-    let mut take = || -> Result<Bytes, RpcError> {
-        let rest = &body[at..];
-        if rest.len() < 4 {
-            return Err(bad());
-        }
-        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        if rest.len() - 4 < len {
-            return Err(bad());
-        }
-        let slice = body.slice(at + 4..at + 4 + len);
-        at += 4 + len;
-        Ok(slice)
-    };
-    let meta = take()?;
-    let arg = take()?;
-    if at != body.len() {
-        return Err(bad());
-    }
-    Ok((
-        RequestHead {
-            seq,
-            one_way: flags & 1 != 0,
-            timeout_ms,
-            method,
-        },
-        meta,
-        arg,
-    ))
-}
-
 /// Serves one request body from `from`.
 pub(crate) fn dispatch(node: &Arc<NodeInner>, from: LogicAddr, body: Bytes) {
-    let (head, meta, arg) = match parse(&body) {
-        Ok(parts) => parts,
+    let head = match RequestView::parse(&body) {
+        Ok(head) => head,
         Err(e) => {
-            reject(node, from, &body, e);
+            // Without a readable header there is no sequence number to answer.
+            tracing::warn!(%from, error = %e, "dropping malformed rpc request");
             return;
         }
     };
@@ -167,7 +113,7 @@ pub(crate) fn dispatch(node: &Arc<NodeInner>, from: LogicAddr, body: Bytes) {
         from,
         method: method.clone(),
         deadline,
-        meta,
+        meta: head.meta,
     };
     let observed = match node.server_interceptors.get() {
         None => None,
@@ -183,7 +129,7 @@ pub(crate) fn dispatch(node: &Arc<NodeInner>, from: LogicAddr, body: Bytes) {
     };
     let mut replyer = RawReplyer::new(node.clone(), from, head.seq, head.one_way, method);
     replyer.observed = observed;
-    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| handler(ctx, replyer, arg))) {
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| handler(ctx, replyer, head.arg))) {
         tracing::error!(%from, method = head.method, panic = %panic_text(&*panic), "rpc handler panicked");
     }
 }
@@ -191,7 +137,7 @@ pub(crate) fn dispatch(node: &Arc<NodeInner>, from: LogicAddr, body: Bytes) {
 /// Answers a request that will not be served (unroutable, malformed) with `err`,
 /// if its sequence number can be read and it wants an answer.
 pub(crate) fn reject(node: &Arc<NodeInner>, to: LogicAddr, body: &Bytes, err: RpcError) {
-    match Request::decode(body.clone()) {
+    match RequestView::parse(body) {
         Ok(req) if !req.one_way => send_response(node, to, req.seq, Err(&err)),
         Ok(_) => {}
         Err(e) => tracing::warn!(from = %to, error = %e, "dropping malformed rpc request"),

@@ -60,40 +60,66 @@ impl Request {
 
     /// Appends the body to `dst`.
     pub fn encode(&self, dst: &mut BytesMut) {
-        encode_request_parts(
-            dst,
-            self.seq,
-            self.one_way,
-            self.timeout_ms,
-            &self.method,
-            &self.meta,
-            &self.arg,
-        );
+        dst.put_u64(self.seq);
+        dst.put_u8(if self.one_way { ONE_WAY } else { 0 });
+        dst.put_u32(self.timeout_ms);
+        dst.put_u16(self.method.len() as u16);
+        dst.put_slice(self.method.as_bytes());
+        dst.put_u32(self.meta.len() as u32);
+        dst.put_slice(&self.meta);
+        dst.put_u32(self.arg.len() as u32);
+        dst.put_slice(&self.arg);
     }
 
     /// Parses a body. `arg` and `meta` are slices of `src`, not copies.
-    pub fn decode(mut src: Bytes) -> Result<Self, WireError> {
+    pub fn decode(src: Bytes) -> Result<Self, WireError> {
+        let view = RequestView::parse(&src)?;
+        Ok(Self {
+            seq: view.seq,
+            one_way: view.one_way,
+            timeout_ms: view.timeout_ms,
+            method: view.method.to_owned(),
+            meta: view.meta,
+            arg: view.arg,
+        })
+    }
+}
+
+/// A request read in place: the method borrows the body, meta and argument are
+/// slices of it. The server's receive path uses this to avoid copying.
+#[derive(Debug)]
+pub(crate) struct RequestView<'a> {
+    pub(crate) seq: u64,
+    pub(crate) one_way: bool,
+    pub(crate) timeout_ms: u32,
+    pub(crate) method: &'a str,
+    pub(crate) meta: Bytes,
+    pub(crate) arg: Bytes,
+}
+
+impl<'a> RequestView<'a> {
+    pub(crate) fn parse(body: &'a Bytes) -> Result<Self, WireError> {
         let err = |why| WireError {
             what: "request",
             why,
         };
-        if src.len() < 8 + 1 + 4 + 2 {
+        let mut b = &body[..];
+        if b.len() < 8 + 1 + 4 + 2 {
             return Err(err("truncated header"));
         }
-        let seq = src.get_u64();
-        let flags = src.get_u8();
-        let timeout_ms = src.get_u32();
-        let method_len = src.get_u16() as usize;
-        if src.len() < method_len {
+        let seq = b.get_u64();
+        let flags = b.get_u8();
+        let timeout_ms = b.get_u32();
+        let method_len = b.get_u16() as usize;
+        if b.len() < method_len {
             return Err(err("truncated method"));
         }
-        let method = std::str::from_utf8(&src[..method_len])
-            .map_err(|_| err("method is not utf-8"))?
-            .to_owned();
-        src.advance(method_len);
-        let meta = take_sized(&mut src).ok_or_else(|| err("truncated meta"))?;
-        let arg = take_sized(&mut src).ok_or_else(|| err("truncated argument"))?;
-        if !src.is_empty() {
+        let method =
+            std::str::from_utf8(&b[..method_len]).map_err(|_| err("method is not utf-8"))?;
+        let mut rest = body.slice(body.len() - b.len() + method_len..);
+        let meta = take_sized(&mut rest).ok_or_else(|| err("truncated meta"))?;
+        let arg = take_sized(&mut rest).ok_or_else(|| err("truncated argument"))?;
+        if !rest.is_empty() {
             return Err(err("trailing bytes"));
         }
         Ok(Self {
@@ -105,27 +131,6 @@ impl Request {
             arg,
         })
     }
-}
-
-/// Appends a request body without building a [`Request`] (the call hot path).
-pub(crate) fn encode_request_parts(
-    dst: &mut BytesMut,
-    seq: u64,
-    one_way: bool,
-    timeout_ms: u32,
-    method: &str,
-    meta: &[u8],
-    arg: &[u8],
-) {
-    dst.put_u64(seq);
-    dst.put_u8(if one_way { ONE_WAY } else { 0 });
-    dst.put_u32(timeout_ms);
-    dst.put_u16(method.len() as u16);
-    dst.put_slice(method.as_bytes());
-    dst.put_u32(meta.len() as u32);
-    dst.put_slice(meta);
-    dst.put_u32(arg.len() as u32);
-    dst.put_slice(arg);
 }
 
 /// Bytes of a request body's fixed fields plus `method`, before meta and argument.
