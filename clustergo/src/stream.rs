@@ -141,7 +141,8 @@ impl fmt::Debug for Streams {
 }
 
 impl Streams {
-    /// Closes the sessions to `peer` (removed from membership).
+    /// Forgets the session to `peer` (removed from membership), so no new stream
+    /// is opened on it; its connection ends when the peer goes away or on stop.
     pub(crate) fn drop_peer(&self, peer: LogicAddr) {
         self.sessions.lock().remove(&peer);
     }

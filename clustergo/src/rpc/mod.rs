@@ -264,7 +264,9 @@ fn decode_reply<C: Codec<Resp>, Resp>(bytes: Bytes) -> Result<Resp, RpcError> {
 /// Calls `method` on `to`; `cb` runs once with the ending, unless the returned
 /// handle cancels the call first.
 ///
-/// `cb` never runs inside this function. It runs where the call ends: on the
+/// `cb` never runs inside this function (except when there is no runtime at all to
+/// run it on: a node never started, called from outside tokio). It runs where the
+/// call ends: on the
 /// receive path of the link that brought the reply (like message handlers — keep
 /// it short, spawn for long work), on the node's sweeper for a timeout (which fires
 /// up to 5 ms after `deadline`), or where a lost link or stop is noticed.
@@ -282,10 +284,6 @@ where
     F: FnOnce(Result<Resp, RpcError>) + Send + 'static,
 {
     let inner = &node.inner;
-    let Some(run) = inner.running() else {
-        return finished_with_error(cb, RpcError::NotStarted, None);
-    };
-    let handle = run.handle.clone();
     // Interceptors see the ending too; the common no-interceptor case costs nothing.
     let observe = inner
         .client_interceptors
@@ -307,29 +305,19 @@ where
     match start_call::<C, Req>(inner, to, method, req, deadline, done) {
         Ok(seq) => CallHandle::new(inner.clone(), seq),
         Err((e, done)) => {
-            handle.spawn(async move { done.finish(Err(e)) });
+            // Ended before it started: still not inside the caller, when a runtime
+            // is at hand (the node's, or the caller's for a node never started).
+            let handle = inner
+                .running()
+                .map(|run| run.handle.clone())
+                .or_else(|| tokio::runtime::Handle::try_current().ok());
+            match handle {
+                Some(h) => drop(h.spawn(async move { done.finish(Err(e)) })),
+                None => done.finish(Err(e)),
+            }
             CallHandle::finished()
         }
     }
-}
-
-/// Runs `cb` with `err` on a task (so callbacks never run inside the caller).
-fn finished_with_error<Resp, F>(
-    cb: F,
-    err: RpcError,
-    handle: Option<tokio::runtime::Handle>,
-) -> CallHandle
-where
-    Resp: Send + 'static,
-    F: FnOnce(Result<Resp, RpcError>) + Send + 'static,
-{
-    match handle.or_else(|| tokio::runtime::Handle::try_current().ok()) {
-        Some(h) => {
-            h.spawn(async move { cb(Err(err)) });
-        }
-        None => cb(Err(err)),
-    }
-    CallHandle::finished()
 }
 
 /// Sends a one-way request: no reply, no error from the server.
