@@ -18,6 +18,7 @@
 //! - `global`: the process-wide default node and free functions over it.
 
 pub mod addr;
+mod backoff;
 pub mod codec;
 #[doc(hidden)]
 pub mod codegen;

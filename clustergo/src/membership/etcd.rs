@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use super::backoff::Backoff;
+use crate::backoff::Backoff;
 use super::{
     BoxFuture, Member, MemberSet, Membership, MembershipAdmin, MembershipChange, MembershipError,
 };

@@ -9,7 +9,6 @@
 //! JSON or TOML file), the discovery server (the embedded default), and Redis / etcd
 //! behind features.
 
-mod backoff;
 mod discovery;
 #[cfg(feature = "etcd")]
 mod etcd;

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::backoff::Backoff;
+use crate::backoff::Backoff;
 use super::{
     BoxFuture, Member, MemberSet, Membership, MembershipAdmin, MembershipChange, MembershipError,
 };

@@ -13,7 +13,7 @@ use tracing::{debug, info, warn};
 
 use super::proto::{self, DISCOVERY_MAX_FRAME, Request, Response};
 use crate::addr::LogicAddr;
-use crate::membership::backoff::Backoff;
+use crate::backoff::Backoff;
 use crate::membership::{
     BoxFuture, Member, MemberSet, Membership, MembershipAdmin, MembershipChange, MembershipError,
 };

@@ -1,4 +1,4 @@
-//! Reconnect delays shared by the networked membership backends.
+//! Reconnect delays shared by peers and the networked membership backends.
 
 use std::time::Duration;
 
