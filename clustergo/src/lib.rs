@@ -26,6 +26,7 @@ mod fastmap;
 pub mod gate;
 mod global;
 pub mod handshake;
+mod link;
 pub mod membership;
 mod message;
 pub mod node;
@@ -39,7 +40,7 @@ pub use global::{
     default_node, get_addr_by_type, register_bin_handler, register_pb_handler, send_bin, send_pb,
     start, stop, wait,
 };
-pub use node::{Config, DEV_SECRET, Metrics, Node, SendError, StartError};
+pub use node::{Config, DEV_SECRET, Metrics, Node, Secret, SendError, StartError};
 pub use rpc::{CallHandle, Codec, ProstCodec, RawReplyer, Replyer, RpcContext, RpcError};
 pub use stream::{Stream, StreamError};
 pub use tokio::time::Instant;
