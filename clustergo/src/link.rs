@@ -150,45 +150,35 @@ mod tests {
         assert_eq!(s.connected(), Some(7));
     }
 
-    /// Both nodes dial at once. The lower address (ours wins) refuses the remote's
-    /// dial and keeps its own, in either order of events.
+    /// Both nodes dial at once, events in either order. The lower address (ours
+    /// wins) refuses the remote's dial and keeps its own; the higher accepts the
+    /// remote's and drops its own if it gets through at all. If our dial is answered
+    /// before the remote's arrives, the link exists and the remote's is the duplicate.
     #[test]
-    fn simultaneous_dial_lower_address() {
-        // The remote's dial arrives first, then ours is answered.
-        let mut s = LinkState::new(net(1));
-        s.dial_started();
-        assert_eq!(s.offer(7, true), DUP);
-        assert_eq!(s.dialed(7), Ok(()));
-        s.dial_ended();
-        assert_eq!(s.connected(), Some(7));
-        // Ours is answered first, then the remote's dial arrives.
-        let mut s = LinkState::new(net(1));
-        s.dial_started();
-        assert_eq!(s.dialed(7), Ok(()));
-        s.dial_ended();
-        assert_eq!(s.offer(7, true), DUP);
-        assert_eq!(s.connected(), Some(7));
-    }
-
-    /// The higher address accepts the remote's dial; its own dial, if it gets
-    /// through at all, is dropped.
-    #[test]
-    fn simultaneous_dial_higher_address() {
-        // The remote's dial arrives first, then ours is answered.
-        let mut s = LinkState::new(net(1));
-        s.dial_started();
-        assert_eq!(s.offer(7, false), Ok(()));
-        assert_eq!(s.dialed(7), DUP);
-        s.dial_ended();
-        assert_eq!(s.connected(), Some(7));
-        // Ours is answered first (the remote was not dialing yet), then its dial
-        // arrives: the link exists, so that dial is the duplicate.
-        let mut s = LinkState::new(net(1));
-        s.dial_started();
-        assert_eq!(s.dialed(7), Ok(()));
-        s.dial_ended();
-        assert_eq!(s.offer(7, false), DUP);
-        assert_eq!(s.connected(), Some(7));
+    fn simultaneous_dial() {
+        // (ours wins, the remote's dial arrives before ours is answered,
+        //  verdict on the remote's dial, outcome of ours)
+        let cases = [
+            (true, true, DUP, Ok(())),
+            (true, false, DUP, Ok(())),
+            (false, true, Ok(()), DUP),
+            (false, false, DUP, Ok(())),
+        ];
+        for (ours_wins, offer_first, want_offer, want_dialed) in cases {
+            let mut s = LinkState::new(net(1));
+            s.dial_started();
+            let (offer, dialed) = if offer_first {
+                let offer = s.offer(7, ours_wins);
+                (offer, s.dialed(7))
+            } else {
+                let dialed = s.dialed(7);
+                (s.offer(7, ours_wins), dialed)
+            };
+            s.dial_ended();
+            let case = format!("ours wins {ours_wins}, offer first {offer_first}");
+            assert_eq!((offer, dialed), (want_offer, want_dialed), "{case}");
+            assert_eq!(s.connected(), Some(7), "{case}");
+        }
     }
 
     #[test]
