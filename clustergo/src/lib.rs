@@ -9,8 +9,11 @@
 //! - [`codec`]: the frame format between nodes.
 //! - [`handshake`]: authenticated connection setup.
 //! - `peer`: one remote node: lazy connection, pending queue, writer and reader.
+//! - `link`: the pure state of a peer's link (which connection wins a dial race).
+//! - `backoff`: jittered reconnect delays for peers and membership backends.
 //! - `message`: protobuf and binary message handlers.
-//! - [`node`]: the [`Node`] handle, routing (direct or through harbors), start/stop.
+//! - [`node`]: the [`Node`] handle and its parts: config, start, routing (direct or
+//!   through harbors), dispatch and relay, accept/dial, membership changes, stop.
 //! - [`rpc`]: calls, replies, errors, codecs.
 //! - [`stream`]: multiplexed byte streams between nodes (yamux).
 //! - [`membership`]: who is in the cluster, backends, and the visibility rules.
@@ -26,6 +29,7 @@ mod fastmap;
 pub mod gate;
 mod global;
 pub mod handshake;
+mod link;
 pub mod membership;
 mod message;
 pub mod node;
@@ -39,7 +43,7 @@ pub use global::{
     default_node, get_addr_by_type, register_bin_handler, register_pb_handler, send_bin, send_pb,
     start, stop, wait,
 };
-pub use node::{Config, DEV_SECRET, Metrics, Node, SendError, StartError};
+pub use node::{Config, DEV_SECRET, Metrics, Node, Secret, SendError, StartError};
 pub use rpc::{CallHandle, Codec, ProstCodec, RawReplyer, Replyer, RpcContext, RpcError};
 pub use stream::{Stream, StreamError};
 pub use tokio::time::Instant;

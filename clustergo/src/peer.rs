@@ -11,14 +11,13 @@
 //! 4. on loss, pending calls through this peer fail at once and the driver returns
 //!    to step 1.
 //!
-//! Both nodes dialing at once: the acceptor refuses a dial as `Duplicate` when it
-//! already has a connection from the same incarnation of that node, or when it is
-//! dialing too and its own address is lower (the lower address's dial wins). No frame
-//! is written before the verdict, so the losing dial carries nothing.
+//! Which connection is used when both nodes dial at once, or the remote restarts,
+//! is decided by the pure [`LinkState`] (`link.rs`); the driver only carries out its
+//! transitions. No frame is written before the verdict, so a losing dial carries
+//! nothing. Dials go through the node's one dial path (`NodeInner::dial`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -32,9 +31,11 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::addr::LogicAddr;
+use crate::backoff::Backoff;
 use crate::codec::FrameCodec;
-use crate::handshake::{self, ConnKind, HandshakeError, Hello, Refusal};
-use crate::node::{NodeInner, SendError};
+use crate::handshake::{ConnKind, HandshakeError, Refusal};
+use crate::link::{LinkState, Moved};
+use crate::node::{Counters, NodeInner, SendError};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -55,12 +56,10 @@ pub(crate) struct Inbound {
     pub(crate) incarnation: u64,
 }
 
+/// The link's state and the handle to end its live connection, under one lock.
 #[derive(Debug)]
-struct LinkState {
-    net: SocketAddr,
-    dialing: bool,
-    /// Incarnation of the remote on the live (or being adopted) connection.
-    connected: Option<u64>,
+struct Shared {
+    link: LinkState,
     /// Cancels the live connection (address change).
     kill: Option<CancellationToken>,
 }
@@ -71,7 +70,7 @@ pub(crate) struct Peer {
     remote: LogicAddr,
     tx: mpsc::Sender<Outgoing>,
     inbound_tx: mpsc::UnboundedSender<Inbound>,
-    state: Mutex<LinkState>,
+    state: Mutex<Shared>,
     closed: CancellationToken,
 }
 
@@ -84,19 +83,17 @@ enum Ended {
 impl Peer {
     /// Creates the peer and starts its driver.
     pub(crate) fn spawn(node: &Arc<NodeInner>, remote: LogicAddr, net: SocketAddr) -> Arc<Peer> {
-        let (tx, rx) = mpsc::channel(node.config.pending_queue.max(1));
+        let (tx, rx) = mpsc::channel(node.config().pending_queue.max(1));
         let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
         let peer = Arc::new(Peer {
             remote,
             tx,
             inbound_tx,
-            state: Mutex::new(LinkState {
-                net,
-                dialing: false,
-                connected: None,
+            state: Mutex::new(Shared {
+                link: LinkState::new(net),
                 kill: None,
             }),
-            closed: node.links.child_token(),
+            closed: node.links().child_token(),
         });
         let driver = Driver {
             peer: peer.clone(),
@@ -132,26 +129,20 @@ impl Peer {
     /// Membership moved the peer: drop the live connection and dial `net` from now on.
     pub(crate) fn set_net(&self, net: SocketAddr) {
         let mut st = self.state.lock();
-        if st.net != net {
-            st.net = net;
-            if let Some(kill) = st.kill.take() {
-                kill.cancel();
-            }
+        if st.link.moved(net) == Moved::Redirected
+            && let Some(kill) = st.kill.take()
+        {
+            kill.cancel();
         }
     }
 
     /// Decides whether to accept an inbound connection from `incarnation` of the
-    /// remote, reserving the link if so. See the module docs for the rule.
+    /// remote, reserving the link if so ([`LinkState::offer`]).
     pub(crate) fn offer_inbound(&self, incarnation: u64, local: LogicAddr) -> Result<(), Refusal> {
-        let mut st = self.state.lock();
-        match st.connected {
-            Some(current) if current == incarnation => return Err(Refusal::Duplicate),
-            Some(_) => {} // the remote restarted: the new connection replaces the old
-            None if st.dialing && local < self.remote => return Err(Refusal::Duplicate),
-            None => {}
-        }
-        st.connected = Some(incarnation);
-        Ok(())
+        self.state
+            .lock()
+            .link
+            .offer(incarnation, local < self.remote)
     }
 
     /// Hands an accepted connection to the driver, or releases the reservation made
@@ -161,12 +152,7 @@ impl Peer {
             Ok(inbound) => {
                 let _ = self.inbound_tx.send(inbound);
             }
-            Err(incarnation) => {
-                let mut st = self.state.lock();
-                if st.connected == Some(incarnation) {
-                    st.connected = None;
-                }
-            }
+            Err(incarnation) => self.state.lock().link.offer_lost(incarnation),
         }
     }
 }
@@ -203,7 +189,7 @@ impl Driver {
     /// Step 1 and 2: wait for work, then dial until connected or adopted. `None`
     /// means the peer is closed.
     async fn connect(&mut self) -> Option<(TcpStream, u64)> {
-        let mut backoff = MIN_BACKOFF;
+        let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
         loop {
             self.drop_expired();
             if self.carry.is_none() {
@@ -243,9 +229,8 @@ impl Driver {
                     let inbound = inbound?;
                     return Some((inbound.stream, inbound.incarnation));
                 }
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 
@@ -267,51 +252,23 @@ impl Driver {
             }
         }
         if dropped > 0 {
-            self.node
-                .counters
-                .frames_expired
-                .fetch_add(dropped as u64, Ordering::Relaxed);
+            self.node.counters().frames_expired(dropped);
             tracing::debug!(peer = %self.peer.remote, dropped, "dropped expired frames while unconnected");
         }
     }
 }
 
-/// Dials the peer and runs the handshake.
+/// Dials the peer through the node's dial path; the link state decides whether
+/// the connection is used.
 async fn dial(peer: &Peer, node: &NodeInner) -> Result<(TcpStream, u64), HandshakeError> {
-    let net = {
-        let mut st = peer.state.lock();
-        st.dialing = true;
-        st.net
-    };
+    let net = peer.state.lock().link.dial_started();
     let _dialing = Dialing(&peer.state);
-    let timeout = node.config.handshake_timeout;
-    let mut stream = tokio::time::timeout(timeout, TcpStream::connect(net))
-        .await
-        .map_err(|_| HandshakeError::Timeout)??;
-    stream.set_nodelay(true)?;
-    let run = node
-        .running()
-        .ok_or(HandshakeError::Refused(Refusal::Stopping))?;
-    let hello = Hello {
-        kind: ConnKind::Frames,
-        logic: run.local,
-        incarnation: node.incarnation,
-        listen: run.listen,
-    };
-    let id = handshake::dial(
-        &mut stream,
-        &node.config.secret,
-        &hello,
-        peer.remote,
-        timeout,
-    )
-    .await?;
-    let mut st = peer.state.lock();
-    if st.connected.is_some() {
-        // An inbound link was accepted while we dialed; it is the one in use.
-        return Err(HandshakeError::Refused(Refusal::Duplicate));
-    }
-    st.connected = Some(id.incarnation);
+    let (stream, id) = node.dial(ConnKind::Frames, peer.remote, net).await?;
+    peer.state
+        .lock()
+        .link
+        .dialed(id.incarnation)
+        .map_err(HandshakeError::Refused)?;
     Ok((stream, id.incarnation))
 }
 
@@ -322,19 +279,16 @@ impl Driver {
         let dead = CancellationToken::new();
         {
             let mut st = self.peer.state.lock();
-            st.connected = Some(incarnation);
+            st.link.up(incarnation);
             st.kill = Some(dead.clone());
         }
         tracing::debug!(peer = %remote, "link up");
-        self.node
-            .counters
-            .links_established
-            .fetch_add(1, Ordering::Relaxed);
+        self.node.counters().link_established();
         let (rd, mut wr) = stream.into_split();
         let reader = {
             let node = self.node.clone();
             let dead = dead.clone();
-            let max = node.config.max_frame;
+            let max = node.config().max_frame;
             // Ends at EOF or bad input, or is aborted when the writer side ends.
             tokio::spawn(async move {
                 let mut frames = FramedRead::new(rd, FrameCodec::new(max));
@@ -354,7 +308,7 @@ impl Driver {
         let mut batch: Vec<Outgoing> = Vec::with_capacity(BATCH);
         let mut buf = BytesMut::with_capacity(64 * 1024);
         batch.extend(self.carry.take());
-        let expired = &self.node.counters.frames_expired;
+        let counters = self.node.counters();
         let ended = loop {
             if dead.is_cancelled() {
                 break Ended::Lost;
@@ -364,7 +318,7 @@ impl Driver {
                 while let Ok(out) = self.rx.try_recv() {
                     batch.push(out);
                 }
-                fill(&mut buf, &mut batch, expired);
+                fill(&mut buf, &mut batch, counters);
                 let _ = wr.write_all(&buf).await;
                 let _ = wr.shutdown().await;
                 break Ended::Closed;
@@ -388,7 +342,7 @@ impl Driver {
                     n = self.rx.recv_many(&mut batch, BATCH) => if n == 0 { break Ended::Closed },
                 }
             }
-            fill(&mut buf, &mut batch, expired);
+            fill(&mut buf, &mut batch, counters);
             if buf.is_empty() {
                 continue;
             }
@@ -408,17 +362,12 @@ impl Driver {
         reader.abort();
         {
             let mut st = self.peer.state.lock();
-            if st.connected == Some(incarnation) {
-                st.connected = None;
-            }
+            st.link.down(incarnation);
             st.kill = None;
         }
         if !matches!(ended, Ended::Closed) {
             tracing::debug!(peer = %remote, "link lost");
-            self.node
-                .counters
-                .links_lost
-                .fetch_add(1, Ordering::Relaxed);
+            self.node.counters().link_lost();
         }
         self.node.link_lost(remote);
         ended
@@ -426,16 +375,16 @@ impl Driver {
 }
 
 /// Clears the `dialing` mark however the dial ends (done, failed, or abandoned).
-struct Dialing<'a>(&'a Mutex<LinkState>);
+struct Dialing<'a>(&'a Mutex<Shared>);
 
 impl Drop for Dialing<'_> {
     fn drop(&mut self) {
-        self.0.lock().dialing = false;
+        self.0.lock().link.dial_ended();
     }
 }
 
 /// Moves the batch's unexpired frames into `buf` (cleared first).
-fn fill(buf: &mut BytesMut, batch: &mut Vec<Outgoing>, expired_total: &AtomicU64) {
+fn fill(buf: &mut BytesMut, batch: &mut Vec<Outgoing>, counters: &Counters) {
     buf.clear();
     let now = Instant::now();
     let mut expired = 0usize;
@@ -447,7 +396,7 @@ fn fill(buf: &mut BytesMut, batch: &mut Vec<Outgoing>, expired_total: &AtomicU64
         }
     }
     if expired > 0 {
-        expired_total.fetch_add(expired as u64, Ordering::Relaxed);
+        counters.frames_expired(expired);
         tracing::debug!(expired, "dropped expired frames");
     }
 }

@@ -25,8 +25,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
 
 use crate::addr::LogicAddr;
-use crate::handshake::{self, ConnKind, HandshakeError, Hello};
-use crate::node::{Node, NodeInner};
+use crate::handshake::{ConnKind, HandshakeError};
+use crate::node::{Node, NodeInner, is_direct};
 
 /// Streams one session carries at most.
 const MAX_STREAMS: usize = 4096;
@@ -157,7 +157,7 @@ impl Node {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let h: Handler = Arc::new(move |s| Box::pin(handler(s)));
-        *self.inner.streams.handler.write() = Some(h);
+        *self.inner.streams().handler.write() = Some(h);
     }
 
     /// Opens a stream to `peer`, making the session on first use.
@@ -167,7 +167,7 @@ impl Node {
         if peer == run.local {
             return Err(StreamError::SelfStream);
         }
-        if !(peer.same_cluster(run.local) || (peer.is_harbor() && run.local.is_harbor())) {
+        if !is_direct(run.local, peer) {
             return Err(StreamError::NotDirect(peer));
         }
         // An existing session first; if it turns out dead, one fresh attempt.
@@ -196,22 +196,22 @@ impl Node {
 /// The session to `peer`, dialing it if there is none. Concurrent opens wait for
 /// one dial instead of each making their own.
 async fn session_to(inner: &Arc<NodeInner>, peer: LogicAddr) -> Result<Session, StreamError> {
-    if let Some(s) = inner.streams.sessions.lock().get(&peer).cloned() {
+    if let Some(s) = inner.streams().sessions.lock().get(&peer).cloned() {
         return Ok(s);
     }
     let lock = inner
-        .streams
+        .streams()
         .dialing
         .lock()
         .entry(peer)
         .or_default()
         .clone();
     let _dialing = lock.lock().await;
-    if let Some(s) = inner.streams.sessions.lock().get(&peer).cloned() {
+    if let Some(s) = inner.streams().sessions.lock().get(&peer).cloned() {
         return Ok(s);
     }
     let result = dial_session(inner, peer).await;
-    inner.streams.dialing.lock().remove(&peer);
+    inner.streams().dialing.lock().remove(&peer);
     result
 }
 
@@ -225,33 +225,21 @@ async fn open_on(session: &Session) -> Result<yamux::Stream, String> {
 }
 
 fn remove_session(inner: &NodeInner, peer: LogicAddr, id: u64) {
-    let mut sessions = inner.streams.sessions.lock();
+    let mut sessions = inner.streams().sessions.lock();
     if sessions.get(&peer).is_some_and(|s| s.id == id) {
         sessions.remove(&peer);
     }
 }
 
 async fn dial_session(inner: &Arc<NodeInner>, peer: LogicAddr) -> Result<Session, StreamError> {
-    let run = inner.running().ok_or(StreamError::NotRunning)?;
+    inner.running().ok_or(StreamError::NotRunning)?;
     let net = inner
         .member_net(peer)
         .ok_or(StreamError::UnknownPeer(peer))?;
-    let connect = |source| StreamError::Connect { peer, source };
-    let timeout = inner.config.handshake_timeout;
-    let mut tcp = tokio::time::timeout(timeout, TcpStream::connect(net))
+    let (tcp, _) = inner
+        .dial(ConnKind::Streams, peer, net)
         .await
-        .map_err(|_| connect(HandshakeError::Timeout))?
-        .map_err(|e| connect(e.into()))?;
-    tcp.set_nodelay(true).map_err(|e| connect(e.into()))?;
-    let hello = Hello {
-        kind: ConnKind::Streams,
-        logic: run.local,
-        incarnation: inner.incarnation,
-        listen: run.listen,
-    };
-    handshake::dial(&mut tcp, &inner.config.secret, &hello, peer, timeout)
-        .await
-        .map_err(connect)?;
+        .map_err(|source| StreamError::Connect { peer, source })?;
     Ok(start_session(inner, peer, tcp, yamux::Mode::Client))
 }
 
@@ -276,17 +264,17 @@ fn start_session(
     let conn = yamux::Connection::new(tcp.compat(), cfg, mode);
     let (open_tx, open_rx) = mpsc::unbounded_channel();
     let session = Session {
-        id: inner.streams.next_id.fetch_add(1, Ordering::Relaxed),
+        id: inner.streams().next_id.fetch_add(1, Ordering::Relaxed),
         open_tx,
     };
     let registered = {
-        let mut sessions = inner.streams.sessions.lock();
+        let mut sessions = inner.streams().sessions.lock();
         sessions.entry(peer).or_insert_with(|| session.clone()).id == session.id
     };
     let node = inner.clone();
     let id = session.id;
     inner.spawn(async move {
-        let closed = node.links.clone();
+        let closed = node.links().clone();
         tokio::select! {
             r = drive(&node, peer, conn, open_rx) => {
                 if let Err(e) = r {
@@ -328,7 +316,7 @@ async fn drive(
         loop {
             match conn.poll_next_inbound(cx) {
                 Poll::Ready(Some(Ok(stream))) => {
-                    let handler = node.streams.handler.read().clone();
+                    let handler = node.streams().handler.read().clone();
                     match handler {
                         Some(h) => node.spawn_detached(h(Stream {
                             inner: stream.compat(),

@@ -266,7 +266,7 @@ async fn wrong_secret_is_rejected() {
     let a = c.start("1.1.1").await;
     a.register_pb_message::<Echo>(PB);
     let other = Config {
-        secret: b"another-secret".to_vec(),
+        secret: b"another-secret".into(),
         ..config()
     };
     let b = c.start_with("1.2.1", false, other).await;

@@ -17,7 +17,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 fn config() -> Config {
     Config {
-        secret: b"service-test".to_vec(),
+        secret: b"service-test".into(),
         ..Config::default()
     }
 }

@@ -206,19 +206,19 @@ impl Client {
 
 /// The node's sweeper: enforces callback deadlines while any are pending.
 pub(crate) async fn sweeper(node: Arc<NodeInner>) {
-    let client = &node.rpc_client;
+    let client = node.rpc_client();
     loop {
         if client.callbacks.load(Ordering::Acquire) == 0 {
             tokio::select! {
                 biased;
-                _ = node.links.cancelled() => return,
+                _ = node.links().cancelled() => return,
                 _ = client.first_callback.notified() => {}
             }
             continue;
         }
         tokio::select! {
             biased;
-            _ = node.links.cancelled() => return,
+            _ = node.links().cancelled() => return,
             _ = tokio::time::sleep(SWEEP) => {}
         }
         client.sweep(Instant::now());
@@ -240,7 +240,7 @@ impl Waiter {
             Ok(Ok(reply)) => reply,
             Ok(Err(_)) => Err(RpcError::Cancelled),
             Err(_) => {
-                if self.node.rpc_client.forget(self.seq) {
+                if self.node.rpc_client().forget(self.seq) {
                     Err(RpcError::Timeout)
                 } else {
                     // Completed or cancelled just now.
@@ -259,7 +259,7 @@ impl Waiter {
 impl Drop for Waiter {
     fn drop(&mut self) {
         if self.seq != 0 {
-            self.node.rpc_client.forget(self.seq);
+            self.node.rpc_client().forget(self.seq);
         }
     }
 }
@@ -289,6 +289,6 @@ impl CallHandle {
     pub fn cancel(&self) -> bool {
         self.node
             .as_ref()
-            .is_some_and(|node| node.rpc_client.forget(self.seq))
+            .is_some_and(|node| node.rpc_client().forget(self.seq))
     }
 }

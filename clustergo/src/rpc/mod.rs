@@ -100,7 +100,7 @@ where
     Resp: Send + 'static,
     F: Fn(RpcContext, Replyer<Resp, C>, Req) + Send + Sync + 'static,
 {
-    node.inner.rpc_server.register(
+    node.inner.rpc_server().register(
         method,
         Arc::new(
             move |ctx, raw: RawReplyer, arg: Bytes| match <C as Codec<Req>>::decode(arg) {
@@ -116,7 +116,7 @@ pub fn register_raw<F>(node: &Node, method: &str, handler: F)
 where
     F: Fn(RpcContext, RawReplyer, Bytes) + Send + Sync + 'static,
 {
-    node.inner.rpc_server.register(method, Arc::new(handler));
+    node.inner.rpc_server().register(method, Arc::new(handler));
 }
 
 /// Encodes a whole request frame, the argument written by `C` in place.
@@ -157,7 +157,7 @@ fn encode_request<C: Codec<Req>, Req>(
 /// Runs the client interceptors' `before_send`; returns the metadata to send.
 fn client_meta(inner: &NodeInner, to: LogicAddr, method: &str) -> Result<Vec<u8>, RpcError> {
     let mut meta = Vec::new();
-    if let Some(list) = inner.client_interceptors.get() {
+    if let Some(list) = inner.client_interceptors().get() {
         for i in list {
             i.before_send(to, method, &mut meta)?;
         }
@@ -173,7 +173,7 @@ fn client_done<T>(
     result: &Result<T, RpcError>,
     started: Instant,
 ) {
-    if let Some(list) = inner.client_interceptors.get() {
+    if let Some(list) = inner.client_interceptors().get() {
         let elapsed = started.elapsed();
         for i in list {
             i.after_reply(to, method, result.as_ref().map(|_| ()), elapsed);
@@ -207,13 +207,13 @@ fn start_call<C: Codec<Req>, Req>(
     };
     let remaining = deadline.saturating_duration_since(Instant::now());
     let timeout_ms = remaining.as_millis().clamp(1, u32::MAX as u128) as u32;
-    let seq = inner.rpc_client.begin(to, hop, done);
+    let seq = inner.rpc_client().begin(to, hop, done);
     let sent = encode_request::<C, Req>(local, to, seq, false, timeout_ms, method, &meta, req)
         // The request waits for a connection no longer than the caller waits for it.
         .and_then(|frame| Ok(inner.send_on(&route, frame, Some(deadline))?));
     match sent {
         Ok(()) => Ok(seq),
-        Err(e) => match inner.rpc_client.abandon(seq) {
+        Err(e) => match inner.rpc_client().abandon(seq) {
             Some(done) => Err((e, done)),
             // Already ended (a lost link failed it): that ending stands.
             None => Ok(seq),
@@ -234,7 +234,7 @@ where
     C: Codec<Req> + Codec<Resp>,
 {
     let inner = &node.inner;
-    let timeout = timeout.unwrap_or(inner.config.call_timeout);
+    let timeout = timeout.unwrap_or(inner.config().call_timeout);
     let started = Instant::now();
     let deadline = started + timeout;
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -286,7 +286,7 @@ where
     let inner = &node.inner;
     // Interceptors see the ending too; the common no-interceptor case costs nothing.
     let observe = inner
-        .client_interceptors
+        .client_interceptors()
         .get()
         .map(|list| (list, Box::<str>::from(method), Instant::now()));
     let done = Completion::Callback {
@@ -330,7 +330,7 @@ pub fn post<C: Codec<Req>, Req>(
     let inner = &node.inner;
     let run = inner.running().ok_or(RpcError::NotStarted)?;
     let timeout_ms = inner
-        .config
+        .config()
         .send_timeout
         .as_millis()
         .clamp(1, u32::MAX as u128) as u32;
@@ -343,12 +343,12 @@ pub fn post<C: Codec<Req>, Req>(
 impl Node {
     /// Adds a hook around this node's outgoing calls.
     pub fn add_client_interceptor(&self, interceptor: impl ClientInterceptor) {
-        self.inner.client_interceptors.add(Arc::new(interceptor));
+        self.inner.client_interceptors().add(Arc::new(interceptor));
     }
 
     /// Adds a hook around the requests this node serves.
     pub fn add_server_interceptor(&self, interceptor: impl ServerInterceptor) {
-        self.inner.server_interceptors.add(Arc::new(interceptor));
+        self.inner.server_interceptors().add(Arc::new(interceptor));
     }
 
     /// Registers a prost-typed method. See [`register`].

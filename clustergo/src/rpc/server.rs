@@ -98,11 +98,11 @@ pub(crate) fn dispatch(node: &Arc<NodeInner>, from: LogicAddr, body: Bytes) {
             send_response(node, from, head.seq, Err(&err));
         }
     };
-    if node.stopping.load(std::sync::atomic::Ordering::Acquire) {
+    if node.is_stopping() {
         reply_err(RpcError::ServiceUnavailable("node stopping".into()));
         return;
     }
-    let Some((method, handler)) = node.rpc_server.lookup(head.method) else {
+    let Some((method, handler)) = node.rpc_server().lookup(head.method) else {
         tracing::debug!(%from, method = head.method, "invalid method");
         reply_err(RpcError::InvalidMethod(head.method.to_owned()));
         return;
@@ -115,7 +115,7 @@ pub(crate) fn dispatch(node: &Arc<NodeInner>, from: LogicAddr, body: Bytes) {
         deadline,
         meta: head.meta,
     };
-    let observed = match node.server_interceptors.get() {
+    let observed = match node.server_interceptors().get() {
         None => None,
         Some(list) => {
             for i in &list {
@@ -165,7 +165,7 @@ fn send_response(
             buf.put_u32(0);
             buf.put_u32(0);
             let start = buf.len();
-            let max = node.config.max_frame;
+            let max = node.config().max_frame;
             let encoded = encode(&mut buf).and_then(|()| {
                 // A result the peer would refuse as oversize becomes an error reply,
                 // so the caller learns why instead of waiting for its timeout.
@@ -229,7 +229,7 @@ impl fmt::Debug for RawReplyer {
 
 impl RawReplyer {
     fn new(node: Arc<NodeInner>, to: LogicAddr, seq: u64, one_way: bool, method: Arc<str>) -> Self {
-        node.inflight.enter();
+        node.inflight().enter();
         Self {
             node,
             to,
@@ -309,6 +309,6 @@ impl Drop for RawReplyer {
             self.observe(ErrorCode::ServiceUnavailable);
         }
         self.observe(ErrorCode::Ok);
-        self.node.inflight.leave();
+        self.node.inflight().leave();
     }
 }

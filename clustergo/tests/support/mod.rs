@@ -37,7 +37,7 @@ pub fn addr(s: &str) -> LogicAddr {
 
 pub fn config() -> Config {
     Config {
-        secret: b"test-secret".to_vec(),
+        secret: b"test-secret".into(),
         ..Config::default()
     }
 }

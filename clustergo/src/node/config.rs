@@ -1,0 +1,122 @@
+//! Node settings, and the cluster secret that `Debug` never prints.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::codec::DEFAULT_MAX_FRAME;
+
+/// The secret used when none is configured. Fine for examples and tests; a node
+/// started with it logs a warning. Set `CLUSTERGO_SECRET` or [`Config::secret`].
+pub const DEV_SECRET: &[u8] = b"clustergo-dev-secret-do-not-use-in-production";
+
+/// The cluster secret. A newtype so that `Debug` (and so any log of a [`Config`])
+/// prints `<redacted>` instead of the bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    /// A secret of these bytes.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        Self(bytes.into())
+    }
+
+    /// The bytes, for the handshake.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl From<Vec<u8>> for Secret {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+}
+
+impl From<&[u8]> for Secret {
+    fn from(bytes: &[u8]) -> Self {
+        Self(bytes.to_vec())
+    }
+}
+
+impl<const N: usize> From<&[u8; N]> for Secret {
+    fn from(bytes: &[u8; N]) -> Self {
+        Self(bytes.to_vec())
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Self(s.as_bytes().to_vec())
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Self(s.into_bytes())
+    }
+}
+
+/// Node settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Cluster secret both sides of a connection must know. Default: the
+    /// `CLUSTERGO_SECRET` environment variable, else [`DEV_SECRET`] (with a warning).
+    pub secret: Secret,
+    /// Largest frame accepted or sent (the length field's value).
+    pub max_frame: usize,
+    /// Frames a peer queues before sends fail with `Busy`.
+    pub pending_queue: usize,
+    /// How long a message may wait for a connection before it is dropped.
+    pub send_timeout: Duration,
+    /// Timeout of [`Node::call`](crate::Node::call).
+    pub call_timeout: Duration,
+    /// Time allowed to connect and authenticate.
+    pub handshake_timeout: Duration,
+    /// How long [`Node::stop`](crate::Node::stop) waits for in-flight requests to be answered.
+    pub drain_timeout: Duration,
+    /// How long [`Node::start`](crate::Node::start) waits for the first membership snapshot.
+    pub membership_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let secret = std::env::var("CLUSTERGO_SECRET")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .map(Secret::from)
+            .unwrap_or_else(|| DEV_SECRET.into());
+        Self {
+            secret,
+            max_frame: DEFAULT_MAX_FRAME,
+            pending_queue: 1024,
+            send_timeout: Duration::from_millis(200),
+            call_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(1),
+            drain_timeout: Duration::from_secs(5),
+            membership_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_redacts_the_secret_and_lists_every_field() {
+        let config = Config {
+            secret: "hunter2".into(),
+            ..Config::default()
+        };
+        let text = format!("{config:?}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("secret: <redacted>"), "{text}");
+        assert!(text.contains("membership_timeout"), "{text}");
+    }
+}

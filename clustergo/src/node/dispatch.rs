@@ -1,0 +1,66 @@
+//! Frames that arrive: handled here, or relayed on by a harbor; and the loop that
+//! delivers frames a node sends to itself.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::{NodeInner, SendError};
+use crate::addr::LogicAddr;
+use crate::codec::{Frame, FrameKind};
+use crate::rpc::{self, RpcError};
+
+impl NodeInner {
+    /// Handles a frame that arrived from a peer or from this node itself.
+    pub(crate) fn dispatch(self: &Arc<Self>, frame: Frame) {
+        let Some(run) = self.run.get() else { return };
+        if frame.to != run.local {
+            self.relay(frame, run.local);
+            return;
+        }
+        match frame.kind {
+            FrameKind::Pb => self.messages.dispatch_pb(frame.from, frame.cmd, frame.body),
+            FrameKind::Binary => self
+                .messages
+                .dispatch_bin(frame.from, frame.cmd, frame.body),
+            FrameKind::RpcRequest => rpc::server::dispatch(self, frame.from, frame.body),
+            FrameKind::RpcResponse => self.rpc_client.complete(frame.from, frame.body),
+        }
+    }
+
+    /// Forwards a frame addressed to another node (harbors only). The body is not
+    /// decoded. An RPC request that cannot be forwarded is answered with an error.
+    fn relay(self: &Arc<Self>, frame: Frame, local: LogicAddr) {
+        let result = if local.is_harbor() {
+            self.send_frame(frame.to, frame.to_bytes(), None)
+        } else {
+            Err(SendError::Unreachable(frame.to))
+        };
+        if let Err(e) = result {
+            tracing::debug!(to = %frame.to, from = %frame.from, error = %e, "cannot relay frame");
+            if frame.kind == FrameKind::RpcRequest {
+                let err = match e {
+                    SendError::Busy => RpcError::Busy,
+                    _ => RpcError::Unreachable(frame.to),
+                };
+                rpc::server::reject(self, frame.from, &frame.body, err);
+            }
+        }
+    }
+}
+
+/// Delivers frames a node sends to itself, in order, without a socket.
+pub(super) async fn local_loop(inner: Arc<NodeInner>, mut rx: mpsc::Receiver<Bytes>) {
+    loop {
+        let raw = tokio::select! {
+            biased;
+            raw = rx.recv() => match raw { Some(raw) => raw, None => break },
+            _ = inner.links.cancelled() => break,
+        };
+        match Frame::parse(raw, inner.config.max_frame) {
+            Ok(frame) => inner.dispatch(frame),
+            Err(e) => tracing::error!(error = %e, "malformed self-sent frame"),
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! The count of requests being served, so that stop can wait for their replies.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::Notify;
+
+/// Requests being served; [`Node::stop`](crate::Node::stop) waits for zero.
+#[derive(Debug, Default)]
+pub(crate) struct Inflight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+impl Inflight {
+    /// A request started being served.
+    pub(crate) fn enter(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A request was answered (or will never be).
+    pub(crate) fn leave(&self) {
+        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Returns when no request is being served.
+    pub(super) async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_after_the_last_leave() {
+        let inflight = std::sync::Arc::new(Inflight::default());
+        inflight.wait_idle().await; // nothing in flight: at once
+        inflight.enter();
+        inflight.enter();
+        let waiter = tokio::spawn({
+            let inflight = inflight.clone();
+            async move { inflight.wait_idle().await }
+        });
+        inflight.leave();
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        inflight.leave();
+        tokio::time::timeout(std::time::Duration::from_secs(1), waiter)
+            .await
+            .expect("idle in time")
+            .unwrap();
+    }
+}

@@ -1,0 +1,256 @@
+//! Where a frame goes next, and putting it on its way.
+//!
+//! [`next_hop`] is the whole routing rule, pure over the membership [`View`]: the
+//! node itself; the target directly (same cluster, or harbor to harbor); else a
+//! harbor — of the own cluster, or, for a harbor, of the target's cluster. Routing
+//! ignores `export` (visibility limits lookups, not addressing), so a node known by
+//! other means is still reached.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{NodeInner, SendError};
+use crate::addr::LogicAddr;
+use crate::membership::View;
+use crate::peer::Peer;
+
+/// The next hop toward a target, as [`next_hop`] picks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hop {
+    /// This node itself.
+    Local,
+    /// The node at `logic` (the target, or a harbor on the way), listening at `net`.
+    Peer { logic: LogicAddr, net: SocketAddr },
+}
+
+/// Why no hop leads to a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RouteError {
+    /// The hop is not listed in membership.
+    UnknownPeer(LogicAddr),
+    /// Crossing clusters needs a harbor and there is none available.
+    Unreachable(LogicAddr),
+}
+
+impl From<RouteError> for SendError {
+    fn from(e: RouteError) -> Self {
+        match e {
+            RouteError::UnknownPeer(a) => SendError::UnknownPeer(a),
+            RouteError::Unreachable(a) => SendError::Unreachable(a),
+        }
+    }
+}
+
+/// Whether `local` links to `to` directly: same cluster, or harbor to harbor.
+pub(crate) fn is_direct(local: LogicAddr, to: LogicAddr) -> bool {
+    to.same_cluster(local) || (local.is_harbor() && to.is_harbor())
+}
+
+/// The harbor that carries traffic from `local` to `to` in another cluster: the own
+/// cluster's, or if `local` is a harbor, one of the target's cluster. The one place
+/// that chooses a harbor.
+fn harbor_toward(view: &View, local: LogicAddr, to: LogicAddr) -> Option<LogicAddr> {
+    let cluster = if local.is_harbor() {
+        to.cluster()
+    } else {
+        local.cluster()
+    };
+    view.harbor_for(cluster, to)
+}
+
+/// The next hop from `local` toward `to` (see the module docs).
+pub(crate) fn next_hop(view: &View, local: LogicAddr, to: LogicAddr) -> Result<Hop, RouteError> {
+    if to == local {
+        return Ok(Hop::Local);
+    }
+    let logic = if is_direct(local, to) {
+        to
+    } else {
+        harbor_toward(view, local, to).ok_or(RouteError::Unreachable(to))?
+    };
+    let member = view.get(logic).ok_or(RouteError::UnknownPeer(logic))?;
+    Ok(Hop::Peer {
+        logic,
+        net: member.addr.net,
+    })
+}
+
+/// Where a frame goes next.
+pub(crate) enum Route {
+    /// To this node itself.
+    Local,
+    /// Through this peer (the target, or a harbor on the way).
+    Peer(Arc<Peer>),
+}
+
+impl NodeInner {
+    /// The route toward `to`: [`next_hop`], and the hop's peer (created if new).
+    pub(crate) fn route(self: &Arc<Self>, to: LogicAddr) -> Result<Route, SendError> {
+        let run = self.run.get().ok_or(SendError::NotStarted)?;
+        // Sends keep working while stop drains (replies must get out) and fail once
+        // the links are closed: step 4 of the stop protocol.
+        if self.stopping.load(Ordering::Relaxed) && self.links.is_cancelled() {
+            return Err(SendError::Stopped);
+        }
+        let hop = next_hop(&self.view.read(), run.local, to)?;
+        match hop {
+            Hop::Local => Ok(Route::Local),
+            Hop::Peer { logic, net } => {
+                if let Some(peer) = self.peers.read().get(&logic) {
+                    return Ok(Route::Peer(peer.clone()));
+                }
+                Ok(Route::Peer(self.peer_or_spawn(logic, net)))
+            }
+        }
+    }
+
+    /// The peer for `logic`, created (driver spawned, no dial yet) if there is none.
+    pub(super) fn peer_or_spawn(self: &Arc<Self>, logic: LogicAddr, net: SocketAddr) -> Arc<Peer> {
+        let mut peers = self.peers.write();
+        peers
+            .entry(logic)
+            .or_insert_with(|| Peer::spawn(self, logic, net))
+            .clone()
+    }
+
+    /// Sends an encoded frame toward `to`. `deadline` defaults to now + send_timeout.
+    pub(crate) fn send_frame(
+        self: &Arc<Self>,
+        to: LogicAddr,
+        frame: Bytes,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendError> {
+        let route = self.route(to)?;
+        self.send_on(&route, frame, deadline)
+    }
+
+    /// Queues an encoded frame on `route`. Never blocks: a full queue is `Busy`.
+    pub(crate) fn send_on(
+        &self,
+        route: &Route,
+        frame: Bytes,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendError> {
+        let max = self.config.max_frame + crate::codec::LEN_SIZE;
+        if frame.len() > max {
+            return Err(SendError::TooLarge {
+                len: frame.len(),
+                max,
+            });
+        }
+        match route {
+            Route::Local => {
+                let run = self.run.get().ok_or(SendError::NotStarted)?;
+                run.local_tx.try_send(frame).map_err(|e| match e {
+                    mpsc::error::TrySendError::Full(_) => SendError::Busy,
+                    mpsc::error::TrySendError::Closed(_) => SendError::Stopped,
+                })
+            }
+            Route::Peer(peer) => {
+                let deadline =
+                    deadline.unwrap_or_else(|| Instant::now() + self.config.send_timeout);
+                peer.send(frame, deadline)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::Addr;
+    use crate::membership::{Member, MembershipChange};
+
+    fn a(s: &str) -> LogicAddr {
+        s.parse().unwrap()
+    }
+
+    /// Members listed by address; each listens on a port of its own (index + 1).
+    const MEMBERS: &[(&str, bool)] = &[
+        ("1.1.1", false),
+        ("1.1.2", false),
+        ("1.255.1", false),
+        ("2.1.1", true),
+        ("2.1.2", false), // not exported
+        ("2.255.1", false),
+        ("2.255.2", false),
+        ("3.1.1", false), // cluster 3 has no harbor
+    ];
+
+    fn view(local: &str) -> View {
+        let added = MEMBERS
+            .iter()
+            .enumerate()
+            .map(|(i, (logic, export))| Member {
+                addr: Addr::new(a(logic), ([127, 0, 0, 1], i as u16 + 1).into()),
+                export: *export,
+                available: true,
+            })
+            .collect();
+        let mut v = View::new(a(local));
+        v.apply(&MembershipChange {
+            added,
+            ..Default::default()
+        });
+        v
+    }
+
+    /// The expected hop, written short: `local`, `unknown X`, `unreachable X`, or the
+    /// peer's address.
+    fn expect(want: &str) -> Result<Hop, RouteError> {
+        match want.split_once(' ') {
+            Some(("unknown", x)) => Err(RouteError::UnknownPeer(a(x))),
+            Some(("unreachable", x)) => Err(RouteError::Unreachable(a(x))),
+            _ if want == "local" => Ok(Hop::Local),
+            _ => {
+                let i = MEMBERS.iter().position(|(l, _)| *l == want).unwrap();
+                Ok(Hop::Peer {
+                    logic: a(want),
+                    net: ([127, 0, 0, 1], i as u16 + 1).into(),
+                })
+            }
+        }
+    }
+
+    #[test]
+    fn next_hop_table() {
+        // 2.1.1 is raw 0x80401 (odd) and 2.1.2 raw 0x80402 (even): `harbor_for` picks
+        // `raw % 2` among cluster 2's sorted harbors [2.255.1, 2.255.2].
+        #[rustfmt::skip]
+        let cases = [
+            // (local, to, expected, why)
+            ("1.1.1", "1.1.1", "local", "self"),
+            ("1.1.1", "1.1.2", "1.1.2", "same cluster: direct"),
+            ("1.1.1", "2.1.1", "1.255.1", "other cluster: own harbor"),
+            ("1.1.1", "2.1.2", "1.255.1", "non-exported target: routed the same"),
+            ("1.1.1", "3.1.1", "1.255.1", "target cluster has no harbor: own harbor decides"),
+            ("3.1.1", "1.1.1", "unreachable 1.1.1", "own cluster has no harbor"),
+            ("1.1.1", "1.1.9", "unknown 1.1.9", "unknown target, same cluster"),
+            ("1.1.1", "2.1.9", "1.255.1", "unknown target, other cluster: harbor decides"),
+            ("1.255.1", "2.255.2", "2.255.2", "harbor to harbor: direct"),
+            ("1.255.1", "1.1.2", "1.1.2", "harbor to its own cluster: direct"),
+            ("1.255.1", "2.1.1", "2.255.2", "harbor to another cluster: harbor by target"),
+            ("1.255.1", "2.1.2", "2.255.1", "harbor to another cluster: harbor by target"),
+            ("1.255.1", "3.1.1", "unreachable 3.1.1", "harbor to a cluster without harbor"),
+            ("1.255.1", "4.255.1", "unknown 4.255.1", "harbor to an unknown harbor"),
+            ("1.255.1", "1.255.1", "local", "harbor to itself"),
+        ];
+        for (local, to, want, why) in cases {
+            let got = next_hop(&view(local), a(local), a(to));
+            assert_eq!(got, expect(want), "{local} → {to}: {why}");
+        }
+    }
+
+    #[test]
+    fn direct_links() {
+        assert!(is_direct(a("1.1.1"), a("1.2.1")));
+        assert!(is_direct(a("1.255.1"), a("2.255.1")));
+        assert!(!is_direct(a("1.255.1"), a("2.1.1")));
+        assert!(!is_direct(a("1.1.1"), a("2.255.1")));
+    }
+}

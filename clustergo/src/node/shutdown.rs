@@ -1,0 +1,51 @@
+//! Stopping a node: the shutdown protocol, run once.
+//!
+//! 1. `stopping` is set: new RPC requests are answered `ServiceUnavailable` and
+//!    inbound connections are refused. Sends still work, so that replies to the
+//!    requests being drained get out;
+//! 2. `accepting` is cancelled: the listener and the membership task end;
+//! 3. in-flight requests (`inflight`) are waited for, up to `drain_timeout`, so their
+//!    replies are queued;
+//! 4. `links` is cancelled: every peer writes what is queued and closes, and from
+//!    here new sends fail with [`SendError::Stopped`](super::SendError::Stopped);
+//!    calls still pending fail with `ServiceUnavailable`;
+//! 5. `tasks` is waited for, then `stopped` is set and [`Node::wait`](super::Node::wait)
+//!    returns.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::NodeInner;
+use crate::rpc::RpcError;
+
+impl NodeInner {
+    /// Begins the shutdown protocol (see the module docs); a second call does nothing.
+    pub(super) fn stop(self: &Arc<Self>) {
+        if self.stopping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Some(run) = self.run.get() else {
+            self.stopped.send_replace(true);
+            return;
+        };
+        tracing::info!(node = %run.local, "stopping");
+        let inner = self.clone();
+        run.handle.spawn(async move {
+            inner.accepting.cancel();
+            if tokio::time::timeout(inner.config.drain_timeout, inner.inflight.wait_idle())
+                .await
+                .is_err()
+            {
+                tracing::warn!("stop: in-flight requests still unanswered after the drain timeout");
+            }
+            inner.links.cancel();
+            inner.peers.write().clear();
+            inner
+                .rpc_client
+                .fail_all(RpcError::ServiceUnavailable("node stopped".into()));
+            inner.tasks.close();
+            inner.tasks.wait().await;
+            inner.stopped.send_replace(true);
+        });
+    }
+}
