@@ -26,6 +26,7 @@ impl NodeInner {
                 .dispatch_bin(frame.from, frame.cmd, frame.body),
             FrameKind::RpcRequest => rpc::server::dispatch(self, frame.from, frame.body),
             FrameKind::RpcResponse => self.rpc_client.complete(frame.from, frame.body),
+            FrameKind::Keepalive => {} // consumed by the link's reader
         }
     }
 

@@ -270,6 +270,12 @@ impl NodeInner {
         self.rpc_client.fail_hop(remote);
     }
 
+    /// A dial to `remote` failed and no link is up: calls through it were never
+    /// written and cannot be.
+    pub(crate) fn link_unreachable(&self, remote: LogicAddr) {
+        self.rpc_client.fail_hop_unreachable(remote);
+    }
+
     /// The listen address membership gives for `logic`.
     pub(crate) fn member_net(&self, logic: LogicAddr) -> Option<SocketAddr> {
         self.view.read().get(logic).map(|m| m.addr.net)

@@ -186,6 +186,14 @@ impl Client {
         }
     }
 
+    /// Fails every call through `hop` with `Unreachable`: the hop is known down and
+    /// their requests were never written.
+    pub(crate) fn fail_hop_unreachable(&self, hop: LogicAddr) {
+        for (target, done) in self.drain_where(|c| c.hop == hop) {
+            done.finish(Err(RpcError::Unreachable(target)));
+        }
+    }
+
     /// Fails every pending call (node stopping).
     pub(crate) fn fail_all(&self, err: RpcError) {
         for (_, done) in self.drain_where(|_| true) {

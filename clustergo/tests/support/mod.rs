@@ -139,3 +139,5 @@ impl Cluster {
         .await;
     }
 }
+
+pub mod proxy;
