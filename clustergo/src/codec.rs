@@ -86,8 +86,21 @@ pub struct Frame {
 
 impl Frame {
     /// A whole keepalive frame, as written on an idle link.
-    pub(crate) const KEEPALIVE: [u8; LEN_SIZE + ROUTE_SIZE] =
-        [0, 0, 0, ROUTE_SIZE as u8, FrameKind::Keepalive as u8, 0, 0, 0, 0, 0, 0, 0, 0];
+    pub(crate) const KEEPALIVE: [u8; LEN_SIZE + ROUTE_SIZE] = [
+        0,
+        0,
+        0,
+        ROUTE_SIZE as u8,
+        FrameKind::Keepalive as u8,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ];
 
     /// The largest header, length field included.
     pub const HEADER_MAX: usize = LEN_SIZE + ROUTE_SIZE + CMD_SIZE;

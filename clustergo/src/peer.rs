@@ -429,7 +429,9 @@ impl Driver {
             let mut st = self.peer.state.lock();
             st.link.up(incarnation);
             st.kill = Some(dead.clone());
-            self.peer.down.store(st.link.known_down(), Ordering::Relaxed);
+            self.peer
+                .down
+                .store(st.link.known_down(), Ordering::Relaxed);
         }
         tracing::debug!(peer = %remote, "link up");
         self.node.counters().link_established();

@@ -88,7 +88,10 @@ async fn peer_that_stops_reading_cannot_wedge_the_link_or_stop() {
     // Stuck again, then stop: drain (100 ms) + stall bound (300 ms) + handshake
     // timeout (1 s) at most; `within` would fail at 10 s.
     flood(&a, "1.2.1", 600);
-    eventually("the link to be up again", || a.metrics().links_established >= 2).await;
+    eventually("the link to be up again", || {
+        a.metrics().links_established >= 2
+    })
+    .await;
     within("shutdown with a peer that does not read", a.shutdown()).await;
 }
 
@@ -109,7 +112,10 @@ async fn member_that_is_down_fails_fast_until_it_is_back() {
         a.send_pb(addr("1.2.1"), &echo("again", 2)) == Err(SendError::Unreachable(addr("1.2.1")))
     })
     .await;
-    assert!(a.metrics().frames_dropped >= 1, "the first frame was dropped, counted");
+    assert!(
+        a.metrics().frames_dropped >= 1,
+        "the first frame was dropped, counted"
+    );
     let call = within(
         "a call to a member that is down",
         a.call::<Echo, Echo>(addr("1.2.1"), "echo", &echo("x", 1)),
@@ -119,17 +125,24 @@ async fn member_that_is_down_fails_fast_until_it_is_back() {
 
     // The member comes back: a backoff probe finds it and sends work again.
     let b = Node::with_config(config());
-    b.register_rpc("echo", |_ctx, r: clustergo::Replyer<Echo>, req: Echo| r.reply(req));
-    b.start_on(TcpListener::bind(b_net).await.unwrap(), c.m.clone(), addr("1.2.1"))
-        .await
-        .unwrap();
+    b.register_rpc("echo", |_ctx, r: clustergo::Replyer<Echo>, req: Echo| {
+        r.reply(req)
+    });
+    b.start_on(
+        TcpListener::bind(b_net).await.unwrap(),
+        c.m.clone(),
+        addr("1.2.1"),
+    )
+    .await
+    .unwrap();
     c.add(b.clone()).await;
     eventually("sends to work again", || {
         a.send_pb(addr("1.2.1"), &echo("back", 3)).is_ok()
     })
     .await;
     let back = within("a call after the member is back", async {
-        a.call::<Echo, Echo>(addr("1.2.1"), "echo", &echo("y", 2)).await
+        a.call::<Echo, Echo>(addr("1.2.1"), "echo", &echo("y", 2))
+            .await
     })
     .await;
     assert_eq!(back.map(|e| e.n), Ok(2));
@@ -191,7 +204,11 @@ async fn expired_frames_free_the_queue_at_their_deadline() {
     }
     assert_eq!(send(8), Err(SendError::Busy));
     tokio::time::sleep(send_timeout + Duration::from_millis(1)).await;
-    assert_eq!(send(9), Ok(()), "the expired frames no longer hold the queue");
+    assert_eq!(
+        send(9),
+        Ok(()),
+        "the expired frames no longer hold the queue"
+    );
     assert_eq!(a.metrics().frames_expired, 8);
     a.shutdown().await;
 }
@@ -215,22 +232,30 @@ async fn silent_link_is_declared_dead() {
     let b = Node::with_config(keepalive);
     let held = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
     let h = held.clone();
-    b.register_rpc("hang", move |_ctx, r: clustergo::Replyer<Echo>, _req: Echo| {
-        h.lock().push(r)
-    });
-    b.start_on(listener, c.m.clone(), addr("1.2.1")).await.unwrap();
+    b.register_rpc(
+        "hang",
+        move |_ctx, r: clustergo::Replyer<Echo>, _req: Echo| h.lock().push(r),
+    );
+    b.start_on(listener, c.m.clone(), addr("1.2.1"))
+        .await
+        .unwrap();
     c.add(b.clone()).await;
 
     let call = tokio::spawn({
         let a = a.clone();
-        async move { a.call::<Echo, Echo>(addr("1.2.1"), "hang", &echo("h", 1)).await }
+        async move {
+            a.call::<Echo, Echo>(addr("1.2.1"), "hang", &echo("h", 1))
+                .await
+        }
     });
     eventually("the request to be held", || held.lock().len() == 1).await;
     // Idle but healthy for several keepalive timeouts: the link stays up.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(a.metrics().links_silent, 0);
     proxy.freeze();
-    let r = within("the call on a silent link to end", call).await.unwrap();
+    let r = within("the call on a silent link to end", call)
+        .await
+        .unwrap();
     assert_eq!(r, Err(RpcError::Disconnected(addr("1.2.1"))));
     assert!(a.metrics().links_silent >= 1);
     held.lock().clear();

@@ -322,7 +322,8 @@ async fn request_expired_while_queued_is_not_executed() {
             Duration::from_millis(100),
         )
         .await;
-    assert_eq!(r, Err(RpcError::Timeout));
+    // The dial is refused: the member is known down and the queued request dropped.
+    assert_eq!(r, Err(RpcError::Unreachable(addr("1.2.1"))));
     let server = Node::with_config(config());
     let runs = Arc::new(AtomicUsize::new(0));
     let r2 = runs.clone();
@@ -339,10 +340,19 @@ async fn request_expired_while_queued_is_not_executed() {
         .await
         .unwrap();
     c.add(server.clone()).await;
-    let r: Echo = client
-        .call(addr("1.2.1"), "count", &echo("y", 2))
-        .await
-        .unwrap();
+    // Known down until a backoff probe reaches the server.
+    let r: Echo = within("the server to be reachable", async {
+        loop {
+            match client.call(addr("1.2.1"), "count", &echo("y", 2)).await {
+                Err(RpcError::Unreachable(_)) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await
+                }
+                r => break r,
+            }
+        }
+    })
+    .await
+    .unwrap();
     assert_eq!(r.n, 2);
     assert_eq!(
         runs.load(Ordering::SeqCst),

@@ -49,7 +49,10 @@ impl NodeInner {
             // Links flush within the stall bound and dials within the handshake
             // timeout; the bound here holds whatever a task is stuck on.
             let bound = inner.config.write_stall_timeout + inner.config.handshake_timeout;
-            if tokio::time::timeout(bound, inner.tasks.wait()).await.is_err() {
+            if tokio::time::timeout(bound, inner.tasks.wait())
+                .await
+                .is_err()
+            {
                 tracing::warn!("stop: tasks still running after the close bound");
             }
             inner.stopped.send_replace(true);
