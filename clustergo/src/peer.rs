@@ -287,7 +287,9 @@ impl Driver {
                 }
                 Err(e) => {
                     tracing::debug!(peer = %self.peer.remote, error = %e, "dial failed; retrying");
-                    self.dial_failed();
+                    if means_down(&e) {
+                        self.dial_failed();
+                    }
                 }
             }
             match self.wait(tokio::time::sleep(backoff.next_delay())).await {
@@ -397,6 +399,16 @@ impl Driver {
             }
         }
     }
+}
+
+/// Whether a failed dial means the remote is down. A remote that answered but does
+/// not list us yet (or lists another address) is alive, and membership is still
+/// spreading: frames keep waiting for the next attempt.
+fn means_down(e: &HandshakeError) -> bool {
+    !matches!(
+        e,
+        HandshakeError::Refused(Refusal::Duplicate | Refusal::UnknownNode | Refusal::AddrMismatch)
+    )
 }
 
 /// Dials the peer through the node's dial path; the link state decides whether
@@ -659,6 +671,24 @@ mod tests {
                 q.release(1, size);
             }
             assert_eq!(q.0.load(Ordering::Relaxed), 0, "{held} queued, next {size}");
+        }
+    }
+
+    #[test]
+    fn which_failed_dials_mean_down() {
+        let io = || HandshakeError::Io(io::ErrorKind::ConnectionRefused.into());
+        let cases = [
+            (io(), true),
+            (HandshakeError::Timeout, true),
+            (HandshakeError::BadMac, true),
+            (HandshakeError::Refused(Refusal::Stopping), true),
+            (HandshakeError::Refused(Refusal::Unsupported), true),
+            (HandshakeError::Refused(Refusal::Duplicate), false),
+            (HandshakeError::Refused(Refusal::UnknownNode), false),
+            (HandshakeError::Refused(Refusal::AddrMismatch), false),
+        ];
+        for (e, want) in cases {
+            assert_eq!(means_down(&e), want, "{e}");
         }
     }
 
