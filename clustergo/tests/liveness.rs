@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clustergo::handshake::{self, AcceptorId};
 use clustergo::{Config, Node, RpcError, SendError};
-use support::proxy::Proxy;
+use support::proxy::{fast_keepalive, start_behind_proxy};
 use support::*;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -219,27 +219,17 @@ async fn expired_frames_free_the_queue_at_their_deadline() {
 #[tokio::test]
 async fn silent_link_is_declared_dead() {
     let c = Cluster::new();
-    let keepalive = Config {
-        keepalive_interval: Duration::from_millis(50),
-        keepalive_timeout: Duration::from_millis(300),
-        ..patient()
-    };
-    let a = c.start_with("1.1.1", false, keepalive.clone()).await;
-    // b listens behind the proxy: a's link to b goes through it.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxy = Proxy::start(listener.local_addr().unwrap()).await;
-    c.m.put_now(member("1.2.1", proxy.addr, false));
-    let b = Node::with_config(keepalive);
+    let a = c
+        .start_with("1.1.1", false, fast_keepalive(patient()))
+        .await;
+    let b = Node::with_config(fast_keepalive(patient()));
     let held = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
     let h = held.clone();
     b.register_rpc(
         "hang",
         move |_ctx, r: clustergo::Replyer<Echo>, _req: Echo| h.lock().push(r),
     );
-    b.start_on(listener, c.m.clone(), addr("1.2.1"))
-        .await
-        .unwrap();
-    c.add(b.clone()).await;
+    let proxy = start_behind_proxy(&c, &b, "1.2.1").await;
 
     let call = tokio::spawn({
         let a = a.clone();

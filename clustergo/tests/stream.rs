@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use clustergo::{Config, Node, StreamError};
+use clustergo::{Node, StreamError};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -244,25 +244,13 @@ async fn reset_reads_as_an_error_and_shutdown_as_end_of_stream() {
 /// keepalive timeout, and the blocked read and later writes return errors.
 #[tokio::test]
 async fn silent_session_fails_its_streams() {
-    use support::proxy::Proxy;
+    use support::proxy::{fast_keepalive, start_behind_proxy};
 
     let c = Cluster::new();
-    let keepalive = Config {
-        keepalive_interval: Duration::from_millis(50),
-        keepalive_timeout: Duration::from_millis(300),
-        ..config()
-    };
-    let a = c.start_with("1.1.1", false, keepalive.clone()).await;
-    // b listens behind the proxy: a's session to b goes through it.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxy = Proxy::start(listener.local_addr().unwrap()).await;
-    c.m.put_now(member("1.2.1", proxy.addr, false));
-    let b = Node::with_config(keepalive);
+    let a = c.start_with("1.1.1", false, fast_keepalive(config())).await;
+    let b = Node::with_config(fast_keepalive(config()));
     echo_streams(&b);
-    b.start_on(listener, c.m.clone(), addr("1.2.1"))
-        .await
-        .unwrap();
-    c.add(b.clone()).await;
+    let proxy = start_behind_proxy(&c, &b, "1.2.1").await;
 
     let mut s = within("open", a.open_stream(addr("1.2.1"))).await.unwrap();
     s.write_all(b"ping").await.unwrap();

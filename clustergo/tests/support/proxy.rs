@@ -2,6 +2,9 @@
 //! every socket open, as a partition or a frozen host looks to the nodes.
 
 use std::net::SocketAddr;
+use std::time::Duration;
+
+use clustergo::{Config, Node};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -69,4 +72,26 @@ async fn pump(
     // Frozen: hold both halves open, forwarding nothing.
     std::future::pending::<()>().await;
     drop((from, to));
+}
+
+/// Starts `node` as `logic`, listed in membership at a proxy in front of its
+/// listener: links and sessions other nodes make to it go through the proxy.
+pub async fn start_behind_proxy(c: &crate::support::Cluster, node: &Node, logic: &str) -> Proxy {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = Proxy::start(listener.local_addr().unwrap()).await;
+    c.m.put_now(crate::support::member(logic, proxy.addr, false));
+    node.start_on(listener, c.m.clone(), crate::support::addr(logic))
+        .await
+        .unwrap();
+    c.add(node.clone()).await;
+    proxy
+}
+
+/// Keepalive settings short enough for tests: an interval of 50 ms, dead after 300 ms.
+pub fn fast_keepalive(config: Config) -> Config {
+    Config {
+        keepalive_interval: Duration::from_millis(50),
+        keepalive_timeout: Duration::from_millis(300),
+        ..config
+    }
 }
