@@ -147,8 +147,10 @@ impl Node {
 
     /// Begins shutdown: new requests and inbound connections are refused at once;
     /// requests being served get up to [`Config::drain_timeout`] to be answered
-    /// (sends still work meanwhile); then every link writes what is queued and
-    /// closes, and from then on sends fail with [`SendError::Stopped`]. Returns at
+    /// (sends still work meanwhile); then every link writes what is queued (within
+    /// [`Config::write_stall_timeout`]) and closes, and from then on sends fail
+    /// with [`SendError::Stopped`]. The node is stopped within `drain_timeout` plus
+    /// `write_stall_timeout + handshake_timeout`, whatever peers do. Returns at
     /// once: [`wait`](Self::wait) for the end. Calling it again does nothing.
     pub fn stop(&self) {
         self.inner.stop();
