@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use clustergo::{Config, Instant, Node, Replyer, RpcError};
+use clustergo::{Config, Instant, Node, ProstCodec, Replyer, RpcError};
 use parking_lot::Mutex;
 use support::*;
 use tokio::net::TcpListener;
@@ -97,6 +97,26 @@ fn serve_held(node: &Node, method: &str) -> Arc<Held> {
     held
 }
 
+/// Calls `method` on 1.2.1 from a task of its own (`timeout` `None`: the default).
+fn spawn_call(
+    client: &Node,
+    method: &'static str,
+    req: Echo,
+    timeout: Option<Duration>,
+) -> tokio::task::JoinHandle<Result<Echo, RpcError>> {
+    let client = client.clone();
+    tokio::spawn(async move {
+        clustergo::rpc::call::<ProstCodec, Echo, Echo>(
+            &client,
+            addr("1.2.1"),
+            method,
+            &req,
+            timeout,
+        )
+        .await
+    })
+}
+
 /// Releases the oldest held reply and waits until it is on its way.
 async fn release_one(held: &Held) {
     let (release, replied) = held.waiting.lock().remove(0);
@@ -170,14 +190,7 @@ async fn timeout_fires_and_late_reply_is_ignored() {
         .unwrap();
     tokio::time::pause();
     let timeout = Duration::from_millis(100);
-    let call = tokio::spawn({
-        let client = client.clone();
-        async move {
-            client
-                .call_with_timeout::<Echo, Echo>(to, "slow", &echo("x", 1), timeout)
-                .await
-        }
-    });
+    let call = spawn_call(&client, "slow", echo("x", 1), Some(timeout));
     until_paused("request held", || held.len() == 1).await;
     tokio::time::advance(timeout - Duration::from_millis(1)).await;
     run_ready_tasks().await;
@@ -332,14 +345,7 @@ async fn unknown_method_panic_and_dropped_replyer() {
 async fn reply_from_another_task_later() {
     let (_c, client, server) = pair().await;
     let held = serve_held(&server, "later");
-    let call = tokio::spawn({
-        let client = client.clone();
-        async move {
-            client
-                .call::<Echo, Echo>(addr("1.2.1"), "later", &echo("l", 5))
-                .await
-        }
-    });
+    let call = spawn_call(&client, "later", echo("l", 5), None);
     eventually("request held", || held.len() == 1).await;
     release_one(&held).await;
     let r = within("reply", call).await.unwrap().unwrap();
@@ -449,14 +455,7 @@ async fn request_expired_while_queued_is_not_executed() {
 async fn stop_waits_for_in_flight_reply() {
     let (_c, client, server) = pair().await;
     let held = serve_held(&server, "slow");
-    let call = tokio::spawn({
-        let client = client.clone();
-        async move {
-            client
-                .call::<Echo, Echo>(addr("1.2.1"), "slow", &echo("s", 3))
-                .await
-        }
-    });
+    let call = spawn_call(&client, "slow", echo("s", 3), None);
     eventually("request arrives", || held.len() == 1).await;
     server.stop();
     // New requests are refused while draining (the held reply keeps it draining).
