@@ -5,8 +5,9 @@
 //! over a [`Codec`]; [`crate::Node`]'s `call`/`register_rpc` methods are their
 //! prost-typed shorthands, and generated service modules call them.
 //!
-//! Layout: [`wire`] (bodies), `client` (pending calls), `server` (method table,
-//! replyers), `codec` (argument encodings), `error`.
+//! Layout: [`wire`] (request and response frames: the only code that knows their
+//! layout), `client` (pending calls), `server` (method table, replyers), `codec`
+//! (argument encodings, [`CodecError`]), `error`.
 
 pub(crate) mod client;
 mod codec;

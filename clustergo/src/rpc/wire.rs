@@ -1,7 +1,7 @@
 //! RPC bodies carried in frames of kind 3 (request) and 4 (response): the one place
 //! that knows their layout. The node's send paths write whole frames with
-//! [`request_frame`] and [`ResponseFrame`], straight into the outgoing buffer;
-//! the receive paths read them with [`RequestView`] and [`Response::decode`].
+//! `request_frame` and `ResponseFrame`, straight into the outgoing buffer;
+//! the receive paths read them with `RequestView` and [`Response::decode`].
 //!
 //! ```text
 //! request:  u64 seq | u8 flags (bit 0: one-way) | u32 timeout_ms (0: none)
