@@ -60,6 +60,20 @@ async fn run_ready_tasks() {
     .await;
 }
 
+/// Advances paused time to just before `timeout` after a started `call` began,
+/// checks it has not ended, then to just past it, and returns how it ended.
+async fn ends_at(
+    call: tokio::task::JoinHandle<Result<Echo, RpcError>>,
+    timeout: Duration,
+) -> Result<Echo, RpcError> {
+    tokio::time::advance(timeout - Duration::from_millis(1)).await;
+    run_ready_tasks().await;
+    assert!(!call.is_finished(), "ended before its deadline");
+    // Past the deadline (timers tick in whole milliseconds).
+    tokio::time::advance(Duration::from_millis(2)).await;
+    within("the call to end", call).await.unwrap()
+}
+
 /// Requests of a method whose replies wait for a release.
 #[derive(Default)]
 struct Held {
@@ -192,15 +206,7 @@ async fn timeout_fires_and_late_reply_is_ignored() {
     let timeout = Duration::from_millis(100);
     let call = spawn_call(&client, "slow", echo("x", 1), Some(timeout));
     until_paused("request held", || held.len() == 1).await;
-    tokio::time::advance(timeout - Duration::from_millis(1)).await;
-    run_ready_tasks().await;
-    assert!(!call.is_finished(), "ended before its deadline");
-    // Past the deadline (timers tick in whole milliseconds).
-    tokio::time::advance(Duration::from_millis(2)).await;
-    assert_eq!(
-        within("timeout", call).await.unwrap(),
-        Err(RpcError::Timeout)
-    );
+    assert_eq!(ends_at(call, timeout).await, Err(RpcError::Timeout));
     tokio::time::resume();
     // The late reply arrives before the next call's reply (same link, in order)
     // and is dropped; the next call is unaffected.
@@ -412,15 +418,13 @@ async fn request_expired_while_queued_is_not_executed() {
     let server_net = free_addr().await; // listed, not yet listening
     c.m.put_now(member("1.2.1", server_net, false));
     c.settle().await;
-    let r: Result<Echo, _> = client
-        .call_with_timeout(
-            addr("1.2.1"),
-            "count",
-            &echo("x", 1),
-            Duration::from_millis(100),
-        )
-        .await;
-    assert_eq!(r, Err(RpcError::Timeout));
+    // Nobody listens: the request waits in the queue until the call's deadline.
+    tokio::time::pause();
+    let timeout = Duration::from_millis(100);
+    let call = spawn_call(&client, "count", echo("x", 1), Some(timeout));
+    run_ready_tasks().await; // the call starts: its deadline is now + timeout
+    assert_eq!(ends_at(call, timeout).await, Err(RpcError::Timeout));
+    tokio::time::resume();
     let server = Node::with_config(config());
     let runs = Arc::new(AtomicUsize::new(0));
     let r2 = runs.clone();
