@@ -173,14 +173,18 @@ async fn expired_message_is_never_delivered_late() {
     let m = c.m.clone();
     let b_net = free_addr().await; // listed, but nobody listens yet
     m.put_now(member("1.2.1", b_net, false));
+    let send_timeout = Duration::from_millis(100);
     let cfg = Config {
-        send_timeout: Duration::from_millis(100),
+        send_timeout,
         ..config()
     };
     let a = c.start_with("1.1.1", false, cfg).await;
     a.register_pb_message::<Echo>(PB);
+    // The message's deadline passes, exactly, while nobody listens.
+    tokio::time::pause();
     a.send_pb(addr("1.2.1"), &echo("stale", 1)).unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(send_timeout + Duration::from_millis(1)).await;
+    tokio::time::resume();
 
     let b = Node::with_config(config());
     let got = recorder(&b);
@@ -190,8 +194,9 @@ async fn expired_message_is_never_delivered_late() {
         .unwrap();
     c.add(b.clone()).await;
     a.send_pb(addr("1.2.1"), &echo("fresh", 2)).unwrap();
+    // The stale message was queued ahead of the fresh one on the same link: had it
+    // been sent, it would have arrived first.
     eventually("the fresh message", || !got.lock().is_empty()).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(*got.lock(), vec![("1.1.1".to_string(), 2)]);
     assert!(a.metrics().frames_expired >= 1);
     a.shutdown().await;

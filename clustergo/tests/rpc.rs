@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use clustergo::{Config, Instant, Node, Replyer, RpcError};
+use clustergo::{Config, Instant, Node, ProstCodec, Replyer, RpcError};
 use parking_lot::Mutex;
 use support::*;
 use tokio::net::TcpListener;
@@ -29,6 +29,123 @@ async fn pair() -> (Cluster, Node, Node) {
     let server = c.start("1.2.1").await;
     serve_echo(&server);
     (c, client, server)
+}
+
+/// Lets every other task run, without letting paused time move, until `cond`
+/// holds. Bounded in real time: it only waits for loopback I/O and ready tasks.
+async fn until_paused(what: &str, mut cond: impl FnMut() -> bool) {
+    let frozen = Instant::now();
+    let limit = std::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < limit,
+            "timed out waiting for {what}"
+        );
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        Instant::now(),
+        frozen,
+        "paused time moved waiting for {what}"
+    );
+}
+
+/// Lets the tasks woken by an `advance` run, without moving paused time.
+async fn run_ready_tasks() {
+    let mut polls = 0;
+    until_paused("ready tasks", || {
+        polls += 1;
+        polls > 10
+    })
+    .await;
+}
+
+/// Advances paused time to just before `timeout` after a started `call` began,
+/// checks it has not ended, then to just past it, and returns how it ended.
+async fn ends_at(
+    call: tokio::task::JoinHandle<Result<Echo, RpcError>>,
+    timeout: Duration,
+) -> Result<Echo, RpcError> {
+    tokio::time::advance(timeout - Duration::from_millis(1)).await;
+    run_ready_tasks().await;
+    assert!(!call.is_finished(), "ended before its deadline");
+    // Past the deadline (timers tick in whole milliseconds).
+    tokio::time::advance(Duration::from_millis(2)).await;
+    within("the call to end", call).await.unwrap()
+}
+
+/// Requests of a method whose replies wait for a release.
+#[derive(Default)]
+struct Held {
+    /// Per request: `(release, replied)`. `replied` fires once the reply has been
+    /// handed to the link, so anything sent after it on that link arrives after it.
+    waiting: Mutex<Vec<(oneshot::Sender<()>, oneshot::Receiver<()>)>>,
+    /// Set by [`open_all`]: later requests are answered at once.
+    open: std::sync::atomic::AtomicBool,
+}
+
+impl Held {
+    fn len(&self) -> usize {
+        self.waiting.lock().len()
+    }
+}
+
+fn serve_held(node: &Node, method: &str) -> Arc<Held> {
+    let held = Arc::new(Held::default());
+    let h = held.clone();
+    node.register_rpc(method, move |_ctx, replyer: Replyer<Echo>, req: Echo| {
+        let mut waiting = h.waiting.lock();
+        if h.open.load(Ordering::SeqCst) {
+            drop(waiting);
+            return replyer.reply(req);
+        }
+        let (release, released) = oneshot::channel::<()>();
+        let (replied_tx, replied) = oneshot::channel();
+        waiting.push((release, replied));
+        tokio::spawn(async move {
+            let _ = released.await;
+            replyer.reply(req);
+            let _ = replied_tx.send(());
+        });
+    });
+    held
+}
+
+/// Calls `method` on 1.2.1 from a task of its own (`timeout` `None`: the default).
+fn spawn_call(
+    client: &Node,
+    method: &'static str,
+    req: Echo,
+    timeout: Option<Duration>,
+) -> tokio::task::JoinHandle<Result<Echo, RpcError>> {
+    let client = client.clone();
+    tokio::spawn(async move {
+        clustergo::rpc::call::<ProstCodec, Echo, Echo>(
+            &client,
+            addr("1.2.1"),
+            method,
+            &req,
+            timeout,
+        )
+        .await
+    })
+}
+
+/// Releases the oldest held reply and waits until it is on its way.
+async fn release_one(held: &Held) {
+    let (release, replied) = held.waiting.lock().remove(0);
+    let _ = release.send(());
+    within("held reply sent", replied).await.unwrap();
+}
+
+/// Releases every held reply, and answers later requests at once, so that
+/// nothing is left in flight for a stopping node to wait for.
+fn open_all(held: &Held) {
+    let mut waiting = held.waiting.lock();
+    held.open.store(true, Ordering::SeqCst);
+    for (release, _) in waiting.drain(..) {
+        let _ = release.send(());
+    }
 }
 
 #[tokio::test]
@@ -79,30 +196,22 @@ async fn hundred_thousand_pipelined_calls() {
 #[tokio::test]
 async fn timeout_fires_and_late_reply_is_ignored() {
     let (_c, client, server) = pair().await;
-    server.register_rpc("slow", |_ctx, replyer: Replyer<Echo>, req: Echo| {
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(800)).await;
-            replyer.reply(req);
-        });
-    });
-    let started = std::time::Instant::now();
-    let r: Result<Echo, _> = client
-        .call_with_timeout(
-            addr("1.2.1"),
-            "slow",
-            &echo("x", 1),
-            Duration::from_millis(100),
-        )
-        .await;
-    assert_eq!(r, Err(RpcError::Timeout));
-    assert!(
-        started.elapsed() < Duration::from_millis(700),
-        "fired at the timeout, not at the reply"
-    );
-    // The late reply arrives and is dropped; the next call is unaffected.
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let resp: Echo = client
-        .call(addr("1.2.1"), "echo", &echo("y", 2))
+    let held = serve_held(&server, "slow");
+    let to = addr("1.2.1");
+    // The link is up before time stops; from here only the clock ends the call.
+    let _: Echo = within("warm-up", client.call(to, "echo", &echo("w", 0)))
+        .await
+        .unwrap();
+    tokio::time::pause();
+    let timeout = Duration::from_millis(100);
+    let call = spawn_call(&client, "slow", echo("x", 1), Some(timeout));
+    until_paused("request held", || held.len() == 1).await;
+    assert_eq!(ends_at(call, timeout).await, Err(RpcError::Timeout));
+    tokio::time::resume();
+    // The late reply arrives before the next call's reply (same link, in order)
+    // and is dropped; the next call is unaffected.
+    release_one(&held).await;
+    let resp: Echo = within("next call", client.call(to, "echo", &echo("y", 2)))
         .await
         .unwrap();
     assert_eq!(resp.n, 2);
@@ -113,24 +222,15 @@ async fn timeout_fires_and_late_reply_is_ignored() {
 #[tokio::test]
 async fn callback_and_cancel() {
     let (_c, client, server) = pair().await;
-    // A reply that waits for our signal.
-    let gate = Arc::new(Mutex::new(Vec::<oneshot::Sender<()>>::new()));
-    let g = gate.clone();
-    server.register_rpc("gated", move |_ctx, replyer: Replyer<Echo>, req: Echo| {
-        let (tx, rx) = oneshot::channel();
-        g.lock().push(tx);
-        tokio::spawn(async move {
-            let _ = rx.await;
-            replyer.reply(req);
-        });
-    });
+    let held = serve_held(&server, "gated");
+    let to = addr("1.2.1");
     let deadline = Instant::now() + Duration::from_secs(5);
 
     // Cancel before the reply: true, callback never runs.
     let ran = Arc::new(AtomicUsize::new(0));
     let r = ran.clone();
     let handle = client.call_with_callback(
-        addr("1.2.1"),
+        to,
         "gated",
         &echo("c", 1),
         deadline,
@@ -138,17 +238,20 @@ async fn callback_and_cancel() {
             r.fetch_add(1, Ordering::SeqCst);
         },
     );
-    eventually("request reached the server", || gate.lock().len() == 1).await;
+    eventually("request reached the server", || held.len() == 1).await;
     assert!(handle.cancel());
     assert!(!handle.cancel(), "second cancel reports nothing to cancel");
-    let _ = gate.lock().pop().unwrap().send(());
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    release_one(&held).await;
+    // This call's reply comes after the cancelled one's on the same link.
+    let _: Echo = within("call after cancel", client.call(to, "echo", &echo("s", 0)))
+        .await
+        .unwrap();
     assert_eq!(ran.load(Ordering::SeqCst), 0);
 
     // Cancel after the reply: false, callback ran once with the reply.
     let (tx, rx) = oneshot::channel();
     let handle = client.call_with_callback(
-        addr("1.2.1"),
+        to,
         "echo",
         &echo("d", 2),
         deadline,
@@ -160,24 +263,29 @@ async fn callback_and_cancel() {
     assert_eq!(got.msg, "hello world:d");
     assert!(!handle.cancel());
 
-    // Callback timeout.
-    let (tx, rx) = oneshot::channel();
+    // Callback timeout: not before the deadline, at most one sweep after it.
+    tokio::time::pause();
+    let timeout = Duration::from_millis(50);
+    let ended = Arc::new(Mutex::new(None));
+    let e = ended.clone();
     client.call_with_callback(
-        addr("1.2.1"),
+        to,
         "gated",
         &echo("e", 3),
-        Instant::now() + Duration::from_millis(50),
+        Instant::now() + timeout,
         move |r: Result<Echo, _>| {
-            let _ = tx.send(r);
+            *e.lock() = Some(r);
         },
     );
-    assert_eq!(
-        within("callback timeout", rx).await.unwrap(),
-        Err(RpcError::Timeout)
-    );
-    for tx in gate.lock().drain(..) {
-        let _ = tx.send(());
-    }
+    tokio::time::advance(timeout - Duration::from_millis(1)).await;
+    run_ready_tasks().await;
+    assert_eq!(*ended.lock(), None, "ended before its deadline");
+    // The sweeper checks every 5 ms; timers tick in whole milliseconds.
+    tokio::time::advance(Duration::from_millis(1 + 5 + 1)).await;
+    until_paused("callback timeout", || ended.lock().is_some()).await;
+    assert_eq!(ended.lock().take(), Some(Err(RpcError::Timeout)));
+    tokio::time::resume();
+    open_all(&held);
     client.shutdown().await;
     server.shutdown().await;
 }
@@ -242,16 +350,11 @@ async fn unknown_method_panic_and_dropped_replyer() {
 #[tokio::test]
 async fn reply_from_another_task_later() {
     let (_c, client, server) = pair().await;
-    server.register_rpc("later", |_ctx, replyer: Replyer<Echo>, req: Echo| {
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            replyer.reply(req);
-        });
-    });
-    let r: Echo = client
-        .call(addr("1.2.1"), "later", &echo("l", 5))
-        .await
-        .unwrap();
+    let held = serve_held(&server, "later");
+    let call = spawn_call(&client, "later", echo("l", 5), None);
+    eventually("request held", || held.len() == 1).await;
+    release_one(&held).await;
+    let r = within("reply", call).await.unwrap().unwrap();
     assert_eq!(r.n, 5);
     client.shutdown().await;
     server.shutdown().await;
@@ -289,20 +392,21 @@ async fn peer_killed_mid_call_fails_fast() {
     let call = tokio::spawn({
         let client = client.clone();
         async move {
+            // Far longer than `within` waits: only the disconnect can end it.
             client
-                .call::<Echo, Echo>(addr("1.2.1"), "hang", &echo("h", 1))
+                .call_with_timeout::<Echo, Echo>(
+                    addr("1.2.1"),
+                    "hang",
+                    &echo("h", 1),
+                    Duration::from_secs(3600),
+                )
                 .await
         }
     });
     eventually("request held", || held.lock().len() == 1).await;
-    let started = std::time::Instant::now();
     rt.shutdown_background();
     let r = within("call to fail", call).await.unwrap();
     assert_eq!(r, Err(RpcError::Disconnected(addr("1.2.1"))));
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "failed at disconnect, not at timeout"
-    );
     std::mem::forget(held); // its replyers belong to the dead runtime
     client.shutdown().await;
 }
@@ -314,15 +418,13 @@ async fn request_expired_while_queued_is_not_executed() {
     let server_net = free_addr().await; // listed, not yet listening
     c.m.put_now(member("1.2.1", server_net, false));
     c.settle().await;
-    let r: Result<Echo, _> = client
-        .call_with_timeout(
-            addr("1.2.1"),
-            "count",
-            &echo("x", 1),
-            Duration::from_millis(100),
-        )
-        .await;
-    assert_eq!(r, Err(RpcError::Timeout));
+    // Nobody listens: the request waits in the queue until the call's deadline.
+    tokio::time::pause();
+    let timeout = Duration::from_millis(100);
+    let call = spawn_call(&client, "count", echo("x", 1), Some(timeout));
+    run_ready_tasks().await; // the call starts: its deadline is now + timeout
+    assert_eq!(ends_at(call, timeout).await, Err(RpcError::Timeout));
+    tokio::time::resume();
     let server = Node::with_config(config());
     let runs = Arc::new(AtomicUsize::new(0));
     let r2 = runs.clone();
@@ -356,33 +458,17 @@ async fn request_expired_while_queued_is_not_executed() {
 #[tokio::test]
 async fn stop_waits_for_in_flight_reply() {
     let (_c, client, server) = pair().await;
-    let (arrived_tx, arrived_rx) = oneshot::channel();
-    let arrived = Mutex::new(Some(arrived_tx));
-    server.register_rpc("slow", move |_ctx, replyer: Replyer<Echo>, req: Echo| {
-        if let Some(tx) = arrived.lock().take() {
-            let _ = tx.send(());
-        }
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            replyer.reply(req);
-        });
-    });
-    let call = tokio::spawn({
-        let client = client.clone();
-        async move {
-            client
-                .call::<Echo, Echo>(addr("1.2.1"), "slow", &echo("s", 3))
-                .await
-        }
-    });
-    within("request arrives", arrived_rx).await.unwrap();
+    let held = serve_held(&server, "slow");
+    let call = spawn_call(&client, "slow", echo("s", 3), None);
+    eventually("request arrives", || held.len() == 1).await;
     server.stop();
-    // New requests are refused while draining.
+    // New requests are refused while draining (the held reply keeps it draining).
     let refused: Result<Echo, _> = client.call(addr("1.2.1"), "echo", &echo("n", 4)).await;
     assert!(
         matches!(refused, Err(RpcError::ServiceUnavailable(_))),
         "{refused:?}"
     );
+    release_one(&held).await;
     assert_eq!(within("in-flight reply", call).await.unwrap().unwrap().n, 3);
     within("server stopped", server.wait()).await;
     client.shutdown().await;
@@ -449,20 +535,26 @@ async fn unknown_peer_and_not_started() {
         Err(RpcError::UnknownPeer(addr("1.9.9")))
     );
     assert!(!handle.cancel());
-    // A panicking callback is contained; the node keeps serving.
+    // A panicking callback is contained; the node keeps serving. The next reply
+    // comes after its reply on the same link, so it has run by then.
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
     client.call_with_callback(
         addr("1.2.1"),
         "echo",
         &echo("x", 3),
         Instant::now() + Duration::from_secs(1),
-        |_: Result<Echo, _>| panic!("callback bug"),
+        move |_: Result<Echo, _>| {
+            r.fetch_add(1, Ordering::SeqCst);
+            panic!("callback bug")
+        },
     );
-    tokio::time::sleep(Duration::from_millis(50)).await;
     let r: Echo = client
         .call(addr("1.2.1"), "echo", &echo("after", 4))
         .await
         .unwrap();
     assert_eq!(r.n, 4);
+    assert_eq!(ran.load(Ordering::SeqCst), 1);
     client.shutdown().await;
     server.shutdown().await;
 }
