@@ -16,6 +16,7 @@ mod file;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+mod resync;
 mod view;
 
 pub use discovery::{DISCOVERY_MAX_FRAME, DiscoveryClient, DiscoveryServer, DiscoveryServerConfig};

@@ -9,13 +9,14 @@ use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
-use tracing::{debug, info, warn};
+use tracing::debug;
 
 use super::proto::{self, DISCOVERY_MAX_FRAME, Request, Response};
 use crate::addr::LogicAddr;
 use crate::backoff::Backoff;
+use crate::membership::resync::{self, Feed, Source};
 use crate::membership::{
-    BoxFuture, Member, MemberSet, Membership, MembershipAdmin, MembershipChange, MembershipError,
+    BoxFuture, Member, Membership, MembershipAdmin, MembershipChange, MembershipError,
 };
 
 type Conn = Framed<TcpStream, LengthDelimitedCodec>;
@@ -173,19 +174,7 @@ impl Membership for DiscoveryClient {
     fn subscribe(
         &self,
     ) -> BoxFuture<'_, Result<mpsc::UnboundedReceiver<MembershipChange>, MembershipError>> {
-        Box::pin(async move {
-            let config = self.config.clone();
-            let (conn, members) = config.open_subscription().await.map_err(|e| {
-                MembershipError::Unreachable(format!("discovery server {}: {e}", config.server))
-            })?;
-            let mut set = MemberSet::new();
-            let initial = set.apply_snapshot(members);
-            let (tx, rx) = mpsc::unbounded_channel();
-            // The receiver is alive: this cannot fail.
-            let _ = tx.send(initial);
-            tokio::spawn(run_subscription(config, conn, set, tx));
-            Ok(rx)
-        })
+        Box::pin(resync::subscribe(self.config.clone()))
     }
 }
 
@@ -199,56 +188,31 @@ impl MembershipAdmin for DiscoveryClient {
     }
 }
 
-/// Forwards changes until the subscriber drops its receiver; reconnects on loss.
-async fn run_subscription(
-    config: Arc<ClientConfig>,
-    mut conn: Conn,
-    mut set: MemberSet,
-    tx: mpsc::UnboundedSender<MembershipChange>,
-) {
-    loop {
-        let reason = tokio::select! {
-            _ = tx.closed() => return,
-            reason = follow(&config, &mut conn, &mut set, &tx) => match reason {
-                Some(reason) => reason,
-                None => return,
-            },
-        };
-        warn!(server = %config.server, "discovery subscription lost ({reason}); reconnecting");
-        drop(conn);
-        let mut backoff = Backoff::new(config.backoff_min, config.backoff_max);
-        conn = loop {
-            let delay = backoff.next_delay();
-            let attempt = tokio::select! {
-                _ = tx.closed() => return,
-                attempt = async {
-                    tokio::time::sleep(delay).await;
-                    config.open_subscription().await
-                } => attempt,
-            };
-            match attempt {
-                Ok((conn, members)) => {
-                    let change = set.apply_snapshot(members);
-                    info!(server = %config.server, "discovery subscription restored");
-                    if !change.is_empty() && tx.send(change).is_err() {
-                        return;
-                    }
-                    break conn;
-                }
-                Err(e) => debug!(server = %config.server, "discovery reconnect failed: {e}"),
-            }
-        };
+impl Source for ClientConfig {
+    type Conn = Conn;
+
+    fn name(&self) -> String {
+        format!("discovery subscription to {}", self.server)
+    }
+
+    fn backoff(&self) -> Backoff {
+        Backoff::new(self.backoff_min, self.backoff_max)
+    }
+
+    async fn connect(&self) -> Result<(Conn, Vec<Member>), MembershipError> {
+        self.open_subscription().await.map_err(|e| {
+            MembershipError::Unreachable(format!("discovery server {}: {e}", self.server))
+        })
+    }
+
+    async fn follow(&self, conn: &mut Conn, feed: &mut Feed) -> Option<String> {
+        follow(self, conn, feed).await
     }
 }
 
 /// Applies server messages until the connection fails, pinging the server every
 /// heartbeat. Returns the reason, or `None` if the subscriber went away.
-async fn follow(
-    config: &ClientConfig,
-    conn: &mut Conn,
-    set: &mut MemberSet,
-    tx: &mpsc::UnboundedSender<MembershipChange>,
-) -> Option<String> {
+async fn follow(config: &ClientConfig, conn: &mut Conn, feed: &mut Feed) -> Option<String> {
     let mut heartbeat = tokio::time::interval(config.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     heartbeat.tick().await; // the first tick is immediate
@@ -279,12 +243,12 @@ async fn follow(
                 added,
                 removed,
                 updated,
-            }) => proto::apply_change(set, added, removed, updated),
-            Ok(Response::Snapshot { members }) => set.apply_snapshot(members),
+            }) => proto::apply_change(feed.set(), added, removed, updated),
+            Ok(Response::Snapshot { members }) => feed.set().apply_snapshot(members),
             Ok(Response::Reply { .. }) => continue,
             Err(e) => return Some(format!("malformed message: {e}")),
         };
-        if !change.is_empty() && tx.send(change).is_err() {
+        if !feed.publish(change) {
             return None;
         }
     }
