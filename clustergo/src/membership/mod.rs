@@ -19,7 +19,9 @@ mod redis;
 mod resync;
 mod view;
 
-pub use discovery::{DISCOVERY_MAX_FRAME, DiscoveryClient, DiscoveryServer, DiscoveryServerConfig};
+pub use discovery::{
+    DISCOVERY_ID, DISCOVERY_MAX_FRAME, DiscoveryClient, DiscoveryServer, DiscoveryServerConfig,
+};
 #[cfg(feature = "etcd")]
 pub use etcd::{EtcdMembership, LeaseRegistration};
 pub use file::FileMembership;
@@ -136,6 +138,21 @@ impl MemberSet {
     /// An empty set.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How many members the set holds.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Whether a member has this logical address.
+    pub fn contains(&self, logic: LogicAddr) -> bool {
+        self.members.contains_key(&logic)
     }
 
     /// Current members, by logical address.

@@ -11,9 +11,11 @@ use tokio::sync::mpsc;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tracing::debug;
 
+use super::auth::{self, Secret};
 use super::proto::{self, DISCOVERY_MAX_FRAME, Request, Response};
 use crate::addr::LogicAddr;
 use crate::backoff::Backoff;
+use crate::handshake::HandshakeError;
 use crate::membership::resync::{self, Feed, Source};
 use crate::membership::{
     BoxFuture, Member, Membership, MembershipAdmin, MembershipChange, MembershipError,
@@ -44,12 +46,15 @@ struct ClientConfig {
     backoff_max: Duration,
     max_frame: usize,
     heartbeat: Duration,
+    secret: Secret,
 }
 
 impl DiscoveryClient {
     /// A client of the server at `server` (`"host:port"` or a `SocketAddr`), with a
     /// 2 s connect timeout, 5 s request timeout, 10 s heartbeat and 100 ms–5 s
-    /// reconnect backoff.
+    /// reconnect backoff. It authenticates with the secret a default
+    /// [`Config`](crate::Config) has (`CLUSTERGO_SECRET`, else the development
+    /// secret); see [`with_secret`](Self::with_secret).
     pub fn new(server: impl ToString) -> Self {
         Self {
             config: Arc::new(ClientConfig {
@@ -60,6 +65,7 @@ impl DiscoveryClient {
                 backoff_max: Duration::from_secs(5),
                 max_frame: DISCOVERY_MAX_FRAME,
                 heartbeat: Duration::from_secs(10),
+                secret: Secret::default_for_cluster(),
             }),
         }
     }
@@ -102,6 +108,13 @@ impl DiscoveryClient {
         self
     }
 
+    /// Sets the cluster secret this client proves to the server (and checks the
+    /// server knows): the nodes' [`Config::secret`](crate::Config::secret).
+    pub fn with_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
+        self.config_mut().secret = Secret::new(secret);
+        self
+    }
+
     /// The server this client talks to.
     pub fn server(&self) -> &str {
         &self.config.server
@@ -109,12 +122,44 @@ impl DiscoveryClient {
 }
 
 impl ClientConfig {
-    async fn connect(&self) -> Result<Conn, String> {
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.server))
-            .await
-            .map_err(|_| format!("connect timed out after {:?}", self.connect_timeout))?
-            .map_err(|e| format!("connect failed: {e}"))?;
+    fn unreachable(&self, e: impl std::fmt::Display) -> MembershipError {
+        MembershipError::Unreachable(format!("discovery server {}: {e}", self.server))
+    }
+
+    /// Connects and authenticates. A server that does not know our secret (or that
+    /// refuses us) is [`MembershipError::Refused`]: retrying will not help.
+    async fn dial(&self) -> Result<Conn, MembershipError> {
+        let mut stream =
+            tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.server))
+                .await
+                .map_err(|_| {
+                    self.unreachable(format!(
+                        "connect timed out after {:?}",
+                        self.connect_timeout
+                    ))
+                })?
+                .map_err(|e| self.unreachable(format!("connect failed: {e}")))?;
         let _ = stream.set_nodelay(true);
+        let refused = |why: String| {
+            MembershipError::Refused(format!("discovery server {}: {why}", self.server))
+        };
+        match auth::client(&mut stream, self.secret.bytes(), self.request_timeout).await {
+            Ok(()) => {}
+            Err(HandshakeError::BadMac) => {
+                return Err(refused(
+                    "authentication failed: the server does not know this client's cluster \
+                     secret (set the same secret on both: CLUSTERGO_SECRET, \
+                     DiscoveryClient::with_secret, DiscoveryServerConfig::secret)"
+                        .into(),
+                ));
+            }
+            Err(e @ (HandshakeError::Refused(_) | HandshakeError::WrongPeer { .. })) => {
+                return Err(refused(format!(
+                    "not a discovery server, or it refused us: {e}"
+                )));
+            }
+            Err(e) => return Err(self.unreachable(format!("authentication: {e}"))),
+        }
         Ok(Framed::new(stream, proto::codec(self.max_frame)))
     }
 
@@ -136,25 +181,26 @@ impl ClientConfig {
     }
 
     /// Connects, subscribes, and reads the snapshot.
-    async fn open_subscription(&self) -> Result<(Conn, Vec<Member>), String> {
-        let mut conn = self.connect().await?;
-        self.send(&mut conn, &Request::Subscribe).await?;
-        match self.receive(&mut conn).await? {
+    async fn open_subscription(&self) -> Result<(Conn, Vec<Member>), MembershipError> {
+        let mut conn = self.dial().await?;
+        let unreachable = |e| self.unreachable(e);
+        self.send(&mut conn, &Request::Subscribe)
+            .await
+            .map_err(unreachable)?;
+        match self.receive(&mut conn).await.map_err(unreachable)? {
             Response::Snapshot { members } => Ok((conn, members)),
-            other => Err(format!("expected a snapshot, got {other:?}")),
+            other => Err(unreachable(format!("expected a snapshot, got {other:?}"))),
         }
     }
 
     /// One put or remove on a short-lived connection.
     async fn request(&self, request: Request) -> Result<(), MembershipError> {
-        let unreachable = |e: String| {
-            MembershipError::Unreachable(format!("discovery server {}: {e}", self.server))
-        };
+        let unreachable = |e| self.unreachable(e);
         let id = match &request {
             Request::Put { id, .. } | Request::Remove { id, .. } | Request::Ping { id } => *id,
             Request::Subscribe => 0,
         };
-        let mut conn = self.connect().await.map_err(unreachable)?;
+        let mut conn = self.dial().await?;
         self.send(&mut conn, &request).await.map_err(unreachable)?;
         loop {
             match self.receive(&mut conn).await.map_err(unreachable)? {
@@ -200,9 +246,7 @@ impl Source for ClientConfig {
     }
 
     async fn connect(&self) -> Result<(Conn, Vec<Member>), MembershipError> {
-        self.open_subscription().await.map_err(|e| {
-            MembershipError::Unreachable(format!("discovery server {}: {e}", self.server))
-        })
+        self.open_subscription().await
     }
 
     async fn follow(&self, conn: &mut Conn, feed: &mut Feed) -> Option<String> {
