@@ -43,6 +43,7 @@ impl Feed {
     }
 
     /// Whether the subscriber dropped its receiver.
+    #[cfg(feature = "redis")]
     pub(crate) fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }
