@@ -214,16 +214,20 @@ impl MemberSet {
     }
 }
 
+/// An available, non-exported member at `127.0.0.1:port`, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_member(logic: &str, port: u16) -> Member {
+    Member::new(Addr::new(
+        logic.parse().unwrap(),
+        format!("127.0.0.1:{port}").parse().unwrap(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn m(logic: &str, port: u16) -> Member {
-        Member::new(Addr::new(
-            logic.parse().unwrap(),
-            format!("127.0.0.1:{port}").parse().unwrap(),
-        ))
-    }
+    use super::test_member as m;
 
     #[test]
     fn snapshots_become_diffs() {

@@ -144,13 +144,8 @@ mod tests {
 
     use parking_lot::Mutex;
 
-    use crate::addr::Addr;
-
     fn member(logic: &str) -> Member {
-        Member::new(Addr::new(
-            logic.parse().unwrap(),
-            "127.0.0.1:9001".parse().unwrap(),
-        ))
+        crate::membership::test_member(logic, 9001)
     }
 
     /// A scripted source: each `connect` pops the next outcome; each `follow` breaks

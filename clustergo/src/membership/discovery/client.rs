@@ -102,7 +102,9 @@ impl DiscoveryClient {
 
     /// Sets the heartbeat: a subscription pings the server this often and treats
     /// two intervals without any message from it as a lost connection (a server
-    /// that vanished without closing the socket).
+    /// that vanished without closing the socket). Keep it under half the server's
+    /// [`idle_timeout`](super::DiscoveryServerConfig::idle_timeout) (30 s by
+    /// default), or the server closes the subscription as idle.
     pub fn with_heartbeat(mut self, interval: Duration) -> Self {
         self.config_mut().heartbeat = interval.max(Duration::from_millis(10));
         self
