@@ -6,8 +6,8 @@
 //! [`MembershipAdmin`](super::MembershipAdmin) side or the server handle itself.
 //!
 //! Every connection first proves the cluster secret with the node handshake
-//! ([`auth`]); the server bounds connections, idle time and the list's size (see
-//! [`DiscoveryServerConfig`]).
+//! ([`crate::handshake`]); the server bounds connections, idle time and the list's
+//! size (see [`DiscoveryServerConfig`]).
 
 mod auth;
 mod client;
