@@ -524,8 +524,10 @@ async fn puts_beyond_the_member_limit_are_refused() {
 async fn idle_and_half_frame_connections_are_closed_after_the_timeouts() {
     support::init_tracing();
     let config = DiscoveryServerConfig {
-        handshake_timeout: Duration::from_millis(200),
-        idle_timeout: Duration::from_millis(500),
+        // Small, but ten times the pinger's interval and far above a loopback
+        // handshake, so that only silence closes a connection.
+        handshake_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(1),
         ..Default::default()
     };
     let server = DiscoveryServer::bind_with("127.0.0.1:0", [member("1.1.1", 9001)], config)
@@ -553,7 +555,7 @@ async fn idle_and_half_frame_connections_are_closed_after_the_timeouts() {
         .await
         .unwrap();
     let pinger = tokio::spawn(async move {
-        for id in 0..15 {
+        for id in 0..25 {
             let ping = format!(r#"{{"op":"ping","id":{id}}}"#);
             live.write_all(&frame(ping.as_bytes())).await.unwrap();
             let pong = format!(r#"{{"type":"reply","id":{id}}}"#);
