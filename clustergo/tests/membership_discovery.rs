@@ -596,3 +596,59 @@ async fn connections_beyond_the_limit_are_closed_at_once() {
     .await;
     assert!(served, "no client served after a connection closed");
 }
+
+#[tokio::test]
+async fn anonymous_reads_only_when_the_server_opts_in_and_never_writes() {
+    support::init_tracing();
+    let config = DiscoveryServerConfig {
+        insecure_anonymous_reads: true,
+        ..Default::default()
+    };
+    let open = DiscoveryServer::bind_with("127.0.0.1:0", [member("1.1.1", 9001)], config)
+        .await
+        .unwrap();
+    let reader = client(&open).insecure_anonymous_reads();
+    let mut rx = reader.subscribe().await.unwrap();
+    assert_eq!(
+        next_change(&mut rx).await.added,
+        vec![member("1.1.1", 9001)]
+    );
+    for err in [
+        reader.put(member("1.6.6", 9666)).await.unwrap_err(),
+        reader.remove("1.1.1".parse().unwrap()).await.unwrap_err(),
+    ] {
+        match &err {
+            MembershipError::Refused(msg) => assert!(msg.contains("only read"), "{msg}"),
+            other => panic!("expected Refused, got {other:?}"),
+        }
+    }
+    // The probe as a bare frame: answered with the refusal, nothing removed.
+    let mut raw = TcpStream::connect(open.local_addr()).await.unwrap();
+    raw.write_all(&frame(br#"{"op":"remove","id":5,"logic":"1.1.1"}"#))
+        .await
+        .unwrap();
+    let reply = tokio::time::timeout(WAIT, read_frame(&mut raw)).await;
+    let reply = String::from_utf8(reply.unwrap().unwrap()).unwrap();
+    assert!(
+        reply.contains(r#""id":5"#) && reply.contains("only read"),
+        "{reply}"
+    );
+    assert_eq!(open.members(), vec![member("1.1.1", 9001)]);
+
+    // Authenticated clients still write, and the anonymous reader sees it.
+    client(&open).put(member("1.2.1", 9002)).await.unwrap();
+    assert_eq!(
+        next_change(&mut rx).await,
+        change(vec![member("1.2.1", 9002)], vec![], vec![])
+    );
+
+    // A default server serves no anonymous client, and says what may be wrong.
+    let closed = DiscoveryServer::bind("127.0.0.1:0", []).await.unwrap();
+    let err = client(&closed)
+        .insecure_anonymous_reads()
+        .subscribe()
+        .await
+        .map(drop)
+        .unwrap_err();
+    assert!(err.to_string().contains("anonymous reads"), "{err}");
+}

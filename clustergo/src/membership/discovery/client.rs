@@ -46,7 +46,8 @@ struct ClientConfig {
     backoff_max: Duration,
     max_frame: usize,
     heartbeat: Duration,
-    secret: Secret,
+    /// `None`: anonymous (see [`DiscoveryClient::insecure_anonymous_reads`]).
+    secret: Option<Secret>,
 }
 
 impl DiscoveryClient {
@@ -65,7 +66,7 @@ impl DiscoveryClient {
                 backoff_max: Duration::from_secs(5),
                 max_frame: DISCOVERY_MAX_FRAME,
                 heartbeat: Duration::from_secs(10),
-                secret: Secret::default_for_cluster(),
+                secret: Some(Secret::default_for_cluster()),
             }),
         }
     }
@@ -113,7 +114,16 @@ impl DiscoveryClient {
     /// Sets the cluster secret this client proves to the server (and checks the
     /// server knows): the nodes' [`Config::secret`](crate::Config::secret).
     pub fn with_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
-        self.config_mut().secret = Secret::new(secret);
+        self.config_mut().secret = Some(Secret::new(secret));
+        self
+    }
+
+    /// INSECURE: skips authentication. Only a server that set
+    /// [`insecure_anonymous_reads`](super::DiscoveryServerConfig::insecure_anonymous_reads)
+    /// serves such a client, and only for reading (subscribe); its puts and
+    /// removes are refused. For monitoring tools that must not hold the secret.
+    pub fn insecure_anonymous_reads(mut self) -> Self {
+        self.config_mut().secret = None;
         self
     }
 
@@ -145,7 +155,10 @@ impl ClientConfig {
         let refused = |why: String| {
             MembershipError::Refused(format!("discovery server {}: {why}", self.server))
         };
-        match auth::client(&mut stream, self.secret.bytes(), self.request_timeout).await {
+        let Some(secret) = &self.secret else {
+            return Ok(Framed::new(stream, proto::codec(self.max_frame)));
+        };
+        match auth::client(&mut stream, secret.bytes(), self.request_timeout).await {
             Ok(()) => {}
             Err(HandshakeError::BadMac) => {
                 return Err(refused(
@@ -189,7 +202,14 @@ impl ClientConfig {
         self.send(&mut conn, &Request::Subscribe)
             .await
             .map_err(unreachable)?;
-        match self.receive(&mut conn).await.map_err(unreachable)? {
+        let received = self
+            .receive(&mut conn)
+            .await
+            .map_err(|e| match self.secret {
+                Some(_) => e,
+                None => format!("{e} (anonymous: does the server allow anonymous reads?)"),
+            });
+        match received.map_err(unreachable)? {
             Response::Snapshot { members } => Ok((conn, members)),
             other => Err(unreachable(format!("expected a snapshot, got {other:?}"))),
         }

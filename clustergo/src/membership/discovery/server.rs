@@ -4,12 +4,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use parking_lot::Mutex;
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::codec::{Framed, FramedParts, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
@@ -17,9 +18,14 @@ use tracing::{debug, info, warn};
 use super::auth;
 use super::proto::{self, DISCOVERY_MAX_FRAME, Request, Response};
 use crate::addr::LogicAddr;
+use crate::handshake::HandshakeError;
 use crate::membership::{
     BoxFuture, Member, MemberSet, MembershipAdmin, MembershipChange, MembershipError,
 };
+
+/// The answer to an anonymous put or remove.
+const ANONYMOUS_WRITE: &str =
+    "anonymous clients may only read: prove the cluster secret to change the list";
 
 /// Settings of a [`DiscoveryServer`].
 ///
@@ -53,6 +59,11 @@ pub struct DiscoveryServerConfig {
     /// Most connections served at once, authenticated or not; more are closed as
     /// soon as they are accepted. Default 1024.
     pub max_connections: usize,
+    /// INSECURE: also serve clients that skip the handshake
+    /// ([`DiscoveryClient::insecure_anonymous_reads`](super::DiscoveryClient::insecure_anonymous_reads)),
+    /// read-only: they may subscribe (and so read every member's address) but their
+    /// puts and removes are refused. Default `false`.
+    pub insecure_anonymous_reads: bool,
 }
 
 impl Default for DiscoveryServerConfig {
@@ -66,6 +77,7 @@ impl Default for DiscoveryServerConfig {
             idle_timeout: Duration::from_secs(30),
             max_members: 10_000,
             max_connections: 1024,
+            insecure_anonymous_reads: false,
         }
     }
 }
@@ -81,6 +93,7 @@ impl std::fmt::Debug for DiscoveryServerConfig {
             idle_timeout,
             max_members,
             max_connections,
+            insecure_anonymous_reads,
         } = self;
         f.debug_struct("DiscoveryServerConfig")
             .field("max_frame", max_frame)
@@ -91,6 +104,7 @@ impl std::fmt::Debug for DiscoveryServerConfig {
             .field("idle_timeout", idle_timeout)
             .field("max_members", max_members)
             .field("max_connections", max_connections)
+            .field("insecure_anonymous_reads", insecure_anonymous_reads)
             .finish()
     }
 }
@@ -110,7 +124,9 @@ impl std::fmt::Debug for DiscoveryServerConfig {
 /// incarnation 0) and prove the cluster secret; the server then answers the verdict.
 /// A client that fails it, or does not finish it within
 /// [`handshake_timeout`](DiscoveryServerConfig::handshake_timeout), is disconnected
-/// before any frame is read.
+/// before any frame is read. Only if
+/// [`insecure_anonymous_reads`](DiscoveryServerConfig::insecure_anonymous_reads) is
+/// set may a connection start directly with a frame; it is then read-only.
 ///
 /// Then: frames of a big-endian `u32` length followed by that many bytes of JSON, one
 /// message per frame; at most [`DISCOVERY_MAX_FRAME`] bytes by default.
@@ -400,25 +416,72 @@ async fn serve_connection(
     _permit: OwnedSemaphorePermit,
 ) {
     let config = &shared.config;
-    let authenticated = tokio::select! {
+    let opened = tokio::select! {
         _ = token.cancelled() => return,
-        r = auth::server(&mut stream, &config.secret, config.handshake_timeout) => r,
+        r = open_session(&mut stream, config) => r,
     };
-    if let Err(e) = authenticated {
-        // Debug, not warn: anyone can connect, and logs must not grow with them.
-        debug!(%peer, "discovery client not authenticated: {e}");
-        return;
-    }
-    let framed = Framed::new(stream, proto::codec(config.max_frame));
-    match connection_loop(framed, &shared, &token).await {
+    let session = match opened {
+        Ok(session) => session,
+        Err(e) => {
+            // Debug, not warn: anyone can connect, and logs must not grow with them.
+            debug!(%peer, "discovery client not authenticated: {e}");
+            return;
+        }
+    };
+    let mut parts = FramedParts::new::<Bytes>(stream, proto::codec(config.max_frame));
+    parts.read_buf = session.read;
+    let framed = Framed::from_parts(parts);
+    match connection_loop(framed, session.anonymous, &shared, &token).await {
         Ok(()) => debug!(%peer, "discovery connection closed"),
         Err(reason) => warn!(%peer, "closing discovery connection: {reason}"),
     }
 }
 
+/// How a connection began.
+struct Session {
+    /// Skipped the handshake: may only read.
+    anonymous: bool,
+    /// Bytes already read that belong to the first frame.
+    read: BytesMut,
+}
+
+/// Authenticates a connection. If anonymous reads are allowed, a connection that
+/// starts with a frame instead is served read-only: it is recognised by its first two
+/// bytes being zero (the top of a `u32` frame length below 64 KiB), which a handshake
+/// message (a `u16` length, never zero) cannot start with.
+async fn open_session(
+    stream: &mut TcpStream,
+    config: &DiscoveryServerConfig,
+) -> Result<Session, HandshakeError> {
+    let (secret, timeout) = (&config.secret, config.handshake_timeout);
+    let authenticated = Session {
+        anonymous: false,
+        read: BytesMut::new(),
+    };
+    if !config.insecure_anonymous_reads {
+        auth::server(stream, secret, timeout).await?;
+        return Ok(authenticated);
+    }
+    let mut head = [0u8; 2];
+    tokio::time::timeout(timeout, stream.read_exact(&mut head))
+        .await
+        .map_err(|_| HandshakeError::Timeout)??;
+    if head == [0, 0] {
+        return Ok(Session {
+            anonymous: true,
+            read: BytesMut::from(&head[..]),
+        });
+    }
+    let (read, write) = stream.split();
+    let mut io = tokio::io::join(std::io::Cursor::new(head).chain(read), write);
+    auth::server(&mut io, secret, timeout).await?;
+    Ok(authenticated)
+}
+
 /// Serves one connection; `Err` carries the reason it was closed by us.
 async fn connection_loop(
     mut framed: Framed<TcpStream, LengthDelimitedCodec>,
+    anonymous: bool,
     shared: &Shared,
     token: &CancellationToken,
 ) -> Result<(), String> {
@@ -449,6 +512,12 @@ async fn connection_loop(
                         }
                         subscription = Some(shared.subscribe());
                         continue;
+                    }
+                    Request::Put { id, .. } | Request::Remove { id, .. } if anonymous => {
+                        Response::Reply {
+                            id,
+                            error: Some(ANONYMOUS_WRITE.into()),
+                        }
                     }
                     Request::Put { id, member } => Response::Reply {
                         id,
