@@ -143,7 +143,7 @@ async fn authenticated(server: &DiscoveryServer) -> TcpStream {
         listen: "0.0.0.0:0".parse().unwrap(),
     };
     let secret = clustergo::Config::default().secret;
-    handshake::dial(&mut conn, &secret, &hello, DISCOVERY_ID, WAIT)
+    handshake::dial(&mut conn, secret.expose(), &hello, DISCOVERY_ID, WAIT)
         .await
         .unwrap();
     conn
@@ -157,7 +157,7 @@ async fn accept_authenticated(conn: &mut TcpStream) {
         incarnation: 0,
     };
     let secret = clustergo::Config::default().secret;
-    handshake::accept(conn, &secret, me, WAIT).await.unwrap();
+    handshake::accept(conn, secret.expose(), me, WAIT).await.unwrap();
     handshake::answer(conn, Ok(())).await.unwrap();
 }
 
@@ -467,7 +467,7 @@ async fn anonymous_and_wrong_secret_clients_cannot_change_or_read_the_list() {
         "127.0.0.1:0",
         [],
         DiscoveryServerConfig {
-            secret: b"another-cluster".to_vec(),
+            secret: b"another-cluster".into(),
             ..Default::default()
         },
     )
