@@ -16,10 +16,11 @@ use tokio::net::ToSocketAddrs;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_kcp::{KcpListener, KcpStream};
-use tokio_util::codec::{Decoder, Encoder, FramedRead, FramedWrite, LengthDelimitedCodec};
+use tokio_util::codec::{Decoder, Encoder, FramedRead, FramedWrite};
 use tracing::{debug, info, warn};
 
-use super::conn::{ClientConn, Confirm, Reader, Writer};
+use super::conn::{ClientConn, CloseReason, Confirm};
+use super::io::{PacketRead, PacketWrite, next_packet};
 use super::listener::ACCEPT_BACKLOG;
 use super::{GateConfig, GateError, Transport, tcp};
 
@@ -36,19 +37,17 @@ pub(crate) enum KcpFrame {
     Close,
 }
 
-/// [`tcp::codec`] plus the close marker, recognised only where a length field starts.
+/// [`tcp::PacketCodec`] plus the close marker, recognised only where a length field
+/// starts.
 #[derive(Debug)]
 pub(crate) struct KcpCodec {
-    inner: LengthDelimitedCodec,
-    /// Whether `inner` waits for a length field (rather than for a payload).
-    at_head: bool,
+    inner: tcp::PacketCodec,
 }
 
 impl KcpCodec {
     pub(crate) fn new(max_packet_size: usize) -> Self {
         Self {
-            inner: tcp::codec(max_packet_size),
-            at_head: true,
+            inner: tcp::PacketCodec::new(max_packet_size),
         }
     }
 }
@@ -58,26 +57,20 @@ impl Decoder for KcpCodec {
     type Error = io::Error;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<KcpFrame>, io::Error> {
-        if self.at_head {
-            if src.len() < 4 {
-                return Ok(None);
-            }
-            if src[..4] == CLOSE_MARKER.to_be_bytes() {
-                src.advance(4);
-                return Ok(Some(KcpFrame::Close));
-            }
+        if self.inner.at_head() && src.starts_with(&CLOSE_MARKER.to_be_bytes()) {
+            src.advance(4);
+            return Ok(Some(KcpFrame::Close));
         }
-        // From here `inner` has consumed (or will consume) a length field, so until it
-        // yields a frame the next bytes are payload.
-        match self.inner.decode(src)? {
-            Some(frame) => {
-                self.at_head = true;
-                Ok(Some(KcpFrame::Packet(frame.freeze())))
-            }
-            None => {
-                self.at_head = false;
-                Ok(None)
-            }
+        Ok(self
+            .inner
+            .decode(src)?
+            .map(|frame| KcpFrame::Packet(frame.freeze())))
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<KcpFrame>, io::Error> {
+        match self.decode(src)? {
+            None if !self.inner.at_head() || !src.is_empty() => Err(tcp::eof_in_packet()),
+            frame => Ok(frame),
         }
     }
 }
@@ -180,24 +173,30 @@ pub(crate) struct KcpReader {
 }
 
 impl KcpReader {
-    async fn next_frame(&mut self) -> Result<KcpFrame, GateError> {
-        match self.framed.next().await {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Result<KcpFrame, GateError>> {
+        self.framed.poll_next_unpin(cx).map(|next| match next {
             Some(Ok(frame)) => Ok(frame),
             Some(Err(err)) => Err(tcp::read_error(err, self.max_packet_size)),
             // tokio_kcp reports EOF only when the session was closed underneath us:
             // on a server, after `session_expire` without traffic.
             None => Err(GateError::SessionExpired),
-        }
+        })
     }
 
-    pub(crate) async fn next(&mut self) -> Result<Option<Bytes>, GateError> {
-        match self.next_frame().await? {
-            KcpFrame::Packet(p) => Ok(Some(p)),
+    async fn next_frame(&mut self) -> Result<KcpFrame, GateError> {
+        std::future::poll_fn(|cx| self.poll_frame(cx)).await
+    }
+}
+
+impl PacketRead for KcpReader {
+    fn poll_packet(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, GateError>> {
+        self.poll_frame(cx).map_ok(|frame| match frame {
+            KcpFrame::Packet(p) => Some(p),
             KcpFrame::Close => {
                 self.framed.get_ref().flush_acks();
-                Ok(None)
+                None
             }
-        }
+        })
     }
 }
 
@@ -210,12 +209,14 @@ pub(crate) struct KcpWriter {
     framed: FramedWrite<KcpWriteHalf, KcpCodec>,
 }
 
-impl KcpWriter {
-    pub(crate) async fn feed(&mut self, packet: Bytes) -> Result<(), GateError> {
+impl PacketWrite for KcpWriter {
+    type Reader = KcpReader;
+
+    async fn feed(&mut self, packet: Bytes) -> Result<(), GateError> {
         Ok(self.framed.feed(KcpFrame::Packet(packet)).await?)
     }
 
-    pub(crate) async fn flush(&mut self) -> Result<(), GateError> {
+    async fn flush(&mut self) -> Result<(), GateError> {
         Ok(self.framed.flush().await?)
     }
 
@@ -224,9 +225,10 @@ impl KcpWriter {
     /// dropped, unacknowledged data included. With the read half handed back, it then
     /// waits for the peer's reply marker, so the session outlives the whole exchange
     /// (a reply reaching a dropped session would open a phantom one). The caller bounds
-    /// the wait.
-    pub(crate) async fn close(
+    /// the wait. After a read error the stream is mid-packet: no close handshake then.
+    async fn close(
         mut self,
+        after_error: Option<CloseReason>,
         reader: Option<KcpReader>,
         mut confirm: Confirm,
     ) -> Result<(), GateError> {
@@ -235,8 +237,8 @@ impl KcpWriter {
         while !self.framed.get_ref().all_acked() {
             tokio::time::sleep(LINGER_POLL).await;
         }
-        if let Some(mut reader) = reader {
-            while let Ok(Some(_)) = reader.next().await {}
+        if let (Some(mut reader), None) = (reader, after_error) {
+            while let Ok(Some(_)) = next_packet(&mut reader).await {}
         }
         Ok(())
     }
@@ -317,8 +319,8 @@ async fn first_packet(
     let error = match tokio::time::timeout(config.handshake_timeout, reader.next_frame()).await {
         Ok(Ok(KcpFrame::Packet(first))) => {
             let conn = ClientConn::new(
-                Reader::Kcp(reader),
-                Writer::Kcp(writer),
+                reader,
+                writer,
                 Some(first),
                 peer_addr,
                 Transport::Kcp,
@@ -339,7 +341,7 @@ async fn first_packet(
     info!(peer = %peer_addr, transport = %Transport::Kcp, %error, "gate: KCP session dropped before its first packet");
     if matches!(error, GateError::IncomingTooLarge { .. }) {
         // A real client that broke the rules: tell it, as an accepted one would be told.
-        let close = writer.close(None, Confirm::default());
+        let close = writer.close(None, None, Confirm::default());
         let _ = tokio::time::timeout(config.close_timeout, close).await;
     }
 }
@@ -354,8 +356,8 @@ pub(crate) async fn connect(
         .map_err(io::Error::from)?;
     let (reader, writer) = split(stream, config);
     Ok(ClientConn::new(
-        Reader::Kcp(reader),
-        Writer::Kcp(writer),
+        reader,
+        writer,
         None,
         addr,
         Transport::Kcp,

@@ -110,6 +110,7 @@
 
 mod conn;
 mod error;
+mod io;
 #[cfg(feature = "kcp")]
 mod kcp;
 mod listener;

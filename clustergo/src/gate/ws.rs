@@ -4,6 +4,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use futures::stream::{SplitSink, SplitStream};
@@ -19,7 +20,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Message, WebSocketConfig};
 use tracing::{debug, info, warn};
 
-use super::conn::{ClientConn, CloseReason, Confirm, Reader, Writer};
+use super::conn::{ClientConn, CloseReason, Confirm};
+use super::io::{PacketRead, PacketWrite, next_packet};
 use super::listener::ACCEPT_BACKOFF;
 use super::{GateConfig, GateError, Transport, tcp};
 
@@ -63,22 +65,20 @@ pub(crate) struct WsReader {
     max_packet_size: usize,
 }
 
-impl WsReader {
-    pub(crate) async fn next(&mut self) -> Result<Option<Bytes>, GateError> {
+impl PacketRead for WsReader {
+    fn poll_packet(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, GateError>> {
         loop {
-            match self.stream.next().await {
-                Some(Ok(Message::Binary(packet))) => return Ok(Some(packet)),
-                Some(Ok(Message::Text(_))) => return Err(GateError::TextMessage),
+            return Poll::Ready(match ready!(self.stream.poll_next_unpin(cx)) {
+                Some(Ok(Message::Binary(packet))) => Ok(Some(packet)),
+                Some(Ok(Message::Text(_))) => Err(GateError::TextMessage),
                 // Pings are answered by tungstenite while reading; pongs need nothing.
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                Some(Ok(Message::Close(_))) | None => return Ok(None),
-                Some(Err(err)) => {
-                    return match read_error(err, self.max_packet_size) {
-                        Some(err) => Err(err),
-                        None => Ok(None),
-                    };
-                }
-            }
+                Some(Ok(Message::Close(_))) | None => Ok(None),
+                Some(Err(err)) => match read_error(err, self.max_packet_size) {
+                    Some(err) => Err(err),
+                    None => Ok(None),
+                },
+            });
         }
     }
 }
@@ -97,15 +97,17 @@ fn write_error(err: WsError) -> GateError {
     }
 }
 
-impl WsWriter {
-    pub(crate) async fn feed(&mut self, packet: Bytes) -> Result<(), GateError> {
+impl PacketWrite for WsWriter {
+    type Reader = WsReader;
+
+    async fn feed(&mut self, packet: Bytes) -> Result<(), GateError> {
         self.sink
             .feed(Message::Binary(packet))
             .await
             .map_err(write_error)
     }
 
-    pub(crate) async fn flush(&mut self) -> Result<(), GateError> {
+    async fn flush(&mut self) -> Result<(), GateError> {
         self.sink.flush().await.map_err(write_error)
     }
 
@@ -113,8 +115,8 @@ impl WsWriter {
     /// connection. Then, if the receiver handed back the read half, finishes the close
     /// handshake: normally by reading (and dropping) messages until the peer's close
     /// frame; after a read error the stream may be mid-frame, so the socket is
-    /// half-closed and raw input discarded until the peer closes (see `Writer::close`).
-    pub(crate) async fn close(
+    /// half-closed and raw input discarded until the peer closes.
+    async fn close(
         mut self,
         after_error: Option<CloseReason>,
         reader: Option<WsReader>,
@@ -148,7 +150,7 @@ impl WsWriter {
             confirm.done();
         }
         match (reader, after_error) {
-            (Some(mut reader), None) => while let Ok(Some(_)) = reader.next().await {},
+            (Some(mut reader), None) => while let Ok(Some(_)) = next_packet(&mut reader).await {},
             (Some(reader), Some(_)) => {
                 if let Ok(ws) = reader.stream.reunite(self.sink) {
                     let mut tcp = ws.into_inner();
@@ -165,11 +167,11 @@ impl WsWriter {
 fn wrap(ws: WsStream, peer_addr: SocketAddr, config: &GateConfig) -> ClientConn {
     let (sink, stream) = ws.split();
     ClientConn::new(
-        Reader::Ws(WsReader {
+        WsReader {
             stream,
             max_packet_size: config.max_packet_size,
-        }),
-        Writer::Ws(WsWriter { sink }),
+        },
+        WsWriter { sink },
         None,
         peer_addr,
         Transport::Ws,
