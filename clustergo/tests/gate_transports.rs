@@ -563,7 +563,7 @@ mod kcp_only {
     async fn stray_datagrams_and_oversize_first_packets_open_no_connection() {
         gate_common::init_tracing();
         let config = GateConfig {
-            handshake_timeout: Duration::from_millis(300),
+            kcp_first_packet_timeout: Duration::from_millis(300),
             ..GateConfig::default()
         };
         let mut server = EchoServer::start(Transport::Kcp, config.clone()).await;

@@ -5,7 +5,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -14,14 +13,15 @@ use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::ToSocketAddrs;
 use tokio::sync::mpsc;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tokio_kcp::{KcpListener, KcpStream};
 use tokio_util::codec::{Decoder, Encoder, FramedRead, FramedWrite};
 use tracing::{debug, info, warn};
 
 use super::conn::{ClientConn, CloseReason, Confirm};
 use super::io::{PacketRead, PacketWrite, next_packet};
-use super::listener::ACCEPT_BACKLOG;
+use super::listener::{ACCEPT_BACKLOG, ListenerStats};
+use super::pending::Pending;
 use super::{GateConfig, GateError, Transport, tcp};
 
 /// The length-field value that announces a clean close.
@@ -268,33 +268,41 @@ fn split(stream: KcpStream, config: &GateConfig) -> (KcpReader, KcpWriter) {
 pub(crate) async fn bind(
     addr: impl ToSocketAddrs,
     config: GateConfig,
-    failures: Arc<AtomicU64>,
+    stats: ListenerStats,
 ) -> Result<(SocketAddr, mpsc::Receiver<ClientConn>, JoinHandle<()>), GateError> {
     let listener = KcpListener::bind(config.kcp, addr)
         .await
         .map_err(io::Error::from)?;
     let local_addr = listener.local_addr()?;
     let (tx, rx) = mpsc::channel(ACCEPT_BACKLOG);
-    let task = tokio::spawn(accept_loop(listener, config, tx, failures));
+    let task = tokio::spawn(accept_loop(listener, config, tx, stats));
     Ok((local_addr, rx, task))
 }
 
 /// Takes new KCP sessions from tokio_kcp and waits, each in its own task, for their
 /// first packet. Ends when the [`super::Listener`] is dropped, which also ends every
 /// session of this listener (they share its UDP socket and its receive task).
+///
+/// tokio_kcp opens a session (with its tasks and buffers) for any datagram of KCP size
+/// from a new address, before anything is known about the sender, and UDP sources can
+/// be spoofed. So sessions that have not yet delivered a first packet are capped
+/// ([`GateConfig::kcp_max_pending`], oldest dropped first, see [`Pending`]) and given
+/// only [`GateConfig::kcp_first_packet_timeout`]. Dropping one drops its stream, which
+/// ends the tokio_kcp session. A real client evicted by a flood retransmits its first
+/// segment, which opens a new session.
 async fn accept_loop(
     mut listener: KcpListener,
     config: GateConfig,
     tx: mpsc::Sender<ClientConn>,
-    failures: Arc<AtomicU64>,
+    stats: ListenerStats,
 ) {
     let config = Arc::new(config);
-    let mut pending = JoinSet::new();
+    let mut pending = Pending::new(config.kcp_max_pending, stats.clone());
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer_addr)) => {
-                    pending.spawn(first_packet(stream, peer_addr, config.clone(), tx.clone(), failures.clone()));
+                    pending.spawn(first_packet(stream, peer_addr, config.clone(), tx.clone(), stats.clone()));
                 }
                 Err(err) => {
                     // tokio_kcp fails `accept` only once its receive task is gone.
@@ -302,7 +310,7 @@ async fn accept_loop(
                     break;
                 }
             },
-            Some(_) = pending.join_next(), if !pending.is_empty() => {}
+            () = pending.join_next() => {}
             () = tx.closed() => break,
         }
     }
@@ -313,10 +321,11 @@ async fn first_packet(
     peer_addr: SocketAddr,
     config: Arc<GateConfig>,
     tx: mpsc::Sender<ClientConn>,
-    failures: Arc<AtomicU64>,
+    stats: ListenerStats,
 ) {
     let (mut reader, writer) = split(stream, &config);
-    let error = match tokio::time::timeout(config.handshake_timeout, reader.next_frame()).await {
+    let wait = config.kcp_first_packet_timeout;
+    let error = match tokio::time::timeout(wait, reader.next_frame()).await {
         Ok(Ok(KcpFrame::Packet(first))) => {
             let conn = ClientConn::new(
                 reader,
@@ -326,7 +335,13 @@ async fn first_packet(
                 Transport::Kcp,
                 &config,
             );
-            let _ = tx.send(conn).await;
+            // Proven: no longer pending (and no longer subject to eviction) while it
+            // waits for the application's `accept`. Bounded by the handshake timeout;
+            // past it the connection closes on drop.
+            let deliver = tokio::time::timeout(config.handshake_timeout, async move {
+                let _ = tx.send(conn).await;
+            });
+            tokio::spawn(deliver);
             return;
         }
         Ok(Ok(KcpFrame::Close)) => {
@@ -335,10 +350,15 @@ async fn first_packet(
             return;
         }
         Ok(Err(err)) => err,
-        Err(_) => GateError::HandshakeTimeout(config.handshake_timeout),
+        Err(_) => GateError::HandshakeTimeout(wait),
     };
-    failures.fetch_add(1, Ordering::Relaxed);
-    info!(peer = %peer_addr, transport = %Transport::Kcp, %error, "gate: KCP session dropped before its first packet");
+    stats.add_failure();
+    if matches!(error, GateError::HandshakeTimeout(_)) {
+        // Spoofed datagrams end here, possibly thousands at a time: not worth an info line.
+        debug!(peer = %peer_addr, transport = %Transport::Kcp, %error, "gate: KCP session dropped before its first packet");
+    } else {
+        info!(peer = %peer_addr, transport = %Transport::Kcp, %error, "gate: KCP session dropped before its first packet");
+    }
     if matches!(error, GateError::IncomingTooLarge { .. }) {
         // A real client that broke the rules: tell it, as an accepted one would be told.
         let close = writer.close(None, None, Confirm::default());

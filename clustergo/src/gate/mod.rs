@@ -70,6 +70,9 @@
 //!   1002 protocol error).
 //! - WebSocket text messages are **rejected**, not surfaced: packets are binary data,
 //!   and silently converting text would hide client bugs.
+//! - The WebSocket request head is read into a buffer of at most 8 KiB (then replayed
+//!   to the upgrade), so a client that sends part of a head and stops costs a waiting
+//!   read, no CPU, until [`GateConfig::handshake_timeout`] closes it.
 //! - A failed WebSocket handshake (a plain HTTP request, garbage, a client that sends
 //!   nothing within [`GateConfig::handshake_timeout`]) only closes that socket; it is
 //!   logged and counted in [`Listener::handshake_failures`], and never returned from
@@ -85,9 +88,19 @@
 //!
 //! KCP has neither connection setup nor FIN, so the gate adds its own rules:
 //! - an accepted KCP connection is handed out by [`Listener::accept`] only once its
-//!   first packet has arrived (within [`GateConfig::handshake_timeout`]); stray
-//!   datagrams from unknown addresses would otherwise appear as phantom connections.
-//!   A KCP client must therefore speak first (a game client's login packet).
+//!   first packet has arrived (within [`GateConfig::kcp_first_packet_timeout`], 3 s by
+//!   default); stray datagrams from unknown addresses would otherwise appear as phantom
+//!   connections. A KCP client must therefore speak first (a game client's login
+//!   packet). Delivering that first packet is what "proven" means to the gate; the
+//!   application's login then decides whether the client is who it says.
+//! - tokio_kcp opens a session for any KCP-sized datagram from a new address, and UDP
+//!   sources can be spoofed. Sessions still waiting for their first packet are capped
+//!   ([`GateConfig::kcp_max_pending`], 128 by default); past the cap the oldest waiting
+//!   one is dropped. A flood of spoofed datagrams therefore pins at most the cap (about
+//!   90 KiB and three tasks per session, plus the gate's task) for at most the
+//!   first-packet timeout, and a real client, whose first packet arrives within a round
+//!   trip, still gets in (if a flood evicts it first, KCP's retransmission of its first
+//!   segment opens a new session). [`Listener::pending_handshakes`] shows the count.
 //! - a clean close is a length field of `0xFFFF_FFFF` (so
 //!   [`GateConfig::max_packet_size`] must be below that), answered by the peer's own
 //!   marker when it closes in turn. Because tokio_kcp drops a session's unacknowledged
@@ -110,10 +123,14 @@
 
 mod conn;
 mod error;
+#[cfg(feature = "ws")]
+mod http_head;
 mod io;
 #[cfg(feature = "kcp")]
 mod kcp;
 mod listener;
+#[cfg(any(feature = "ws", feature = "kcp"))]
+mod pending;
 mod tcp;
 #[cfg(feature = "ws")]
 mod ws;
@@ -179,9 +196,18 @@ pub struct GateConfig {
     /// Packets queued per connection before [`PacketSender::send`] waits and
     /// [`PacketSender::try_send`] returns [`GateError::Busy`] (default 1024).
     pub send_queue: usize,
-    /// Time allowed for a WebSocket upgrade, for a KCP connection's first packet, and for
-    /// a connector to set a connection up (default 10 s).
+    /// Time allowed for a WebSocket upgrade and for a connector to set a connection up
+    /// (default 10 s).
     pub handshake_timeout: Duration,
+    /// Time a new KCP session has to deliver its first packet before it is dropped
+    /// (default 3 s). Short, because until then the session may be a phantom opened by
+    /// one spoofed datagram; a real client's first packet travels in its first datagram.
+    pub kcp_first_packet_timeout: Duration,
+    /// KCP sessions waiting for their first packet, at most (default 128). Past it the
+    /// oldest waiting session is dropped (and counted in
+    /// [`Listener::handshake_failures`]): each costs a tokio_kcp session (about 90 KiB
+    /// and three tasks), so this bounds what a flood of spoofed datagrams can pin.
+    pub kcp_max_pending: usize,
     /// Time one batch of writes may take before the connection is dropped as stuck: a
     /// client that stops reading cannot pin server memory forever (default 30 s).
     pub write_timeout: Duration,
@@ -206,6 +232,8 @@ impl Default for GateConfig {
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             send_queue: 1024,
             handshake_timeout: Duration::from_secs(10),
+            kcp_first_packet_timeout: Duration::from_secs(3),
+            kcp_max_pending: 128,
             write_timeout: Duration::from_secs(30),
             close_timeout: Duration::from_secs(3),
             idle_timeout: None,
@@ -233,8 +261,12 @@ impl GateConfig {
         if self.send_queue == 0 {
             return bad("send_queue must be at least 1".into());
         }
+        if self.kcp_max_pending == 0 {
+            return bad("kcp_max_pending must be at least 1".into());
+        }
         for (name, d) in [
             ("handshake_timeout", self.handshake_timeout),
+            ("kcp_first_packet_timeout", self.kcp_first_packet_timeout),
             ("write_timeout", self.write_timeout),
             ("close_timeout", self.close_timeout),
             ("idle_timeout", self.idle_timeout.unwrap_or(Duration::MAX)),

@@ -42,6 +42,7 @@ impl PacketCodec {
     }
 
     /// Whether the next bytes start a length field (KCP looks for its close marker there).
+    #[cfg_attr(not(feature = "kcp"), allow(dead_code))]
     pub(crate) fn at_head(&self) -> bool {
         !self.in_payload
     }
