@@ -5,12 +5,12 @@
 //! waiting for the rest of a partial head meant polling. A read only wakes up for new
 //! bytes, so a half-open client costs nothing until the handshake timeout ends it.
 
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::io::Cursor;
 
-use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, Chain, Join};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::GateError;
 
@@ -58,61 +58,26 @@ pub(crate) fn is_upgrade(head: &[u8]) -> bool {
         })
 }
 
-/// A stream that first yields bytes already read from it (the request head), so
+/// A TCP stream that first yields bytes already read from it (the request head), so
 /// tungstenite sees the connection from its first byte.
-#[derive(Debug)]
-pub(crate) struct Rewind<S> {
-    prefix: BytesMut,
-    inner: S,
-}
+pub(crate) type Rewind = Join<Chain<Cursor<BytesMut>, OwnedReadHalf>, OwnedWriteHalf>;
 
-impl<S> Rewind<S> {
-    pub(crate) fn new(prefix: BytesMut, inner: S) -> Self {
-        Self { prefix, inner }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
+/// Puts `read` back in front of `stream`.
+pub(crate) fn rewind(read: BytesMut, stream: TcpStream) -> Rewind {
+    let (r, w) = stream.into_split();
+    tokio::io::join(Cursor::new(read).chain(r), w)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io;
+    use std::pin::Pin;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll};
     use std::time::Duration;
 
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncWriteExt, ReadBuf};
 
     use super::*;
 
@@ -182,8 +147,11 @@ mod tests {
             assert!(is_upgrade(&buf[..len]));
             // Whatever was read beyond the head is replayed after it.
             let mut replay = Vec::new();
-            let mut rewind = Rewind::new(buf, tokio::io::empty());
-            rewind.read_to_end(&mut replay).await.unwrap();
+            Cursor::new(buf)
+                .chain(tokio::io::empty())
+                .read_to_end(&mut replay)
+                .await
+                .unwrap();
             assert!(replay.len() >= head_len);
             assert_eq!(&replay[..], &wire[..replay.len()]);
         }

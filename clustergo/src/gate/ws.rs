@@ -27,7 +27,7 @@ use super::{GateConfig, GateError, Transport, tcp};
 
 /// Server streams replay the request head read before the upgrade; client streams
 /// start with an empty [`Rewind`].
-type WsStream = WebSocketStream<Rewind<TcpStream>>;
+type WsStream = WebSocketStream<Rewind>;
 
 /// Per-connection buffers: tungstenite's 128 KiB default is a lot for thousands of
 /// mostly idle game clients.
@@ -243,9 +243,12 @@ async fn handshake(
         if !http_head::is_upgrade(&read[..head_len]) {
             return Err(reject_plain_http(&mut stream, &read[..head_len]).await);
         }
-        tokio_tungstenite::accept_async_with_config(Rewind::new(read, stream), Some(ws_config))
-            .await
-            .map_err(|e| GateError::Handshake(e.to_string()))
+        tokio_tungstenite::accept_async_with_config(
+            http_head::rewind(read, stream),
+            Some(ws_config),
+        )
+        .await
+        .map_err(|e| GateError::Handshake(e.to_string()))
     };
     let error = match tokio::time::timeout(config.handshake_timeout, upgrade).await {
         Ok(Ok(ws)) => {
@@ -285,7 +288,7 @@ pub(crate) async fn connect(url: &str, config: &GateConfig) -> Result<ClientConn
         let peer_addr = stream.peer_addr()?;
         let (ws, _response) = tokio_tungstenite::client_async_with_config(
             request,
-            Rewind::new(BytesMut::new(), stream),
+            http_head::rewind(BytesMut::new(), stream),
             Some(ws_config(config)),
         )
         .await
