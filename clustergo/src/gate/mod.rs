@@ -103,9 +103,10 @@
 //!   segment opens a new session). [`Listener::pending_handshakes`] shows the count.
 //!   tokio_kcp still creates a session per such datagram before the gate sees it (the
 //!   gate then drops it), so a flood is not free: one datagram from each of 3000
-//!   sources measured about 20-28 MB peak RSS and 0.4 s of CPU, against 263 MB and
-//!   8.5 s before the cap. Keeping per-source state small *before* a session exists
-//!   would need a UDP front end of our own in place of `tokio_kcp::KcpListener`.
+//!   sources measured 35-50 MB peak RSS and under 1 s of CPU, against 263 MB and
+//!   8.5 s before the cap (test `kcp_flood_cost_probe`, ignored by default). Keeping
+//!   per-source state small *before* a session exists would need a UDP front end of
+//!   our own in place of `tokio_kcp::KcpListener`.
 //! - a clean close is a length field of `0xFFFF_FFFF` (so
 //!   [`GateConfig::max_packet_size`] must be below that), answered by the peer's own
 //!   marker when it closes in turn. Because tokio_kcp drops a session's unacknowledged
