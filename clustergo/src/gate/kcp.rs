@@ -1,8 +1,8 @@
 //! KCP transport (tokio_kcp): `u32 BE length | payload` per packet over a KCP stream,
 //! and the length `0xFFFF_FFFF` as close marker (KCP has no FIN).
 
-use std::io;
 use std::net::SocketAddr;
+use std::{fmt, io};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -14,12 +14,14 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::ToSocketAddrs;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_kcp::{KcpListener, KcpStream};
+use tokio::net::UdpSocket;
+use tokio_kcp::KcpStream;
 use tokio_util::codec::{Decoder, Encoder, FramedRead, FramedWrite};
 use tracing::{debug, info, warn};
 
 use super::conn::{ClientConn, CloseReason, Confirm};
 use super::io::{PacketRead, PacketWrite, next_packet};
+use super::kcp_server::{self, ServerStream};
 use super::listener::{ACCEPT_BACKLOG, ListenerStats};
 use super::pending::Pending;
 use super::{GateConfig, GateError, Transport, tcp};
@@ -89,29 +91,57 @@ impl Encoder<KcpFrame> for KcpCodec {
     }
 }
 
-/// The stream both halves of a KCP connection share; each poll holds the lock briefly.
-/// (Not `tokio::io::split`: the writer must also reach the session to see acks.)
-#[derive(Debug, Clone)]
-struct SharedKcp(Arc<parking_lot::Mutex<KcpStream>>);
+/// A KCP conversation's byte stream: tokio_kcp's client stream, or the gate's own
+/// server stream ([`ServerStream`]).
+pub(crate) trait KcpSide: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug + 'static {
+    /// Whether everything written has been acknowledged by the peer.
+    fn all_acked(&mut self) -> bool;
 
-/// Read half of the shared stream.
-#[derive(Debug)]
-struct KcpReadHalf(SharedKcp);
+    /// Sends the acknowledgements KCP has queued now rather than on its next tick. A
+    /// session ends the moment its stream is dropped, so without this a peer's close
+    /// marker read just before the drop would never be acknowledged, and the peer would
+    /// retransmit it until its own timeout.
+    fn flush_acks(&mut self);
+}
 
-impl KcpReadHalf {
-    /// Sends the acknowledgements KCP has queued now rather than on its next tick.
-    /// tokio_kcp ends a session the moment its stream is dropped, so without this a
-    /// peer's close marker read just before the drop would never be acknowledged, and
-    /// the peer would retransmit it until its own timeout.
-    fn flush_acks(&self) {
-        let mut stream = self.0.0.lock();
+impl KcpSide for KcpStream {
+    fn all_acked(&mut self) -> bool {
+        self.session().kcp_socket().lock().can_close()
+    }
+
+    fn flush_acks(&mut self) {
         // tokio_kcp's flush is synchronous: it never returns Pending.
         let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-        let _ = Pin::new(&mut *stream).poll_flush(&mut cx);
+        let _ = Pin::new(self).poll_flush(&mut cx);
     }
 }
 
-impl AsyncRead for KcpReadHalf {
+impl KcpSide for ServerStream {
+    fn all_acked(&mut self) -> bool {
+        ServerStream::all_acked(self)
+    }
+
+    fn flush_acks(&mut self) {
+        ServerStream::flush_acks(self);
+    }
+}
+
+/// The stream both halves of a KCP connection share; each poll holds the lock briefly.
+/// (Not `tokio::io::split`: the writer must also reach the session to see acks.)
+#[derive(Debug)]
+struct SharedKcp<S>(Arc<parking_lot::Mutex<S>>);
+
+/// Read half of the shared stream.
+#[derive(Debug)]
+struct KcpReadHalf<S>(SharedKcp<S>);
+
+impl<S: KcpSide> KcpReadHalf<S> {
+    fn flush_acks(&self) {
+        self.0.0.lock().flush_acks();
+    }
+}
+
+impl<S: KcpSide> AsyncRead for KcpReadHalf<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -125,25 +155,18 @@ impl AsyncRead for KcpReadHalf {
 /// Write half of the shared stream. Writes are cut into pieces KCP accepts:
 /// `ikcp_send` refuses a buffer of 128 segments or more.
 #[derive(Debug)]
-struct KcpWriteHalf {
-    shared: SharedKcp,
+struct KcpWriteHalf<S> {
+    shared: SharedKcp<S>,
     max_write: usize,
 }
 
-impl KcpWriteHalf {
-    /// Whether everything written has been acknowledged by the peer.
+impl<S: KcpSide> KcpWriteHalf<S> {
     fn all_acked(&self) -> bool {
-        self.shared
-            .0
-            .lock()
-            .session()
-            .kcp_socket()
-            .lock()
-            .can_close()
+        self.shared.0.lock().all_acked()
     }
 }
 
-impl AsyncWrite for KcpWriteHalf {
+impl<S: KcpSide> AsyncWrite for KcpWriteHalf<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -167,12 +190,12 @@ impl AsyncWrite for KcpWriteHalf {
 
 /// Read half of a KCP connection.
 #[derive(Debug)]
-pub(crate) struct KcpReader {
-    framed: FramedRead<KcpReadHalf, KcpCodec>,
+pub(crate) struct KcpReader<S> {
+    framed: FramedRead<KcpReadHalf<S>, KcpCodec>,
     max_packet_size: usize,
 }
 
-impl KcpReader {
+impl<S: KcpSide> KcpReader<S> {
     fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Result<KcpFrame, GateError>> {
         self.framed.poll_next_unpin(cx).map(|next| match next {
             Some(Ok(frame)) => Ok(frame),
@@ -188,7 +211,7 @@ impl KcpReader {
     }
 }
 
-impl PacketRead for KcpReader {
+impl<S: KcpSide> PacketRead for KcpReader<S> {
     fn poll_packet(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, GateError>> {
         self.poll_frame(cx).map_ok(|frame| match frame {
             KcpFrame::Packet(p) => Some(p),
@@ -205,12 +228,12 @@ const LINGER_POLL: Duration = Duration::from_millis(5);
 
 /// Write half of a KCP connection.
 #[derive(Debug)]
-pub(crate) struct KcpWriter {
-    framed: FramedWrite<KcpWriteHalf, KcpCodec>,
+pub(crate) struct KcpWriter<S> {
+    framed: FramedWrite<KcpWriteHalf<S>, KcpCodec>,
 }
 
-impl PacketWrite for KcpWriter {
-    type Reader = KcpReader;
+impl<S: KcpSide> PacketWrite for KcpWriter<S> {
+    type Reader = KcpReader<S>;
 
     async fn feed(&mut self, packet: Bytes) -> Result<(), GateError> {
         Ok(self.framed.feed(KcpFrame::Packet(packet)).await?)
@@ -229,7 +252,7 @@ impl PacketWrite for KcpWriter {
     async fn close(
         mut self,
         after_error: Option<CloseReason>,
-        reader: Option<KcpReader>,
+        reader: Option<KcpReader<S>>,
         mut confirm: Confirm,
     ) -> Result<(), GateError> {
         self.framed.send(KcpFrame::Close).await?;
@@ -244,18 +267,18 @@ impl PacketWrite for KcpWriter {
     }
 }
 
-fn split(stream: KcpStream, config: &GateConfig) -> (KcpReader, KcpWriter) {
+fn split<S: KcpSide>(stream: S, config: &GateConfig) -> (KcpReader<S>, KcpWriter<S>) {
     let mss = config.kcp.mtu.saturating_sub(KCP_OVERHEAD).max(1);
-    let shared = SharedKcp(Arc::new(parking_lot::Mutex::new(stream)));
+    let shared = Arc::new(parking_lot::Mutex::new(stream));
     let reader = KcpReader {
         framed: FramedRead::new(
-            KcpReadHalf(shared.clone()),
+            KcpReadHalf(SharedKcp(shared.clone())),
             KcpCodec::new(config.max_packet_size),
         ),
         max_packet_size: config.max_packet_size,
     };
     let write_half = KcpWriteHalf {
-        shared,
+        shared: SharedKcp(shared),
         max_write: (mss * 64).min(64 * 1024),
     };
     let writer = KcpWriter {
@@ -270,28 +293,34 @@ pub(crate) async fn bind(
     config: GateConfig,
     stats: ListenerStats,
 ) -> Result<(SocketAddr, mpsc::Receiver<ClientConn>, JoinHandle<()>), GateError> {
-    let listener = KcpListener::bind(config.kcp, addr)
-        .await
-        .map_err(io::Error::from)?;
-    let local_addr = listener.local_addr()?;
+    let udp = Arc::new(UdpSocket::bind(addr).await?);
+    let local_addr = udp.local_addr()?;
+    let (sessions_tx, sessions_rx) = mpsc::channel(ACCEPT_BACKLOG);
+    tokio::spawn(kcp_server::receive_loop(
+        udp,
+        config.kcp,
+        sessions_tx,
+        stats.clone(),
+    ));
     let (tx, rx) = mpsc::channel(ACCEPT_BACKLOG);
-    let task = tokio::spawn(accept_loop(listener, config, tx, stats));
+    let task = tokio::spawn(accept_loop(sessions_rx, config, tx, stats));
     Ok((local_addr, rx, task))
 }
 
-/// Takes new KCP sessions from tokio_kcp and waits, each in its own task, for their
-/// first packet. Ends when the [`super::Listener`] is dropped, which also ends every
-/// session of this listener (they share its UDP socket and its receive task).
+/// Takes new sessions from the receive loop ([`kcp_server`]) and waits, each in its
+/// own task, for their first packet. Ends when the [`super::Listener`] is dropped, which
+/// also ends every session of this listener (they share its UDP socket and its receive
+/// loop).
 ///
-/// tokio_kcp opens a session (with its tasks and buffers) for any datagram of KCP size
-/// from a new address, before anything is known about the sender, and UDP sources can
-/// be spoofed. So sessions that have not yet delivered a first packet are capped
+/// The receive loop opens a session only for a datagram that starts a conversation,
+/// but such a datagram can still be forged (UDP sources can be spoofed). So sessions
+/// that have not yet delivered a first packet are capped
 /// ([`GateConfig::kcp_max_pending`], oldest dropped first, see [`Pending`]) and given
 /// only [`GateConfig::kcp_first_packet_timeout`]. Dropping one drops its stream, which
-/// ends the tokio_kcp session. A real client evicted by a flood retransmits its first
-/// segment, which opens a new session.
+/// ends the session. A real client evicted by a flood retransmits its first segment,
+/// which opens a new session.
 async fn accept_loop(
-    mut listener: KcpListener,
+    mut sessions: mpsc::Receiver<(ServerStream, SocketAddr)>,
     config: GateConfig,
     tx: mpsc::Sender<ClientConn>,
     stats: ListenerStats,
@@ -300,13 +329,12 @@ async fn accept_loop(
     let mut pending = Pending::new(config.kcp_max_pending, stats.clone());
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer_addr)) => {
+            accepted = sessions.recv() => match accepted {
+                Some((stream, peer_addr)) => {
                     pending.spawn(first_packet(stream, peer_addr, config.clone(), tx.clone(), stats.clone()));
                 }
-                Err(err) => {
-                    // tokio_kcp fails `accept` only once its receive task is gone.
-                    warn!(transport = %Transport::Kcp, error = %err, "gate: KCP listener stopped");
+                None => {
+                    warn!(transport = %Transport::Kcp, "gate: KCP receive loop stopped");
                     break;
                 }
             },
@@ -317,7 +345,7 @@ async fn accept_loop(
 }
 
 async fn first_packet(
-    stream: KcpStream,
+    stream: ServerStream,
     peer_addr: SocketAddr,
     config: Arc<GateConfig>,
     tx: mpsc::Sender<ClientConn>,

@@ -134,6 +134,8 @@ mod http_head;
 mod io;
 #[cfg(feature = "kcp")]
 mod kcp;
+#[cfg(feature = "kcp")]
+mod kcp_server;
 mod listener;
 #[cfg(any(feature = "ws", feature = "kcp"))]
 mod pending;
