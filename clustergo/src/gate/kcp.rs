@@ -2,19 +2,19 @@
 //! and the length `0xFFFF_FFFF` as close marker (KCP has no FIN).
 
 use std::net::SocketAddr;
-use std::{fmt, io};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use std::{fmt, io};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::ToSocketAddrs;
+use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio::net::UdpSocket;
 use tokio_kcp::KcpStream;
 use tokio_util::codec::{Decoder, Encoder, FramedRead, FramedWrite};
 use tracing::{debug, info, warn};
@@ -93,7 +93,9 @@ impl Encoder<KcpFrame> for KcpCodec {
 
 /// A KCP conversation's byte stream: tokio_kcp's client stream, or the gate's own
 /// server stream ([`ServerStream`]).
-pub(crate) trait KcpSide: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug + 'static {
+pub(crate) trait KcpSide:
+    AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug + 'static
+{
     /// Whether everything written has been acknowledged by the peer.
     fn all_acked(&mut self) -> bool;
 
@@ -200,8 +202,9 @@ impl<S: KcpSide> KcpReader<S> {
         self.framed.poll_next_unpin(cx).map(|next| match next {
             Some(Ok(frame)) => Ok(frame),
             Some(Err(err)) => Err(tcp::read_error(err, self.max_packet_size)),
-            // tokio_kcp reports EOF only when the session was closed underneath us:
-            // on a server, after `session_expire` without traffic.
+            // EOF only comes when the session was closed underneath us: on a server,
+            // after `session_expire` without traffic, when a new conversation from the
+            // same address replaced it, or when the listener was dropped.
             None => Err(GateError::SessionExpired),
         })
     }
@@ -245,7 +248,8 @@ impl<S: KcpSide> PacketWrite for KcpWriter<S> {
 
     /// Sends the close marker (also in reply to the peer's), then waits until the peer
     /// has acknowledged everything: tokio_kcp ends a session as soon as its stream is
-    /// dropped, unacknowledged data included. With the read half handed back, it then
+    /// dropped, unacknowledged data included (the server side lingers by itself, but
+    /// one rule for both is simpler). With the read half handed back, it then
     /// waits for the peer's reply marker, so the session outlives the whole exchange
     /// (a reply reaching a dropped session would open a phantom one). The caller bounds
     /// the wait. After a read error the stream is mid-packet: no close handshake then.

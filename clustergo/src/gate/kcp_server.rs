@@ -40,7 +40,8 @@ const CMD_PUSH: u8 = 81;
 pub(crate) fn opens_session(datagram: &[u8]) -> bool {
     let mut rest = datagram;
     while rest.len() >= HEADER {
-        let u32_at = |i: usize| u32::from_le_bytes([rest[i], rest[i + 1], rest[i + 2], rest[i + 3]]);
+        let u32_at =
+            |i: usize| u32::from_le_bytes([rest[i], rest[i + 1], rest[i + 2], rest[i + 3]]);
         let (cmd, sn, len) = (rest[4], u32_at(12), u32_at(20) as usize);
         let Some(data) = rest[HEADER..].get(..len) else {
             return false;
@@ -283,7 +284,8 @@ async fn run_timer(session: Arc<Session>, peer: SocketAddr, sessions: Sessions, 
             let now = now_millis();
             let _ = st.kcp.update(now);
             st.wake();
-            let wait = st.kcp.check(now_millis()).wrapping_sub(now_millis()).min(1000);
+            // `check` says in how many milliseconds (at most one interval) to update.
+            let wait = st.kcp.check(now_millis()).max(1);
             Instant::now() + Duration::from_millis(u64::from(wait))
         };
         tokio::select! {
@@ -364,7 +366,7 @@ async fn receive(
             st.closed = true;
             st.wake();
         } else if !opens_session(datagram) {
-            stats.add_failure();
+            stats.add_refused();
             continue;
         }
         let mut conv = conv_of(datagram);
@@ -373,9 +375,21 @@ async fn receive(
         }
         set_conv(datagram, conv);
         let mut kcp = if config.stream {
-            Kcp::new_stream(conv, Output { udp: udp.clone(), peer })
+            Kcp::new_stream(
+                conv,
+                Output {
+                    udp: udp.clone(),
+                    peer,
+                },
+            )
         } else {
-            Kcp::new(conv, Output { udp: udp.clone(), peer })
+            Kcp::new(
+                conv,
+                Output {
+                    udp: udp.clone(),
+                    peer,
+                },
+            )
         };
         config.apply_config(&mut kcp);
         let _ = kcp.update(now_millis());
@@ -400,7 +414,12 @@ async fn receive(
             continue; // backlog full: the stream's drop ends the session
         }
         sessions.lock().insert(peer, session.clone());
-        tokio::spawn(run_timer(session, peer, sessions.clone(), config.session_expire));
+        tokio::spawn(run_timer(
+            session,
+            peer,
+            sessions.clone(),
+            config.session_expire,
+        ));
     }
 }
 
@@ -436,7 +455,11 @@ mod tests {
             ("later segment", segment(0, CMD_PUSH, 1, &login), false),
             ("ack", segment(0, 82, 0, &login), false),
             ("close marker", segment(0, CMD_PUSH, 0, &[0xff; 4]), false),
-            ("truncated", segment(0, CMD_PUSH, 0, &login)[..30].to_vec(), false),
+            (
+                "truncated",
+                segment(0, CMD_PUSH, 0, &login)[..30].to_vec(),
+                false,
+            ),
         ];
         for (what, datagram, want) in cases {
             assert_eq!(opens_session(&datagram), want, "{what}");

@@ -63,6 +63,7 @@ impl fmt::Debug for Listener {
             .field("local_addr", &self.local_addr)
             .field("handshake_failures", &self.handshake_failures())
             .field("pending_handshakes", &self.pending_handshakes())
+            .field("refused_datagrams", &self.refused_datagrams())
             .finish_non_exhaustive()
     }
 }
@@ -162,6 +163,13 @@ impl Listener {
         self.stats.pending_handshakes()
     }
 
+    /// KCP: datagrams from addresses without a session that did not start a
+    /// conversation, dropped without keeping any state (stray or spoofed traffic, late
+    /// segments of ended conversations). Always 0 for TCP and WebSocket.
+    pub fn refused_datagrams(&self) -> u64 {
+        self.stats.refused_datagrams()
+    }
+
     /// A handle on this listener's counters that another task can keep (e.g. a metrics
     /// exporter) while `accept` runs elsewhere.
     pub fn stats(&self) -> ListenerStats {
@@ -174,6 +182,7 @@ impl Listener {
 pub struct ListenerStats {
     handshake_failures: Arc<AtomicU64>,
     pending_handshakes: Arc<AtomicUsize>,
+    refused_datagrams: Arc<AtomicU64>,
 }
 
 impl ListenerStats {
@@ -185,6 +194,16 @@ impl ListenerStats {
     /// See [`Listener::pending_handshakes`].
     pub fn pending_handshakes(&self) -> usize {
         self.pending_handshakes.load(Ordering::Relaxed)
+    }
+
+    /// See [`Listener::refused_datagrams`].
+    pub fn refused_datagrams(&self) -> u64 {
+        self.refused_datagrams.load(Ordering::Relaxed)
+    }
+
+    #[cfg_attr(not(feature = "kcp"), allow(dead_code))]
+    pub(crate) fn add_refused(&self) {
+        self.refused_datagrams.fetch_add(1, Ordering::Relaxed);
     }
 
     #[cfg_attr(not(any(feature = "ws", feature = "kcp")), allow(dead_code))]

@@ -93,28 +93,30 @@
 //!   connections. A KCP client must therefore speak first (a game client's login
 //!   packet). Delivering that first packet is what "proven" means to the gate; the
 //!   application's login then decides whether the client is who it says.
-//! - tokio_kcp opens a session for any KCP-sized datagram from a new address, and UDP
-//!   sources can be spoofed. Sessions still waiting for their first packet are capped
-//!   ([`GateConfig::kcp_max_pending`], 64 by default); past the cap the oldest waiting
-//!   one is dropped. A flood of spoofed datagrams therefore pins at most the cap (about
-//!   90 KiB and three tasks per session, plus the gate's task) for at most the
-//!   first-packet timeout, and a real client, whose first packet arrives within a round
-//!   trip, still gets in (if a flood evicts it first, KCP's retransmission of its first
-//!   segment opens a new session). [`Listener::pending_handshakes`] shows the count.
-//!   tokio_kcp still creates a session per such datagram before the gate sees it (the
-//!   gate then drops it), so a flood is not free: one datagram from each of 3000
-//!   sources measured 35-50 MB peak RSS and under 1 s of CPU, against 263 MB and
-//!   8.5 s before the cap (test `kcp_flood_cost_probe`, ignored by default). Keeping
-//!   per-source state small *before* a session exists would need a UDP front end of
-//!   our own in place of `tokio_kcp::KcpListener`.
+//! - UDP sources can be spoofed, so the server keeps no state for an address until it
+//!   sends the *start* of a conversation: a datagram holding a data segment with
+//!   sequence number 0 whose data begins with a packet length field. Anything else from
+//!   an address without a session is dropped and counted in
+//!   [`Listener::refused_datagrams`]. (The server side is the gate's own front end over
+//!   the `kcp` crate, one task per session; tokio_kcp's listener opened a session per
+//!   datagram. Clients use tokio_kcp.)
+//! - forged starts still open sessions, so sessions waiting for their first packet are
+//!   capped ([`GateConfig::kcp_max_pending`], 256 by default; past the cap the oldest
+//!   waiting one is dropped) and [`Listener::pending_handshakes`] shows the count. A
+//!   real client, whose first packet arrives within a round trip, still gets in (if a
+//!   flood evicts it first, KCP's retransmission of its first segment opens a new
+//!   session). One 24-byte datagram from each of 3000 sources now costs about 2 MB
+//!   and no task (test `kcp_flood_cost_probe`, ignored by default), against 263 MB
+//!   and 12,000 tasks before.
 //! - a clean close is a length field of `0xFFFF_FFFF` (so
 //!   [`GateConfig::max_packet_size`] must be below that), answered by the peer's own
-//!   marker when it closes in turn. Because tokio_kcp drops a session's unacknowledged
-//!   data together with its stream, a closing writer lingers until the peer has
+//!   marker when it closes in turn. Because a session's unacknowledged data may go
+//!   with its stream, a closing writer lingers until the peer has
 //!   acknowledged everything (bounded by [`GateConfig::close_timeout`]). A session that
 //!   ends without the marker (the peer vanished and the server session expired after
-//!   `KcpConfig::session_expire`) is reported as [`GateError::SessionExpired`]. A late
-//!   marker from an already closed conversation opens no connection.
+//!   `KcpConfig::session_expire`, or a new conversation from the same address replaced
+//!   it) is reported as [`GateError::SessionExpired`]. A late marker from an already
+//!   closed conversation opens no connection.
 //! - dropping a KCP [`Listener`] ends all of its connections: they share its UDP socket
 //!   and receive task.
 //! - a KCP *client* session never expires (tokio_kcp expires server sessions only): a
@@ -211,10 +213,10 @@ pub struct GateConfig {
     /// (default 3 s). Short, because until then the session may be a phantom opened by
     /// one spoofed datagram; a real client's first packet travels in its first datagram.
     pub kcp_first_packet_timeout: Duration,
-    /// KCP sessions waiting for their first packet, at most (default 64). Past it the
+    /// KCP sessions waiting for their first packet, at most (default 256). Past it the
     /// oldest waiting session is dropped (and counted in
-    /// [`Listener::handshake_failures`]): each costs a tokio_kcp session (about 90 KiB
-    /// and three tasks), so this bounds what a flood of spoofed datagrams can pin.
+    /// [`Listener::handshake_failures`]): this bounds what forged conversation starts
+    /// from spoofed sources can pin (a few KiB and two tasks each).
     pub kcp_max_pending: usize,
     /// Time one batch of writes may take before the connection is dropped as stuck: a
     /// client that stops reading cannot pin server memory forever (default 30 s).
@@ -241,7 +243,7 @@ impl Default for GateConfig {
             send_queue: 1024,
             handshake_timeout: Duration::from_secs(10),
             kcp_first_packet_timeout: Duration::from_secs(3),
-            kcp_max_pending: 64,
+            kcp_max_pending: 256,
             write_timeout: Duration::from_secs(30),
             close_timeout: Duration::from_secs(3),
             idle_timeout: None,
