@@ -620,6 +620,37 @@ mod kcp_only {
     }
 }
 
+#[cfg(feature = "kcp")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kcp_session_of_a_vanished_client_expires() {
+    gate_common::init_tracing();
+    let mut config = GateConfig::default();
+    config.kcp.session_expire = Duration::from_millis(300);
+    let mut server = EchoServer::start(Transport::Kcp, config).await;
+    // A client that sends its first packet (the bytes a KCP client would send: conv 0,
+    // data segment 0 holding `u32 length | "x"`) and then vanishes.
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut datagram = vec![0u8; 24];
+    datagram[4] = 81; // IKCP_CMD_PUSH
+    datagram[6..8].copy_from_slice(&256u16.to_le_bytes());
+    datagram[20..24].copy_from_slice(&5u32.to_le_bytes());
+    datagram.extend_from_slice(&[0, 0, 0, 1, b'x']);
+    udp.send_to(&datagram, server.addr).await.unwrap();
+    // The server session answers (ack and echo) under the conversation it assigned.
+    let mut buf = [0u8; 1500];
+    let (n, _) = within("the server's reply", udp.recv_from(&mut buf))
+        .await
+        .unwrap();
+    assert!(
+        n >= 24 && buf[..4] != [0; 4],
+        "a conversation id was assigned"
+    );
+    assert!(matches!(
+        server.next_ending().await,
+        Some(GateError::SessionExpired)
+    ));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_reader_gets_busy_then_dropped_by_write_timeout() {
     gate_common::init_tracing();

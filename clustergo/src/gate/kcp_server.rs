@@ -24,7 +24,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_kcp::KcpConfig;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::ListenerStats;
 
@@ -335,8 +335,13 @@ async fn receive(
         let (n, peer) = tokio::select! {
             r = udp.recv_from(buf) => match r {
                 Ok(r) => r,
+                // Some systems (Windows) report an ICMP error for an earlier send here:
+                // a fact about one peer, not about the socket.
+                Err(err) if err.kind() == io::ErrorKind::ConnectionReset => {
+                    debug!(error = %err, "gate: KCP peer unreachable");
+                    continue;
+                }
                 Err(err) => {
-                    // ICMP errors from earlier sends surface here on some systems.
                     warn!(error = %err, "gate: KCP recv failed");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
@@ -411,7 +416,9 @@ async fn receive(
             pending_pos: 0,
         };
         if accepted.try_send((stream, peer)).is_err() {
-            continue; // backlog full: the stream's drop ends the session
+            // Backlog full: the stream's drop ends the session.
+            stats.add_failure();
+            continue;
         }
         sessions.lock().insert(peer, session.clone());
         tokio::spawn(run_timer(
