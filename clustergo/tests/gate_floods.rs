@@ -74,6 +74,13 @@ async fn kcp_flood(
     sockets
 }
 
+/// Sends one packet and expects it back.
+async fn echo(client: &mut gate::ClientConn, packet: &'static [u8]) {
+    client.send(Bytes::from_static(packet)).await.unwrap();
+    let back = within("echo", client.recv()).await.unwrap().unwrap();
+    assert_eq!(back, packet);
+}
+
 /// Samples a value every 2 ms and keeps the largest.
 fn track_max(
     f: impl Fn() -> usize + Send + 'static,
@@ -116,14 +123,7 @@ async fn kcp_datagrams_that_start_nothing_open_no_session() {
     let mut client = within("connect", gate::connect_kcp(server.addr, &config))
         .await
         .expect("connect");
-    client.send(Bytes::from_static(b"login")).await.unwrap();
-    assert_eq!(
-        within("echo during the flood", client.recv())
-            .await
-            .unwrap()
-            .unwrap(),
-        &b"login"[..]
-    );
+    echo(&mut client, b"login").await;
     let _sockets = within("flood sent", flood).await.unwrap();
     eventually("datagrams refused", || server.stats.refused_datagrams() > 0).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -180,14 +180,7 @@ async fn kcp_forged_conversation_starts_are_capped_and_reaped() {
     let mut client = within("connect", gate::connect_kcp(server.addr, &config))
         .await
         .expect("connect");
-    client.send(Bytes::from_static(b"login")).await.unwrap();
-    assert_eq!(
-        within("echo during the flood", client.recv())
-            .await
-            .unwrap()
-            .unwrap(),
-        &b"login"[..]
-    );
+    echo(&mut client, b"login").await;
     let _sockets = within("flood sent", flood).await.unwrap();
     eventually("forged sessions dropped", || {
         server.stats.handshake_failures() > 0
@@ -205,17 +198,7 @@ async fn kcp_forged_conversation_starts_are_capped_and_reaped() {
     );
     assert!(max_pending.load(Relaxed) <= CAP, "over the cap");
     assert!(max_pending.load(Relaxed) > 0, "the flood reached the gate");
-    client
-        .send(Bytes::from_static(b"still here"))
-        .await
-        .unwrap();
-    assert_eq!(
-        within("echo after the flood", client.recv())
-            .await
-            .unwrap()
-            .unwrap(),
-        &b"still here"[..]
-    );
+    echo(&mut client, b"still here").await;
 }
 
 #[cfg(feature = "ws")]
@@ -251,11 +234,7 @@ async fn ws_partial_heads_wait_idle_and_close_at_the_handshake_timeout() {
     )
     .await
     .expect("connect");
-    client.send(Bytes::from_static(b"hi")).await.unwrap();
-    assert_eq!(
-        within("echo", client.recv()).await.unwrap().unwrap(),
-        &b"hi"[..]
-    );
+    echo(&mut client, b"hi").await;
 
     // Every half-open connection is closed by the server at the handshake timeout.
     for mut s in half_open {
@@ -319,11 +298,7 @@ async fn kcp_flood_cost_probe() {
     let mut client = within("connect", gate::connect_kcp(server.addr, &config))
         .await
         .expect("connect");
-    client.send(Bytes::from_static(b"login")).await.unwrap();
-    assert_eq!(
-        within("echo", client.recv()).await.unwrap().unwrap(),
-        &b"login"[..]
-    );
+    echo(&mut client, b"login").await;
     let window = config.kcp_first_packet_timeout + Duration::from_secs(1);
     let start = tokio::time::Instant::now();
     while start.elapsed() < window {
