@@ -108,6 +108,9 @@ struct State {
     reader: Option<Waker>,
     writer: Option<Waker>,
     flush_write: bool,
+    /// Whether the client has used the conversation id we gave it. Until then its
+    /// segments may still carry conv 0 (tokio_kcp clients ask the server for an id).
+    conv_confirmed: bool,
 }
 
 impl State {
@@ -274,7 +277,11 @@ async fn run_timer(session: Arc<Session>, peer: SocketAddr, sessions: Sessions, 
         let next = {
             let mut st = session.state.lock();
             let idle = st.last_input.elapsed();
-            if (st.closed && st.kcp.wait_snd() == 0) || idle > expire * 2 {
+            // A dropped stream's session ends once its data is acknowledged, or when
+            // KCP gives up on the peer (a spoofed source never acknowledges: do not
+            // keep retransmitting at it).
+            let done = st.closed && (st.kcp.wait_snd() == 0 || st.kcp.is_dead_link());
+            if done || idle > expire * 2 {
                 break;
             }
             if idle > expire && !st.closed {
@@ -356,8 +363,12 @@ async fn receive(
         let known = sessions.lock().get(&peer).cloned();
         if let Some(session) = known {
             let conv = conv_of(datagram);
-            let ours = session.state.lock().kcp.conv();
-            if conv == ours || conv == 0 {
+            let (ours, confirmed) = {
+                let mut st = session.state.lock();
+                st.conv_confirmed |= conv == st.kcp.conv();
+                (st.kcp.conv(), st.conv_confirmed)
+            };
+            if conv == ours || (conv == 0 && !confirmed) {
                 // conv 0: a client still waiting to learn the conversation we gave it.
                 set_conv(datagram, ours);
                 session.input(datagram);
@@ -406,6 +417,7 @@ async fn receive(
                 reader: None,
                 writer: None,
                 flush_write: config.flush_write,
+                conv_confirmed: false,
             }),
             timer: Notify::new(),
         });
