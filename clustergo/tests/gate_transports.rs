@@ -651,6 +651,30 @@ async fn kcp_session_of_a_vanished_client_expires() {
     ));
 }
 
+/// KCP connections share their listener's socket and receive loop: dropping the
+/// listener ends them (reads fail) instead of leaving them to wait forever.
+#[cfg(feature = "kcp")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_kcp_listener_ends_its_connections() {
+    gate_common::init_tracing();
+    let config = GateConfig::default();
+    let mut listener = gate::Listener::bind(Transport::Kcp, "127.0.0.1:0", config.clone())
+        .await
+        .unwrap();
+    let client = within("connect", gate::connect_kcp(listener.local_addr(), &config))
+        .await
+        .unwrap();
+    client.send(Bytes::from_static(b"hello")).await.unwrap();
+    let mut conn = within("accept", listener.accept()).await.unwrap();
+    assert_eq!(
+        within("first packet", conn.recv()).await.unwrap().unwrap(),
+        &b"hello"[..]
+    );
+    drop(listener);
+    let end = within("the connection to end", conn.recv()).await;
+    assert!(matches!(end, Err(GateError::SessionExpired)), "got {end:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_reader_gets_busy_then_dropped_by_write_timeout() {
     gate_common::init_tracing();
