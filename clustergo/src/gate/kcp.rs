@@ -1,5 +1,6 @@
-//! KCP transport (tokio_kcp): `u32 BE length | payload` per packet over a KCP stream,
-//! and the length `0xFFFF_FFFF` as close marker (KCP has no FIN).
+//! KCP transport: `u32 BE length | payload` per packet over a KCP stream, and the
+//! length `0xFFFF_FFFF` as close marker (KCP has no FIN). Servers run the gate's own
+//! front end ([`kcp_server`]); clients use tokio_kcp.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
