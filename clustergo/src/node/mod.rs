@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::{Config, DEV_SECRET, Secret};
+pub(crate) use dispatch::Arrivals;
 pub use error::{SendError, StartError};
 pub(crate) use inflight::Inflight;
 pub(crate) use metrics::Counters;
