@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::route::plausible_from;
+use super::throttle::Throttle;
 use super::{NodeInner, SendError};
 use crate::addr::LogicAddr;
 use crate::codec::{Frame, FrameKind};
@@ -28,9 +29,7 @@ const FORGED_LOG_EVERY: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub(crate) struct Arrivals {
     peer: LogicAddr,
-    /// When the last warning was logged, and frames dropped since without one.
-    warned: Option<Instant>,
-    unlogged: u64,
+    warn: Throttle,
 }
 
 impl Arrivals {
@@ -38,8 +37,7 @@ impl Arrivals {
     pub(crate) fn new(peer: LogicAddr) -> Self {
         Self {
             peer,
-            warned: None,
-            unlogged: 0,
+            warn: Throttle::new(FORGED_LOG_EVERY),
         }
     }
 }
@@ -54,17 +52,9 @@ impl NodeInner {
             return;
         }
         self.counters.frame_forged();
-        arrivals.unlogged += 1;
-        let now = Instant::now();
-        if arrivals
-            .warned
-            .is_none_or(|at| now.duration_since(at) >= FORGED_LOG_EVERY)
-        {
+        if let Some(dropped) = arrivals.warn.hit(Instant::now()) {
             tracing::warn!(peer = %arrivals.peer, from = %frame.from, to = %frame.to,
-                kind = ?frame.kind, dropped = arrivals.unlogged,
-                "dropping frames whose sender this link cannot carry");
-            arrivals.warned = Some(now);
-            arrivals.unlogged = 0;
+                kind = ?frame.kind, dropped, "dropping frames whose sender this link cannot carry");
         }
     }
 

@@ -9,6 +9,7 @@ pub(crate) struct Counters {
     links_lost: AtomicU64,
     frames_expired: AtomicU64,
     frames_forged: AtomicU64,
+    handshakes_shed: AtomicU64,
 }
 
 impl Counters {
@@ -32,6 +33,11 @@ impl Counters {
         self.frames_forged.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// An unauthenticated connection was closed: too many handshakes pending.
+    pub(crate) fn handshake_shed(&self) {
+        self.handshakes_shed.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The current values.
     pub(super) fn snapshot(&self) -> Metrics {
         Metrics {
@@ -39,6 +45,7 @@ impl Counters {
             links_lost: self.links_lost.load(Ordering::Relaxed),
             frames_expired: self.frames_expired.load(Ordering::Relaxed),
             frames_forged: self.frames_forged.load(Ordering::Relaxed),
+            handshakes_shed: self.handshakes_shed.load(Ordering::Relaxed),
         }
     }
 }
@@ -56,4 +63,8 @@ pub struct Metrics {
     /// link it came on cannot carry, or a reply from another node than the call's
     /// target.
     pub frames_forged: u64,
+    /// Inbound connections closed before authenticating because
+    /// [`Config::max_pending_handshakes`](crate::Config::max_pending_handshakes)
+    /// were pending: shed on arrival, or evicted as the oldest.
+    pub handshakes_shed: u64,
 }
