@@ -25,6 +25,14 @@ fn serve_echo(node: &Node) {
     node.register_rpc("echo", |_ctx, r: Replyer<Echo>, req: Echo| r.reply(req));
 }
 
+/// Calls "echo" on 1.2.1 from `node` and checks the answer.
+async fn echo_b(node: &Node, what: &str, n: u64) {
+    let r: Echo = within(what, node.call(addr("1.2.1"), "echo", &echo("x", n)))
+        .await
+        .unwrap();
+    assert_eq!(r.n, n, "{what}");
+}
+
 #[tokio::test]
 async fn links_work_during_a_flood_of_silent_connections() {
     let c = Cluster::new();
@@ -43,13 +51,7 @@ async fn links_work_during_a_flood_of_silent_connections() {
     serve_echo(&b);
     let a = c.start("1.1.1").await;
     let newcomer = c.start("1.1.2").await;
-    let r: Echo = within(
-        "a call over the first link",
-        a.call(addr("1.2.1"), "echo", &echo("x", 1)),
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.n, 1);
+    echo_b(&a, "a call over the first link", 1).await;
 
     let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
     let saved = getrlimit(Resource::Nofile);
@@ -78,20 +80,8 @@ async fn links_work_during_a_flood_of_silent_connections() {
     // Let the pending ones age past the eviction grace, as in a long flood.
     tokio::time::sleep(Duration::from_millis(150)).await;
 
-    let r: Echo = within(
-        "a call over the existing link",
-        a.call(addr("1.2.1"), "echo", &echo("x", 2)),
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.n, 2);
-    let r: Echo = within(
-        "a call over a new link",
-        newcomer.call(addr("1.2.1"), "echo", &echo("x", 3)),
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.n, 3);
+    echo_b(&a, "a call over the existing link", 2).await;
+    echo_b(&newcomer, "a call over a new link", 3).await;
     assert_eq!(silent.len(), FLOOD, "the flood itself had descriptors");
 
     drop(silent);
