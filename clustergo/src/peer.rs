@@ -35,7 +35,7 @@ use crate::backoff::Backoff;
 use crate::codec::FrameCodec;
 use crate::handshake::{ConnKind, HandshakeError, Refusal};
 use crate::link::{LinkState, Moved};
-use crate::node::{Counters, NodeInner, SendError};
+use crate::node::{Arrivals, Counters, NodeInner, SendError};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -292,9 +292,10 @@ impl Driver {
             // Ends at EOF or bad input, or is aborted when the writer side ends.
             tokio::spawn(async move {
                 let mut frames = FramedRead::new(rd, FrameCodec::new(max));
+                let mut arrivals = Arrivals::new(remote);
                 while let Some(next) = frames.next().await {
                     match next {
-                        Ok(frame) => node.dispatch(frame),
+                        Ok(frame) => node.dispatch_arrived(&mut arrivals, frame),
                         Err(e) => {
                             tracing::warn!(peer = %remote, error = %e, "closing link: bad input");
                             break;

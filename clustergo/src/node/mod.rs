@@ -7,10 +7,12 @@
 //! own file: `config` ([`Config`], [`Secret`]), `error` ([`StartError`],
 //! [`SendError`]), `start`, `messages` (the pb/binary message API), `route` (the
 //! pure routing rule, and sending), `dispatch` (arriving frames, relay, self-sends),
-//! `dial` and `accept` (connection setup), `members` (membership changes),
-//! `shutdown` (the stop protocol), `inflight` and `metrics`.
+//! `dial` and `accept` (connection setup), `admission` (the cap on pending
+//! handshakes), `members` (membership changes), `shutdown` (the stop protocol),
+//! `inflight`, `metrics` and `throttle` (rate-limited warnings).
 
 mod accept;
+mod admission;
 mod config;
 mod dial;
 mod dispatch;
@@ -22,6 +24,7 @@ mod metrics;
 mod route;
 mod shutdown;
 mod start;
+mod throttle;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -36,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::{Config, DEV_SECRET, Secret};
+pub(crate) use dispatch::Arrivals;
 pub use error::{SendError, StartError};
 pub(crate) use inflight::Inflight;
 pub(crate) use metrics::Counters;
@@ -81,6 +85,8 @@ pub(crate) struct NodeInner {
     tasks: TaskTracker,
     inflight: Inflight,
     counters: Counters,
+    /// Inbound connections not authenticated yet (`accept.rs`).
+    admission: parking_lot::Mutex<accept::Admission>,
     streams: crate::stream::Streams,
     stopped: watch::Sender<bool>,
 }
@@ -116,6 +122,8 @@ impl Node {
     /// A node with `config`.
     pub fn with_config(config: Config) -> Self {
         let (stopped, _) = watch::channel(false);
+        let admission =
+            parking_lot::Mutex::new(accept::Admission::new(config.max_pending_handshakes));
         Self {
             inner: Arc::new(NodeInner {
                 config,
@@ -134,6 +142,7 @@ impl Node {
                 tasks: TaskTracker::new(),
                 inflight: Inflight::default(),
                 counters: Counters::default(),
+                admission,
                 streams: Default::default(),
                 stopped,
             }),

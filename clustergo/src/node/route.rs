@@ -5,6 +5,9 @@
 //! harbor — of the own cluster, or, for a harbor, of the target's cluster. Routing
 //! ignores `export` (visibility limits lookups, not addressing), so a node known by
 //! other means is still reached.
+//!
+//! [`plausible_from`] is the same rule seen from the receiving end: which senders a
+//! frame arriving on the link from a given peer can come from.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -78,6 +81,27 @@ pub(crate) fn next_hop(view: &View, local: LogicAddr, to: LogicAddr) -> Result<H
         logic,
         net: member.addr.net,
     })
+}
+
+/// Whether a frame claiming to come `from` may arrive at `local` on the link from
+/// `peer`: the peer itself, or a sender whose route to `local` ends with that peer
+/// by [`next_hop`] — for a node, its own cluster's harbor bringing other clusters'
+/// frames; for a harbor, another cluster's harbor bringing its cluster's frames
+/// (a harbor answering for a target it cannot reach speaks in the target's name,
+/// so its errors pass too). Anything else is forged and dropped. O(1), no lookups:
+/// it runs on every arriving frame.
+pub(crate) fn plausible_from(local: LogicAddr, peer: LogicAddr, from: LogicAddr) -> bool {
+    if from == peer {
+        return true;
+    }
+    if !peer.is_harbor() {
+        return false;
+    }
+    if local.is_harbor() {
+        !peer.same_cluster(local) && from.same_cluster(peer)
+    } else {
+        peer.same_cluster(local) && !from.same_cluster(local)
+    }
 }
 
 /// Where a frame goes next.
@@ -243,6 +267,79 @@ mod tests {
         for (local, to, want, why) in cases {
             let got = next_hop(&view(local), a(local), a(to));
             assert_eq!(got, expect(want), "{local} → {to}: {why}");
+        }
+    }
+
+    #[test]
+    fn plausible_from_table() {
+        #[rustfmt::skip]
+        let cases = [
+            // (local, link from, claimed sender, plausible, why)
+            ("1.1.1", "1.1.2", "1.1.2", true, "a node speaks for itself"),
+            ("1.1.1", "1.3.1", "1.1.2", false, "a node speaks for another of the cluster"),
+            ("1.1.1", "1.3.1", "2.1.1", false, "a node speaks for another cluster"),
+            ("1.1.1", "1.3.1", "1.1.1", false, "a node speaks for the receiver"),
+            ("1.1.1", "2.1.1", "2.1.1", true, "a node of another cluster, for itself"),
+            ("1.1.1", "1.255.1", "1.255.1", true, "own harbor for itself"),
+            ("1.1.1", "1.255.1", "2.1.1", true, "own harbor brings another cluster"),
+            ("1.1.1", "1.255.1", "2.255.7", true, "own harbor brings another harbor"),
+            ("1.1.1", "1.255.1", "1.1.2", false, "own cluster never comes through a harbor"),
+            ("1.1.1", "1.255.1", "1.1.1", false, "nor does the receiver itself"),
+            ("1.1.1", "2.255.1", "2.1.1", false, "another cluster's harbor never links to a node"),
+            ("1.255.1", "1.1.1", "1.1.1", true, "a node to its harbor, for itself"),
+            ("1.255.1", "1.1.1", "2.1.1", false, "a node cannot relay into a harbor"),
+            ("1.255.1", "2.255.1", "2.1.1", true, "a harbor brings its own cluster"),
+            ("1.255.1", "2.255.1", "2.255.2", true, "a harbor brings a harbor of its cluster"),
+            ("1.255.1", "2.255.1", "3.1.1", false, "a harbor never brings a third cluster"),
+            ("1.255.1", "2.255.1", "1.1.1", false, "nor the receiver's cluster"),
+            ("1.255.1", "1.255.2", "1.255.2", true, "a harbor of the same cluster, for itself"),
+            ("1.255.1", "1.255.2", "2.1.1", false, "a harbor of the same cluster relays nothing here"),
+        ];
+        for (local, peer, from, want, why) in cases {
+            assert_eq!(
+                plausible_from(a(local), a(peer), a(from)),
+                want,
+                "{from} on the link from {peer} at {local}: {why}"
+            );
+        }
+    }
+
+    /// Follows `next_hop` from `start` toward `to` for a frame sent by `sender`,
+    /// checking each hop's arrival; returns the hops passed (the last is `to`, or
+    /// the node where routing ended).
+    fn walk(start: LogicAddr, to: LogicAddr, sender: LogicAddr) -> Vec<LogicAddr> {
+        let mut at = start;
+        let mut hops = vec![at];
+        while let Ok(Hop::Peer { logic, .. }) = next_hop(&view(&at.to_string()), at, to) {
+            assert!(
+                plausible_from(logic, at, sender),
+                "{sender} → {to}: hop {at} → {logic} refused"
+            );
+            assert!(hops.len() < 4, "{sender} → {to}: a routing loop");
+            at = logic;
+            hops.push(at);
+        }
+        hops
+    }
+
+    /// Every sender the routing rule brings over a link passes the check, and so
+    /// does a harbor's error answered in the target's name from any harbor on the
+    /// way (members and non-members alike as targets).
+    #[test]
+    fn routed_frames_are_plausible() {
+        let targets = MEMBERS
+            .iter()
+            .map(|(l, _)| *l)
+            .chain(["1.1.9", "2.1.9", "4.1.1"]);
+        for (from, _) in MEMBERS {
+            for to in targets.clone() {
+                let (from, to) = (a(from), a(to));
+                for hop in walk(from, to, from) {
+                    if hop.is_harbor() && hop != from && hop != to {
+                        walk(hop, from, to);
+                    }
+                }
+            }
         }
     }
 

@@ -9,11 +9,17 @@
 //!   runs where the ending happens — on the link's receive path for a reply, on the
 //!   node's sweeper task for a timeout (checked every [`SWEEP`]), on the driver for a
 //!   lost link. No task or timer per call. Cancelling drops it unrun.
+//!
+//! A reply is bound to its call: its id (`seq`) names the call, and its sender must
+//! be the call's target. Ids never repeat across restarts of a node ([`first_seq`]),
+//! so a reply meant for a previous incarnation names no call of this one.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
+
+use std::collections::hash_map::Entry;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -87,10 +93,21 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// The first call id of this process: the start time in microseconds in the high
+/// bits, a counter in the low 12. A restarted node starts above every id its
+/// previous incarnation used unless that one made over 4096 calls per microsecond
+/// it ran (or the clock went back by as much). Id 0 is never used ("no call").
+fn first_seq() -> u64 {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or_else(|_| fastrand::u64(..), |d| d.as_micros() as u64);
+    (micros << 12).max(1)
+}
+
 impl Default for Client {
     fn default() -> Self {
         Self {
-            next_seq: AtomicU64::new(1),
+            next_seq: AtomicU64::new(first_seq()),
             shards: std::array::from_fn(|_| Mutex::new(IntMap::default())),
             callbacks: AtomicUsize::new(0),
             first_callback: Notify::new(),
@@ -99,13 +116,18 @@ impl Default for Client {
 }
 
 impl Client {
+    /// The shard of `seq`: the low bits, where the counter moves.
     fn shard(&self, seq: u64) -> &Mutex<IntMap<u64, PendingCall>> {
         &self.shards[(seq as usize) % SHARDS]
     }
 
     /// Registers a call; `done` gets its ending.
     pub(crate) fn begin(&self, target: LogicAddr, hop: LogicAddr, done: Completion) -> u64 {
-        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let mut seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        if seq == 0 {
+            // Wrapped around (after 2^64 calls): 0 means "no call".
+            seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        }
         if matches!(done, Completion::Callback { .. })
             && self.callbacks.fetch_add(1, Ordering::AcqRel) == 0
         {
@@ -140,20 +162,31 @@ impl Client {
         self.take(seq)
     }
 
-    /// Delivers a response body from `from`.
-    pub(crate) fn complete(&self, from: LogicAddr, body: Bytes) {
-        match Response::decode(body) {
-            Ok(resp) => {
-                if let Some(done) = self.take(resp.seq) {
-                    done.finish(if resp.code == 0 {
-                        Ok(resp.ret)
-                    } else {
-                        Err(RpcError::from_wire(resp.code, resp.text, from))
-                    });
-                }
+    /// Delivers a response body from `from`. A reply naming no pending call (late,
+    /// or for a previous incarnation) is ignored. False if it names a call to
+    /// another node than `from`: a forgery, dropped and left pending.
+    pub(crate) fn complete(&self, from: LogicAddr, body: Bytes) -> bool {
+        let resp = match Response::decode(body) {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::warn!(%from, error = %e, "dropping malformed rpc response");
+                return true;
             }
-            Err(e) => tracing::warn!(%from, error = %e, "dropping malformed rpc response"),
-        }
+        };
+        let call = {
+            let mut map = self.shard(resp.seq).lock();
+            match map.entry(resp.seq) {
+                Entry::Occupied(e) if e.get().target == from => e.remove(),
+                Entry::Occupied(_) => return false,
+                Entry::Vacant(_) => return true,
+            }
+        };
+        self.untrack(call).finish(if resp.code == 0 {
+            Ok(resp.ret)
+        } else {
+            Err(RpcError::from_wire(resp.code, resp.text, from))
+        });
+        true
     }
 
     /// Removes and returns the calls matching `pred`.

@@ -6,9 +6,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use clustergo::handshake::{self, ConnKind, Hello};
 use clustergo::membership::{InProcess, Member};
 use clustergo::{Addr, Config, LogicAddr, Node};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 /// Every wait in the tests is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -92,6 +93,28 @@ pub async fn start_node_with(
         .await
         .unwrap();
     node
+}
+
+/// A raw frame link into `to`, as node `logic` listed at `listen`: the real
+/// handshake with the test secret, and then whatever bytes the test writes.
+/// Membership must list `logic` at `listen` (the acceptor checks it).
+pub async fn raw_link(logic: &str, listen: SocketAddr, to: &Node) -> TcpStream {
+    let mut s = TcpStream::connect(to.listen_addr().unwrap()).await.unwrap();
+    let hello = Hello {
+        kind: ConnKind::Frames,
+        logic: addr(logic),
+        incarnation: 1,
+        listen,
+    };
+    let dialed = handshake::dial(
+        &mut s,
+        b"test-secret",
+        &hello,
+        to.local_addr().unwrap(),
+        Duration::from_secs(1),
+    );
+    within("the raw link's handshake", dialed).await.unwrap();
+    s
 }
 
 /// A membership and the nodes started on it; starting a node waits until every
