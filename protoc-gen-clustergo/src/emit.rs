@@ -116,7 +116,8 @@ pub fn items(svc: &Service) -> TokenStream {
 /// inside the module (e.g. `use super::*;` from the macro).
 pub fn module(svc: &Service, vis: &TokenStream, prefix: TokenStream) -> TokenStream {
     let names = svc.names();
-    let module = id(&names.module);
+    // The service's span: a module clashing with a user item points at the trait.
+    let module = ident(&names.module, svc.span);
     let items = items(svc);
     let allow = allow_attrs();
     let doc = format!(
