@@ -11,11 +11,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use crate::backoff::Backoff;
 use super::{
     BoxFuture, Member, MemberSet, Membership, MembershipAdmin, MembershipChange, MembershipError,
 };
 use crate::addr::LogicAddr;
-use crate::backoff::Backoff;
 
 /// Membership stored in etcd (feature `etcd`). Cheap to clone.
 ///

@@ -12,11 +12,11 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use crate::backoff::Backoff;
 use super::{
     BoxFuture, Member, MemberSet, Membership, MembershipAdmin, MembershipChange, MembershipError,
 };
 use crate::addr::LogicAddr;
-use crate::backoff::Backoff;
 
 /// KEYS: members hash, version counter. ARGV: field, member JSON, channel.
 const PUT_SCRIPT: &str = r#"
