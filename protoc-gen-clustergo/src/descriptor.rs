@@ -303,3 +303,78 @@ impl Lowering<'_> {
         Ok(service)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use prost_types::{FieldDescriptorProto, MessageOptions, OneofDescriptorProto};
+
+    use super::*;
+
+    fn field(oneof: Option<i32>, proto3_optional: bool) -> FieldDescriptorProto {
+        FieldDescriptorProto {
+            oneof_index: oneof,
+            proto3_optional: Some(proto3_optional),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn which_messages_get_a_prost_module() {
+        let map_entry = DescriptorProto {
+            options: Some(MessageOptions {
+                map_entry: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let oneof = vec![OneofDescriptorProto::default()];
+        let cases: Vec<(&str, DescriptorProto, bool)> = vec![
+            ("plain", DescriptorProto::default(), false),
+            (
+                "proto3 optional (synthetic oneof)",
+                DescriptorProto {
+                    field: vec![field(Some(0), true)],
+                    oneof_decl: oneof.clone(),
+                    ..Default::default()
+                },
+                false,
+            ),
+            (
+                "map field (map entry)",
+                DescriptorProto {
+                    nested_type: vec![map_entry],
+                    ..Default::default()
+                },
+                false,
+            ),
+            (
+                "real oneof",
+                DescriptorProto {
+                    field: vec![field(Some(0), false)],
+                    oneof_decl: oneof,
+                    ..Default::default()
+                },
+                true,
+            ),
+            (
+                "nested message",
+                DescriptorProto {
+                    nested_type: vec![DescriptorProto::default()],
+                    ..Default::default()
+                },
+                true,
+            ),
+            (
+                "nested enum",
+                DescriptorProto {
+                    enum_type: vec![Default::default()],
+                    ..Default::default()
+                },
+                true,
+            ),
+        ];
+        for (what, msg, want) in cases {
+            assert_eq!(has_module(&msg), want, "{what}");
+        }
+    }
+}

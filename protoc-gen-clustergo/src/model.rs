@@ -183,3 +183,63 @@ impl Scope {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(methods: &[(&str, &str)]) -> Service {
+        let mut s = Service::new("Svc", Span::call_site());
+        for (name, wire) in methods {
+            s.methods.push(Method {
+                name: (*name).to_owned(),
+                wire: (*wire).to_owned(),
+                input: quote!(M),
+                output: quote!(M),
+                docs: Vec::new(),
+                span: Span::call_site(),
+            });
+        }
+        s
+    }
+
+    /// Methods (name, wire name), extra names taken, expected clash texts.
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a [&'a str]);
+
+    #[test]
+    fn clash_rules() {
+        let cases: &[Case<'_>] = &[
+            (&[("Get", "a"), ("Put", "b")], &[], &[]),
+            (&[("Register", "a")], &[], &["generated item `register`"]),
+            (&[("New", "a")], &[], &["the constructor `SvcClient::new`"]),
+            (
+                &[("node", "a")],
+                &[],
+                &["the node accessor `SvcClient::node`"],
+            ),
+            (
+                &[("Get", "a"), ("GetWithTimeout", "b")],
+                &[],
+                &["`get_with_timeout`, which clashes with an item of method `Get`"],
+            ),
+            (
+                &[("Get", "a"), ("Put", "a")],
+                &[],
+                &["repeats wire name \"a\""],
+            ),
+            (&[("on_call", "x")], &["Replyer"], &["`Replyer`"]),
+        ];
+        for (methods, extra, want) in cases {
+            let extra: Vec<String> = extra.iter().map(|e| (*e).to_owned()).collect();
+            let got: Vec<String> = service(methods)
+                .clashes(&extra)
+                .into_iter()
+                .map(|c| c.message)
+                .collect();
+            assert_eq!(got.len(), want.len(), "{methods:?}: {got:?}");
+            for (g, w) in got.iter().zip(*want) {
+                assert!(g.contains(w), "{methods:?}: {g:?} lacks {w:?}");
+            }
+        }
+    }
+}
