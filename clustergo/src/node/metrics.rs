@@ -1,6 +1,12 @@
 //! Link counters: bumped by peers, read as a [`Metrics`] snapshot.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+/// A relay drop is logged at most this often; the line carries the count since.
+const RELAY_LOG_EVERY: Duration = Duration::from_secs(1);
 
 /// Counters of a node's links, for monitoring and tests.
 #[derive(Debug, Default)]
@@ -8,6 +14,10 @@ pub(crate) struct Counters {
     links_established: AtomicU64,
     links_lost: AtomicU64,
     frames_expired: AtomicU64,
+    frames_relayed: AtomicU64,
+    relay_dropped: AtomicU64,
+    /// When a relay drop was last logged, and the drop count then.
+    relay_logged: Mutex<(Option<Instant>, u64)>,
 }
 
 impl Counters {
@@ -26,12 +36,33 @@ impl Counters {
         self.frames_expired.fetch_add(n as u64, Ordering::Relaxed);
     }
 
+    /// A harbor forwarded a frame.
+    pub(crate) fn frame_relayed(&self) {
+        self.frames_relayed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A harbor could not forward a frame. Returns the drops to report if a log
+    /// line is due (rate-limited: a stopping or cut-off relay may drop many).
+    pub(crate) fn relay_dropped(&self) -> Option<u64> {
+        let total = self.relay_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = Instant::now();
+        let mut logged = self.relay_logged.lock();
+        if logged.0.is_some_and(|at| now - at < RELAY_LOG_EVERY) {
+            return None;
+        }
+        let since = total - logged.1;
+        *logged = (Some(now), total);
+        Some(since)
+    }
+
     /// The current values.
     pub(super) fn snapshot(&self) -> Metrics {
         Metrics {
             links_established: self.links_established.load(Ordering::Relaxed),
             links_lost: self.links_lost.load(Ordering::Relaxed),
             frames_expired: self.frames_expired.load(Ordering::Relaxed),
+            frames_relayed: self.frames_relayed.load(Ordering::Relaxed),
+            relay_dropped: self.relay_dropped.load(Ordering::Relaxed),
         }
     }
 }
@@ -45,4 +76,29 @@ pub struct Metrics {
     pub links_lost: u64,
     /// Frames dropped because their deadline passed before they could be written.
     pub frames_expired: u64,
+    /// Frames this node forwarded as a harbor.
+    pub frames_relayed: u64,
+    /// Frames this node was asked to forward and could not (no route, queue full,
+    /// stopping). A request among them is answered with an error when possible.
+    pub relay_dropped: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_drops_are_counted_and_logged_rate_limited() {
+        let c = Counters::default();
+        assert_eq!(c.relay_dropped(), Some(1), "the first drop is logged");
+        assert_eq!(c.relay_dropped(), None, "then at most once per interval");
+        assert_eq!(c.relay_dropped(), None);
+        c.relay_logged.lock().0 = Some(Instant::now() - RELAY_LOG_EVERY);
+        assert_eq!(
+            c.relay_dropped(),
+            Some(3),
+            "the next line counts the quiet ones"
+        );
+        assert_eq!(c.snapshot().relay_dropped, 4);
+    }
 }
