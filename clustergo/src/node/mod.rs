@@ -265,9 +265,9 @@ impl NodeInner {
         &self.streams
     }
 
-    /// A live connection to `remote` ended: calls through it cannot be answered.
-    pub(crate) fn link_lost(&self, remote: LogicAddr) {
-        self.rpc_client.fail_hop(remote);
+    /// A live connection of `peer` ended: calls through it cannot be answered.
+    pub(crate) fn link_lost(&self, peer: &Peer) {
+        self.rpc_client.fail_via(peer.id());
     }
 
     /// The listen address membership gives for `logic`.

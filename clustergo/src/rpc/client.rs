@@ -2,7 +2,9 @@
 //!
 //! Every call ends exactly once. Whoever removes a call from the pending map owns
 //! its completion: the response, the timeout, [`CallHandle::cancel`], or a lost
-//! link (`fail_hop`). A call ends one of two ways:
+//! reply path (`fail_via`: the link of the peer its request left through is lost;
+//! `fail_relayed_via`: that peer, a harbor, left membership). A call ends one of two
+//! ways:
 //! - **awaited** (`call`): a oneshot to the waiting future, which keeps its own
 //!   timer. A cancelled call's sender is dropped without a value.
 //! - **callback** (`call_with_callback`): the callback itself sits in the map and
@@ -61,8 +63,9 @@ impl Completion {
 }
 
 struct PendingCall {
-    /// The peer the request went through (the target, or a harbor).
-    hop: LogicAddr,
+    /// The id of the peer the request left through (the target, or a harbor, whose
+    /// link the reply comes back on); 0 for a call to this node itself.
+    via: u64,
     target: LogicAddr,
     done: Completion,
 }
@@ -103,8 +106,8 @@ impl Client {
         &self.shards[(seq as usize) % SHARDS]
     }
 
-    /// Registers a call; `done` gets its ending.
-    pub(crate) fn begin(&self, target: LogicAddr, hop: LogicAddr, done: Completion) -> u64 {
+    /// Registers a call sent through the peer `via`; `done` gets its ending.
+    pub(crate) fn begin(&self, target: LogicAddr, via: u64, done: Completion) -> u64 {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         if matches!(done, Completion::Callback { .. })
             && self.callbacks.fetch_add(1, Ordering::AcqRel) == 0
@@ -113,7 +116,7 @@ impl Client {
         }
         self.shard(seq)
             .lock()
-            .insert(seq, PendingCall { hop, target, done });
+            .insert(seq, PendingCall { via, target, done });
         seq
     }
 
@@ -179,9 +182,28 @@ impl Client {
         out
     }
 
-    /// Fails every call that went through `hop`: its link is gone.
-    pub(crate) fn fail_hop(&self, hop: LogicAddr) {
-        for (target, done) in self.drain_where(|c| c.hop == hop) {
+    /// Fails every call that went through the peer `via`: its link is gone, and the
+    /// replies with it.
+    pub(crate) fn fail_via(&self, via: u64) {
+        self.fail_where(|c| c.via == via);
+    }
+
+    /// Fails the calls that went through the peer `via` to another node than `hop`:
+    /// `hop` (a harbor on their path) left membership. Calls to `hop` itself keep
+    /// waiting: a removed member still answers what it serves.
+    pub(crate) fn fail_relayed_via(&self, via: u64, hop: LogicAddr) {
+        self.fail_where(|c| c.via == via && c.target != hop);
+    }
+
+    /// Whether any call through the peer `via` is still waiting.
+    pub(crate) fn waits_on(&self, via: u64) -> bool {
+        self.shards
+            .iter()
+            .any(|shard| shard.lock().values().any(|c| c.via == via))
+    }
+
+    fn fail_where(&self, pred: impl FnMut(&PendingCall) -> bool) {
+        for (target, done) in self.drain_where(pred) {
             done.finish(Err(RpcError::Disconnected(target)));
         }
     }
