@@ -295,3 +295,52 @@ async fn replies_retrace_their_request_and_a_lost_path_is_reported() {
         n.shutdown().await;
     }
 }
+
+/// A harbor that leaves gracefully (`Node::leave`) loses no call that crossed it:
+/// once it is unavailable, replies come back through another harbor of the
+/// cluster, and the caller waits for them there instead of failing them when the
+/// harbor goes.
+#[tokio::test]
+async fn a_harbor_leaving_gracefully_loses_no_call() {
+    let c = Cluster::new();
+    let quick = clustergo::Config {
+        leave_grace: Duration::from_millis(50),
+        ..config()
+    };
+    let caller = c.start("1.3.2").await;
+    let near = [
+        c.start_with("1.255.1", false, quick.clone()).await,
+        c.start_with("1.255.2", false, quick).await,
+    ];
+    let far = c.start("2.255.1").await;
+    let server = c.start_with("2.1.1", true, config()).await;
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let h = held.clone();
+    server.register_rpc("hold", move |_c, r: Replyer<Echo>, req: Echo| {
+        h.lock().push((r, req))
+    });
+    let mut calls = tokio::task::JoinSet::new();
+    for n in 0..3 {
+        let caller = caller.clone();
+        calls.spawn(async move {
+            caller
+                .call_with_timeout::<_, Echo>(addr("2.1.1"), "hold", &echo("x", n), WAIT)
+                .await
+        });
+    }
+    eventually("requests held", || held.lock().len() == 3).await;
+    let path = usize::from(near[1].metrics().frames_relayed > 0);
+    within("the harbor leaves", near[path].leave(&c.m))
+        .await
+        .unwrap();
+    for (r, req) in held.lock().drain(..) {
+        r.reply(req);
+    }
+    while let Some(r) = within("held calls end", calls.join_next()).await {
+        r.unwrap().expect("a reply through the remaining harbor");
+    }
+    assert!(near[1 - path].metrics().frames_relayed >= 3);
+    for n in [caller, near[1 - path].clone(), far, server] {
+        n.shutdown().await;
+    }
+}

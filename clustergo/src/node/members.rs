@@ -5,14 +5,16 @@
 //! out of the peer map at once (new sends to it fail: it is no longer routed to),
 //! but it is *retired*, not closed, while calls that went to it still wait, so their
 //! replies arrive on its link. Calls that merely crossed it (a harbor) cannot be
-//! answered through it any more and end `Disconnected` at once.
+//! answered through it any more and end `Disconnected` at once — unless the harbor
+//! drained first (unavailable before removal, as [`Node::leave`] does): then those
+//! calls were moved to the harbor their replies now take when it became unavailable.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::{Node, NodeInner};
+use super::{Node, NodeInner, Route};
 use crate::membership::{Membership, MembershipAdmin, MembershipChange, MembershipError};
 use crate::peer::Peer;
 
@@ -38,6 +40,24 @@ impl NodeInner {
                     peer.set_net(m.addr.net);
                 }
             }
+        }
+        // A harbor draining (unavailable, still listed) is no longer chosen: replies
+        // to calls that crossed it come back through the harbor routing picks now.
+        let draining: Vec<Arc<Peer>> = {
+            let peers = self.peers.read();
+            change
+                .updated
+                .iter()
+                .filter(|m| !m.available && m.logic().is_harbor())
+                .filter_map(|m| peers.get(&m.logic()).cloned())
+                .collect()
+        };
+        for peer in draining {
+            self.rpc_client
+                .reroute_via(peer.id(), |target| match self.route(target) {
+                    Ok(Route::Peer(p)) if p.id() != peer.id() => Some(p.id()),
+                    _ => None,
+                });
         }
         for peer in gone {
             self.rpc_client.fail_relayed_via(peer.id(), peer.remote());

@@ -195,6 +195,39 @@ impl Client {
         self.fail_where(|c| c.via == via && c.target != hop);
     }
 
+    /// Moves the calls waiting on the peer `from` to the peer `new_via(target)`
+    /// names: a harbor on their path is draining, so their replies now come back
+    /// through another one. Calls without a new peer stay where they are.
+    pub(crate) fn reroute_via(&self, from: u64, mut new_via: impl FnMut(LogicAddr) -> Option<u64>) {
+        let mut targets: Vec<LogicAddr> = Vec::new();
+        for shard in &self.shards {
+            targets.extend(
+                shard
+                    .lock()
+                    .values()
+                    .filter(|c| c.via == from)
+                    .map(|c| c.target),
+            );
+        }
+        targets.sort_unstable();
+        targets.dedup();
+        // Routed outside the shard locks.
+        let moves: Vec<(LogicAddr, u64)> = targets
+            .into_iter()
+            .filter_map(|t| new_via(t).map(|via| (t, via)))
+            .collect();
+        if moves.is_empty() {
+            return;
+        }
+        for shard in &self.shards {
+            for call in shard.lock().values_mut().filter(|c| c.via == from) {
+                if let Ok(i) = moves.binary_search_by_key(&call.target, |m| m.0) {
+                    call.via = moves[i].1;
+                }
+            }
+        }
+    }
+
     /// Whether any call through the peer `via` is still waiting.
     pub(crate) fn waits_on(&self, via: u64) -> bool {
         self.shards
