@@ -232,11 +232,7 @@ async fn replies_retrace_their_request_and_a_lost_path_is_reported() {
     }
     let server = c.start_with("2.1.1", true, config()).await;
     server.register_rpc("echo", |_c, r: Replyer<Echo>, req: Echo| r.reply(req));
-    let held = Arc::new(Mutex::new(Vec::new()));
-    let h = held.clone();
-    server.register_rpc("hold", move |_c, r: Replyer<Echo>, _req: Echo| {
-        h.lock().push(r)
-    });
+    let held = Held::serve(&server);
 
     // One call: one harbor per cluster carried it, request and reply.
     let _: Echo = caller
@@ -265,32 +261,18 @@ async fn replies_retrace_their_request_and_a_lost_path_is_reported() {
     .await;
 
     // The path's harbor leaves membership while the reply is held: prompt Disconnected.
-    let hold = |caller: Node| async move {
-        let timeout = Duration::from_secs(60); // far longer than the test may take
-        let r: Result<Echo, _> = caller
-            .call_with_timeout(addr("2.1.1"), "hold", &echo("h", 2), timeout)
-            .await;
-        r
-    };
-    let call = tokio::spawn(hold(caller.clone()));
-    eventually("request held", || held.lock().len() == 1).await;
+    let long = Duration::from_secs(60); // far longer than the test may take
+    let calls = held.calls(&caller, "2.1.1", 1, long).await;
     c.m.remove_now(harbors[path].local_addr().unwrap());
-    let r = within("call ends after its harbor left", call)
-        .await
-        .unwrap();
-    assert_eq!(r, Err(RpcError::Disconnected(addr("2.1.1"))));
+    let r = results(calls).await;
+    assert_eq!(r, [Err(RpcError::Disconnected(addr("2.1.1")))]);
 
     // The remaining harbor's link is lost (it stops, still listed): the same.
-    let call = tokio::spawn(hold(caller.clone()));
-    eventually("second request held", || held.lock().len() == 2).await;
+    let calls = held.calls(&caller, "2.1.1", 1, long).await;
     harbors[other].shutdown().await;
-    let r = within("call ends after its link was lost", call)
-        .await
-        .unwrap();
-    assert_eq!(r, Err(RpcError::Disconnected(addr("2.1.1"))));
-    held.lock().clear();
-
-    held.lock().clear();
+    let r = results(calls).await;
+    assert_eq!(r, [Err(RpcError::Disconnected(addr("2.1.1")))]);
+    held.forget();
     for n in harbors.into_iter().chain([caller, server]) {
         n.shutdown().await;
     }
@@ -314,30 +296,15 @@ async fn a_harbor_leaving_gracefully_loses_no_call() {
     ];
     let far = c.start("2.255.1").await;
     let server = c.start_with("2.1.1", true, config()).await;
-    let held = Arc::new(Mutex::new(Vec::new()));
-    let h = held.clone();
-    server.register_rpc("hold", move |_c, r: Replyer<Echo>, req: Echo| {
-        h.lock().push((r, req))
-    });
-    let mut calls = tokio::task::JoinSet::new();
-    for n in 0..3 {
-        let caller = caller.clone();
-        calls.spawn(async move {
-            caller
-                .call_with_timeout::<_, Echo>(addr("2.1.1"), "hold", &echo("x", n), WAIT)
-                .await
-        });
-    }
-    eventually("requests held", || held.lock().len() == 3).await;
+    let held = Held::serve(&server);
+    let calls = held.calls(&caller, "2.1.1", 3, WAIT).await;
     let path = usize::from(near[1].metrics().frames_relayed > 0);
     within("the harbor leaves", near[path].leave(&c.m))
         .await
         .unwrap();
-    for (r, req) in held.lock().drain(..) {
-        r.reply(req);
-    }
-    while let Some(r) = within("held calls end", calls.join_next()).await {
-        r.unwrap().expect("a reply through the remaining harbor");
+    held.release();
+    for r in results(calls).await {
+        r.expect("a reply through the remaining harbor");
     }
     assert!(near[1 - path].metrics().frames_relayed >= 3);
     for n in [caller, near[1 - path].clone(), far, server] {

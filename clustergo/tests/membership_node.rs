@@ -174,21 +174,8 @@ async fn a_removed_server_still_answers_what_it_serves() {
     let c = Cluster::new();
     let caller = c.start("1.1.1").await;
     let server = c.start("1.2.1").await;
-    let held = Arc::new(Mutex::new(Vec::new()));
-    let h = held.clone();
-    server.register_rpc("hold", move |_c, r: Replyer<Echo>, req: Echo| {
-        h.lock().push((r, req))
-    });
-    let mut calls = tokio::task::JoinSet::new();
-    for n in 0..5 {
-        let caller = caller.clone();
-        calls.spawn(async move {
-            caller
-                .call_with_timeout::<_, Echo>(addr("1.2.1"), "hold", &echo("x", n), WAIT)
-                .await
-        });
-    }
-    eventually("requests held", || held.lock().len() == 5).await;
+    let held = Held::serve(&server);
+    let calls = held.calls(&caller, "1.2.1", 5, WAIT).await;
     c.m.remove_now(addr("1.2.1"));
     eventually("the caller forgets the server", || {
         caller.member(addr("1.2.1")).is_none()
@@ -200,15 +187,10 @@ async fn a_removed_server_still_answers_what_it_serves() {
         Err(RpcError::UnknownPeer(addr("1.2.1"))),
         "new calls fail"
     );
-    for (r, req) in held.lock().drain(..) {
-        r.reply(req);
+    held.release();
+    for r in results(calls).await {
+        r.expect("a call the removed server answered");
     }
-    let mut ok = 0;
-    while let Some(r) = within("held calls end", calls.join_next()).await {
-        r.unwrap().expect("a call the removed server answered");
-        ok += 1;
-    }
-    assert_eq!(ok, 5);
     within("the removed server stops", server.wait()).await;
     caller.shutdown().await;
 }
