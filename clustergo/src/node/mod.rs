@@ -150,6 +150,9 @@ impl Node {
     /// (sends still work meanwhile); then every link writes what is queued and
     /// closes, and from then on sends fail with [`SendError::Stopped`]. Returns at
     /// once: [`wait`](Self::wait) for the end. Calling it again does nothing.
+    ///
+    /// `stop` does not touch membership, so callers may still pick this node until
+    /// it is removed; [`leave`](Self::leave) drains first, then removes and stops.
     pub fn stop(&self) {
         self.inner.stop();
     }
