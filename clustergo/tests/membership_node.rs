@@ -308,3 +308,43 @@ async fn rolling_restart_under_load_fails_no_call() {
         n.shutdown().await;
     }
 }
+
+/// A removed server's link, kept for its pending replies, is told apart from the
+/// link to its successor at the same address: when the old one closes, only calls
+/// to the old one could fail, and calls to the new one keep waiting for replies.
+#[tokio::test]
+async fn the_old_link_closing_does_not_fail_calls_to_the_successor() {
+    let c = Cluster::new();
+    let caller = c.start("1.1.1").await;
+    let old = c.start("1.2.1").await;
+    let held_old = Held::serve(&old);
+    let old_calls = held_old.calls(&caller, "1.2.1", 2, WAIT).await;
+    c.m.remove_now(addr("1.2.1"));
+    eventually("the caller forgets the old server", || {
+        caller.member(addr("1.2.1")).is_none()
+    })
+    .await;
+
+    let new = c.start("1.2.1").await;
+    let held_new = Held::serve(&new);
+    let new_calls = held_new.calls(&caller, "1.2.1", 2, WAIT).await;
+
+    // The old server answers, drains, stops; the caller sees its link end.
+    let lost = caller.metrics().links_lost;
+    held_old.release();
+    for r in results(old_calls).await {
+        r.expect("the old server's answer");
+    }
+    within("the old server stops", old.wait()).await;
+    eventually("the old link is lost", || {
+        caller.metrics().links_lost > lost
+    })
+    .await;
+
+    held_new.release();
+    for r in results(new_calls).await {
+        r.expect("the new server's answer, after the old link closed");
+    }
+    caller.shutdown().await;
+    new.shutdown().await;
+}
