@@ -86,6 +86,10 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// How long [`Node::start`](crate::Node::start) waits for the first membership snapshot.
     pub membership_timeout: Duration,
+    /// How long [`Node::leave`](crate::Node::leave) waits, after marking the node
+    /// unavailable, for the other nodes to see it before draining: at least the
+    /// membership backend's propagation delay.
+    pub leave_grace: Duration,
 }
 
 impl Default for Config {
@@ -105,6 +109,7 @@ impl Default for Config {
             max_pending_handshakes: 256,
             drain_timeout: Duration::from_secs(5),
             membership_timeout: Duration::from_secs(5),
+            leave_grace: Duration::from_secs(1),
         }
     }
 }

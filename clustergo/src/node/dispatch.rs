@@ -81,24 +81,32 @@ impl NodeInner {
         }
     }
 
-    /// Forwards a frame addressed to another node (harbors only). The body is not
-    /// decoded. An RPC request that cannot be forwarded is answered with an error,
-    /// in the name of its target: a reply must come from the call's target.
+    /// Forwards a frame addressed to another node (harbors only), on the path its
+    /// origin's pair picks (so a reply retraces its request). The body is not
+    /// decoded. A frame that cannot be forwarded is counted and logged (rate-limited);
+    /// an RPC request among them is answered with an error in the name of its target:
+    /// a reply must come from the call's target.
     fn relay(self: &Arc<Self>, frame: Frame, local: LogicAddr) {
         let result = if local.is_harbor() {
-            self.send_frame(frame.to, frame.to_bytes(), None)
+            self.route_from(frame.from, frame.to)
+                .and_then(|route| self.send_on(&route, frame.to_bytes(), None))
         } else {
             Err(SendError::Unreachable(frame.to))
         };
-        if let Err(e) = result {
-            tracing::debug!(to = %frame.to, from = %frame.from, error = %e, "cannot relay frame");
-            if frame.kind == FrameKind::RpcRequest {
-                let err = match e {
-                    SendError::Busy => RpcError::Busy,
-                    _ => RpcError::Unreachable(frame.to),
-                };
-                rpc::server::reject(self, frame.from, frame.to, &frame.body, err);
-            }
+        let e = match result {
+            Ok(()) => return self.counters.frame_relayed(),
+            Err(e) => e,
+        };
+        if let Some(dropped) = self.counters.relay_dropped() {
+            tracing::warn!(to = %frame.to, from = %frame.from, kind = ?frame.kind, error = %e,
+                dropped, "cannot relay frame (dropped since the last such line)");
+        }
+        if frame.kind == FrameKind::RpcRequest {
+            let err = match e {
+                SendError::Busy => RpcError::Busy,
+                _ => RpcError::Unreachable(frame.to),
+            };
+            rpc::server::reject(self, frame.from, frame.to, &frame.body, err);
         }
     }
 }

@@ -159,6 +159,9 @@ impl Node {
     /// (sends still work meanwhile); then every link writes what is queued and
     /// closes, and from then on sends fail with [`SendError::Stopped`]. Returns at
     /// once: [`wait`](Self::wait) for the end. Calling it again does nothing.
+    ///
+    /// `stop` does not touch membership, so callers may still pick this node until
+    /// it is removed; [`leave`](Self::leave) drains first, then removes and stops.
     pub fn stop(&self) {
         self.inner.stop();
     }
@@ -274,9 +277,9 @@ impl NodeInner {
         &self.streams
     }
 
-    /// A live connection to `remote` ended: calls through it cannot be answered.
-    pub(crate) fn link_lost(&self, remote: LogicAddr) {
-        self.rpc_client.fail_hop(remote);
+    /// A live connection of `peer` ended: calls through it cannot be answered.
+    pub(crate) fn link_lost(&self, peer: &Peer) {
+        self.rpc_client.fail_via(peer.id());
     }
 
     /// The listen address membership gives for `logic`.

@@ -2,7 +2,9 @@
 //!
 //! Every call ends exactly once. Whoever removes a call from the pending map owns
 //! its completion: the response, the timeout, [`CallHandle::cancel`], or a lost
-//! link (`fail_hop`). A call ends one of two ways:
+//! reply path (`fail_via`: the link of the peer its request left through is lost;
+//! `fail_relayed_via`: that peer, a harbor, left membership). A call ends one of two
+//! ways:
 //! - **awaited** (`call`): a oneshot to the waiting future, which keeps its own
 //!   timer. A cancelled call's sender is dropped without a value.
 //! - **callback** (`call_with_callback`): the callback itself sits in the map and
@@ -67,8 +69,9 @@ impl Completion {
 }
 
 struct PendingCall {
-    /// The peer the request went through (the target, or a harbor).
-    hop: LogicAddr,
+    /// The id of the peer the request left through (the target, or a harbor, whose
+    /// link the reply comes back on); 0 for a call to this node itself.
+    via: u64,
     target: LogicAddr,
     done: Completion,
 }
@@ -121,8 +124,8 @@ impl Client {
         &self.shards[(seq as usize) % SHARDS]
     }
 
-    /// Registers a call; `done` gets its ending.
-    pub(crate) fn begin(&self, target: LogicAddr, hop: LogicAddr, done: Completion) -> u64 {
+    /// Registers a call sent through the peer `via`; `done` gets its ending.
+    pub(crate) fn begin(&self, target: LogicAddr, via: u64, done: Completion) -> u64 {
         let mut seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         if seq == 0 {
             // Wrapped around (after 2^64 calls): 0 means "no call".
@@ -135,7 +138,7 @@ impl Client {
         }
         self.shard(seq)
             .lock()
-            .insert(seq, PendingCall { hop, target, done });
+            .insert(seq, PendingCall { via, target, done });
         seq
     }
 
@@ -212,9 +215,61 @@ impl Client {
         out
     }
 
-    /// Fails every call that went through `hop`: its link is gone.
-    pub(crate) fn fail_hop(&self, hop: LogicAddr) {
-        for (target, done) in self.drain_where(|c| c.hop == hop) {
+    /// Fails every call that went through the peer `via`: its link is gone, and the
+    /// replies with it.
+    pub(crate) fn fail_via(&self, via: u64) {
+        self.fail_where(|c| c.via == via);
+    }
+
+    /// Fails the calls that went through the peer `via` to another node than `hop`:
+    /// `hop` (a harbor on their path) left membership. Calls to `hop` itself keep
+    /// waiting: a removed member still answers what it serves.
+    pub(crate) fn fail_relayed_via(&self, via: u64, hop: LogicAddr) {
+        self.fail_where(|c| c.via == via && c.target != hop);
+    }
+
+    /// Moves the calls waiting on the peer `from` to the peer `new_via(target)`
+    /// names: a harbor on their path is draining, so their replies now come back
+    /// through another one. Calls without a new peer stay where they are.
+    pub(crate) fn reroute_via(&self, from: u64, mut new_via: impl FnMut(LogicAddr) -> Option<u64>) {
+        let mut targets: Vec<LogicAddr> = Vec::new();
+        for shard in &self.shards {
+            targets.extend(
+                shard
+                    .lock()
+                    .values()
+                    .filter(|c| c.via == from)
+                    .map(|c| c.target),
+            );
+        }
+        targets.sort_unstable();
+        targets.dedup();
+        // Routed outside the shard locks.
+        let moves: Vec<(LogicAddr, u64)> = targets
+            .into_iter()
+            .filter_map(|t| new_via(t).map(|via| (t, via)))
+            .collect();
+        if moves.is_empty() {
+            return;
+        }
+        for shard in &self.shards {
+            for call in shard.lock().values_mut().filter(|c| c.via == from) {
+                if let Ok(i) = moves.binary_search_by_key(&call.target, |m| m.0) {
+                    call.via = moves[i].1;
+                }
+            }
+        }
+    }
+
+    /// Whether any call through the peer `via` is still waiting.
+    pub(crate) fn waits_on(&self, via: u64) -> bool {
+        self.shards
+            .iter()
+            .any(|shard| shard.lock().values().any(|c| c.via == via))
+    }
+
+    fn fail_where(&self, pred: impl FnMut(&PendingCall) -> bool) {
+        for (target, done) in self.drain_where(pred) {
             done.finish(Err(RpcError::Disconnected(target)));
         }
     }
