@@ -129,6 +129,18 @@ impl Frame {
         }
     }
 
+    /// The length field's value for the frame written at the start of `dst` so far.
+    pub(crate) fn open_len(dst: &[u8]) -> usize {
+        dst.len() - LEN_SIZE
+    }
+
+    /// Fills in the length field of the frame at the start of `dst`, whose body was
+    /// written in place after a [`put_header`](Self::put_header) with `body_len` 0.
+    pub(crate) fn seal(dst: &mut BytesMut) {
+        let len = Self::open_len(dst) as u32;
+        dst[..LEN_SIZE].copy_from_slice(&len.to_be_bytes());
+    }
+
     /// Appends the whole frame to `dst`.
     pub fn encode_into(&self, dst: &mut BytesMut) {
         dst.reserve(self.wire_len());
@@ -159,7 +171,8 @@ impl Frame {
         let total = buf.len();
         match FrameCodec::new(max_frame).decode(&mut buf)? {
             Some(frame) if buf.is_empty() => Ok(frame),
-            _ => Err(CodecError::TooShort {
+            Some(_) => Err(CodecError::TrailingBytes { extra: buf.len() }),
+            None => Err(CodecError::TooShort {
                 len: total,
                 need: total + 1,
             }),
@@ -185,6 +198,12 @@ pub enum CodecError {
         len: usize,
         /// Header bytes the kind requires.
         need: usize,
+    },
+    /// Bytes follow what should have been one whole frame.
+    #[error("{extra} bytes after the end of the frame")]
+    TrailingBytes {
+        /// Bytes past the frame's end.
+        extra: usize,
     },
     /// The flag byte names no known frame kind.
     #[error("unknown frame flag {0:#04x}")]
@@ -423,6 +442,35 @@ mod tests {
         let f = FrameCodec::default().decode(&mut buf).unwrap().unwrap();
         assert_eq!(f.kind, FrameKind::Keepalive);
         assert!(f.body.is_empty() && buf.is_empty());
+    }
+
+    #[test]
+    fn parse_takes_exactly_one_frame() {
+        for f in sample() {
+            let bytes = f.to_bytes();
+            assert_eq!(Frame::parse(bytes.clone(), DEFAULT_MAX_FRAME).unwrap(), f);
+            let mut long = BytesMut::from(&bytes[..]);
+            long.extend_from_slice(&[0, 0, 0]);
+            assert!(matches!(
+                Frame::parse(long.freeze(), DEFAULT_MAX_FRAME),
+                Err(CodecError::TrailingBytes { extra: 3 })
+            ));
+            assert!(matches!(
+                Frame::parse(bytes.slice(..bytes.len() - 1), DEFAULT_MAX_FRAME),
+                Err(CodecError::TooShort { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn seal_fills_in_the_length_of_a_body_written_in_place() {
+        let f = &sample()[2];
+        let mut buf = BytesMut::new();
+        Frame::put_header(&mut buf, f.kind, f.to, f.from, f.cmd, 0);
+        buf.extend_from_slice(&f.body);
+        assert_eq!(Frame::open_len(&buf), f.wire_len() - LEN_SIZE);
+        Frame::seal(&mut buf);
+        assert_eq!(buf.freeze(), f.to_bytes());
     }
 
     #[test]

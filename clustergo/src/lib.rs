@@ -44,6 +44,8 @@ pub use global::{
     start, stop, wait,
 };
 pub use node::{Config, DEV_SECRET, Metrics, Node, Secret, SendError, StartError};
-pub use rpc::{CallHandle, Codec, ProstCodec, RawReplyer, Replyer, RpcContext, RpcError};
+pub use rpc::{
+    CallHandle, Codec, CodecError, ProstCodec, RawReplyer, Replyer, RpcContext, RpcError,
+};
 pub use stream::{Stream, StreamError};
 pub use tokio::time::Instant;

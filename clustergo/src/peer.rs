@@ -48,7 +48,7 @@ use crate::backoff::Backoff;
 use crate::codec::{Frame, FrameCodec, FrameKind};
 use crate::handshake::{ConnKind, HandshakeError, Refusal};
 use crate::link::{LinkState, Moved};
-use crate::node::{Counters, NodeInner, SendError};
+use crate::node::{Arrivals, Counters, NodeInner, SendError};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -114,6 +114,10 @@ impl Queued {
 /// A remote node as seen by the local one.
 #[derive(Debug)]
 pub(crate) struct Peer {
+    /// Unique per peer object: a pending call remembers the peer its request left
+    /// through, which outlives the address (a removed member's peer keeps serving
+    /// replies while a new one may exist for its restarted successor).
+    id: u64,
     remote: LogicAddr,
     tx: mpsc::UnboundedSender<Outgoing>,
     queued: Queued,
@@ -147,7 +151,9 @@ impl Peer {
         let config = node.config();
         let (tx, rx) = mpsc::unbounded_channel();
         let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let peer = Arc::new(Peer {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             remote,
             tx,
             queued: Queued::default(),
@@ -191,6 +197,11 @@ impl Peer {
     /// The remote node.
     pub(crate) fn remote(&self) -> LogicAddr {
         self.remote
+    }
+
+    /// This peer object's id (never 0, which stands for "no peer": a local call).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     /// Closes the link for good (peer removed, or node stopping).
@@ -323,7 +334,7 @@ impl Driver {
                         if self.peer.down.load(Ordering::Relaxed) {
                             // Sent just before the peer was found down.
                             self.drop_queued();
-                            self.node.link_unreachable(self.peer.remote);
+                            self.node.link_unreachable(&self.peer);
                         }
                     }
                     None => return Waited::Closed,
@@ -383,7 +394,7 @@ impl Driver {
         self.peer.down.store(down, Ordering::Relaxed);
         if down {
             self.drop_queued();
-            self.node.link_unreachable(self.peer.remote);
+            self.node.link_unreachable(&self.peer);
         }
     }
 
@@ -459,6 +470,7 @@ impl Driver {
             // Ends at EOF, bad input or silence, or is aborted when the writer ends.
             tokio::spawn(async move {
                 let mut frames = FramedRead::new(rd, FrameCodec::new(max));
+                let mut arrivals = Arrivals::new(remote);
                 let mut tick = ticker(interval);
                 let (mut heard, mut idle) = (false, 0u32);
                 loop {
@@ -468,7 +480,7 @@ impl Driver {
                             Some(Ok(frame)) => {
                                 heard = true;
                                 if frame.kind != FrameKind::Keepalive {
-                                    node.dispatch(frame);
+                                    node.dispatch_arrived(&mut arrivals, frame);
                                 }
                             }
                             Some(Err(e)) => {
@@ -576,7 +588,7 @@ impl Driver {
             tracing::debug!(peer = %remote, "link lost");
             counters.link_lost();
         }
-        node.link_lost(remote);
+        node.link_lost(&self.peer);
         ended
     }
 }

@@ -173,14 +173,18 @@ async fn expired_message_is_never_delivered_late() {
     let m = c.m.clone();
     let b_net = free_addr().await; // listed, but nobody listens yet
     m.put_now(member("1.2.1", b_net, false));
+    let send_timeout = Duration::from_millis(100);
     let cfg = Config {
-        send_timeout: Duration::from_millis(100),
+        send_timeout,
         ..config()
     };
     let a = c.start_with("1.1.1", false, cfg).await;
     a.register_pb_message::<Echo>(PB);
+    // The message's deadline passes, exactly, while nobody listens.
+    tokio::time::pause();
     a.send_pb(addr("1.2.1"), &echo("stale", 1)).unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(send_timeout + Duration::from_millis(1)).await;
+    tokio::time::resume();
 
     let b = Node::with_config(config());
     let got = recorder(&b);
@@ -194,8 +198,9 @@ async fn expired_message_is_never_delivered_late() {
         a.send_pb(addr("1.2.1"), &echo("fresh", 2)).is_ok()
     })
     .await;
+    // The stale message was queued ahead of the fresh one on the same link: had it
+    // been sent, it would have arrived first.
     eventually("the fresh message", || !got.lock().is_empty()).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(*got.lock(), vec![("1.1.1".to_string(), 2)]);
     let m = a.metrics();
     assert!(m.frames_expired + m.frames_dropped >= 1, "{m:?}");
@@ -420,36 +425,18 @@ async fn address_change_redials_the_new_address() {
 
 #[tokio::test]
 async fn malformed_frames_close_only_that_link() {
-    use clustergo::handshake::{self, ConnKind, Hello};
     use tokio::io::AsyncWriteExt;
 
     let c = Cluster::new();
     let m = c.m.clone();
     let b = c.start("1.2.1").await;
     let got = recorder(&b);
-    // An authenticated impostor of 1.3.1 that then sends garbage.
+    // An authenticated impostor of 1.3.1 that then sends garbage. The source IP
+    // matches (loopback), the listen address matches membership.
     let bad_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let bad_net = bad_listener.local_addr().unwrap();
     m.put_now(member("1.3.1", bad_net, false));
-    let mut s = tokio::net::TcpStream::connect(b.listen_addr().unwrap())
-        .await
-        .unwrap();
-    let hello = Hello {
-        kind: ConnKind::Frames,
-        logic: addr("1.3.1"),
-        incarnation: 1,
-        listen: bad_net,
-    };
-    // The source IP matches (loopback), the listen address matches membership.
-    handshake::dial(
-        &mut s,
-        b"test-secret",
-        &hello,
-        addr("1.2.1"),
-        Duration::from_secs(1),
-    )
-    .await
-    .unwrap();
+    let mut s = raw_link("1.3.1", bad_net, &b).await;
     s.write_all(&[0, 0, 0, 9, 7, 0, 0, 0, 0, 0, 0, 0, 0])
         .await
         .unwrap(); // bad flag

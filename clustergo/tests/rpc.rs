@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use clustergo::{Config, Instant, Node, Replyer, RpcError};
+use clustergo::{Config, Instant, Node, ProstCodec, Replyer, RpcError};
 use parking_lot::Mutex;
 use support::*;
 use tokio::net::TcpListener;
@@ -29,6 +29,123 @@ async fn pair() -> (Cluster, Node, Node) {
     let server = c.start("1.2.1").await;
     serve_echo(&server);
     (c, client, server)
+}
+
+/// Lets every other task run, without letting paused time move, until `cond`
+/// holds. Bounded in real time: it only waits for loopback I/O and ready tasks.
+async fn until_paused(what: &str, mut cond: impl FnMut() -> bool) {
+    let frozen = Instant::now();
+    let limit = std::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < limit,
+            "timed out waiting for {what}"
+        );
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        Instant::now(),
+        frozen,
+        "paused time moved waiting for {what}"
+    );
+}
+
+/// Lets the tasks woken by an `advance` run, without moving paused time.
+async fn run_ready_tasks() {
+    let mut polls = 0;
+    until_paused("ready tasks", || {
+        polls += 1;
+        polls > 10
+    })
+    .await;
+}
+
+/// Advances paused time to just before `timeout` after a started `call` began,
+/// checks it has not ended, then to just past it, and returns how it ended.
+async fn ends_at(
+    call: tokio::task::JoinHandle<Result<Echo, RpcError>>,
+    timeout: Duration,
+) -> Result<Echo, RpcError> {
+    tokio::time::advance(timeout - Duration::from_millis(1)).await;
+    run_ready_tasks().await;
+    assert!(!call.is_finished(), "ended before its deadline");
+    // Past the deadline (timers tick in whole milliseconds).
+    tokio::time::advance(Duration::from_millis(2)).await;
+    within("the call to end", call).await.unwrap()
+}
+
+/// Requests of a method whose replies wait for a release.
+#[derive(Default)]
+struct Held {
+    /// Per request: `(release, replied)`. `replied` fires once the reply has been
+    /// handed to the link, so anything sent after it on that link arrives after it.
+    waiting: Mutex<Vec<(oneshot::Sender<()>, oneshot::Receiver<()>)>>,
+    /// Set by [`open_all`]: later requests are answered at once.
+    open: std::sync::atomic::AtomicBool,
+}
+
+impl Held {
+    fn len(&self) -> usize {
+        self.waiting.lock().len()
+    }
+}
+
+fn serve_held(node: &Node, method: &str) -> Arc<Held> {
+    let held = Arc::new(Held::default());
+    let h = held.clone();
+    node.register_rpc(method, move |_ctx, replyer: Replyer<Echo>, req: Echo| {
+        let mut waiting = h.waiting.lock();
+        if h.open.load(Ordering::SeqCst) {
+            drop(waiting);
+            return replyer.reply(req);
+        }
+        let (release, released) = oneshot::channel::<()>();
+        let (replied_tx, replied) = oneshot::channel();
+        waiting.push((release, replied));
+        tokio::spawn(async move {
+            let _ = released.await;
+            replyer.reply(req);
+            let _ = replied_tx.send(());
+        });
+    });
+    held
+}
+
+/// Calls `method` on 1.2.1 from a task of its own (`timeout` `None`: the default).
+fn spawn_call(
+    client: &Node,
+    method: &'static str,
+    req: Echo,
+    timeout: Option<Duration>,
+) -> tokio::task::JoinHandle<Result<Echo, RpcError>> {
+    let client = client.clone();
+    tokio::spawn(async move {
+        clustergo::rpc::call::<ProstCodec, Echo, Echo>(
+            &client,
+            addr("1.2.1"),
+            method,
+            &req,
+            timeout,
+        )
+        .await
+    })
+}
+
+/// Releases the oldest held reply and waits until it is on its way.
+async fn release_one(held: &Held) {
+    let (release, replied) = held.waiting.lock().remove(0);
+    let _ = release.send(());
+    within("held reply sent", replied).await.unwrap();
+}
+
+/// Releases every held reply, and answers later requests at once, so that
+/// nothing is left in flight for a stopping node to wait for.
+fn open_all(held: &Held) {
+    let mut waiting = held.waiting.lock();
+    held.open.store(true, Ordering::SeqCst);
+    for (release, _) in waiting.drain(..) {
+        let _ = release.send(());
+    }
 }
 
 #[tokio::test]
@@ -79,30 +196,22 @@ async fn hundred_thousand_pipelined_calls() {
 #[tokio::test]
 async fn timeout_fires_and_late_reply_is_ignored() {
     let (_c, client, server) = pair().await;
-    server.register_rpc("slow", |_ctx, replyer: Replyer<Echo>, req: Echo| {
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(800)).await;
-            replyer.reply(req);
-        });
-    });
-    let started = std::time::Instant::now();
-    let r: Result<Echo, _> = client
-        .call_with_timeout(
-            addr("1.2.1"),
-            "slow",
-            &echo("x", 1),
-            Duration::from_millis(100),
-        )
-        .await;
-    assert_eq!(r, Err(RpcError::Timeout));
-    assert!(
-        started.elapsed() < Duration::from_millis(700),
-        "fired at the timeout, not at the reply"
-    );
-    // The late reply arrives and is dropped; the next call is unaffected.
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let resp: Echo = client
-        .call(addr("1.2.1"), "echo", &echo("y", 2))
+    let held = serve_held(&server, "slow");
+    let to = addr("1.2.1");
+    // The link is up before time stops; from here only the clock ends the call.
+    let _: Echo = within("warm-up", client.call(to, "echo", &echo("w", 0)))
+        .await
+        .unwrap();
+    tokio::time::pause();
+    let timeout = Duration::from_millis(100);
+    let call = spawn_call(&client, "slow", echo("x", 1), Some(timeout));
+    until_paused("request held", || held.len() == 1).await;
+    assert_eq!(ends_at(call, timeout).await, Err(RpcError::Timeout));
+    tokio::time::resume();
+    // The late reply arrives before the next call's reply (same link, in order)
+    // and is dropped; the next call is unaffected.
+    release_one(&held).await;
+    let resp: Echo = within("next call", client.call(to, "echo", &echo("y", 2)))
         .await
         .unwrap();
     assert_eq!(resp.n, 2);
@@ -113,24 +222,15 @@ async fn timeout_fires_and_late_reply_is_ignored() {
 #[tokio::test]
 async fn callback_and_cancel() {
     let (_c, client, server) = pair().await;
-    // A reply that waits for our signal.
-    let gate = Arc::new(Mutex::new(Vec::<oneshot::Sender<()>>::new()));
-    let g = gate.clone();
-    server.register_rpc("gated", move |_ctx, replyer: Replyer<Echo>, req: Echo| {
-        let (tx, rx) = oneshot::channel();
-        g.lock().push(tx);
-        tokio::spawn(async move {
-            let _ = rx.await;
-            replyer.reply(req);
-        });
-    });
+    let held = serve_held(&server, "gated");
+    let to = addr("1.2.1");
     let deadline = Instant::now() + Duration::from_secs(5);
 
     // Cancel before the reply: true, callback never runs.
     let ran = Arc::new(AtomicUsize::new(0));
     let r = ran.clone();
     let handle = client.call_with_callback(
-        addr("1.2.1"),
+        to,
         "gated",
         &echo("c", 1),
         deadline,
@@ -138,17 +238,20 @@ async fn callback_and_cancel() {
             r.fetch_add(1, Ordering::SeqCst);
         },
     );
-    eventually("request reached the server", || gate.lock().len() == 1).await;
+    eventually("request reached the server", || held.len() == 1).await;
     assert!(handle.cancel());
     assert!(!handle.cancel(), "second cancel reports nothing to cancel");
-    let _ = gate.lock().pop().unwrap().send(());
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    release_one(&held).await;
+    // This call's reply comes after the cancelled one's on the same link.
+    let _: Echo = within("call after cancel", client.call(to, "echo", &echo("s", 0)))
+        .await
+        .unwrap();
     assert_eq!(ran.load(Ordering::SeqCst), 0);
 
     // Cancel after the reply: false, callback ran once with the reply.
     let (tx, rx) = oneshot::channel();
     let handle = client.call_with_callback(
-        addr("1.2.1"),
+        to,
         "echo",
         &echo("d", 2),
         deadline,
@@ -160,24 +263,29 @@ async fn callback_and_cancel() {
     assert_eq!(got.msg, "hello world:d");
     assert!(!handle.cancel());
 
-    // Callback timeout.
-    let (tx, rx) = oneshot::channel();
+    // Callback timeout: not before the deadline, at most one sweep after it.
+    tokio::time::pause();
+    let timeout = Duration::from_millis(50);
+    let ended = Arc::new(Mutex::new(None));
+    let e = ended.clone();
     client.call_with_callback(
-        addr("1.2.1"),
+        to,
         "gated",
         &echo("e", 3),
-        Instant::now() + Duration::from_millis(50),
+        Instant::now() + timeout,
         move |r: Result<Echo, _>| {
-            let _ = tx.send(r);
+            *e.lock() = Some(r);
         },
     );
-    assert_eq!(
-        within("callback timeout", rx).await.unwrap(),
-        Err(RpcError::Timeout)
-    );
-    for tx in gate.lock().drain(..) {
-        let _ = tx.send(());
-    }
+    tokio::time::advance(timeout - Duration::from_millis(1)).await;
+    run_ready_tasks().await;
+    assert_eq!(*ended.lock(), None, "ended before its deadline");
+    // The sweeper checks every 5 ms; timers tick in whole milliseconds.
+    tokio::time::advance(Duration::from_millis(1 + 5 + 1)).await;
+    until_paused("callback timeout", || ended.lock().is_some()).await;
+    assert_eq!(ended.lock().take(), Some(Err(RpcError::Timeout)));
+    tokio::time::resume();
+    open_all(&held);
     client.shutdown().await;
     server.shutdown().await;
 }
@@ -242,16 +350,11 @@ async fn unknown_method_panic_and_dropped_replyer() {
 #[tokio::test]
 async fn reply_from_another_task_later() {
     let (_c, client, server) = pair().await;
-    server.register_rpc("later", |_ctx, replyer: Replyer<Echo>, req: Echo| {
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            replyer.reply(req);
-        });
-    });
-    let r: Echo = client
-        .call(addr("1.2.1"), "later", &echo("l", 5))
-        .await
-        .unwrap();
+    let held = serve_held(&server, "later");
+    let call = spawn_call(&client, "later", echo("l", 5), None);
+    eventually("request held", || held.len() == 1).await;
+    release_one(&held).await;
+    let r = within("reply", call).await.unwrap().unwrap();
     assert_eq!(r.n, 5);
     client.shutdown().await;
     server.shutdown().await;
@@ -289,20 +392,21 @@ async fn peer_killed_mid_call_fails_fast() {
     let call = tokio::spawn({
         let client = client.clone();
         async move {
+            // Far longer than `within` waits: only the disconnect can end it.
             client
-                .call::<Echo, Echo>(addr("1.2.1"), "hang", &echo("h", 1))
+                .call_with_timeout::<Echo, Echo>(
+                    addr("1.2.1"),
+                    "hang",
+                    &echo("h", 1),
+                    Duration::from_secs(3600),
+                )
                 .await
         }
     });
     eventually("request held", || held.lock().len() == 1).await;
-    let started = std::time::Instant::now();
     rt.shutdown_background();
     let r = within("call to fail", call).await.unwrap();
     assert_eq!(r, Err(RpcError::Disconnected(addr("1.2.1"))));
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "failed at disconnect, not at timeout"
-    );
     std::mem::forget(held); // its replyers belong to the dead runtime
     client.shutdown().await;
 }
@@ -311,19 +415,20 @@ async fn peer_killed_mid_call_fails_fast() {
 async fn request_expired_while_queued_is_not_executed() {
     let c = Cluster::new();
     let client = c.start("1.1.1").await;
-    let server_net = free_addr().await; // listed, not yet listening
+    // Listed at a listener that accepts but never answers: the dial hangs, so the
+    // request waits in the queue (a refused dial would fail it at once, `Unreachable`).
+    let stuck = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server_net = stuck.local_addr().unwrap();
     c.m.put_now(member("1.2.1", server_net, false));
     c.settle().await;
-    let r: Result<Echo, _> = client
-        .call_with_timeout(
-            addr("1.2.1"),
-            "count",
-            &echo("x", 1),
-            Duration::from_millis(100),
-        )
-        .await;
-    // The dial is refused: the member is known down and the queued request dropped.
-    assert_eq!(r, Err(RpcError::Unreachable(addr("1.2.1"))));
+    // The request waits in the queue until the call's deadline.
+    tokio::time::pause();
+    let timeout = Duration::from_millis(100);
+    let call = spawn_call(&client, "count", echo("x", 1), Some(timeout));
+    run_ready_tasks().await; // the call starts: its deadline is now + timeout
+    assert_eq!(ends_at(call, timeout).await, Err(RpcError::Timeout));
+    tokio::time::resume();
+    drop(stuck);
     let server = Node::with_config(config());
     let runs = Arc::new(AtomicUsize::new(0));
     let r2 = runs.clone();
@@ -366,33 +471,17 @@ async fn request_expired_while_queued_is_not_executed() {
 #[tokio::test]
 async fn stop_waits_for_in_flight_reply() {
     let (_c, client, server) = pair().await;
-    let (arrived_tx, arrived_rx) = oneshot::channel();
-    let arrived = Mutex::new(Some(arrived_tx));
-    server.register_rpc("slow", move |_ctx, replyer: Replyer<Echo>, req: Echo| {
-        if let Some(tx) = arrived.lock().take() {
-            let _ = tx.send(());
-        }
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            replyer.reply(req);
-        });
-    });
-    let call = tokio::spawn({
-        let client = client.clone();
-        async move {
-            client
-                .call::<Echo, Echo>(addr("1.2.1"), "slow", &echo("s", 3))
-                .await
-        }
-    });
-    within("request arrives", arrived_rx).await.unwrap();
+    let held = serve_held(&server, "slow");
+    let call = spawn_call(&client, "slow", echo("s", 3), None);
+    eventually("request arrives", || held.len() == 1).await;
     server.stop();
-    // New requests are refused while draining.
+    // New requests are refused while draining (the held reply keeps it draining).
     let refused: Result<Echo, _> = client.call(addr("1.2.1"), "echo", &echo("n", 4)).await;
     assert!(
         matches!(refused, Err(RpcError::ServiceUnavailable(_))),
         "{refused:?}"
     );
+    release_one(&held).await;
     assert_eq!(within("in-flight reply", call).await.unwrap().unwrap().n, 3);
     within("server stopped", server.wait()).await;
     client.shutdown().await;
@@ -459,20 +548,26 @@ async fn unknown_peer_and_not_started() {
         Err(RpcError::UnknownPeer(addr("1.9.9")))
     );
     assert!(!handle.cancel());
-    // A panicking callback is contained; the node keeps serving.
+    // A panicking callback is contained; the node keeps serving. The next reply
+    // comes after its reply on the same link, so it has run by then.
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
     client.call_with_callback(
         addr("1.2.1"),
         "echo",
         &echo("x", 3),
         Instant::now() + Duration::from_secs(1),
-        |_: Result<Echo, _>| panic!("callback bug"),
+        move |_: Result<Echo, _>| {
+            r.fetch_add(1, Ordering::SeqCst);
+            panic!("callback bug")
+        },
     );
-    tokio::time::sleep(Duration::from_millis(50)).await;
     let r: Echo = client
         .call(addr("1.2.1"), "echo", &echo("after", 4))
         .await
         .unwrap();
     assert_eq!(r.n, 4);
+    assert_eq!(ran.load(Ordering::SeqCst), 1);
     client.shutdown().await;
     server.shutdown().await;
 }
@@ -562,4 +657,195 @@ async fn interceptors_see_and_gate_calls() {
     for n in [client, server, other] {
         n.shutdown().await;
     }
+}
+
+/// Issue 10.1: a node restarted on the same logical and network address makes its
+/// first call while the server still holds a call of the previous incarnation,
+/// then answers both. The old answer must not complete the new call (call ids do
+/// not restart with the node).
+#[tokio::test]
+async fn restarted_caller_never_takes_the_previous_incarnations_reply() {
+    let c = Cluster::new();
+    let server = c.start("1.2.1").await;
+    let held = serve_held(&server, "slow");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let net = listener.local_addr().unwrap();
+    c.m.put_now(member("1.1.1", net, false));
+    let old = Node::with_config(config());
+    old.start_on(listener, c.m.clone(), addr("1.1.1"))
+        .await
+        .unwrap();
+    c.add(old.clone()).await;
+    let call = spawn_call(
+        &old,
+        "slow",
+        echo("old", 1),
+        Some(Duration::from_millis(300)),
+    );
+    eventually("the old request held", || held.len() == 1).await;
+    let r = within("the old call to time out", call).await.unwrap();
+    assert_eq!(r, Err(RpcError::Timeout));
+    old.shutdown().await;
+
+    let new = Node::with_config(config());
+    let listener = TcpListener::bind(net).await.unwrap();
+    new.start_on(listener, c.m.clone(), addr("1.1.1"))
+        .await
+        .unwrap();
+    c.add(new.clone()).await;
+    let call = spawn_call(&new, "slow", echo("new", 2), None);
+    eventually("the new request held", || held.len() == 2).await;
+    // The old answer goes out first, on the same link as the new one.
+    release_one(&held).await;
+    release_one(&held).await;
+    let r = within("the new call", call).await.unwrap().unwrap();
+    assert_eq!(
+        (r.msg.as_str(), r.n),
+        ("new", 2),
+        "the new call's own answer"
+    );
+    new.shutdown().await;
+    server.shutdown().await;
+}
+
+/// A forging peer's frames, built by hand.
+mod forge {
+    use bytes::{Bytes, BytesMut};
+    use clustergo::LogicAddr;
+    use clustergo::codec::{Frame, FrameKind};
+    use clustergo::rpc::wire::{Request, Response};
+
+    fn frame(kind: FrameKind, to: LogicAddr, from: LogicAddr, body: BytesMut) -> Bytes {
+        Frame {
+            kind,
+            to,
+            from,
+            cmd: 0,
+            body: body.freeze(),
+        }
+        .to_bytes()
+    }
+
+    /// A successful response to `seq` carrying `ret`.
+    pub(super) fn response(to: LogicAddr, from: LogicAddr, seq: u64, ret: Bytes) -> Bytes {
+        let mut body = BytesMut::new();
+        Response {
+            seq,
+            code: 0,
+            text: String::new(),
+            ret,
+        }
+        .encode(&mut body);
+        frame(FrameKind::RpcResponse, to, from, body)
+    }
+
+    /// A request of `method` numbered `seq`.
+    pub(super) fn request(to: LogicAddr, from: LogicAddr, seq: u64, method: &str) -> Bytes {
+        let mut body = BytesMut::new();
+        Request {
+            seq,
+            one_way: false,
+            timeout_ms: 1000,
+            method: method.into(),
+            meta: Bytes::new(),
+            arg: Bytes::new(),
+        }
+        .encode(&mut body);
+        frame(FrameKind::RpcRequest, to, from, body)
+    }
+}
+
+/// Issue 10.2: a peer with the secret (1.3.1) forges responses for A's call to B
+/// (as from B, and as from itself), and forges requests to B "from A" toward a
+/// non-member, which B would answer A with `Unreachable`. None of it ends A's
+/// calls; both A and B count what they dropped.
+#[tokio::test]
+async fn forged_replies_and_errors_do_not_end_calls() {
+    use bytes::Bytes;
+    use clustergo::codec::{FrameCodec, FrameKind};
+    use futures::StreamExt;
+    use prost::Message;
+    use tokio::io::AsyncWriteExt;
+
+    let c = Cluster::new();
+    let a = c.start("1.1.1").await;
+    let b = c.start("1.2.1").await;
+    let held = serve_held(&b, "slow");
+    let (f, a_addr, b_addr) = (addr("1.3.1"), addr("1.1.1"), addr("1.2.1"));
+    let f_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let f_net = f_listener.local_addr().unwrap();
+    c.m.put_now(member("1.3.1", f_net, false));
+    c.settle().await;
+    let to_a = raw_link("1.3.1", f_net, &a).await;
+    let (rd, mut to_a) = to_a.into_split();
+    let mut from_a = tokio_util::codec::FramedRead::new(rd, FrameCodec::new(1 << 20));
+
+    // A calls the forger, which learns A's current call id and answers honestly.
+    let probe = tokio::spawn({
+        let a = a.clone();
+        async move { a.call::<Echo, Echo>(f, "probe", &echo("p", 0)).await }
+    });
+    let req = within("the probe request", from_a.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(req.kind, FrameKind::RpcRequest);
+    let seq = clustergo::rpc::wire::Request::decode(req.body).unwrap().seq;
+    let honest = echo("honest", 0).encode_to_vec().into();
+    to_a.write_all(&forge::response(a_addr, f, seq, honest))
+        .await
+        .unwrap();
+    let r = within("the probe reply", probe).await.unwrap().unwrap();
+    assert_eq!(r.msg, "honest", "the peer's own reply to a call to it");
+
+    // A's next call, to B, waits; the forger answers ids around it.
+    let call = spawn_call(&a, "slow", echo("real", 1), None);
+    eventually("the request held", || held.len() == 1).await;
+    let forged: Bytes = echo("forged", 666).encode_to_vec().into();
+    let ids = seq + 1..seq + 17;
+    for id in ids.clone() {
+        for from in [b_addr, f] {
+            to_a.write_all(&forge::response(a_addr, from, id, forged.clone()))
+                .await
+                .unwrap();
+        }
+    }
+    // Dropped: each one "from B" on the forger's link, and the one "from 1.3.1"
+    // naming the waiting call (the others name no call and are ignored).
+    eventually("A to drop the forged replies", || {
+        a.metrics().frames_forged == ids.clone().count() as u64 + 1
+    })
+    .await;
+    assert!(!call.is_finished(), "a forged reply ended the call");
+    release_one(&held).await;
+    let r = within("the real reply", call).await.unwrap().unwrap();
+    assert_eq!(r.msg, "real");
+
+    // Requests "from A" sent by the forger to B, toward a non-member: B must not
+    // answer A with an error for A's waiting call.
+    let call = spawn_call(&a, "slow", echo("real", 2), None);
+    eventually("the second request held", || held.len() == 1).await;
+    let mut to_b = raw_link("1.3.1", f_net, &b).await;
+    let ids = seq + 1..seq + 17;
+    for id in ids.clone() {
+        to_b.write_all(&forge::request(addr("1.9.9"), a_addr, id, "slow"))
+            .await
+            .unwrap();
+        to_b.write_all(&forge::response(b_addr, a_addr, id, forged.clone()))
+            .await
+            .unwrap();
+    }
+    eventually("B to drop every forged frame", || {
+        b.metrics().frames_forged == 2 * ids.clone().count() as u64
+    })
+    .await;
+    assert!(
+        !call.is_finished(),
+        "a forged request's error ended the call"
+    );
+    release_one(&held).await;
+    let r = within("the real reply", call).await.unwrap().unwrap();
+    assert_eq!((r.msg.as_str(), r.n), ("real", 2));
+    a.shutdown().await;
+    b.shutdown().await;
 }

@@ -81,6 +81,10 @@ pub struct Config {
     pub call_timeout: Duration,
     /// Time allowed to connect and authenticate.
     pub handshake_timeout: Duration,
+    /// Inbound connections authenticating at once. Past it, a new connection takes
+    /// the slot of the oldest pending one (if that one waited 100 ms) or is closed
+    /// unread, so silent connections cannot keep real peers out.
+    pub max_pending_handshakes: usize,
     /// How long [`Node::stop`](crate::Node::stop) waits for in-flight requests to be answered.
     pub drain_timeout: Duration,
     /// A write to a node link that makes no progress for this long declares the
@@ -95,6 +99,10 @@ pub struct Config {
     pub keepalive_timeout: Duration,
     /// How long [`Node::start`](crate::Node::start) waits for the first membership snapshot.
     pub membership_timeout: Duration,
+    /// How long [`Node::leave`](crate::Node::leave) waits, after marking the node
+    /// unavailable, for the other nodes to see it before draining: at least the
+    /// membership backend's propagation delay.
+    pub leave_grace: Duration,
 }
 
 impl Default for Config {
@@ -112,11 +120,13 @@ impl Default for Config {
             send_timeout: Duration::from_millis(200),
             call_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(1),
+            max_pending_handshakes: 256,
             drain_timeout: Duration::from_secs(5),
             write_stall_timeout: Duration::from_secs(5),
             keepalive_interval: Duration::from_secs(1),
             keepalive_timeout: Duration::from_secs(5),
             membership_timeout: Duration::from_secs(5),
+            leave_grace: Duration::from_secs(1),
         }
     }
 }

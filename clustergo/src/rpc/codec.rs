@@ -3,12 +3,34 @@
 
 use bytes::{Bytes, BytesMut};
 
+/// Why a [`Codec`] could not encode or decode a value. Carries the codec's message;
+/// a call that fails this way ends with [`super::RpcError::Codec`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CodecError {
+    message: String,
+}
+
+impl CodecError {
+    /// An error saying `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+
+    /// What went wrong, as the codec said it.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
 /// Encodes and decodes values of `T`. Codecs are zero-sized markers chosen by type.
 pub trait Codec<T>: Send + Sync + 'static {
     /// Appends `value` to `buf`.
-    fn encode(value: &T, buf: &mut BytesMut) -> Result<(), String>;
+    fn encode(value: &T, buf: &mut BytesMut) -> Result<(), CodecError>;
     /// Reads a value from a whole message.
-    fn decode(buf: Bytes) -> Result<T, String>;
+    fn decode(buf: Bytes) -> Result<T, CodecError>;
 }
 
 /// Protocol Buffers through prost.
@@ -16,12 +38,14 @@ pub trait Codec<T>: Send + Sync + 'static {
 pub struct ProstCodec;
 
 impl<T: prost::Message + Default> Codec<T> for ProstCodec {
-    fn encode(value: &T, buf: &mut BytesMut) -> Result<(), String> {
-        value.encode(buf).map_err(|e| e.to_string())
+    fn encode(value: &T, buf: &mut BytesMut) -> Result<(), CodecError> {
+        value
+            .encode(buf)
+            .map_err(|e| CodecError::new(e.to_string()))
     }
 
-    fn decode(buf: Bytes) -> Result<T, String> {
-        T::decode(buf).map_err(|e| e.to_string())
+    fn decode(buf: Bytes) -> Result<T, CodecError> {
+        T::decode(buf).map_err(|e| CodecError::new(e.to_string()))
     }
 }
 
@@ -30,12 +54,26 @@ impl<T: prost::Message + Default> Codec<T> for ProstCodec {
 pub struct BytesCodec;
 
 impl Codec<Bytes> for BytesCodec {
-    fn encode(value: &Bytes, buf: &mut BytesMut) -> Result<(), String> {
+    fn encode(value: &Bytes, buf: &mut BytesMut) -> Result<(), CodecError> {
         buf.extend_from_slice(value);
         Ok(())
     }
 
-    fn decode(buf: Bytes) -> Result<Bytes, String> {
+    fn decode(buf: Bytes) -> Result<Bytes, CodecError> {
         Ok(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_keep_the_codec_message() {
+        let bad = Bytes::from_static(&[0xff]);
+        let e = <ProstCodec as Codec<u32>>::decode(bad).unwrap_err();
+        assert!(!e.message().is_empty());
+        assert_eq!(e.to_string(), e.message());
+        assert_eq!(CodecError::new("nope").to_string(), "nope");
     }
 }

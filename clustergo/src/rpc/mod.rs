@@ -5,8 +5,9 @@
 //! over a [`Codec`]; [`crate::Node`]'s `call`/`register_rpc` methods are their
 //! prost-typed shorthands, and generated service modules call them.
 //!
-//! Layout: [`wire`] (bodies), `client` (pending calls), `server` (method table,
-//! replyers), `codec` (argument encodings), `error`.
+//! Layout: [`wire`] (request and response frames: the only code that knows their
+//! layout), `client` (pending calls), `server` (method table, replyers), `codec`
+//! (argument encodings, [`CodecError`]), `error`.
 
 pub(crate) mod client;
 mod codec;
@@ -19,19 +20,18 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::time::Instant;
 
 pub use client::CallHandle;
 use client::Completion;
-pub use codec::{BytesCodec, Codec, ProstCodec};
+pub use codec::{BytesCodec, Codec, CodecError, ProstCodec};
 pub use error::{ErrorCode, RpcError};
 pub(crate) use intercept::Interceptors;
 pub use intercept::{ClientInterceptor, ServerInterceptor};
 pub use server::{RawReplyer, RpcContext};
 
 use crate::addr::LogicAddr;
-use crate::codec::{Frame, FrameKind, LEN_SIZE};
 use crate::node::{Node, NodeInner, Route};
 
 /// Answers one call with a `Resp`. May be moved to another task and used later;
@@ -131,27 +131,10 @@ fn encode_request<C: Codec<Req>, Req>(
     meta: &[u8],
     req: &Req,
 ) -> Result<Bytes, RpcError> {
-    if method.len() > u16::MAX as usize {
-        return Err(RpcError::InvalidMethod(method.chars().take(64).collect()));
-    }
-    let mut buf =
-        BytesMut::with_capacity(Frame::HEADER_MAX + wire::request_prefix_len(method) + 64);
-    Frame::put_header(&mut buf, FrameKind::RpcRequest, to, local, 0, 0);
-    buf.put_u64(seq);
-    buf.put_u8(u8::from(one_way));
-    buf.put_u32(timeout_ms);
-    buf.put_u16(method.len() as u16);
-    buf.put_slice(method.as_bytes());
-    buf.put_u32(meta.len() as u32);
-    buf.put_slice(meta);
-    buf.put_u32(0); // argument length, patched below
-    let start = buf.len();
-    C::encode(req, &mut buf).map_err(|e| RpcError::Codec(format!("cannot encode request: {e}")))?;
-    let arg_len = (buf.len() - start) as u32;
-    buf[start - 4..start].copy_from_slice(&arg_len.to_be_bytes());
-    let len = (buf.len() - LEN_SIZE) as u32;
-    buf[..LEN_SIZE].copy_from_slice(&len.to_be_bytes());
-    Ok(buf.freeze())
+    let head = wire::RequestHead::new(seq, one_way, timeout_ms, method, meta)
+        .ok_or_else(|| RpcError::InvalidMethod(method.chars().take(64).collect()))?;
+    wire::request_frame(to, local, &head, |buf| C::encode(req, buf))
+        .map_err(|e| RpcError::Codec(format!("cannot encode request: {e}")))
 }
 
 /// Runs the client interceptors' `before_send`; returns the metadata to send.
@@ -201,13 +184,13 @@ fn start_call<C: Codec<Req>, Req>(
         Ok(p) => p,
         Err(e) => return Err((e, done)),
     };
-    let hop = match &route {
-        Route::Local => to,
-        Route::Peer(p) => p.remote(),
+    let via = match &route {
+        Route::Local => 0,
+        Route::Peer(p) => p.id(),
     };
     let remaining = deadline.saturating_duration_since(Instant::now());
     let timeout_ms = remaining.as_millis().clamp(1, u32::MAX as u128) as u32;
-    let seq = inner.rpc_client().begin(to, hop, done);
+    let seq = inner.rpc_client().begin(to, via, done);
     let sent = encode_request::<C, Req>(local, to, seq, false, timeout_ms, method, &meta, req)
         // The request waits for a connection no longer than the caller waits for it.
         .and_then(|frame| Ok(inner.send_on(&route, frame, Some(deadline))?));

@@ -15,10 +15,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use parking_lot::RwLock;
 use tokio::time::Instant;
 
-use super::wire::{RequestView, Response};
-use super::{ErrorCode, RpcError, ServerInterceptor};
+use super::wire::{RequestView, ResponseFrame};
+use super::{CodecError, ErrorCode, RpcError, ServerInterceptor};
 use crate::addr::LogicAddr;
-use crate::codec::{Frame, FrameKind, LEN_SIZE};
 use crate::message::panic_text;
 use crate::node::NodeInner;
 
@@ -134,18 +133,24 @@ pub(crate) fn dispatch(node: &Arc<NodeInner>, from: LogicAddr, body: Bytes) {
     }
 }
 
-/// Answers a request that will not be served (unroutable, malformed) with `err`,
-/// if its sequence number can be read and it wants an answer.
-pub(crate) fn reject(node: &Arc<NodeInner>, to: LogicAddr, body: &Bytes, err: RpcError) {
+/// Answers a request that will not be served (unroutable) with `err` in the name
+/// of its target `from`, if its sequence number can be read and it wants an answer.
+pub(crate) fn reject(
+    node: &Arc<NodeInner>,
+    to: LogicAddr,
+    from: LogicAddr,
+    body: &Bytes,
+    err: RpcError,
+) {
     match RequestView::parse(body) {
-        Ok(req) if !req.one_way => send_response(node, to, req.seq, Err(&err)),
+        Ok(req) if !req.one_way => send_response_from(node, from, to, req.seq, Err(&err)),
         Ok(_) => {}
         Err(e) => tracing::warn!(from = %to, error = %e, "dropping malformed rpc request"),
     }
 }
 
 /// Writes a successful result into the response frame.
-type EncodeResult<'a> = dyn FnMut(&mut BytesMut) -> Result<(), String> + 'a;
+type EncodeResult<'a> = dyn FnMut(&mut BytesMut) -> Result<(), CodecError> + 'a;
 
 /// Encodes and sends a response frame. `Ok` carries a function writing the result.
 fn send_response(
@@ -155,53 +160,40 @@ fn send_response(
     result: Result<&mut EncodeResult<'_>, &RpcError>,
 ) {
     let Some(run) = node.running() else { return };
-    let mut buf = BytesMut::with_capacity(128);
-    Frame::put_header(&mut buf, FrameKind::RpcResponse, to, run.local, 0, 0);
-    let header = buf.len();
-    match result {
-        Ok(encode) => {
-            buf.put_u64(seq);
-            buf.put_u16(0);
-            buf.put_u32(0);
-            buf.put_u32(0);
-            let start = buf.len();
-            let max = node.config().max_frame;
-            let encoded = encode(&mut buf).and_then(|()| {
-                // A result the peer would refuse as oversize becomes an error reply,
-                // so the caller learns why instead of waiting for its timeout.
-                match buf.len() - LEN_SIZE {
-                    len if len > max => Err(format!(
-                        "result of {len} bytes exceeds the frame limit of {max}"
-                    )),
-                    _ => Ok(()),
-                }
-            });
-            if let Err(e) = encoded {
-                buf.truncate(header);
-                let err = RpcError::Codec(format!("cannot encode result: {e}"));
-                put_error(&mut buf, seq, &err);
-            } else {
-                let len = (buf.len() - start) as u32;
-                buf[start - 4..start].copy_from_slice(&len.to_be_bytes());
-            }
-        }
-        Err(err) => put_error(&mut buf, seq, err),
-    }
-    let len = (buf.len() - LEN_SIZE) as u32;
-    buf[..LEN_SIZE].copy_from_slice(&len.to_be_bytes());
-    if let Err(e) = node.send_frame(to, buf.freeze(), None) {
-        tracing::debug!(%to, error = %e, "cannot send rpc response");
-    }
+    send_response_from(node, run.local, to, seq, result);
 }
 
-fn put_error(buf: &mut BytesMut, seq: u64, err: &RpcError) {
-    Response {
-        seq,
-        code: err.code() as u16,
-        text: err.wire_text(),
-        ret: Bytes::new(),
+/// [`send_response`] in the name of `from`.
+fn send_response_from(
+    node: &Arc<NodeInner>,
+    from: LogicAddr,
+    to: LogicAddr,
+    seq: u64,
+    result: Result<&mut EncodeResult<'_>, &RpcError>,
+) {
+    let mut frame = ResponseFrame::new(to, from);
+    match result {
+        Ok(encode) => {
+            let max = node.config().max_frame;
+            let failed = match frame.put_ok(seq, encode) {
+                Ok(len) if len <= max => None,
+                // A result the peer would refuse as oversize becomes an error reply,
+                // so the caller learns why instead of waiting for its timeout.
+                Ok(len) => Some(CodecError::new(format!(
+                    "result of {len} bytes exceeds the frame limit of {max}"
+                ))),
+                Err(e) => Some(e),
+            };
+            if let Some(e) = failed {
+                let err = RpcError::Codec(format!("cannot encode result: {e}"));
+                frame.put_error(seq, &err);
+            }
+        }
+        Err(err) => frame.put_error(seq, err),
     }
-    .encode(buf);
+    if let Err(e) = node.send_frame(to, frame.finish(), None) {
+        tracing::debug!(%to, error = %e, "cannot send rpc response");
+    }
 }
 
 /// Answers one request with bytes. Typed handlers get a [`super::Replyer`] instead.
@@ -266,7 +258,7 @@ impl RawReplyer {
     }
 
     /// Replies with the bytes `encode` writes.
-    pub fn reply_with(mut self, mut encode: impl FnMut(&mut BytesMut) -> Result<(), String>) {
+    pub fn reply_with(mut self, mut encode: impl FnMut(&mut BytesMut) -> Result<(), CodecError>) {
         self.done = true;
         if !self.one_way {
             send_response(&self.node, self.to, self.seq, Ok(&mut encode));

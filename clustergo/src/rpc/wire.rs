@@ -1,4 +1,7 @@
-//! RPC bodies carried in frames of kind 3 (request) and 4 (response).
+//! RPC bodies carried in frames of kind 3 (request) and 4 (response): the one place
+//! that knows their layout. The node's send paths write whole frames with
+//! `request_frame` and `ResponseFrame`, straight into the outgoing buffer;
+//! the receive paths read them with `RequestView` and [`Response::decode`].
 //!
 //! ```text
 //! request:  u64 seq | u8 flags (bit 0: one-way) | u32 timeout_ms (0: none)
@@ -10,9 +13,19 @@
 //! not agree; a server skips a request whose time ran out while it was queued. `meta`
 //! is opaque caller data (trace context, auth) surfaced to interceptors.
 
+use std::convert::Infallible;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use super::RpcError;
+use crate::addr::LogicAddr;
+use crate::codec::{Frame, FrameKind};
+
 const ONE_WAY: u8 = 1;
+/// Bytes of a request's fixed fields: seq, flags, timeout, and the three lengths.
+const REQUEST_FIXED: usize = 8 + 1 + 4 + 2 + 4 + 4;
+/// Bytes of a response's fixed fields: seq, code, and the two lengths.
+const RESPONSE_FIXED: usize = 8 + 2 + 4 + 4;
 
 /// A request body is malformed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,22 +66,27 @@ pub struct Response {
 }
 
 impl Request {
-    /// Bytes the encoded body takes.
-    pub fn encoded_len(&self) -> usize {
-        8 + 1 + 4 + 2 + self.method.len() + 4 + self.meta.len() + 4 + self.arg.len()
+    fn head(&self) -> RequestHead<'_> {
+        RequestHead {
+            seq: self.seq,
+            one_way: self.one_way,
+            timeout_ms: self.timeout_ms,
+            method: &self.method,
+            meta: &self.meta,
+        }
     }
 
-    /// Appends the body to `dst`.
+    /// Bytes the encoded body takes.
+    pub fn encoded_len(&self) -> usize {
+        self.head().len_before_arg() + self.arg.len()
+    }
+
+    /// Appends the body to `dst` (with the same writer the node sends with).
     pub fn encode(&self, dst: &mut BytesMut) {
-        dst.put_u64(self.seq);
-        dst.put_u8(if self.one_way { ONE_WAY } else { 0 });
-        dst.put_u32(self.timeout_ms);
-        dst.put_u16(self.method.len() as u16);
-        dst.put_slice(self.method.as_bytes());
-        dst.put_u32(self.meta.len() as u32);
-        dst.put_slice(&self.meta);
-        dst.put_u32(self.arg.len() as u32);
-        dst.put_slice(&self.arg);
+        let Ok(()) = put_request(dst, &self.head(), |d| {
+            d.put_slice(&self.arg);
+            Ok::<_, Infallible>(())
+        });
     }
 
     /// Parses a body. `arg` and `meta` are slices of `src`, not copies.
@@ -133,25 +151,159 @@ impl<'a> RequestView<'a> {
     }
 }
 
-/// Bytes of a request body's fixed fields plus `method`, before meta and argument.
-pub(crate) fn request_prefix_len(method: &str) -> usize {
-    8 + 1 + 4 + 2 + method.len() + 4 + 4
+/// A request's fields before its argument, as the sender fills them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequestHead<'a> {
+    seq: u64,
+    one_way: bool,
+    timeout_ms: u32,
+    method: &'a str,
+    meta: &'a [u8],
+}
+
+impl<'a> RequestHead<'a> {
+    /// A head, or `None` if `method` is too long for its length field.
+    pub(crate) fn new(
+        seq: u64,
+        one_way: bool,
+        timeout_ms: u32,
+        method: &'a str,
+        meta: &'a [u8],
+    ) -> Option<Self> {
+        (method.len() <= u16::MAX as usize).then_some(Self {
+            seq,
+            one_way,
+            timeout_ms,
+            method,
+            meta,
+        })
+    }
+
+    /// Bytes of the body before the argument.
+    fn len_before_arg(&self) -> usize {
+        REQUEST_FIXED + self.method.len() + self.meta.len()
+    }
+}
+
+/// Appends a request body to `dst`; `put_arg` writes the argument in place and its
+/// length is filled in afterwards, so the argument is never copied.
+fn put_request<E>(
+    dst: &mut BytesMut,
+    head: &RequestHead<'_>,
+    put_arg: impl FnOnce(&mut BytesMut) -> Result<(), E>,
+) -> Result<(), E> {
+    dst.put_u64(head.seq);
+    dst.put_u8(if head.one_way { ONE_WAY } else { 0 });
+    dst.put_u32(head.timeout_ms);
+    dst.put_u16(head.method.len() as u16);
+    dst.put_slice(head.method.as_bytes());
+    dst.put_u32(head.meta.len() as u32);
+    dst.put_slice(head.meta);
+    put_sized(dst, put_arg)
+}
+
+/// A whole request frame from `from` to `to`, header and body in one buffer, the
+/// argument written in place by `put_arg` (the node's send path).
+pub(crate) fn request_frame<E>(
+    to: LogicAddr,
+    from: LogicAddr,
+    head: &RequestHead<'_>,
+    put_arg: impl FnOnce(&mut BytesMut) -> Result<(), E>,
+) -> Result<Bytes, E> {
+    let mut buf = BytesMut::with_capacity(Frame::HEADER_MAX + head.len_before_arg() + 64);
+    Frame::put_header(&mut buf, FrameKind::RpcRequest, to, from, 0, 0);
+    put_request(&mut buf, head, put_arg)?;
+    Frame::seal(&mut buf);
+    Ok(buf.freeze())
+}
+
+/// A response frame being written (the server's reply path): the header first,
+/// then a result or an error, then [`finish`](Self::finish) fills in the length.
+#[derive(Debug)]
+pub(crate) struct ResponseFrame {
+    buf: BytesMut,
+    header: usize,
+}
+
+impl ResponseFrame {
+    /// Starts a response frame from `from` to `to`.
+    pub(crate) fn new(to: LogicAddr, from: LogicAddr) -> Self {
+        let mut buf = BytesMut::with_capacity(128);
+        Frame::put_header(&mut buf, FrameKind::RpcResponse, to, from, 0, 0);
+        let header = buf.len();
+        Self { buf, header }
+    }
+
+    /// Writes a success answering `seq`, the result written in place by `put_ret`.
+    /// Returns the frame's length so far (its length field's value).
+    pub(crate) fn put_ok<E>(
+        &mut self,
+        seq: u64,
+        put_ret: impl FnOnce(&mut BytesMut) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        put_response(&mut self.buf, seq, 0, "", put_ret)?;
+        Ok(Frame::open_len(&self.buf))
+    }
+
+    /// Writes `err` answering `seq`, replacing any body written before.
+    pub(crate) fn put_error(&mut self, seq: u64, err: &RpcError) {
+        self.buf.truncate(self.header);
+        put_error_response(&mut self.buf, seq, err.code() as u16, &err.wire_text());
+    }
+
+    /// The finished frame.
+    pub(crate) fn finish(mut self) -> Bytes {
+        Frame::seal(&mut self.buf);
+        self.buf.freeze()
+    }
+}
+
+/// Appends a response body to `dst`, the result written in place by `put_ret`.
+fn put_response<E>(
+    dst: &mut BytesMut,
+    seq: u64,
+    code: u16,
+    text: &str,
+    put_ret: impl FnOnce(&mut BytesMut) -> Result<(), E>,
+) -> Result<(), E> {
+    dst.put_u64(seq);
+    dst.put_u16(code);
+    dst.put_u32(text.len() as u32);
+    dst.put_slice(text.as_bytes());
+    put_sized(dst, put_ret)
+}
+
+/// Appends an error response body (no result) to `dst`.
+fn put_error_response(dst: &mut BytesMut, seq: u64, code: u16, text: &str) {
+    let Ok(()) = put_response(dst, seq, code, text, |_| Ok::<_, Infallible>(()));
+}
+
+/// Appends a `u32` length and the bytes `put` writes after it, filling in the
+/// length once they are written.
+fn put_sized<E>(
+    dst: &mut BytesMut,
+    put: impl FnOnce(&mut BytesMut) -> Result<(), E>,
+) -> Result<(), E> {
+    let at = dst.len();
+    dst.put_u32(0);
+    put(dst)?;
+    let len = (dst.len() - at - 4) as u32;
+    dst[at..at + 4].copy_from_slice(&len.to_be_bytes());
+    Ok(())
 }
 
 impl Response {
     /// Bytes the encoded body takes.
     pub fn encoded_len(&self) -> usize {
-        8 + 2 + 4 + self.text.len() + 4 + self.ret.len()
+        RESPONSE_FIXED + self.text.len() + self.ret.len()
     }
 
-    /// Appends the body to `dst`.
+    /// Appends the body to `dst` (with the same writer the node replies with).
     pub fn encode(&self, dst: &mut BytesMut) {
-        dst.put_u64(self.seq);
-        dst.put_u16(self.code);
-        dst.put_u32(self.text.len() as u32);
-        dst.put_slice(self.text.as_bytes());
-        dst.put_u32(self.ret.len() as u32);
-        dst.put_slice(&self.ret);
+        let Ok(()) = put_response(dst, self.seq, self.code, &self.text, |d| {
+            d.put_slice(&self.ret);
+            Ok::<_, Infallible>(())
+        });
     }
 
     /// Parses a body; `ret` is a slice of `src`.
@@ -191,9 +343,21 @@ fn take_sized(src: &mut Bytes) -> Option<Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::DEFAULT_MAX_FRAME;
+
+    fn addr(s: &str) -> LogicAddr {
+        s.parse().unwrap()
+    }
+
+    /// Parses a frame the node built, checking its header, and returns its body.
+    fn body_of(frame: Bytes, kind: FrameKind) -> Bytes {
+        let f = Frame::parse(frame, DEFAULT_MAX_FRAME).unwrap();
+        assert_eq!((f.kind, f.to, f.from), (kind, addr("1.2.3"), addr("1.1.1")));
+        f.body
+    }
 
     #[test]
-    fn request_round_trip_and_truncation() {
+    fn request_frame_round_trip_and_truncation() {
         let req = Request {
             seq: 42,
             one_way: true,
@@ -202,34 +366,93 @@ mod tests {
             meta: Bytes::from_static(b"trace"),
             arg: Bytes::from(vec![7u8; 70_000]),
         };
+        let head = RequestHead::new(42, true, 150, "echo", b"trace").unwrap();
+        let frame = request_frame(addr("1.2.3"), addr("1.1.1"), &head, |buf| {
+            buf.put_slice(&req.arg);
+            Ok::<_, Infallible>(())
+        });
+        let Ok(frame) = frame;
+        let body = body_of(frame, FrameKind::RpcRequest);
+        assert_eq!(body.len(), req.encoded_len());
+        let view = RequestView::parse(&body).unwrap();
+        assert_eq!(
+            (view.seq, view.one_way, view.timeout_ms, view.method),
+            (42, true, 150, "echo")
+        );
+        assert_eq!(
+            (&view.meta[..], &view.arg[..]),
+            (&b"trace"[..], &req.arg[..])
+        );
+        assert_eq!(Request::decode(body.clone()).unwrap(), req);
+        // The public encoder writes the same bytes.
         let mut buf = BytesMut::new();
         req.encode(&mut buf);
-        assert_eq!(buf.len(), req.encoded_len());
-        let bytes = buf.freeze();
-        assert_eq!(Request::decode(bytes.clone()).unwrap(), req);
-        for cut in [0, 5, 14, 17, 20, 30, bytes.len() - 1] {
-            assert!(Request::decode(bytes.slice(..cut)).is_err(), "cut {cut}");
+        assert_eq!(buf.freeze(), body);
+        for cut in [0, 5, 14, 17, 20, 30, body.len() - 1] {
+            assert!(Request::decode(body.slice(..cut)).is_err(), "cut {cut}");
         }
-        let mut long = BytesMut::from(&bytes[..]);
+        let mut long = BytesMut::from(&body[..]);
         long.put_u8(0);
         assert!(Request::decode(long.freeze()).is_err());
     }
 
     #[test]
-    fn response_round_trip_and_truncation() {
-        let resp = Response {
+    fn request_encoder_error_and_method_limit() {
+        let head = RequestHead::new(1, false, 0, "m", b"").unwrap();
+        let failed = request_frame(addr("1.2.3"), addr("1.1.1"), &head, |buf| {
+            buf.put_slice(b"partial");
+            Err("cannot")
+        });
+        assert_eq!(failed, Err("cannot"));
+        let longest = "m".repeat(u16::MAX as usize);
+        assert!(RequestHead::new(1, false, 0, &longest, b"").is_some());
+        let too_long = "m".repeat(u16::MAX as usize + 1);
+        assert!(RequestHead::new(1, false, 0, &too_long, b"").is_none());
+    }
+
+    #[test]
+    fn response_frames_round_trip_and_truncation() {
+        let mut ok = ResponseFrame::new(addr("1.2.3"), addr("1.1.1"));
+        let Ok(len) = ok.put_ok(7, |buf| {
+            buf.put_slice(b"xyz");
+            Ok::<_, Infallible>(())
+        });
+        let ok = ok.finish();
+        assert_eq!(len + crate::codec::LEN_SIZE, ok.len());
+        let want = Response {
             seq: 7,
-            code: 4,
-            text: "bad".into(),
+            code: 0,
+            text: String::new(),
             ret: Bytes::from_static(b"xyz"),
         };
+        let body = body_of(ok, FrameKind::RpcResponse);
+        assert_eq!(body.len(), want.encoded_len());
+        assert_eq!(Response::decode(body.clone()).unwrap(), want);
+
+        // An error replaces a result already written.
+        let mut failed = ResponseFrame::new(addr("1.2.3"), addr("1.1.1"));
+        let Ok(_) = failed.put_ok(8, |buf| {
+            buf.put_slice(b"too big");
+            Ok::<_, Infallible>(())
+        });
+        failed.put_error(8, &RpcError::Method("bad".into()));
+        let body = body_of(failed.finish(), FrameKind::RpcResponse);
+        let want = Response {
+            seq: 8,
+            code: super::super::ErrorCode::Method as u16,
+            text: "bad".into(),
+            ret: Bytes::new(),
+        };
+        assert_eq!(Response::decode(body.clone()).unwrap(), want);
         let mut buf = BytesMut::new();
-        resp.encode(&mut buf);
-        assert_eq!(buf.len(), resp.encoded_len());
-        let bytes = buf.freeze();
-        assert_eq!(Response::decode(bytes.clone()).unwrap(), resp);
-        for cut in 0..bytes.len() {
-            assert!(Response::decode(bytes.slice(..cut)).is_err(), "cut {cut}");
+        want.encode(&mut buf);
+        assert_eq!(
+            buf.freeze(),
+            body,
+            "the public encoder writes the same bytes"
+        );
+        for cut in 0..body.len() {
+            assert!(Response::decode(body.slice(..cut)).is_err(), "cut {cut}");
         }
     }
 }
