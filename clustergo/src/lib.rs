@@ -29,6 +29,7 @@ mod fastmap;
 pub mod gate;
 mod global;
 pub mod handshake;
+mod keepalive;
 mod link;
 pub mod membership;
 mod message;

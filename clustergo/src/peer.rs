@@ -39,7 +39,7 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
@@ -47,6 +47,7 @@ use crate::addr::LogicAddr;
 use crate::backoff::Backoff;
 use crate::codec::{Frame, FrameCodec, FrameKind};
 use crate::handshake::{ConnKind, HandshakeError, Refusal};
+use crate::keepalive::{Heard, Tick, Watchdog};
 use crate::link::{LinkState, Moved};
 use crate::node::{Arrivals, Counters, NodeInner, SendError};
 
@@ -459,43 +460,25 @@ impl Driver {
         tracing::debug!(peer = %remote, "link up");
         self.node.counters().link_established();
         let config = self.node.config();
-        let interval = config.keepalive_interval.max(Duration::from_millis(1));
         let stall = config.write_stall_timeout;
         let (rd, mut wr) = stream.into_split();
+        let heard = Arc::new(AtomicBool::new(false));
         let reader = {
             let node = self.node.clone();
             let dead = dead.clone();
+            let rd = Heard::new(rd, heard.clone());
             let max = config.max_frame;
-            let silent = silent_ticks(config.keepalive_timeout, interval);
-            // Ends at EOF, bad input or silence, or is aborted when the writer ends.
+            // Ends at EOF or bad input, or is aborted when the writer side ends.
             tokio::spawn(async move {
                 let mut frames = FramedRead::new(rd, FrameCodec::new(max));
                 let mut arrivals = Arrivals::new(remote);
-                let mut tick = ticker(interval);
-                let (mut heard, mut idle) = (false, 0u32);
-                loop {
-                    tokio::select! {
-                        biased;
-                        next = frames.next() => match next {
-                            Some(Ok(frame)) => {
-                                heard = true;
-                                if frame.kind != FrameKind::Keepalive {
-                                    node.dispatch_arrived(&mut arrivals, frame);
-                                }
-                            }
-                            Some(Err(e)) => {
-                                tracing::warn!(peer = %remote, error = %e, "closing link: bad input");
-                                break;
-                            }
-                            None => break,
-                        },
-                        _ = tick.tick() => {
-                            idle = if std::mem::take(&mut heard) { 0 } else { idle + 1 };
-                            if idle >= silent {
-                                tracing::warn!(peer = %remote, "closing link: nothing heard within the keepalive timeout");
-                                node.counters().link_silent();
-                                break;
-                            }
+                while let Some(next) = frames.next().await {
+                    match next {
+                        Ok(frame) if frame.kind == FrameKind::Keepalive => {}
+                        Ok(frame) => node.dispatch_arrived(&mut arrivals, frame),
+                        Err(e) => {
+                            tracing::warn!(peer = %remote, error = %e, "closing link: bad input");
+                            break;
                         }
                     }
                 }
@@ -505,7 +488,8 @@ impl Driver {
 
         let mut batch: Vec<Outgoing> = Vec::with_capacity(BATCH);
         let mut buf = BytesMut::with_capacity(64 * 1024);
-        let mut ping = ticker(interval);
+        // Checked when the writer is idle: a busy writer on a silent network stalls.
+        let mut watchdog = Watchdog::new(config);
         let mut wrote = false;
         let node = self.node.clone();
         let counters = node.counters();
@@ -545,8 +529,15 @@ impl Driver {
                         None => break Ended::Closed,
                     },
                     n = self.rx.recv_many(&mut batch, BATCH) => if n == 0 { break Ended::Closed },
-                    // Idle for a whole interval: tell the remote we are alive.
-                    _ = ping.tick() => keepalive = !std::mem::take(&mut wrote),
+                    tick = watchdog.tick(&heard) => match tick {
+                        Tick::Silent => {
+                            tracing::warn!(peer = %remote, "closing link: nothing heard within the keepalive timeout");
+                            counters.link_silent();
+                            break Ended::Lost;
+                        }
+                        // Nothing written for a whole interval: say we are alive.
+                        Tick::Alive => keepalive = !std::mem::take(&mut wrote),
+                    },
                 }
             }
             fill(&mut buf, &mut batch, counters, &self.peer.queued);
@@ -591,21 +582,6 @@ impl Driver {
         node.link_lost(&self.peer);
         ended
     }
-}
-
-/// Ticks every `interval`, first after one interval; late ticks do not pile up.
-fn ticker(interval: Duration) -> tokio::time::Interval {
-    let mut tick = tokio::time::interval_at(Instant::now() + interval, interval);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    tick
-}
-
-/// Silent keepalive ticks after which a link is dead: `timeout` in intervals, at
-/// least three (an idle remote writes once per interval, so one quiet tick is
-/// normal jitter).
-pub(crate) fn silent_ticks(timeout: Duration, interval: Duration) -> u32 {
-    let n = timeout.as_nanos().div_ceil(interval.as_nanos().max(1));
-    n.clamp(3, u32::MAX as u128) as u32
 }
 
 /// Writes all of `buf`, failing with `TimedOut` if a write makes no progress for
@@ -702,13 +678,5 @@ mod tests {
         for (e, want) in cases {
             assert_eq!(means_down(&e), want, "{e}");
         }
-    }
-
-    #[test]
-    fn silent_ticks_at_least_three() {
-        let ms = Duration::from_millis;
-        assert_eq!(silent_ticks(ms(5000), ms(1000)), 5);
-        assert_eq!(silent_ticks(ms(5500), ms(1000)), 6);
-        assert_eq!(silent_ticks(ms(100), ms(1000)), 3);
     }
 }

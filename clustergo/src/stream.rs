@@ -34,6 +34,7 @@ use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt, TokioAsyncReadCompat
 
 use crate::addr::LogicAddr;
 use crate::handshake::{ConnKind, HandshakeError};
+use crate::keepalive::{self, Heard, Tick, Watchdog};
 use crate::node::{Node, NodeInner, is_direct};
 
 /// Streams one session carries at most.
@@ -93,19 +94,9 @@ struct Liveness {
     /// A stream wrote since the last keepalive tick.
     wrote: AtomicBool,
     /// The socket delivered bytes since the last keepalive tick.
-    heard: AtomicBool,
+    heard: Arc<AtomicBool>,
     /// The session ended under its streams.
     lost: AtomicBool,
-}
-
-impl Liveness {
-    /// Marks `flag`, skipping the store when it is already set (no cache-line
-    /// traffic on a busy session).
-    fn mark(flag: &AtomicBool) {
-        if !flag.load(Ordering::Relaxed) {
-            flag.store(true, Ordering::Relaxed);
-        }
-    }
 }
 
 impl fmt::Debug for Stream {
@@ -168,7 +159,7 @@ impl AsyncWrite for Stream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Liveness::mark(&self.session.wrote);
+        keepalive::mark(&self.session.wrote);
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -330,11 +321,7 @@ fn start_session(
     cfg.set_split_send_size(64 * 1024);
     let liveness = Arc::new(Liveness::default());
     let (rd, wr) = tcp.into_split();
-    let heard = Heard {
-        rd,
-        liveness: liveness.clone(),
-    };
-    let socket: Socket = tokio::io::join(heard, wr);
+    let socket: Socket = tokio::io::join(Heard::new(rd, liveness.heard.clone()), wr);
     let conn = yamux::Connection::new(socket.compat(), cfg, mode);
     let (open_tx, open_rx) = mpsc::unbounded_channel();
     let session = Session {
@@ -385,30 +372,9 @@ enum SessionEnd {
     Silent,
 }
 
-/// A session socket's read half, noting each read that delivers bytes (for the
-/// keepalive).
-struct Heard {
-    rd: tokio::net::tcp::OwnedReadHalf,
-    liveness: Arc<Liveness>,
-}
-
-impl AsyncRead for Heard {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.rd).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            Liveness::mark(&self.liveness.heard);
-        }
-        r
-    }
-}
-
 /// A session's socket: its read half watched, its write half as is.
-type Socket = tokio::io::Join<Heard, tokio::net::tcp::OwnedWriteHalf>;
+type Socket =
+    tokio::io::Join<Heard<tokio::net::tcp::OwnedReadHalf>, tokio::net::tcp::OwnedWriteHalf>;
 
 /// What drives one session.
 struct Driven<'a> {
@@ -431,18 +397,11 @@ impl Driven<'_> {
         mut conn: yamux::Connection<Compat<Socket>>,
         mut open_rx: mpsc::UnboundedReceiver<OpenReply>,
     ) -> SessionEnd {
-        let config = self.node.config();
-        let interval = config
-            .keepalive_interval
-            .max(std::time::Duration::from_millis(1));
-        let silent = crate::peer::silent_ticks(config.keepalive_timeout, interval);
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watchdog = Watchdog::new(self.node.config());
         let mut keepalive: Option<yamux::Stream> = None;
         // The dialer's keepalive stream is opened (and announced) before any other.
         let mut opening = self.dialer;
         let mut ping = false;
-        let mut idle = 0u32;
         let mut waiting: VecDeque<OpenReply> = VecDeque::new();
         let result = std::future::poll_fn(|cx| {
             if opening {
@@ -456,13 +415,8 @@ impl Driven<'_> {
                     Poll::Pending => {}
                 }
             }
-            while tick.poll_tick(cx).is_ready() {
-                idle = if self.liveness.heard.swap(false, Ordering::Relaxed) {
-                    0
-                } else {
-                    idle + 1
-                };
-                if idle >= silent {
+            while let Poll::Ready(tick) = watchdog.poll_tick(cx, &self.liveness.heard) {
+                if tick == Tick::Silent {
                     return Poll::Ready(SessionEnd::Silent);
                 }
                 ping |= !self.liveness.wrote.swap(false, Ordering::Relaxed);
