@@ -12,8 +12,9 @@
 //! 3. write: drain the queue into one buffer per write; a reader task hands inbound
 //!    frames to the node. A write that makes no progress for `write_stall_timeout`
 //!    ends the link and drops what is queued (the peer stopped reading). An idle
-//!    writer sends a keepalive every `keepalive_interval`; a reader that hears
-//!    nothing for `keepalive_timeout` ends the link (the network went silent);
+//!    writer sends a keepalive every `keepalive_interval`, and ends the link when
+//!    nothing was read for `keepalive_timeout` (the network went silent;
+//!    `keepalive.rs`);
 //! 4. on loss, pending calls through this peer fail at once and the driver returns
 //!    to step 1.
 //!
