@@ -123,6 +123,16 @@ impl Peer {
             })
     }
 
+    /// The link's state in a word (`up`, `dialing`, `down`), for monitoring.
+    pub(crate) fn link_label(&self) -> &'static str {
+        self.state.lock().link.label()
+    }
+
+    /// Frames queued and not yet taken by the writer.
+    pub(crate) fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// The remote node.
     pub(crate) fn remote(&self) -> LogicAddr {
         self.remote
@@ -231,6 +241,7 @@ impl Driver {
                     tracing::debug!(peer = %self.peer.remote, "dial lost the tie-break; waiting for the inbound link");
                 }
                 Err(e) => {
+                    self.node.counters().dial_failed();
                     tracing::debug!(peer = %self.peer.remote, error = %e, "dial failed; retrying");
                 }
             }
@@ -401,6 +412,7 @@ fn fill(buf: &mut BytesMut, batch: &mut Vec<Outgoing>, counters: &Counters) {
     buf.clear();
     let now = Instant::now();
     let mut expired = 0usize;
+    let frames = batch.len();
     for out in batch.drain(..) {
         if out.deadline >= now {
             buf.extend_from_slice(&out.frame);
@@ -408,6 +420,7 @@ fn fill(buf: &mut BytesMut, batch: &mut Vec<Outgoing>, counters: &Counters) {
             expired += 1;
         }
     }
+    counters.sent(frames - expired, buf.len());
     if expired > 0 {
         counters.frames_expired(expired);
         tracing::debug!(expired, "dropped expired frames");
