@@ -65,8 +65,13 @@ pub(crate) fn render(node: &Arc<NodeInner>) -> Value {
         .collect();
     let total = &node.admin().calls.total;
     let m = node.counters().snapshot();
+    // The page measures rates against the node's clock, not its own polling.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     json!({
         "node": local.map(|l| l.to_string()),
+        "now_ms": now_ms,
         "state": if node.is_stopping() { "draining" } else if local.is_some() { "running" } else { "starting" },
         "members": members,
         "calls": {
