@@ -346,3 +346,24 @@ async fn the_live_page_shows_members_and_a_plot_that_updates() {
     assert!(png.starts_with(b"\x89PNG"), "a PNG at {}", shot.display());
     traffic.abort();
 }
+
+#[tokio::test]
+async fn exported_gate_listeners_count_connections_by_transport() {
+    use clustergo::gate::{GateConfig, Listener, Transport};
+    let cluster = Cluster::new();
+    let node = cluster.start_with("1.1.1", false, admin_config()).await;
+    let mut gate = Listener::bind(Transport::Tcp, "127.0.0.1:0", GateConfig::default())
+        .await
+        .unwrap();
+    node.export_gate(&gate);
+    let series = r#"clustergo_gate_connections_total{transport="tcp"}"#;
+    let (_, before) = get(&node, "/metrics").await;
+    assert_eq!(sample(&parse_metrics(&before), series), 0.0, "{before}");
+
+    let _client = TcpStream::connect(gate.local_addr()).await.unwrap();
+    let _conn = within("gate accept", gate.accept()).await.unwrap();
+    let (_, after) = get(&node, "/metrics").await;
+    let after = parse_metrics(&after);
+    assert_eq!(sample(&after, series), 1.0, "{after:?}");
+    assert!(after.contains_key(r#"clustergo_gate_pending_handshakes{transport="tcp"}"#));
+}
