@@ -21,6 +21,7 @@
 //! - `global`: the process-wide default node and free functions over it.
 
 pub mod addr;
+mod admin;
 mod backoff;
 pub mod codec;
 #[doc(hidden)]

@@ -53,6 +53,15 @@ impl LinkState {
         }
     }
 
+    /// A word for the admin page: `up`, `dialing` or `down`.
+    pub(crate) fn label(&self) -> &'static str {
+        match (self.connected, self.dialing) {
+            (Some(_), _) => "up",
+            (None, true) => "dialing",
+            (None, false) => "down",
+        }
+    }
+
     /// Our dial starts: where to connect.
     pub(crate) fn dial_started(&mut self) -> SocketAddr {
         self.dialing = true;

@@ -104,6 +104,11 @@ impl Queued {
         true
     }
 
+    /// Frames counted in now.
+    fn frames(&self) -> usize {
+        (self.0.load(Ordering::Relaxed) >> BYTES_BITS) as usize
+    }
+
     /// Counts `frames` frames of `bytes` in total out.
     fn release(&self, frames: usize, bytes: usize) {
         if frames > 0 {
@@ -194,6 +199,16 @@ impl Peer {
             self.queued.release(1, len);
             SendError::Stopped
         })
+    }
+
+    /// The link's state in a word (`up`, `dialing`, `down`), for monitoring.
+    pub(crate) fn link_label(&self) -> &'static str {
+        self.state.lock().link.label()
+    }
+
+    /// Frames queued and not yet taken by the writer.
+    pub(crate) fn queue_depth(&self) -> usize {
+        self.queued.frames()
     }
 
     /// The remote node.
@@ -299,6 +314,7 @@ impl Driver {
                     tracing::debug!(peer = %self.peer.remote, "dial lost the tie-break; waiting for the inbound link");
                 }
                 Err(e) => {
+                    self.node.counters().dial_failed();
                     tracing::debug!(peer = %self.peer.remote, error = %e, "dial failed; retrying");
                     if means_down(&e) {
                         self.dial_failed();
@@ -627,6 +643,7 @@ fn fill(buf: &mut BytesMut, batch: &mut Vec<Outgoing>, counters: &Counters, queu
         }
     }
     queued.release(frames, bytes);
+    counters.sent(frames - expired, buf.len());
     if expired > 0 {
         counters.frames_expired(expired);
         tracing::debug!(expired, "dropped expired frames");

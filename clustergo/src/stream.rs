@@ -204,6 +204,11 @@ impl fmt::Debug for Streams {
 }
 
 impl Streams {
+    /// Peers with a live stream session.
+    pub(crate) fn sessions(&self) -> usize {
+        self.sessions.lock().len()
+    }
+
     /// Forgets the session to `peer` (removed from membership), so no new stream
     /// is opened on it; its connection ends when the peer goes away or on stop.
     pub(crate) fn drop_peer(&self, peer: LogicAddr) {

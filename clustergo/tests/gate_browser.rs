@@ -12,10 +12,10 @@
 
 #![cfg(feature = "ws")]
 
+mod chromium;
 mod gate_common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -201,44 +201,10 @@ async fn serve_http(
     }
 }
 
-/// Finds the browser, failing loudly when it is missing.
-fn chromium_path() -> PathBuf {
-    let name = std::env::var("CLUSTERGO_CHROMIUM").unwrap_or_else(|_| "chromium".to_owned());
-    let candidate = PathBuf::from(&name);
-    if candidate.is_absolute() && candidate.is_file() {
-        return candidate;
-    }
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(&name))
-            .find(|p| p.is_file())
-    });
-    found.unwrap_or_else(|| {
-        panic!(
-            "`{name}` not found on PATH: this test needs a real browser. \
-             Install it with `apt-get install -y chromium` (or set CLUSTERGO_CHROMIUM)."
-        )
-    })
-}
-
-/// Kills the browser's whole process group (renderer, GPU and zygote processes too).
-struct KillGroup(Option<u32>);
-
-impl Drop for KillGroup {
-    fn drop(&mut self) {
-        if let Some(pgid) = self.0 {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pgid}")])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_talks_to_the_ws_gate() {
     gate_common::init_tracing();
-    let chromium = chromium_path();
+    let browser = chromium::chromium_path();
     let max = GateConfig::default().max_packet_size;
     let mut gate = EchoServer::start(Transport::Ws, GateConfig::default()).await;
 
@@ -256,32 +222,15 @@ async fn chromium_talks_to_the_ws_gate() {
 
     let profile = tempfile::tempdir().unwrap();
     let stderr_path = profile.path().join("chromium-stderr.log");
-    let mut child = tokio::process::Command::new(&chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--no-first-run",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-        ])
-        .arg(format!(
-            "--user-data-dir={}",
-            profile.path().join("profile").display()
-        ))
+    let mut child = chromium::command(profile.path())
         .arg("--dump-dom")
         .arg(format!("http://{http_addr}/"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&stderr_path).unwrap())
-        .process_group(0)
-        .kill_on_drop(true)
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromium.display()));
-    let _kill = KillGroup(child.id());
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", browser.display()));
+    let _kill = chromium::KillGroup(child.id());
     let mut stdout = child.stdout.take().unwrap();
     let dom = tokio::spawn(async move {
         let mut out = String::new();

@@ -42,3 +42,48 @@ pub async fn within<T>(
         .await
         .map_err(|_| format!("{what}: no result within {limit:?}"))
 }
+
+/// Parses a duration such as `30s`, `5m`, `1h`, `500ms` or `90` (seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?}: want a number with s, m, h or ms"))?;
+    let secs = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "" | "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        _ => None,
+    };
+    secs.map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?}: want a number with s, m, h or ms"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let cases = [
+            ("90", Ok(Duration::from_secs(90))),
+            ("30s", Ok(Duration::from_secs(30))),
+            ("5m", Ok(Duration::from_secs(300))),
+            ("1h", Ok(Duration::from_secs(3600))),
+            ("250ms", Ok(Duration::from_millis(250))),
+            ("", Err(())),
+            ("s", Err(())),
+            ("3d", Err(())),
+            ("-1s", Err(())),
+            ("99999999999999999999h", Err(())),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_duration(text).map_err(|_| ()), want, "{text:?}");
+        }
+    }
+}

@@ -202,3 +202,53 @@ fn discovery_cli_serves_and_changes_the_list_with_the_shared_secret_only() {
         String::from_utf8_lossy(&removed.stderr)
     );
 }
+
+/// `demo --serve`: prints the live page's URL, serves it (with `/metrics` moving)
+/// while it runs, then exits 0 as without the flag.
+#[test]
+fn demo_serves_the_admin_page_while_it_runs() {
+    use std::io::{BufRead, BufReader, Read};
+    let mut child = Kill(
+        Command::new(env!("CARGO_BIN_EXE_demo"))
+            .args(["--serve", "3s"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    let url = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("live cluster page: http://")
+                .map(|r| r.split('/').next().unwrap().to_owned())
+        })
+        .expect("the page's URL is printed");
+    let get = |path: &str| {
+        let mut s = std::net::TcpStream::connect(&url).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: {url}\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    assert!(get("/").contains("<canvas"), "the page is served");
+    assert!(get("/healthz").starts_with("HTTP/1.1 200 "));
+    let calls = |text: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("clustergo_calls_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>()
+    };
+    let first = calls(&get("/metrics"));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        calls(&get("/metrics")) > first,
+        "calls keep flowing while serving"
+    );
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("succeeded")), "{rest:?}");
+}

@@ -70,7 +70,7 @@ async fn harbor(s: Sizes) -> Result<Run, String> {
     let membership = InProcess::with_members(members);
     let mut nodes = Vec::new();
     for a in all {
-        let node = Node::new();
+        let node = node();
         if a == direct || a == remote {
             node.register_rpc(METHOD, |_ctx, replyer, req: Request| {
                 replyer.reply(workload::reply_to(&req));
@@ -215,11 +215,11 @@ impl Pair {
             Member::new(Addr::new(server_addr, free_port()?)),
             Member::new(Addr::new(client_addr, free_port()?)),
         ]);
-        let server = Node::new();
+        let server = node();
         server.register_rpc(METHOD, |_ctx, replyer, req: Request| {
             replyer.reply(workload::reply_to(&req));
         });
-        let client = Node::new();
+        let client = node();
         server
             .start(members.clone(), server_addr)
             .await
@@ -366,4 +366,14 @@ async fn stream(s: Sizes) -> Result<Run, String> {
     let run = workload::spawn_timed(task).await;
     pair.shutdown().await;
     run
+}
+
+/// A node; with `CLUSTERGO_BENCH_ADMIN=1` it runs the admin listener on loopback,
+/// so the cost of the metrics on the hot path can be compared run against run.
+fn node() -> Node {
+    let admin = std::env::var("CLUSTERGO_BENCH_ADMIN").is_ok_and(|v| v == "1");
+    Node::with_config(clustergo::Config {
+        admin_addr: admin.then(|| ([127, 0, 0, 1], 0).into()),
+        ..clustergo::Config::default()
+    })
 }

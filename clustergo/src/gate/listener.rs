@@ -124,6 +124,14 @@ impl Listener {
     /// The next client connection. Cancel safe: a connection is never lost by dropping
     /// this future.
     pub async fn accept(&mut self) -> Result<ClientConn, GateError> {
+        let conn = self.accept_inner().await;
+        if conn.is_ok() {
+            self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        }
+        conn
+    }
+
+    async fn accept_inner(&mut self) -> Result<ClientConn, GateError> {
         match &mut self.inner {
             Inner::Tcp { listener, config } => loop {
                 match listener.accept().await {
@@ -180,12 +188,18 @@ impl Listener {
 /// Counters of a [`Listener`], readable from any task; see [`Listener::stats`].
 #[derive(Debug, Clone, Default)]
 pub struct ListenerStats {
+    accepted: Arc<AtomicU64>,
     handshake_failures: Arc<AtomicU64>,
     pending_handshakes: Arc<AtomicUsize>,
     refused_datagrams: Arc<AtomicU64>,
 }
 
 impl ListenerStats {
+    /// Client connections handed out by [`Listener::accept`] so far.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
     /// See [`Listener::handshake_failures`].
     pub fn handshake_failures(&self) -> u64 {
         self.handshake_failures.load(Ordering::Relaxed)

@@ -103,6 +103,11 @@ pub struct Config {
     /// unavailable, for the other nodes to see it before draining: at least the
     /// membership backend's propagation delay.
     pub leave_grace: Duration,
+    /// Where to serve the admin endpoints (`/metrics`, `/healthz`, `/api/cluster`
+    /// and the live cluster page at `/`), or `None` (the default) for no admin
+    /// listener. Bind it to loopback (`127.0.0.1:<port>`) and reach it through the
+    /// host: the endpoints have no authentication and show the cluster's layout.
+    pub admin_addr: Option<std::net::SocketAddr>,
 }
 
 impl Default for Config {
@@ -127,6 +132,7 @@ impl Default for Config {
             keepalive_timeout: Duration::from_secs(5),
             membership_timeout: Duration::from_secs(5),
             leave_grace: Duration::from_secs(1),
+            admin_addr: None,
         }
     }
 }

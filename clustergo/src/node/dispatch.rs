@@ -47,6 +47,7 @@ impl NodeInner {
     /// not plausible for that link, else [`dispatch`](Self::dispatch)ed.
     pub(crate) fn dispatch_arrived(self: &Arc<Self>, arrivals: &mut Arrivals, frame: Frame) {
         let Some(run) = self.run.get() else { return };
+        self.counters.received(frame.body.len());
         if plausible_from(run.local, arrivals.peer, frame.from) {
             self.dispatch(frame);
             return;

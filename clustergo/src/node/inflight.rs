@@ -24,6 +24,11 @@ impl Inflight {
         }
     }
 
+    /// Requests being served now.
+    pub(crate) fn len(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
     /// Returns when no request is being served.
     pub(super) async fn wait_idle(&self) {
         loop {

@@ -1,4 +1,4 @@
-//! Link counters: bumped by peers and the receive path, read as a [`Metrics`] snapshot.
+//! Link and traffic counters: bumped by peers and the receive path, read as a [`Metrics`] snapshot.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -24,6 +24,11 @@ pub(crate) struct Counters {
     handshakes_shed: AtomicU64,
     frames_relayed: AtomicU64,
     relay_dropped: AtomicU64,
+    dials_failed: AtomicU64,
+    frames_sent: AtomicU64,
+    bytes_sent: AtomicU64,
+    frames_received: AtomicU64,
+    bytes_received: AtomicU64,
     relay_log: RelayLog,
 }
 
@@ -78,6 +83,24 @@ impl Counters {
         self.handshakes_shed.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A dial or its handshake failed; the peer retries with backoff.
+    pub(crate) fn dial_failed(&self) {
+        self.dials_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `frames` frames of `bytes` bytes in all were written to a link.
+    pub(crate) fn sent(&self, frames: usize, bytes: usize) {
+        self.frames_sent.fetch_add(frames as u64, Ordering::Relaxed);
+        self.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// A frame with a body of `bytes` bytes arrived from a link.
+    pub(crate) fn received(&self, bytes: usize) {
+        self.frames_received.fetch_add(1, Ordering::Relaxed);
+        self.bytes_received
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
     /// A harbor forwarded a frame.
     pub(crate) fn frame_relayed(&self) {
         self.frames_relayed.fetch_add(1, Ordering::Relaxed);
@@ -91,7 +114,7 @@ impl Counters {
     }
 
     /// The current values.
-    pub(super) fn snapshot(&self) -> Metrics {
+    pub(crate) fn snapshot(&self) -> Metrics {
         Metrics {
             links_established: self.links_established.load(Ordering::Relaxed),
             links_lost: self.links_lost.load(Ordering::Relaxed),
@@ -103,6 +126,11 @@ impl Counters {
             handshakes_shed: self.handshakes_shed.load(Ordering::Relaxed),
             frames_relayed: self.frames_relayed.load(Ordering::Relaxed),
             relay_dropped: self.relay_dropped.load(Ordering::Relaxed),
+            dials_failed: self.dials_failed.load(Ordering::Relaxed),
+            frames_sent: self.frames_sent.load(Ordering::Relaxed),
+            bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
+            frames_received: self.frames_received.load(Ordering::Relaxed),
+            bytes_received: self.bytes_received.load(Ordering::Relaxed),
         }
     }
 }
@@ -136,6 +164,16 @@ pub struct Metrics {
     /// Frames this node was asked to forward and could not (no route, queue full,
     /// stopping). A request among them is answered with an error when possible.
     pub relay_dropped: u64,
+    /// Dials (or their handshakes) that failed and are retried with backoff.
+    pub dials_failed: u64,
+    /// Frames written to node-to-node links.
+    pub frames_sent: u64,
+    /// Bytes written to node-to-node links (frame headers included).
+    pub bytes_sent: u64,
+    /// Frames read from node-to-node links.
+    pub frames_received: u64,
+    /// Body bytes of the frames read from node-to-node links.
+    pub bytes_received: u64,
 }
 
 #[cfg(test)]

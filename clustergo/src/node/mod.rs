@@ -59,6 +59,8 @@ pub(crate) struct Running {
     pub(crate) local: LogicAddr,
     pub(crate) listen: SocketAddr,
     pub(crate) handle: Handle,
+    /// Where the admin listener is bound, if it is on.
+    admin: Option<SocketAddr>,
     local_tx: mpsc::Sender<Bytes>,
 }
 
@@ -85,6 +87,8 @@ pub(crate) struct NodeInner {
     tasks: TaskTracker,
     inflight: Inflight,
     counters: Counters,
+    /// Call statistics and gate counters for the admin listener.
+    admin: crate::admin::Admin,
     /// Inbound connections not authenticated yet (`accept.rs`).
     admission: parking_lot::Mutex<accept::Admission>,
     streams: crate::stream::Streams,
@@ -142,6 +146,7 @@ impl Node {
                 tasks: TaskTracker::new(),
                 inflight: Inflight::default(),
                 counters: Counters::default(),
+                admin: Default::default(),
                 admission,
                 streams: Default::default(),
                 stopped,
@@ -190,6 +195,20 @@ impl Node {
         self.inner.counters.snapshot()
     }
 
+    /// Where the admin listener ([`Config::admin_addr`]) is bound, once started
+    /// (useful after binding port 0).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.inner.run.get().and_then(|r| r.admin)
+    }
+
+    /// Adds a gate listener's counters (connections, failed and pending
+    /// handshakes, by transport) to this node's `/metrics`.
+    pub fn export_gate(&self, listener: &crate::gate::Listener) {
+        self.inner
+            .admin
+            .add_gate(listener.transport(), listener.stats());
+    }
+
     /// This node's logical address, once started.
     pub fn local_addr(&self) -> Option<LogicAddr> {
         self.inner.run.get().map(|r| r.local)
@@ -214,7 +233,7 @@ impl Node {
 
     /// Every member this node's membership view lists, visible or not.
     pub fn members(&self) -> Vec<crate::membership::Member> {
-        self.inner.view.read().members().cloned().collect()
+        self.inner.members_snapshot()
     }
 
     /// The member at `logic` as this node's membership view lists it.
@@ -272,6 +291,29 @@ impl NodeInner {
     /// Link counters.
     pub(crate) fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// What the admin listener keeps.
+    pub(crate) fn admin(&self) -> &crate::admin::Admin {
+        &self.admin
+    }
+
+    /// Every member of the membership view.
+    pub(crate) fn members_snapshot(&self) -> Vec<crate::membership::Member> {
+        self.view.read().members().cloned().collect()
+    }
+
+    /// Each peer's link state and queue depth, for monitoring.
+    pub(crate) fn peer_links(&self) -> Vec<crate::admin::PeerLink> {
+        let peers: Vec<Arc<Peer>> = self.peers.read().values().cloned().collect();
+        peers
+            .iter()
+            .map(|p| crate::admin::PeerLink {
+                addr: p.remote(),
+                link: p.link_label(),
+                queue: p.queue_depth(),
+            })
+            .collect()
     }
 
     /// Stream sessions and the inbound stream handler.

@@ -71,11 +71,21 @@ impl Node {
         if self.inner.config.secret.expose() == DEV_SECRET {
             tracing::warn!(node = %local, "using the development secret: set CLUSTERGO_SECRET in production");
         }
+        let admin = match self.inner.config.admin_addr {
+            Some(addr) => {
+                let bind_err = |source| StartError::Bind { addr, source };
+                let l = TcpListener::bind(addr).await.map_err(bind_err)?;
+                let at = l.local_addr().map_err(bind_err)?;
+                Some((l, at))
+            }
+            None => None,
+        };
         let (local_tx, local_rx) = mpsc::channel(self.inner.config.pending_queue.max(1));
         let running = Running {
             local,
             listen,
             handle,
+            admin: admin.as_ref().map(|(_, at)| *at),
             local_tx,
         };
         *self.inner.view.write() = view;
@@ -88,6 +98,17 @@ impl Node {
         inner.spawn(dispatch::local_loop(inner.clone(), local_rx));
         inner.spawn(members::membership_loop(inner.clone(), changes, membership));
         inner.spawn(rpc::client::sweeper(inner.clone()));
+        if let Some((listener, at)) = admin {
+            let recorder = inner.admin().recorder();
+            inner
+                .client_interceptors()
+                .add(std::sync::Arc::new(recorder.clone()));
+            inner
+                .server_interceptors()
+                .add(std::sync::Arc::new(recorder));
+            inner.spawn(crate::admin::serve(inner.clone(), listener));
+            tracing::info!(node = %local, admin = %at, "admin listener: http://{at}/");
+        }
         tracing::info!(node = %local, %listen, "node started");
         Ok(())
     }

@@ -3,16 +3,21 @@
 //! type, sends messages, makes calls (awaited, with a callback, one-way) and opens a
 //! stream; everything is printed. Exits 0 only if every step worked, within 10 s.
 //!
+//! The client node runs the admin listener on loopback and prints the live cluster
+//! page's URL; `--serve <duration>` (e.g. `--serve 5m`) keeps calling the server
+//! for that long before leaving, so the page has something to show.
+//!
 //! ```text
 //! cargo run -p examples --bin demo
+//! cargo run -p examples --bin demo -- --serve 5m
 //! ```
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clustergo::membership::{DiscoveryClient, DiscoveryServer};
-use clustergo::{Instant, LogicAddr, Node, RpcContext};
-use examples::{bind_member, init_logging, within};
+use clustergo::{Config, Instant, LogicAddr, Node, RpcContext};
+use examples::{bind_member, init_logging, parse_duration, within};
 use service::echo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -20,21 +25,54 @@ use tokio::sync::mpsc;
 /// The pb message cmd the demo uses for chat lines.
 const CHAT: u16 = 100;
 
+/// Prefix of the calls `--serve` makes (not printed one by one).
+const LOAD: &str = "load-";
+
 struct Echo;
 
 impl echo::EchoService for Echo {
     fn on_call(&self, ctx: RpcContext, replyer: echo::Replyer, request: echo::Request) {
-        println!("  server  <- call from {}: {:?}", ctx.from(), request.msg);
+        if !request.msg.starts_with(LOAD) {
+            println!("  server  <- call from {}: {:?}", ctx.from(), request.msg);
+        }
         replyer.reply(echo::Response {
             msg: format!("hello world:{}", request.msg),
         });
     }
 }
 
+/// `--serve <duration>`: how long to keep the cluster busy (default: not at all).
+fn serve_arg() -> Result<Duration, String> {
+    let mut args = std::env::args().skip(1);
+    let mut serve = Duration::ZERO;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--serve" => {
+                let v = args.next().ok_or("--serve needs a duration, e.g. 5m")?;
+                serve = parse_duration(&v)?;
+            }
+            other => {
+                return Err(format!(
+                    "unknown argument {other:?} (usage: demo [--serve <duration>])"
+                ));
+            }
+        }
+    }
+    Ok(serve)
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     init_logging();
-    match within("demo", Duration::from_secs(10), run()).await {
+    let serve = match serve_arg() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("demo: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let limit = Duration::from_secs(10).saturating_add(serve);
+    match within("demo", limit, run(serve)).await {
         Ok(Ok(())) => {
             println!("demo: all steps succeeded");
             ExitCode::SUCCESS
@@ -46,7 +84,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run() -> Result<(), String> {
+async fn run(serve: Duration) -> Result<(), String> {
     // 1. The membership service: the embedded discovery server.
     let discovery = DiscoveryServer::bind("127.0.0.1:0", [])
         .await
@@ -64,8 +102,11 @@ async fn run() -> Result<(), String> {
     });
     let server_addr = start(&server, "1.1.1", &discovery, membership()).await?;
 
-    // 3. The client, type 2, starts and finds a type-1 node.
-    let client = Node::new();
+    // 3. The client, type 2, starts (with the admin listener) and finds a type-1 node.
+    let client = Node::with_config(Config {
+        admin_addr: Some(([127, 0, 0, 1], 0).into()),
+        ..Config::default()
+    });
     client.register_pb_message::<echo::Request>(CHAT);
     let client_addr = start(&client, "1.2.1", &discovery, membership()).await?;
     let target = within("server to appear", Duration::from_secs(5), async {
@@ -78,6 +119,9 @@ async fn run() -> Result<(), String> {
     })
     .await?;
     println!("client {client_addr} found echo server {target} by type");
+    if let Some(admin) = client.admin_addr() {
+        println!("live cluster page: http://{admin}/ (metrics: http://{admin}/metrics)");
+    }
 
     // 4. Messages: the connection is made by the first send.
     for line in ["hi", "how are you"] {
@@ -172,7 +216,24 @@ async fn run() -> Result<(), String> {
     }
     drop(stream);
 
-    // 9. Leave: the server is removed from membership and stops by itself.
+    // 9. With --serve: keep calling, so the live page plots something.
+    if !serve.is_zero() {
+        println!("serving for {serve:?}: open the page above");
+        let end = Instant::now() + serve;
+        let mut i = 0u64;
+        while Instant::now() < end {
+            let req = echo::Request {
+                msg: format!("{LOAD}{i}"),
+            };
+            if let Err(e) = rpc.call(target, &req).await {
+                println!("  client  <- error {e}");
+            }
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    // 10. Leave: the server is removed from membership and stops by itself.
     discovery.remove(server_addr);
     within("server to stop", Duration::from_secs(3), server.wait()).await?;
     println!("server {server_addr} removed from membership and stopped");
