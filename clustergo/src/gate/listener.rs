@@ -40,7 +40,7 @@ pub struct Listener {
 enum Inner {
     Tcp {
         listener: TcpListener,
-        config: GateConfig,
+        config: Box<GateConfig>,
     },
     /// Connections prepared by a background task (TLS handshake, WebSocket upgrade, KCP
     /// first packet).
@@ -89,7 +89,13 @@ impl Listener {
             }
             Transport::Tcp => {
                 let listener = TcpListener::bind(addr).await?;
-                (listener.local_addr()?, Inner::Tcp { listener, config })
+                (
+                    listener.local_addr()?,
+                    Inner::Tcp {
+                        listener,
+                        config: Box::new(config),
+                    },
+                )
             }
             Transport::Ws => {
                 #[cfg(feature = "ws")]
