@@ -677,16 +677,7 @@ async fn tls_connections_serve_only_clients_that_trust_the_server() {
             .with_tls(ca.client_config())
             .unwrap()
     };
-    let mut rx = tls_client().subscribe().await.unwrap();
-    assert_eq!(
-        next_change(&mut rx).await,
-        change(vec![member("1.1.1", 9001)], vec![], vec![])
-    );
-    tls_client().put(member("1.2.1", 9002)).await.unwrap();
-    assert_eq!(
-        next_change(&mut rx).await,
-        change(vec![member("1.2.1", 9002)], vec![], vec![])
-    );
+    support::subscribe_then_put(tls_client, member("1.1.1", 9001), member("1.2.1", 9002)).await;
 
     let plain = DiscoveryClient::new(&at).with_connect_timeout(Duration::from_secs(2));
     let err = plain.put(member("1.3.1", 9003)).await.unwrap_err();

@@ -245,16 +245,7 @@ async fn https_with_a_test_ca_and_client_certificates() {
         "etcd with TLS on port {client_port} not ready within 10 s"
     );
 
-    let mut rx = trusted().subscribe().await.unwrap();
-    assert_eq!(
-        next_change(&mut rx).await,
-        change(vec![member("9.9.9", 9999)], vec![], vec![])
-    );
-    trusted().put(member("1.1.1", 9001)).await.unwrap();
-    assert_eq!(
-        next_change(&mut rx).await,
-        change(vec![member("1.1.1", 9001)], vec![], vec![])
-    );
+    support::subscribe_then_put(trusted, member("9.9.9", 9999), member("1.1.1", 9001)).await;
 
     let no_client_cert = EtcdMembership::new([endpoint.clone()], "/tls/members/")
         .with_tls(ca.cert_pem(), None)

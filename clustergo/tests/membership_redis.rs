@@ -232,16 +232,7 @@ async fn rediss_with_a_test_ca_and_client_certificates() {
         "redis-server with TLS on port {port} not ready within 5 s"
     );
 
-    let mut rx = trusted().subscribe().await.unwrap();
-    assert_eq!(
-        next_change(&mut rx).await,
-        change(vec![member("9.9.9", 9999)], vec![], vec![])
-    );
-    trusted().put(member("1.1.1", 9001)).await.unwrap();
-    assert_eq!(
-        next_change(&mut rx).await,
-        change(vec![member("1.1.1", 9001)], vec![], vec![])
-    );
+    support::subscribe_then_put(trusted, member("9.9.9", 9999), member("1.1.1", 9001)).await;
 
     let stranger = RedisMembership::new(&url, "tls:")
         .unwrap()
