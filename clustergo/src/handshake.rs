@@ -132,7 +132,8 @@ pub struct AcceptorId {
 /// replayed).
 fn nonce() -> Result<[u8; NONCE], HandshakeError> {
     let mut n = [0u8; NONCE];
-    getrandom::fill(&mut n).map_err(|e| HandshakeError::Io(std::io::Error::other(e)))?;
+    getrandom::fill(&mut n)
+        .map_err(|e| HandshakeError::Io(std::io::Error::other(e.to_string())))?;
     Ok(n)
 }
 

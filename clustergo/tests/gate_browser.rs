@@ -5,6 +5,14 @@
 //! code 1003 and an oversize one with 1009, that a close by the server arrives cleanly
 //! (code 1000, after the packet queued before it), and POSTs its verdict back.
 //!
+//! The same page runs a second time against a `wss://` gate whose certificate comes
+//! from a CA made at run time (`test_ca`). Chromium has no system trust store here, so
+//! the test names the gate certificate's public key with
+//! `--ignore-certificate-errors-spki-list` (honoured only with `--user-data-dir`, which
+//! the test sets): Chromium then accepts that one key and still runs a full TLS
+//! handshake with it. This was chosen over serving the page over https too, which would
+//! have needed the same flag for the page's own server.
+//!
 //! `--dump-dom` returns when the page has loaded, so the server holds the page response
 //! open until the report arrives. Chromium must be installed (`apt-get install -y
 //! chromium`; another binary can be named with `CLUSTERGO_CHROMIUM`): without it this
@@ -14,6 +22,7 @@
 
 mod chromium;
 mod gate_common;
+mod test_ca;
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -33,7 +42,7 @@ const PAGE_HEAD: &str = r#"<!doctype html>
 <pre id="log">running</pre>
 <script>
 (async () => {
-  const GATE = "ws://__GATE__/";
+  const GATE = "__SCHEME__://__GATE__/";
   const MAX = __MAX__;
   const result = {};
   const pattern = (seed, len) => {
@@ -203,14 +212,34 @@ async fn serve_http(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_talks_to_the_ws_gate() {
+    run_page(GateConfig::default(), "ws", &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_talks_to_the_wss_gate() {
+    let ca = test_ca::TestCa::new();
+    let leaf = ca.leaf(&["127.0.0.1", "localhost"]);
+    let config = GateConfig {
+        tls: Some(ca.server_config(&leaf)),
+        ..GateConfig::default()
+    };
+    let trust = format!(
+        "--ignore-certificate-errors-spki-list={}",
+        leaf.spki_sha256_base64
+    );
+    run_page(config, "wss", &[trust]).await;
+}
+
+/// Runs the page against an echo gate with `config`, reached as `scheme://`.
+async fn run_page(config: GateConfig, scheme: &str, extra_args: &[String]) {
     gate_common::init_tracing();
-    let browser = chromium::chromium_path();
-    let max = GateConfig::default().max_packet_size;
-    let mut gate = EchoServer::start(Transport::Ws, GateConfig::default()).await;
+    let max = config.max_packet_size;
+    let mut gate = EchoServer::start(Transport::Ws, config).await;
 
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http_addr: SocketAddr = http.local_addr().unwrap();
     let page_head = PAGE_HEAD
+        .replace("__SCHEME__", scheme)
         .replace("__GATE__", &gate.addr.to_string())
         .replace("__MAX__", &max.to_string())
         .replace(
@@ -223,13 +252,14 @@ async fn chromium_talks_to_the_ws_gate() {
     let profile = tempfile::tempdir().unwrap();
     let stderr_path = profile.path().join("chromium-stderr.log");
     let mut child = chromium::command(profile.path())
+        .args(extra_args)
         .arg("--dump-dom")
         .arg(format!("http://{http_addr}/"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&stderr_path).unwrap())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", browser.display()));
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromium::chromium_path().display()));
     let _kill = chromium::KillGroup(child.id());
     let mut stdout = child.stdout.take().unwrap();
     let dom = tokio::spawn(async move {

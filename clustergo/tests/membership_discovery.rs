@@ -3,6 +3,7 @@
 // Not `support/mod.rs`: that file belongs to the node tests.
 #[path = "support/membership.rs"]
 mod support;
+mod test_ca;
 
 use std::time::Duration;
 
@@ -653,4 +654,44 @@ async fn anonymous_reads_only_when_the_server_opts_in_and_never_writes() {
         .map(drop)
         .unwrap_err();
     assert!(err.to_string().contains("anonymous reads"), "{err}");
+}
+
+/// TLS under the protocol: a client trusting the server's CA subscribes and writes
+/// through it; a plain client, or one trusting another CA, gets nothing.
+#[tokio::test]
+async fn tls_connections_serve_only_clients_that_trust_the_server() {
+    support::init_tracing();
+    let ca = test_ca::TestCa::new();
+    let leaf = ca.leaf(&["localhost"]);
+    let config = DiscoveryServerConfig {
+        tls: Some(ca.server_config(&leaf)),
+        ..DiscoveryServerConfig::default()
+    };
+    let server = DiscoveryServer::bind_with("127.0.0.1:0", [member("1.1.1", 9001)], config)
+        .await
+        .unwrap();
+    let at = format!("localhost:{}", server.local_addr().port());
+    let tls_client = || {
+        DiscoveryClient::new(&at)
+            .with_backoff(Duration::from_millis(20), Duration::from_millis(200))
+            .with_tls(ca.client_config())
+            .unwrap()
+    };
+    support::subscribe_then_put(tls_client, member("1.1.1", 9001), member("1.2.1", 9002)).await;
+
+    let plain = DiscoveryClient::new(&at).with_connect_timeout(Duration::from_secs(2));
+    let err = plain.put(member("1.3.1", 9003)).await.unwrap_err();
+    assert!(matches!(err, MembershipError::Unreachable(_)), "{err}");
+    let stranger = DiscoveryClient::new(&at)
+        .with_tls(test_ca::TestCa::new().client_config())
+        .unwrap();
+    let err = stranger.put(member("1.3.1", 9003)).await.unwrap_err();
+    assert!(
+        matches!(&err, MembershipError::Unreachable(m) if m.contains("TLS")),
+        "{err}"
+    );
+    assert_eq!(
+        server.members(),
+        vec![member("1.1.1", 9001), member("1.2.1", 9002)]
+    );
 }

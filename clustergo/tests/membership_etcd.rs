@@ -9,6 +9,7 @@
 // Not `support/mod.rs`: that file belongs to the node tests.
 #[path = "support/membership.rs"]
 mod support;
+mod test_ca;
 
 use std::time::Duration;
 
@@ -189,4 +190,65 @@ async fn revoking_a_lease_etcd_no_longer_has_is_refused() {
         next_change(&mut rx).await.added,
         vec![member("1.8.2", 9082)]
     );
+}
+
+/// `https://` client URLs on a real etcd that requires client certificates from the
+/// run-time CA (`--client-cert-auth`): a client with the CA and a certificate
+/// subscribes and writes; one without a client certificate is refused.
+#[tokio::test]
+async fn https_with_a_test_ca_and_client_certificates() {
+    support::init_tracing();
+    let ca = test_ca::TestCa::new();
+    let leaf = ca.leaf(&["localhost", "127.0.0.1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let pem = ca.write_pem(dir.path(), &leaf);
+    let bin = support::require_binary("etcd", "apt-get install -y etcd-server etcd-client");
+    let (client_port, peer_port) = (support::free_port(), support::free_port());
+    let client_url = format!("https://127.0.0.1:{client_port}");
+    let peer_url = format!("http://127.0.0.1:{peer_port}");
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args(["--name", "n1"])
+        .args(["--listen-client-urls", &client_url])
+        .args(["--advertise-client-urls", &client_url])
+        .args(["--listen-peer-urls", &peer_url])
+        .args(["--initial-advertise-peer-urls", &peer_url])
+        .args(["--initial-cluster", &format!("n1={peer_url}")])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--cert-file")
+        .arg(&pem.cert)
+        .arg("--key-file")
+        .arg(&pem.key)
+        .arg("--trusted-ca-file")
+        .arg(&pem.ca)
+        .arg("--client-cert-auth")
+        .args(["--logger=zap", "--log-level=error"])
+        .args(["--heartbeat-interval=10", "--election-timeout=100"]);
+    let _guard = support::ChildGuard::spawn(cmd, None).unwrap();
+
+    let endpoint = format!("https://localhost:{client_port}");
+    let identity = Some((
+        leaf.cert_pem.clone().into_bytes(),
+        leaf.key_pem.clone().into_bytes(),
+    ));
+    let trusted = || {
+        EtcdMembership::new([endpoint.clone()], "/tls/members/")
+            .with_tls(ca.cert_pem(), identity.clone())
+            .with_backoff(Duration::from_millis(20), Duration::from_millis(200))
+    };
+    let ready = support::poll_until(Duration::from_secs(10), async || {
+        trusted().put(member("9.9.9", 9999)).await.is_ok()
+    })
+    .await;
+    assert!(
+        ready,
+        "etcd with TLS on port {client_port} not ready within 10 s"
+    );
+
+    support::subscribe_then_put(trusted, member("9.9.9", 9999), member("1.1.1", 9001)).await;
+
+    let no_client_cert = EtcdMembership::new([endpoint.clone()], "/tls/members/")
+        .with_tls(ca.cert_pem(), None)
+        .with_connect_timeout(Duration::from_secs(2));
+    assert!(no_client_cert.put(member("1.2.1", 9002)).await.is_err());
 }

@@ -8,6 +8,7 @@
 // Not `support/mod.rs`: that file belongs to the node tests.
 #[path = "support/membership.rs"]
 mod support;
+mod test_ca;
 
 use std::time::Duration;
 
@@ -174,4 +175,83 @@ async fn a_gap_in_announcements_triggers_a_reload() {
         next_change(&mut rx).await,
         change(vec![member("1.7.1", 9071)], vec![], vec![])
     );
+}
+
+/// `rediss://` against a real redis-server on a TLS port that requires client
+/// certificates (mutual TLS) from the run-time CA: a client with the CA and a client
+/// certificate subscribes and writes; one trusting another CA, and one without a
+/// client certificate, are refused. Skips (saying so) if this redis-server was built
+/// without TLS.
+#[tokio::test]
+async fn rediss_with_a_test_ca_and_client_certificates() {
+    support::init_tracing();
+    let ca = test_ca::TestCa::new();
+    let leaf = ca.leaf(&["localhost", "127.0.0.1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let pem = ca.write_pem(dir.path(), &leaf);
+    let bin = support::require_binary("redis-server", "apt-get install -y redis-server");
+    let port = support::free_port();
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args(["--bind", "127.0.0.1", "--port", "0"])
+        .args(["--tls-port", &port.to_string()])
+        .arg("--tls-cert-file")
+        .arg(&pem.cert)
+        .arg("--tls-key-file")
+        .arg(&pem.key)
+        .arg("--tls-ca-cert-file")
+        .arg(&pem.ca)
+        .args(["--tls-auth-clients", "yes"])
+        .args(["--save", "", "--appendonly", "no"]);
+    let mut guard = support::ChildGuard::spawn(cmd, None).unwrap();
+
+    let url = format!("rediss://localhost:{port}/");
+    let identity = Some((
+        leaf.cert_pem.clone().into_bytes(),
+        leaf.key_pem.clone().into_bytes(),
+    ));
+    let trusted = || {
+        RedisMembership::new(&url, "tls:")
+            .unwrap()
+            .with_tls(Some(ca.cert_pem().into_bytes()), identity.clone())
+            .unwrap()
+            .with_backoff(Duration::from_millis(20), Duration::from_millis(200))
+    };
+    let ready = support::poll_until(Duration::from_secs(5), async || {
+        trusted().put(member("9.9.9", 9999)).await.is_ok()
+    })
+    .await;
+    if !ready && guard.exited() {
+        eprintln!(
+            "SKIPPED rediss test: redis-server exited when started with --tls-port \
+             (built without TLS support?)"
+        );
+        return;
+    }
+    assert!(
+        ready,
+        "redis-server with TLS on port {port} not ready within 5 s"
+    );
+
+    support::subscribe_then_put(trusted, member("9.9.9", 9999), member("1.1.1", 9001)).await;
+
+    let stranger = RedisMembership::new(&url, "tls:")
+        .unwrap()
+        .with_tls(
+            Some(test_ca::TestCa::new().cert_pem().into_bytes()),
+            identity.clone(),
+        )
+        .unwrap();
+    assert!(stranger.put(member("1.2.1", 9002)).await.is_err());
+    let no_client_cert = RedisMembership::new(&url, "tls:")
+        .unwrap()
+        .with_tls(Some(ca.cert_pem().into_bytes()), None)
+        .unwrap();
+    assert!(no_client_cert.put(member("1.2.1", 9002)).await.is_err());
+
+    // TLS options need a rediss:// URL.
+    let err = RedisMembership::new(&format!("redis://127.0.0.1:{port}/"), "tls:")
+        .unwrap()
+        .with_tls(None, None)
+        .unwrap_err();
+    assert!(matches!(err, MembershipError::Invalid(_)), "{err}");
 }

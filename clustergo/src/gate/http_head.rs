@@ -7,12 +7,10 @@
 
 use std::io::Cursor;
 
+use super::GateError;
+use super::tls::{GateRead, GateWrite};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, Chain, Join};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-
-use super::GateError;
 
 /// Largest HTTP request head accepted before the upgrade.
 pub(crate) const MAX_REQUEST_HEAD: usize = 8 * 1024;
@@ -58,13 +56,12 @@ pub(crate) fn is_upgrade(head: &[u8]) -> bool {
         })
 }
 
-/// A TCP stream that first yields bytes already read from it (the request head), so
-/// tungstenite sees the connection from its first byte.
-pub(crate) type Rewind = Join<Chain<Cursor<BytesMut>, OwnedReadHalf>, OwnedWriteHalf>;
+/// A stream (plain or TLS) that first yields bytes already read from it (the request
+/// head), so tungstenite sees the connection from its first byte.
+pub(crate) type Rewind = Join<Chain<Cursor<BytesMut>, GateRead>, GateWrite>;
 
-/// Puts `read` back in front of `stream`.
-pub(crate) fn rewind(read: BytesMut, stream: TcpStream) -> Rewind {
-    let (r, w) = stream.into_split();
+/// Puts `read` back in front of the stream's read half.
+pub(crate) fn rewind(read: BytesMut, (r, w): (GateRead, GateWrite)) -> Rewind {
     tokio::io::join(Cursor::new(read).chain(r), w)
 }
 

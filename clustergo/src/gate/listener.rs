@@ -6,18 +6,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, ToSocketAddrs};
+use std::future::Future;
+
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::warn;
+use tracing::{info, warn};
 
+use super::pending::Pending;
 use super::{ClientConn, GateConfig, GateError, Transport, tcp};
 
 /// Pause after a failed `accept()` of the OS (EMFILE and friends) before trying again.
 pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Connections that finished their handshake but were not yet taken by `accept()`.
-#[cfg_attr(not(any(feature = "ws", feature = "kcp")), allow(dead_code))]
 pub(crate) const ACCEPT_BACKLOG: usize = 128;
 
 /// Accepts game clients over one [`Transport`].
@@ -38,10 +40,10 @@ pub struct Listener {
 enum Inner {
     Tcp {
         listener: TcpListener,
-        config: GateConfig,
+        config: Box<GateConfig>,
     },
-    /// Connections prepared by a background task (WebSocket upgrade, KCP first packet).
-    #[cfg_attr(not(any(feature = "ws", feature = "kcp")), allow(dead_code))]
+    /// Connections prepared by a background task (TLS handshake, WebSocket upgrade, KCP
+    /// first packet).
     Background {
         rx: mpsc::Receiver<ClientConn>,
         task: JoinHandle<()>,
@@ -78,18 +80,30 @@ impl Listener {
         config.validate()?;
         let stats = ListenerStats::default();
         let (local_addr, inner) = match transport {
+            Transport::Tcp if config.tls.is_some() => {
+                let listener = TcpListener::bind(addr).await?;
+                let local_addr = listener.local_addr()?;
+                let (rx, task) =
+                    spawn_handshakes(listener, transport, config, &stats, tcp::accept_tls);
+                (local_addr, Inner::Background { rx, task })
+            }
             Transport::Tcp => {
                 let listener = TcpListener::bind(addr).await?;
-                (listener.local_addr()?, Inner::Tcp { listener, config })
+                (
+                    listener.local_addr()?,
+                    Inner::Tcp {
+                        listener,
+                        config: Box::new(config),
+                    },
+                )
             }
             Transport::Ws => {
                 #[cfg(feature = "ws")]
                 {
                     let listener = TcpListener::bind(addr).await?;
                     let local_addr = listener.local_addr()?;
-                    let (tx, rx) = mpsc::channel(ACCEPT_BACKLOG);
-                    let task =
-                        tokio::spawn(super::ws::accept_loop(listener, config, tx, stats.clone()));
+                    let (rx, task) =
+                        spawn_handshakes(listener, transport, config, &stats, super::ws::accept);
                     (local_addr, Inner::Background { rx, task })
                 }
                 #[cfg(not(feature = "ws"))]
@@ -99,6 +113,13 @@ impl Listener {
                 }
             }
             Transport::Kcp => {
+                if config.tls.is_some() {
+                    return Err(GateError::InvalidConfig(
+                        "TLS is not available over KCP (a datagram transport): \
+                         encrypt in the application or use TCP/WebSocket"
+                            .into(),
+                    ));
+                }
                 #[cfg(feature = "kcp")]
                 {
                     let (local_addr, rx, task) =
@@ -135,7 +156,10 @@ impl Listener {
         match &mut self.inner {
             Inner::Tcp { listener, config } => loop {
                 match listener.accept().await {
-                    Ok((stream, peer_addr)) => return Ok(tcp::wrap(stream, peer_addr, config)),
+                    Ok((stream, peer_addr)) => {
+                        tcp::no_delay(&stream);
+                        return Ok(tcp::wrap(super::tls::plain(stream), peer_addr, config));
+                    }
                     Err(err) => {
                         warn!(transport = %self.transport, error = %err, "gate: accept failed");
                         tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -220,13 +244,86 @@ impl ListenerStats {
         self.refused_datagrams.fetch_add(1, Ordering::Relaxed);
     }
 
-    #[cfg_attr(not(any(feature = "ws", feature = "kcp")), allow(dead_code))]
     pub(crate) fn add_failure(&self) {
         self.handshake_failures.fetch_add(1, Ordering::Relaxed);
     }
 
-    #[cfg_attr(not(any(feature = "ws", feature = "kcp")), allow(dead_code))]
     pub(crate) fn set_pending(&self, n: usize) {
         self.pending_handshakes.store(n, Ordering::Relaxed);
+    }
+}
+
+/// Starts the background task of a listener whose connections need a handshake (TLS,
+/// WebSocket upgrade): see [`accept_loop`].
+fn spawn_handshakes<F, Fut>(
+    listener: TcpListener,
+    transport: Transport,
+    config: GateConfig,
+    stats: &ListenerStats,
+    handshake: F,
+) -> (mpsc::Receiver<ClientConn>, JoinHandle<()>)
+where
+    F: Fn(TcpStream, SocketAddr, Arc<GateConfig>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<ClientConn, GateError>> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(ACCEPT_BACKLOG);
+    let task = tokio::spawn(accept_loop(
+        listener,
+        transport,
+        config,
+        tx,
+        stats.clone(),
+        handshake,
+    ));
+    (rx, task)
+}
+
+/// Accepts TCP connections and runs `handshake` on each in its own task, bounded by
+/// [`GateConfig::handshake_timeout`], so a slow or hostile client only delays itself.
+/// Failures are logged and counted. Finishes when the listener is dropped.
+async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    transport: Transport,
+    config: GateConfig,
+    tx: mpsc::Sender<ClientConn>,
+    stats: ListenerStats,
+    handshake: F,
+) where
+    F: Fn(TcpStream, SocketAddr, Arc<GateConfig>) -> Fut,
+    Fut: Future<Output = Result<ClientConn, GateError>> + Send + 'static,
+{
+    let config = Arc::new(config);
+    // Not capped: each needs a real TCP connection (an fd), and none outlives the
+    // handshake timeout.
+    let mut handshakes = Pending::new(usize::MAX, stats.clone());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer_addr)) => {
+                    let setup = handshake(stream, peer_addr, config.clone());
+                    let (tx, stats, timeout) = (tx.clone(), stats.clone(), config.handshake_timeout);
+                    handshakes.spawn(async move {
+                        let error = match tokio::time::timeout(timeout, setup).await {
+                            Ok(Ok(conn)) => {
+                                // Fails only if the listener is gone; the connection
+                                // then closes on drop.
+                                let _ = tx.send(conn).await;
+                                return;
+                            }
+                            Ok(Err(err)) => err,
+                            Err(_) => GateError::HandshakeTimeout(timeout),
+                        };
+                        stats.add_failure();
+                        info!(peer = %peer_addr, %transport, %error, "gate: handshake failed; connection dropped");
+                    });
+                }
+                Err(err) => {
+                    warn!(%transport, error = %err, "gate: accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+            () = handshakes.join_next() => {}
+            () = tx.closed() => break,
+        }
     }
 }

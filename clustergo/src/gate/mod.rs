@@ -54,9 +54,26 @@
 //! A connection whose peer stays silent can be ended with
 //! [`GateConfig::idle_timeout`] (off by default; clients then send heartbeats).
 //!
-//! Not provided (left to the application or later work): TLS (`wss://`), server-sent
-//! keep-alive pings, connection limits, and the WebSocket request path / headers (any
-//! path is accepted).
+//! Not provided (left to the application or later work): server-sent keep-alive
+//! pings, connection limits, and the WebSocket request path / headers (any path is
+//! accepted).
+//!
+//! # TLS
+//!
+//! [`GateConfig::tls`] (a rustls `ServerConfig`) turns on TLS for TCP listeners (TLS
+//! around the same length-prefixed packets) and WebSocket listeners (`wss://`;
+//! browsers connect to it as to any HTTPS site, so the certificate must be one they
+//! trust). The TLS handshake runs in the listener's background task like a WebSocket
+//! upgrade, bounded by [`GateConfig::handshake_timeout`] and counted in
+//! [`Listener::handshake_failures`] when it fails. Connectors take
+//! [`GateConfig::tls_connect`].
+//!
+//! **KCP has no TLS**, and a KCP listener refuses a config with `tls` set: KCP runs over
+//! UDP datagrams that may be lost, repeated or reordered below KCP's own reliability
+//! layer, while TLS needs an ordered byte stream underneath it. Encrypting KCP takes a
+//! datagram scheme (DTLS-like, or the application's own authenticated encryption of
+//! each packet, with keys agreed over a TLS login on TCP/WebSocket); the gate leaves
+//! that to the application.
 //!
 //! # Errors and limits
 //!
@@ -139,19 +156,21 @@ mod kcp;
 #[cfg(feature = "kcp")]
 mod kcp_server;
 mod listener;
-#[cfg(any(feature = "ws", feature = "kcp"))]
 mod pending;
 mod tcp;
+mod tls;
 #[cfg(feature = "ws")]
 mod ws;
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use conn::{ClientConn, PacketReceiver, PacketSender};
 pub use error::GateError;
 pub use listener::{Listener, ListenerStats};
+pub use tls::TlsConnect;
 
 #[cfg(feature = "kcp")]
 pub use tokio_kcp::{KcpConfig, KcpNoDelayConfig};
@@ -234,6 +253,13 @@ pub struct GateConfig {
     /// traffic.
     #[cfg(feature = "kcp")]
     pub kcp: KcpConfig,
+    /// Listeners: TLS for [`Transport::Tcp`] (TLS around the length-prefixed packets)
+    /// and [`Transport::Ws`] (`wss://`). Binding a KCP listener with it set fails: KCP
+    /// is a datagram transport that TLS cannot wrap. Default: `None` (plain).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Connectors: TLS for [`connect_tcp`] and for `wss://` URLs in [`connect_ws`]
+    /// (required by them). Default: `None`.
+    pub tls_connect: Option<TlsConnect>,
 }
 
 impl Default for GateConfig {
@@ -254,6 +280,8 @@ impl Default for GateConfig {
                 stream: true,
                 ..KcpConfig::default()
             },
+            tls: None,
+            tls_connect: None,
         }
     }
 }
@@ -303,7 +331,8 @@ impl GateConfig {
 }
 
 /// Connects to a gate listener of the given transport at `addr` (WebSocket: the URL
-/// `ws://{addr}/`).
+/// `ws://{addr}/`, or `wss://{addr}/` when [`GateConfig::tls_connect`] is set; TCP
+/// uses TLS then too).
 pub async fn connect(
     transport: Transport,
     addr: SocketAddr,
@@ -311,12 +340,21 @@ pub async fn connect(
 ) -> Result<ClientConn, GateError> {
     match transport {
         Transport::Tcp => connect_tcp(addr, config).await,
-        Transport::Ws => connect_ws(&format!("ws://{addr}/"), config).await,
+        Transport::Ws => {
+            let scheme = if config.tls_connect.is_some() {
+                "wss"
+            } else {
+                "ws"
+            };
+            connect_ws(&format!("{scheme}://{addr}/"), config).await
+        }
         Transport::Kcp => connect_kcp(addr, config).await,
     }
 }
 
-/// Connects to a TCP gate listener.
+/// Connects to a TCP gate listener; with [`GateConfig::tls_connect`] set, over TLS
+/// (the certificate must name [`TlsConnect::server_name`], or by default the IP
+/// address connected to).
 pub async fn connect_tcp(
     addr: impl tokio::net::ToSocketAddrs,
     config: &GateConfig,
@@ -325,8 +363,9 @@ pub async fn connect_tcp(
     tcp::connect(addr, config).await
 }
 
-/// Connects to a WebSocket gate listener, e.g. `ws://127.0.0.1:9000/`. Only plain `ws://`
-/// URLs are supported (no TLS).
+/// Connects to a WebSocket gate listener, e.g. `ws://127.0.0.1:9000/`, or
+/// `wss://gate.example:9000/` with [`GateConfig::tls_connect`] set (the certificate
+/// must name the URL's host unless [`TlsConnect::server_name`] says otherwise).
 pub async fn connect_ws(url: &str, config: &GateConfig) -> Result<ClientConn, GateError> {
     config.validate()?;
     #[cfg(feature = "ws")]

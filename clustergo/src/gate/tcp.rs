@@ -2,12 +2,12 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio_util::codec::{
     Decoder, Encoder, FramedRead, FramedWrite, LengthDelimitedCodec, LengthDelimitedCodecError,
@@ -15,6 +15,7 @@ use tokio_util::codec::{
 
 use super::conn::{ClientConn, CloseReason, Confirm};
 use super::io::{PacketRead, PacketWrite};
+use super::tls::{self, GateRead, GateWrite};
 use super::{GateConfig, GateError, Transport};
 
 /// The packet codec of TCP (and, wrapped, of KCP): a 4-byte big-endian length, then the
@@ -112,7 +113,7 @@ pub(crate) async fn discard_until_eof(mut input: impl AsyncRead + Unpin) {
 /// Read half of a TCP connection.
 #[derive(Debug)]
 pub(crate) struct TcpReader {
-    framed: FramedRead<OwnedReadHalf, PacketCodec>,
+    framed: FramedRead<GateRead, PacketCodec>,
     max_packet_size: usize,
 }
 
@@ -129,7 +130,7 @@ impl PacketRead for TcpReader {
 /// Write half of a TCP connection.
 #[derive(Debug)]
 pub(crate) struct TcpWriter {
-    framed: FramedWrite<OwnedWriteHalf, PacketCodec>,
+    framed: FramedWrite<GateWrite, PacketCodec>,
 }
 
 impl PacketWrite for TcpWriter {
@@ -143,7 +144,7 @@ impl PacketWrite for TcpWriter {
         Ok(SinkExt::<Bytes>::flush(&mut self.framed).await?)
     }
 
-    /// Flushes and sends FIN; then, holding the read half, discards input until the
+    /// Flushes and sends FIN (TLS: `close_notify` first); then, holding the read half, discards input until the
     /// peer closes too. TCP has no close codes: `after_error` changes nothing.
     async fn close(
         mut self,
@@ -160,12 +161,13 @@ impl PacketWrite for TcpWriter {
     }
 }
 
-/// Wraps an established TCP stream (accepted or connected) as a [`ClientConn`].
-pub(crate) fn wrap(stream: TcpStream, peer_addr: SocketAddr, config: &GateConfig) -> ClientConn {
-    // Game traffic is many small packets: do not let Nagle hold them back. Failure only
-    // costs latency.
-    let _ = stream.set_nodelay(true);
-    let (read, write) = stream.into_split();
+/// Wraps an established stream (accepted or connected; plain or TLS) as a
+/// [`ClientConn`].
+pub(crate) fn wrap(
+    (read, write): (GateRead, GateWrite),
+    peer_addr: SocketAddr,
+    config: &GateConfig,
+) -> ClientConn {
     let reader = TcpReader {
         framed: FramedRead::new(read, PacketCodec::new(config.max_packet_size)),
         max_packet_size: config.max_packet_size,
@@ -176,16 +178,47 @@ pub(crate) fn wrap(stream: TcpStream, peer_addr: SocketAddr, config: &GateConfig
     ClientConn::new(reader, writer, None, peer_addr, Transport::Tcp, config)
 }
 
-/// Client side: connects (bounded by the handshake timeout) and wraps.
+/// Game traffic is many small packets: do not let Nagle hold them back. Failure only
+/// costs latency.
+pub(crate) fn no_delay(stream: &TcpStream) {
+    let _ = stream.set_nodelay(true);
+}
+
+/// Server side of TLS over TCP: the handshake on an accepted socket (run by the
+/// listener's background task, bounded by the handshake timeout).
+pub(crate) async fn accept_tls(
+    stream: TcpStream,
+    peer_addr: SocketAddr,
+    config: Arc<GateConfig>,
+) -> Result<ClientConn, GateError> {
+    no_delay(&stream);
+    let server = config
+        .tls
+        .as_ref()
+        .ok_or_else(|| GateError::InvalidConfig("TLS accept without GateConfig::tls".into()))?;
+    Ok(wrap(tls::accept(stream, server).await?, peer_addr, &config))
+}
+
+/// Client side: connects, runs the TLS handshake when [`GateConfig::tls_connect`] is
+/// set (all bounded by the handshake timeout), and wraps.
 pub(crate) async fn connect(
     addr: impl ToSocketAddrs,
     config: &GateConfig,
 ) -> Result<ClientConn, GateError> {
-    let stream = tokio::time::timeout(config.handshake_timeout, TcpStream::connect(addr))
+    let setup = async {
+        let stream = TcpStream::connect(addr).await?;
+        no_delay(&stream);
+        let peer_addr = stream.peer_addr()?;
+        let halves = match &config.tls_connect {
+            Some(client) => tls::connect(stream, client, None, peer_addr).await?,
+            None => tls::plain(stream),
+        };
+        Ok::<_, GateError>((halves, peer_addr))
+    };
+    let (halves, peer_addr) = tokio::time::timeout(config.handshake_timeout, setup)
         .await
         .map_err(|_| GateError::HandshakeTimeout(config.handshake_timeout))??;
-    let peer_addr = stream.peer_addr()?;
-    Ok(wrap(stream, peer_addr, config))
+    Ok(wrap(halves, peer_addr, config))
 }
 
 #[cfg(test)]

@@ -8,21 +8,20 @@ use std::task::{Context, Poll, ready};
 use bytes::{Bytes, BytesMut};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
+use rustls::pki_types::ServerName;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Message, WebSocketConfig};
-use tracing::{debug, info, warn};
+use tracing::debug;
 
 use super::conn::{ClientConn, CloseReason, Confirm};
 use super::http_head::{self, Rewind};
 use super::io::{PacketRead, PacketWrite, next_packet};
-use super::listener::{ACCEPT_BACKOFF, ListenerStats};
-use super::pending::Pending;
+use super::tls::{self, GateWrite};
 use super::{GateConfig, GateError, Transport, tcp};
 
 /// Server streams replay the request head read before the upgrade; client streams
@@ -181,39 +180,10 @@ fn wrap(ws: WsStream, peer_addr: SocketAddr, config: &GateConfig) -> ClientConn 
     )
 }
 
-/// Server side: accepts TCP connections and upgrades each in its own task, so a slow
-/// or hostile client only delays itself. Finishes when the listener is dropped.
-pub(crate) async fn accept_loop(
-    listener: TcpListener,
-    config: GateConfig,
-    tx: mpsc::Sender<ClientConn>,
-    stats: ListenerStats,
-) {
-    let config = Arc::new(config);
-    // Not capped: each needs a real TCP connection (an fd), and none outlives the
-    // handshake timeout.
-    let mut handshakes = Pending::new(usize::MAX, stats.clone());
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer_addr)) => {
-                    handshakes.spawn(handshake(stream, peer_addr, config.clone(), tx.clone(), stats.clone()));
-                }
-                Err(err) => {
-                    warn!(transport = %Transport::Ws, error = %err, "gate: accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                }
-            },
-            () = handshakes.join_next() => {}
-            () = tx.closed() => break,
-        }
-    }
-}
-
 /// Answers a complete HTTP request that is not a WebSocket upgrade (a browser or `curl`
 /// on the gate port, a health check) with `400 Bad Request`; tungstenite would just
 /// drop the socket.
-async fn reject_plain_http(stream: &mut TcpStream, head: &[u8]) -> GateError {
+async fn reject_plain_http(stream: &mut GateWrite, head: &[u8]) -> GateError {
     let body = "This is a WebSocket endpoint: send an upgrade request.\n";
     let response = format!(
         "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
@@ -229,39 +199,30 @@ async fn reject_plain_http(stream: &mut TcpStream, head: &[u8]) -> GateError {
     ))
 }
 
-async fn handshake(
-    mut stream: TcpStream,
+/// Server side, run per accepted socket by the listener's background task (which
+/// bounds the time): TLS first when [`GateConfig::tls`] is set (`wss://`), then the
+/// request head, then the upgrade.
+pub(crate) async fn accept(
+    stream: TcpStream,
     peer_addr: SocketAddr,
     config: Arc<GateConfig>,
-    tx: mpsc::Sender<ClientConn>,
-    stats: ListenerStats,
-) {
-    let _ = stream.set_nodelay(true);
-    let ws_config = ws_config(&config);
-    let upgrade = async move {
-        let (read, head_len) = http_head::read_head(&mut stream).await?;
-        if !http_head::is_upgrade(&read[..head_len]) {
-            return Err(reject_plain_http(&mut stream, &read[..head_len]).await);
-        }
-        tokio_tungstenite::accept_async_with_config(
-            http_head::rewind(read, stream),
-            Some(ws_config),
-        )
-        .await
-        .map_err(|e| GateError::Handshake(e.to_string()))
+) -> Result<ClientConn, GateError> {
+    tcp::no_delay(&stream);
+    let (mut read_half, mut write_half) = match &config.tls {
+        Some(server) => tls::accept(stream, server).await?,
+        None => tls::plain(stream),
     };
-    let error = match tokio::time::timeout(config.handshake_timeout, upgrade).await {
-        Ok(Ok(ws)) => {
-            let conn = wrap(ws, peer_addr, &config);
-            // Fails only if the listener is gone; the connection then closes on drop.
-            let _ = tx.send(conn).await;
-            return;
-        }
-        Ok(Err(err)) => err,
-        Err(_) => GateError::HandshakeTimeout(config.handshake_timeout),
-    };
-    stats.add_failure();
-    info!(peer = %peer_addr, transport = %Transport::Ws, %error, "gate: handshake failed; connection dropped");
+    let (read, head_len) = http_head::read_head(&mut read_half).await?;
+    if !http_head::is_upgrade(&read[..head_len]) {
+        return Err(reject_plain_http(&mut write_half, &read[..head_len]).await);
+    }
+    let ws = tokio_tungstenite::accept_async_with_config(
+        http_head::rewind(read, (read_half, write_half)),
+        Some(ws_config(&config)),
+    )
+    .await
+    .map_err(|e| GateError::Handshake(e.to_string()))?;
+    Ok(wrap(ws, peer_addr, &config))
 }
 
 /// Client side: TCP connect plus WebSocket upgrade, bounded by the handshake timeout.
@@ -270,25 +231,47 @@ pub(crate) async fn connect(url: &str, config: &GateConfig) -> Result<ClientConn
         .into_client_request()
         .map_err(|e| GateError::InvalidConfig(format!("bad WebSocket URL {url:?}: {e}")))?;
     let uri = request.uri();
-    if uri.scheme_str() != Some("ws") {
-        return Err(GateError::InvalidConfig(format!(
-            "only ws:// URLs are supported, got {url:?}"
-        )));
-    }
+    let secure = match uri.scheme_str() {
+        Some("ws") => false,
+        Some("wss") => true,
+        _ => {
+            return Err(GateError::InvalidConfig(format!(
+                "only ws:// and wss:// URLs are supported, got {url:?}"
+            )));
+        }
+    };
+    let tls_connect = match (secure, &config.tls_connect) {
+        (false, _) => None,
+        (true, Some(client)) => Some(client),
+        (true, None) => {
+            return Err(GateError::InvalidConfig(format!(
+                "{url:?} needs GateConfig::tls_connect (trust anchors for the server)"
+            )));
+        }
+    };
     let host = uri
         .host()
         .ok_or_else(|| GateError::InvalidConfig(format!("no host in {url:?}")))?
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
-    let port = uri.port_u16().unwrap_or(80);
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
     let setup = async {
         let stream = TcpStream::connect((host.as_str(), port)).await?;
-        let _ = stream.set_nodelay(true);
+        tcp::no_delay(&stream);
         let peer_addr = stream.peer_addr()?;
+        let halves = match tls_connect {
+            Some(client) => {
+                let name = ServerName::try_from(host.clone()).map_err(|e| {
+                    GateError::InvalidConfig(format!("bad TLS server name {host:?}: {e}"))
+                })?;
+                tls::connect(stream, client, Some(name), peer_addr).await?
+            }
+            None => tls::plain(stream),
+        };
         let (ws, _response) = tokio_tungstenite::client_async_with_config(
             request,
-            http_head::rewind(BytesMut::new(), stream),
+            http_head::rewind(BytesMut::new(), halves),
             Some(ws_config(config)),
         )
         .await

@@ -42,6 +42,8 @@ struct Inner {
     connect_timeout: Duration,
     request_timeout: Duration,
     backoff: (Duration, Duration),
+    /// TLS for `https://` endpoints (see [`EtcdMembership::with_tls`]).
+    tls: Option<etcd_client::TlsOptions>,
     /// The client, made on first use and shared by every operation.
     client: Arc<Mutex<Option<Client>>>,
 }
@@ -56,7 +58,8 @@ impl std::fmt::Debug for EtcdMembership {
 }
 
 impl EtcdMembership {
-    /// Membership in the etcd cluster at `endpoints` (`["http://127.0.0.1:2379"]`),
+    /// Membership in the etcd cluster at `endpoints` (`["http://127.0.0.1:2379"]`;
+    /// `https://` with [`with_tls`](Self::with_tls)),
     /// one key per member under `prefix` (e.g. `"/clustergo/members/"`). Connects
     /// lazily. Defaults: 2 s connect timeout, 5 s request timeout, reconnect backoff
     /// 100 ms–5 s.
@@ -68,9 +71,29 @@ impl EtcdMembership {
                 connect_timeout: Duration::from_secs(2),
                 request_timeout: Duration::from_secs(5),
                 backoff: (Duration::from_millis(100), Duration::from_secs(5)),
+                tls: None,
                 client: Arc::default(),
             }),
         }
+    }
+
+    /// TLS to `https://` endpoints (etcd's `--cert-file`/`--key-file` on its client
+    /// URLs): trusts the CA certificates in `root_ca_pem` (PEM) and, when etcd asks
+    /// for client certificates (`--client-cert-auth`), presents `client_identity_pem`
+    /// (certificate chain, private key; PEM). The endpoints' host names must be in the
+    /// server certificate. TLS is rustls (ring), through tonic.
+    pub fn with_tls(
+        mut self,
+        root_ca_pem: impl AsRef<[u8]>,
+        client_identity_pem: Option<(Vec<u8>, Vec<u8>)>,
+    ) -> Self {
+        let mut tls = etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(root_ca_pem));
+        if let Some((cert, key)) = client_identity_pem {
+            tls = tls.identity(etcd_client::Identity::from_pem(cert, key));
+        }
+        Arc::make_mut(&mut self.inner).tls = Some(tls);
+        self
     }
 
     /// Sets the reconnect backoff: `min` doubling up to `max`.
@@ -178,9 +201,12 @@ impl Inner {
         if let Some(client) = self.client.lock().clone() {
             return Ok(client);
         }
-        let options = ConnectOptions::new()
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(self.connect_timeout)
             .with_timeout(self.request_timeout);
+        if let Some(tls) = &self.tls {
+            options = options.with_tls(tls.clone());
+        }
         let client = tokio::time::timeout(
             self.connect_timeout,
             Client::connect(&self.endpoints, Some(options)),

@@ -95,7 +95,8 @@ struct Announcement {
 }
 
 impl RedisMembership {
-    /// Membership in the Redis at `url` (`redis://127.0.0.1:6379/0`), with keys
+    /// Membership in the Redis at `url` (`redis://127.0.0.1:6379/0`, or
+    /// `rediss://host:6380/0` for TLS; see [`with_tls`](Self::with_tls)), with keys
     /// named `key_prefix` + `members` / `version` / `changes` (e.g. prefix
     /// `"clustergo:"`). Connects lazily; a bad URL is [`MembershipError::Invalid`].
     /// Defaults: 2 s connect timeout, 5 s response timeout, resync every 30 s,
@@ -117,6 +118,38 @@ impl RedisMembership {
                 admin: Arc::default(),
             }),
         })
+    }
+
+    /// TLS beyond what a `rediss://` URL does by itself (which trusts the system's
+    /// root certificates): `root_ca_pem` replaces those roots with the given CA
+    /// certificates (PEM), and `client_identity_pem` (certificate chain, private key;
+    /// PEM) is presented to a server that asks for client certificates (redis
+    /// `tls-auth-clients yes`). The URL must be `rediss://`. TLS is rustls; a
+    /// certificate the roots do not vouch for, or one not naming the URL's host, fails
+    /// the connection.
+    pub fn with_tls(
+        mut self,
+        root_ca_pem: Option<Vec<u8>>,
+        client_identity_pem: Option<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<Self, MembershipError> {
+        let url = self.inner.url.clone();
+        if !url.starts_with("rediss://") {
+            return Err(MembershipError::Invalid(format!(
+                "redis TLS needs a rediss:// URL, got {url:?}"
+            )));
+        }
+        let certificates = redis::TlsCertificates {
+            client_tls: client_identity_pem.map(|(client_cert, client_key)| {
+                redis::ClientTlsConfig {
+                    client_cert,
+                    client_key,
+                }
+            }),
+            root_cert: root_ca_pem,
+        };
+        self.inner_mut().client = redis::Client::build_with_tls(url.as_str(), certificates)
+            .map_err(|e| MembershipError::Invalid(format!("redis TLS for {url:?}: {e}")))?;
+        Ok(self)
     }
 
     fn inner_mut(&mut self) -> &mut Inner {

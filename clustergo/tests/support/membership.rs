@@ -91,6 +91,26 @@ pub(crate) async fn expect_change(
     }
 }
 
+/// Subscribes through `make()` to a list holding only `listed`, puts `added`
+/// through another `make()`, and sees it arrive: the smoke test of a backend over
+/// TLS.
+pub(crate) async fn subscribe_then_put<M: Membership + MembershipAdmin>(
+    make: impl Fn() -> M,
+    listed: Member,
+    added: Member,
+) {
+    let mut rx = make().subscribe().await.unwrap();
+    assert_eq!(
+        next_change(&mut rx).await,
+        change(vec![listed], vec![], vec![])
+    );
+    make().put(added.clone()).await.unwrap();
+    assert_eq!(
+        next_change(&mut rx).await,
+        change(vec![added], vec![], vec![])
+    );
+}
+
 /// The scenario every networked backend passes. `admin` puts 1.1.1 and 1.2.1; two
 /// subscribers made by `subscriber` get both as their first change, then each of a
 /// new member, an update (new port, exported) and a removal exactly once; an

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
@@ -13,6 +14,7 @@ use tracing::debug;
 
 use super::auth;
 use super::proto::{self, DISCOVERY_MAX_FRAME, Request, Response};
+use super::tls::{self, Stream};
 use crate::addr::LogicAddr;
 use crate::backoff::Backoff;
 use crate::handshake::HandshakeError;
@@ -22,7 +24,7 @@ use crate::membership::{
 };
 use crate::node::Secret;
 
-type Conn = Framed<TcpStream, LengthDelimitedCodec>;
+type Conn = Framed<Stream, LengthDelimitedCodec>;
 
 /// Membership from a discovery server.
 ///
@@ -49,6 +51,8 @@ struct ClientConfig {
     heartbeat: Duration,
     /// `None`: anonymous (see [`DiscoveryClient::insecure_anonymous_reads`]).
     secret: Option<Secret>,
+    /// TLS trust anchors and the name the server's certificate must carry.
+    tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
 }
 
 impl DiscoveryClient {
@@ -68,6 +72,7 @@ impl DiscoveryClient {
                 max_frame: DISCOVERY_MAX_FRAME,
                 heartbeat: Duration::from_secs(10),
                 secret: Some(auth::default_secret()),
+                tls: None,
             }),
         }
     }
@@ -119,6 +124,17 @@ impl DiscoveryClient {
         self
     }
 
+    /// Connects over TLS (for a server with
+    /// [`DiscoveryServerConfig::tls`](super::DiscoveryServerConfig::tls)), trusting
+    /// `config`'s roots; the certificate must name the host of the server address.
+    /// The secret handshake still runs, inside TLS. Fails if that host is not a valid
+    /// TLS name.
+    pub fn with_tls(mut self, config: Arc<rustls::ClientConfig>) -> Result<Self, MembershipError> {
+        let name = tls::server_name(&self.config.server).map_err(MembershipError::Invalid)?;
+        self.config_mut().tls = Some((config, name));
+        Ok(self)
+    }
+
     /// INSECURE: skips authentication. Only a server that set
     /// [`insecure_anonymous_reads`](super::DiscoveryServerConfig::insecure_anonymous_reads)
     /// serves such a client, and only for reading (subscribe); its puts and
@@ -142,17 +158,19 @@ impl ClientConfig {
     /// Connects and authenticates. A server that does not know our secret (or that
     /// refuses us) is [`MembershipError::Refused`]: retrying will not help.
     async fn dial(&self) -> Result<Conn, MembershipError> {
-        let mut stream =
-            tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.server))
-                .await
-                .map_err(|_| {
-                    self.unreachable(format!(
-                        "connect timed out after {:?}",
-                        self.connect_timeout
-                    ))
-                })?
-                .map_err(|e| self.unreachable(format!("connect failed: {e}")))?;
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.server))
+            .await
+            .map_err(|_| {
+                self.unreachable(format!(
+                    "connect timed out after {:?}",
+                    self.connect_timeout
+                ))
+            })?
+            .map_err(|e| self.unreachable(format!("connect failed: {e}")))?;
         let _ = stream.set_nodelay(true);
+        let mut stream = tls::connect(stream, self.tls.as_ref(), self.request_timeout)
+            .await
+            .map_err(|e| self.unreachable(e))?;
         let refused = |why: String| {
             MembershipError::Refused(format!("discovery server {}: {why}", self.server))
         };

@@ -8,11 +8,17 @@
 //! Every connection first proves the cluster secret with the node handshake
 //! ([`crate::handshake`]); the server bounds connections, idle time and the list's
 //! size (see [`DiscoveryServerConfig`]).
+//!
+//! With [`DiscoveryServerConfig::tls`] and [`DiscoveryClient::with_tls`] the
+//! connections run over TLS (rustls), the secret handshake inside it: the list and its
+//! changes are then encrypted and cannot be altered in transit, and the client knows
+//! it reached the real server by its certificate.
 
 mod auth;
 mod client;
 mod proto;
 mod server;
+mod tls;
 
 pub use auth::DISCOVERY_ID;
 pub use client::DiscoveryClient;

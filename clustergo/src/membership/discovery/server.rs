@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 
 use super::auth;
 use super::proto::{self, DISCOVERY_MAX_FRAME, Request, Response};
+use super::tls::{self, Stream};
 use crate::addr::LogicAddr;
 use crate::handshake::HandshakeError;
 use crate::membership::{
@@ -64,6 +65,11 @@ pub struct DiscoveryServerConfig {
     /// read-only: they may subscribe (and so read every member's address) but their
     /// puts and removes are refused. Default `false`.
     pub insecure_anonymous_reads: bool,
+    /// TLS for every connection (clients then need
+    /// [`DiscoveryClient::with_tls`](super::DiscoveryClient::with_tls)); the secret
+    /// handshake runs inside it. The TLS handshake shares
+    /// [`handshake_timeout`](Self::handshake_timeout). Default `None` (plain TCP).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for DiscoveryServerConfig {
@@ -78,6 +84,7 @@ impl Default for DiscoveryServerConfig {
             max_members: 10_000,
             max_connections: 1024,
             insecure_anonymous_reads: false,
+            tls: None,
         }
     }
 }
@@ -383,19 +390,26 @@ async fn accept_loop(
 
 /// Authenticates and serves one connection; holds its connection permit until done.
 async fn serve_connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     token: CancellationToken,
     _permit: OwnedSemaphorePermit,
 ) {
     let config = &shared.config;
+    let opened = async {
+        let mut stream = tls::accept(stream, config.tls.as_ref(), config.handshake_timeout).await?;
+        let session = open_session(&mut stream, config)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((stream, session))
+    };
     let opened = tokio::select! {
         _ = token.cancelled() => return,
-        r = open_session(&mut stream, config) => r,
+        r = opened => r,
     };
-    let session = match opened {
-        Ok(session) => session,
+    let (stream, session) = match opened {
+        Ok(opened) => opened,
         Err(e) => {
             // Debug, not warn: anyone can connect, and logs must not grow with them.
             debug!(%peer, "discovery client not authenticated: {e}");
@@ -424,7 +438,7 @@ struct Session {
 /// bytes being zero (the top of a `u32` frame length below 64 KiB), which a handshake
 /// message (a `u16` length, never zero) cannot start with.
 async fn open_session(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     config: &DiscoveryServerConfig,
 ) -> Result<Session, HandshakeError> {
     let (secret, timeout) = (&config.secret, config.handshake_timeout);
@@ -446,7 +460,7 @@ async fn open_session(
             read: BytesMut::from(&head[..]),
         });
     }
-    let (read, write) = stream.split();
+    let (read, write) = tokio::io::split(stream);
     let mut io = tokio::io::join(std::io::Cursor::new(head).chain(read), write);
     auth::server(&mut io, secret.expose(), timeout).await?;
     Ok(authenticated)
@@ -454,7 +468,7 @@ async fn open_session(
 
 /// Serves one connection; `Err` carries the reason it was closed by us.
 async fn connection_loop(
-    mut framed: Framed<TcpStream, LengthDelimitedCodec>,
+    mut framed: Framed<Stream, LengthDelimitedCodec>,
     anonymous: bool,
     shared: &Shared,
     token: &CancellationToken,
@@ -521,7 +535,7 @@ async fn next_queued(subscription: &mut Option<mpsc::Receiver<Bytes>>) -> Option
 }
 
 async fn send(
-    framed: &mut Framed<TcpStream, LengthDelimitedCodec>,
+    framed: &mut Framed<Stream, LengthDelimitedCodec>,
     frame: Bytes,
     write_timeout: Duration,
 ) -> Result<(), String> {
