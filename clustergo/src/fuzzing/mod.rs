@@ -1,0 +1,151 @@
+//! Fuzz target bodies: each is a plain `fn(&[u8])` that feeds the bytes to decoders of
+//! network input and panics if an invariant breaks (a panic inside the decoder, a
+//! buffer that grows past its limit, a decode → encode → decode that does not come
+//! back to the same value).
+//!
+//! Two drivers share them, so a target is written once: the cargo-fuzz crate under
+//! `fuzz/` (coverage-guided, long runs on nightly) and `tests/fuzz.rs` (a bounded
+//! mutation loop from [`Target::seeds`], in every test run on stable). Not an API:
+//! compiled only with the `fuzzing` feature.
+
+use bytes::BytesMut;
+use tokio_util::codec::Decoder;
+
+pub mod frame;
+pub mod handshake;
+pub mod rpc;
+
+/// One fuzz target.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    /// The name the cargo-fuzz binary and the stable test use.
+    pub name: &'static str,
+    /// The body: panics if an invariant breaks.
+    pub run: fn(&[u8]),
+    /// Valid encodings to start mutating from.
+    pub seeds: fn() -> Vec<Vec<u8>>,
+}
+
+/// Every target.
+pub const TARGETS: &[Target] = &[frame::TARGET, rpc::TARGET, handshake::TARGET];
+
+/// The target called `name`.
+pub fn target(name: &str) -> Option<&'static Target> {
+    TARGETS.iter().find(|t| t.name == name)
+}
+
+/// Slack over a decoder's own limit that a read buffer may reach: `BytesMut` grows by
+/// doubling and keeps a small original capacity, so this is what "bounded" allows.
+const BUFFER_SLACK: usize = 128 * 1024;
+
+/// A deterministic pseudo-random source derived from the input, so that the same
+/// input always takes the same split points (a crash found by libFuzzer replays).
+pub(crate) fn rng_for(data: &[u8]) -> fastrand::Rng {
+    // FNV-1a.
+    let mut h = 0xcbf2_9ce4_8422_2325_u64;
+    for &b in data {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    fastrand::Rng::with_seed(h)
+}
+
+/// What a streaming decoder made of a byte stream.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Decoded<T> {
+    /// Items, in order.
+    pub(crate) items: Vec<T>,
+    /// Whether the stream ended in an error (at `decode_eof` included).
+    pub(crate) failed: bool,
+}
+
+/// Feeds `data` to `decoder` in chunks ending at `splits` (empty: all at once), the way
+/// `FramedRead` does, and checks after each call that the read buffer stays within
+/// `max_buffer` plus what was fed (a declared length must not make the decoder
+/// reserve more than its limit).
+pub(crate) fn feed<D: Decoder>(
+    decoder: &mut D,
+    data: &[u8],
+    splits: &[usize],
+    max_buffer: usize,
+) -> Decoded<D::Item> {
+    let mut buf = BytesMut::new();
+    let mut items = Vec::new();
+    let mut at = 0;
+    for end in splits.iter().copied().chain([data.len()]) {
+        let end = end.clamp(at, data.len());
+        buf.extend_from_slice(&data[at..end]);
+        at = end;
+        loop {
+            let result = decoder.decode(&mut buf);
+            check_buffer(&buf, at, max_buffer);
+            match result {
+                Ok(Some(item)) => items.push(item),
+                Ok(None) => break,
+                Err(_) => {
+                    return Decoded {
+                        items,
+                        failed: true,
+                    };
+                }
+            }
+        }
+    }
+    loop {
+        let result = decoder.decode_eof(&mut buf);
+        check_buffer(&buf, at, max_buffer);
+        match result {
+            Ok(Some(item)) => items.push(item),
+            Ok(None) => {
+                return Decoded {
+                    items,
+                    failed: false,
+                };
+            }
+            Err(_) => {
+                return Decoded {
+                    items,
+                    failed: true,
+                };
+            }
+        }
+    }
+}
+
+fn check_buffer(buf: &BytesMut, fed: usize, max_buffer: usize) {
+    let bound = 2 * (fed + max_buffer) + BUFFER_SLACK;
+    assert!(
+        buf.capacity() <= bound,
+        "read buffer grew to {} bytes after {fed} bytes fed (limit {max_buffer})",
+        buf.capacity()
+    );
+}
+
+/// Random split points for `data`, from `rng`: sometimes none, sometimes every byte.
+pub(crate) fn random_splits(rng: &mut fastrand::Rng, len: usize) -> Vec<usize> {
+    match rng.u8(..4) {
+        0 => (1..len).collect(),
+        _ => {
+            let mut s: Vec<usize> = (0..rng.usize(..8)).map(|_| rng.usize(..=len)).collect();
+            s.sort_unstable();
+            s
+        }
+    }
+}
+
+/// Decodes `data` all at once and at random split points and checks both agree:
+/// a stream decoder must not depend on how reads happened to be cut.
+pub(crate) fn feed_split<D, F>(new: F, data: &[u8], max_buffer: usize) -> Decoded<D::Item>
+where
+    D: Decoder,
+    D::Item: PartialEq + std::fmt::Debug,
+    F: Fn() -> D,
+{
+    let whole = feed(&mut new(), data, &[], max_buffer);
+    let splits = random_splits(&mut rng_for(data), data.len());
+    let split = feed(&mut new(), data, &splits, max_buffer);
+    assert_eq!(
+        whole, split,
+        "decoding depends on read boundaries {splits:?}"
+    );
+    whole
+}
