@@ -147,6 +147,22 @@ fn hex(data: &[u8]) -> String {
     data.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// With `CLUSTERGO_FUZZ_CORPUS=DIR` set, writes every target's seeds to
+/// `DIR/<target>/seed-N`: the starting corpus for `cargo fuzz run <target>`.
+#[test]
+fn write_seed_corpus() {
+    let Some(dir) = std::env::var_os("CLUSTERGO_FUZZ_CORPUS") else {
+        return;
+    };
+    for t in TARGETS {
+        let dir = std::path::Path::new(&dir).join(t.name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (i, seed) in (t.seeds)().iter().enumerate() {
+            std::fs::write(dir.join(format!("seed-{i}")), seed).unwrap();
+        }
+    }
+}
+
 #[test]
 fn every_target_is_run_here() {
     let names: Vec<_> = TARGETS.iter().map(|t| t.name).collect();
