@@ -127,11 +127,13 @@ pub struct AcceptorId {
     pub incarnation: u64,
 }
 
-fn nonce() -> [u8; NONCE] {
+/// A fresh nonce from the OS CSPRNG: an attacker who saw earlier nonces must not be
+/// able to predict the next one (a predictable challenge lets a recorded proof be
+/// replayed).
+fn nonce() -> Result<[u8; NONCE], HandshakeError> {
     let mut n = [0u8; NONCE];
-    n[..8].copy_from_slice(&fastrand::u64(..).to_le_bytes());
-    n[8..].copy_from_slice(&fastrand::u64(..).to_le_bytes());
-    n
+    getrandom::fill(&mut n).map_err(|e| HandshakeError::Io(std::io::Error::other(e)))?;
+    Ok(n)
 }
 
 pub(crate) fn encode_hello(h: &Hello, nonce: &[u8; NONCE]) -> BytesMut {
@@ -263,7 +265,7 @@ pub(crate) async fn dial_inner<S: AsyncRead + AsyncWrite + Unpin>(
     hello: &Hello,
     expected: LogicAddr,
 ) -> Result<AcceptorId, HandshakeError> {
-    let my_nonce = nonce();
+    let my_nonce = nonce()?;
     let hello_bytes = encode_hello(hello, &my_nonce);
     write_msg(stream, &hello_bytes).await?;
 
@@ -349,7 +351,7 @@ pub(crate) async fn accept_inner<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<Pending, HandshakeError> {
     let hello_bytes = read_msg(stream).await?;
     let (hello, their_nonce) = decode_hello(&hello_bytes)?;
-    let my_nonce = nonce();
+    let my_nonce = nonce()?;
     let tag = mac(
         secret,
         b"acceptor",
@@ -411,6 +413,12 @@ mod tests {
     }
 
     const T: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn nonces_do_not_repeat() {
+        let nonces: std::collections::HashSet<_> = (0..1000).map(|_| nonce().unwrap()).collect();
+        assert_eq!(nonces.len(), 1000);
+    }
 
     #[tokio::test]
     async fn accepted() {

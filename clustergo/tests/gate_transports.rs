@@ -563,7 +563,7 @@ mod kcp_only {
     async fn stray_datagrams_and_oversize_first_packets_open_no_connection() {
         gate_common::init_tracing();
         let config = GateConfig {
-            handshake_timeout: Duration::from_millis(300),
+            kcp_first_packet_timeout: Duration::from_millis(300),
             ..GateConfig::default()
         };
         let mut server = EchoServer::start(Transport::Kcp, config.clone()).await;
@@ -575,12 +575,17 @@ mod kcp_only {
         junk[4] = 0xEE;
         udp.send_to(&junk, server.addr).await.unwrap();
 
-        within("the stray session to be dropped", async {
-            while server.stats.handshake_failures() < 1 {
+        within("the stray datagram to be refused", async {
+            while server.stats.refused_datagrams() < 1 {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         })
         .await;
+        assert_eq!(
+            server.stats.pending_handshakes(),
+            0,
+            "no session was opened"
+        );
         assert!(
             server.endings.try_recv().is_err(),
             "no connection was handed out"
@@ -598,7 +603,7 @@ mod kcp_only {
         rogue.send(pattern(1, MAX + 1)).await.unwrap();
         let end = within("rogue to be closed", rogue.recv()).await;
         assert!(matches!(end, Ok(None)), "got {end:?}");
-        assert_eq!(server.stats.handshake_failures(), 2);
+        assert_eq!(server.stats.handshake_failures(), 1);
         assert!(
             server.endings.try_recv().is_err(),
             "no connection was handed out"
@@ -613,6 +618,61 @@ mod kcp_only {
             &b"real"[..]
         );
     }
+}
+
+#[cfg(feature = "kcp")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kcp_session_of_a_vanished_client_expires() {
+    gate_common::init_tracing();
+    let mut config = GateConfig::default();
+    config.kcp.session_expire = Duration::from_millis(300);
+    let mut server = EchoServer::start(Transport::Kcp, config).await;
+    // A client that sends its first packet (the bytes a KCP client would send: conv 0,
+    // data segment 0 holding `u32 length | "x"`) and then vanishes.
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut datagram = vec![0u8; 24];
+    datagram[4] = 81; // IKCP_CMD_PUSH
+    datagram[6..8].copy_from_slice(&256u16.to_le_bytes());
+    datagram[20..24].copy_from_slice(&5u32.to_le_bytes());
+    datagram.extend_from_slice(&[0, 0, 0, 1, b'x']);
+    udp.send_to(&datagram, server.addr).await.unwrap();
+    // The server session answers (ack and echo) under the conversation it assigned.
+    let mut buf = [0u8; 1500];
+    let (n, _) = within("the server's reply", udp.recv_from(&mut buf))
+        .await
+        .unwrap();
+    assert!(
+        n >= 24 && buf[..4] != [0; 4],
+        "a conversation id was assigned"
+    );
+    assert!(matches!(
+        server.next_ending().await,
+        Some(GateError::SessionExpired)
+    ));
+}
+
+/// KCP connections share their listener's socket and receive loop: dropping the
+/// listener ends them (reads fail) instead of leaving them to wait forever.
+#[cfg(feature = "kcp")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_kcp_listener_ends_its_connections() {
+    gate_common::init_tracing();
+    let config = GateConfig::default();
+    let mut listener = gate::Listener::bind(Transport::Kcp, "127.0.0.1:0", config.clone())
+        .await
+        .unwrap();
+    let client = within("connect", gate::connect_kcp(listener.local_addr(), &config))
+        .await
+        .unwrap();
+    client.send(Bytes::from_static(b"hello")).await.unwrap();
+    let mut conn = within("accept", listener.accept()).await.unwrap();
+    assert_eq!(
+        within("first packet", conn.recv()).await.unwrap().unwrap(),
+        &b"hello"[..]
+    );
+    drop(listener);
+    let end = within("the connection to end", conn.recv()).await;
+    assert!(matches!(end, Err(GateError::SessionExpired)), "got {end:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

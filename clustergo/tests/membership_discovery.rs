@@ -6,9 +6,10 @@ mod support;
 
 use std::time::Duration;
 
+use clustergo::handshake::{self, AcceptorId, ConnKind, Hello};
 use clustergo::membership::{
-    DiscoveryClient, DiscoveryServer, DiscoveryServerConfig, Membership, MembershipAdmin,
-    MembershipError,
+    DISCOVERY_ID, DiscoveryClient, DiscoveryServer, DiscoveryServerConfig, Membership,
+    MembershipAdmin, MembershipError,
 };
 use support::{WAIT, change, expect_change, member, next_change};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -47,54 +48,20 @@ async fn subscribe_gets_snapshot() {
 #[tokio::test]
 async fn admin_changes_reach_every_subscriber_as_diffs() {
     support::init_tracing();
-    let server = DiscoveryServer::bind("127.0.0.1:0", [member("1.1.1", 9001)])
-        .await
-        .unwrap();
-    let mut a = client(&server).subscribe().await.unwrap();
-    let mut b = client(&server).subscribe().await.unwrap();
-    for rx in [&mut a, &mut b] {
-        assert_eq!(next_change(rx).await.added, vec![member("1.1.1", 9001)]);
-    }
-    let admin = client(&server);
-
-    admin.put(member("1.3.1", 9003)).await.unwrap();
-    for rx in [&mut a, &mut b] {
-        assert_eq!(
-            next_change(rx).await,
-            change(vec![member("1.3.1", 9003)], vec![], vec![])
-        );
-    }
-
-    let mut moved = member("1.3.1", 9004);
-    moved.export = true;
-    admin.put(moved.clone()).await.unwrap();
-    for rx in [&mut a, &mut b] {
-        assert_eq!(
-            next_change(rx).await,
-            change(vec![], vec![], vec![moved.clone()])
-        );
-    }
-
-    // Putting an identical member changes nothing: the next change seen is the removal.
-    admin.put(moved.clone()).await.unwrap();
-    admin.remove("1.1.1".parse().unwrap()).await.unwrap();
-    for rx in [&mut a, &mut b] {
-        assert_eq!(
-            next_change(rx).await,
-            change(vec![], vec![member("1.1.1", 9001)], vec![])
-        );
-    }
+    let server = DiscoveryServer::bind("127.0.0.1:0", []).await.unwrap();
+    let ([mut a, mut b], updated) =
+        support::snapshot_then_changes(&client(&server), || client(&server)).await;
 
     // The server handle is an admin too.
     let removed = server.remove("1.3.1".parse().unwrap());
-    assert_eq!(removed.removed, vec![moved.clone()]);
+    assert_eq!(removed.removed, vec![updated.clone()]);
     for rx in [&mut a, &mut b] {
         assert_eq!(
             next_change(rx).await,
-            change(vec![], vec![moved.clone()], vec![])
+            change(vec![], vec![updated.clone()], vec![])
         );
     }
-    assert!(server.members().is_empty());
+    assert_eq!(server.members(), vec![member("1.2.1", 9002)]);
 }
 
 #[tokio::test]
@@ -166,6 +133,34 @@ async fn assert_closed_by_server(conn: &mut TcpStream) {
     assert!(closed.is_ok(), "server kept the bad connection open");
 }
 
+/// A raw connection that passed the discovery handshake with the default secret.
+async fn authenticated(server: &DiscoveryServer) -> TcpStream {
+    let mut conn = TcpStream::connect(server.local_addr()).await.unwrap();
+    let hello = Hello {
+        kind: ConnKind::Frames,
+        logic: DISCOVERY_ID,
+        incarnation: 0,
+        listen: "0.0.0.0:0".parse().unwrap(),
+    };
+    let secret = clustergo::Config::default().secret;
+    handshake::dial(&mut conn, secret.expose(), &hello, DISCOVERY_ID, WAIT)
+        .await
+        .unwrap();
+    conn
+}
+
+/// The server side of the discovery handshake with the default secret, for scripted
+/// servers.
+async fn accept_authenticated(conn: &mut TcpStream) {
+    let me = AcceptorId {
+        logic: DISCOVERY_ID,
+        incarnation: 0,
+    };
+    let secret = clustergo::Config::default().secret;
+    handshake::accept(conn, secret.expose(), me, WAIT).await.unwrap();
+    handshake::answer(conn, Ok(())).await.unwrap();
+}
+
 fn frame(body: &[u8]) -> Vec<u8> {
     let mut out = (body.len() as u32).to_be_bytes().to_vec();
     out.extend_from_slice(body);
@@ -187,7 +182,7 @@ async fn bad_input_closes_only_that_connection() {
     assert_eq!(next_change(&mut rx).await.added.len(), 1);
 
     // Not JSON.
-    let mut garbage = TcpStream::connect(server.local_addr()).await.unwrap();
+    let mut garbage = authenticated(&server).await;
     garbage
         .write_all(&frame(b"\x00\xffnot json"))
         .await
@@ -195,7 +190,7 @@ async fn bad_input_closes_only_that_connection() {
     assert_closed_by_server(&mut garbage).await;
 
     // JSON, but not a request.
-    let mut unknown = TcpStream::connect(server.local_addr()).await.unwrap();
+    let mut unknown = authenticated(&server).await;
     unknown
         .write_all(&frame(br#"{"op":"explode","id":1}"#))
         .await
@@ -203,12 +198,12 @@ async fn bad_input_closes_only_that_connection() {
     assert_closed_by_server(&mut unknown).await;
 
     // A length far above the limit: refused from the header alone.
-    let mut oversize = TcpStream::connect(server.local_addr()).await.unwrap();
+    let mut oversize = authenticated(&server).await;
     oversize.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
     assert_closed_by_server(&mut oversize).await;
 
     // Just over the limit, with the whole body sent.
-    let mut over = TcpStream::connect(server.local_addr()).await.unwrap();
+    let mut over = authenticated(&server).await;
     over.write_all(&frame(&vec![b' '; 1025])).await.unwrap();
     assert_closed_by_server(&mut over).await;
 
@@ -227,7 +222,7 @@ async fn bad_input_closes_only_that_connection() {
 async fn raw_protocol_put_is_answered() {
     support::init_tracing();
     let server = DiscoveryServer::bind("127.0.0.1:0", []).await.unwrap();
-    let mut conn = TcpStream::connect(server.local_addr()).await.unwrap();
+    let mut conn = authenticated(&server).await;
     let put =
         br#"{"op":"put","id":42,"member":{"logic":"2.5.7","net":"127.0.0.1:7000","export":true}}"#;
     conn.write_all(&frame(put)).await.unwrap();
@@ -380,6 +375,7 @@ async fn a_silent_server_is_detected_by_heartbeat() {
         let mut silent = Vec::new();
         for n in 0..20 {
             let (mut conn, _) = listener.accept().await.unwrap();
+            accept_authenticated(&mut conn).await;
             let subscribe = read_frame(&mut conn).await.unwrap();
             assert_eq!(subscribe, br#"{"op":"subscribe"}"#);
             let members = if n == 0 { &first } else { &second };
@@ -416,4 +412,243 @@ async fn a_silent_server_is_detected_by_heartbeat() {
     // Only a reconnect, forced by the missing heartbeat answers, can bring m2.
     assert_eq!(next_change(&mut rx).await, change(vec![m2], vec![], vec![]));
     fake.abort();
+}
+
+/// Reads frames until one equal to `want` arrives.
+async fn read_until(conn: &mut TcpStream, want: &[u8]) {
+    let found = tokio::time::timeout(WAIT, async {
+        while read_frame(conn).await.unwrap() != want {}
+    })
+    .await;
+    assert!(found.is_ok(), "no {:?}", String::from_utf8_lossy(want));
+}
+
+#[tokio::test]
+async fn anonymous_and_wrong_secret_clients_cannot_change_or_read_the_list() {
+    support::init_tracing();
+    let server = DiscoveryServer::bind("127.0.0.1:0", [member("1.1.1", 9001)])
+        .await
+        .unwrap();
+
+    // The probe: an anonymous remove, as a bare frame. The server reads it as a
+    // (malformed) handshake and hangs up without acting on it.
+    let mut anonymous = TcpStream::connect(server.local_addr()).await.unwrap();
+    anonymous
+        .write_all(&frame(br#"{"op":"remove","id":1,"logic":"1.1.1"}"#))
+        .await
+        .unwrap();
+    assert_closed_by_server(&mut anonymous).await;
+    let mut anonymous = TcpStream::connect(server.local_addr()).await.unwrap();
+    anonymous
+        .write_all(&frame(br#"{"op":"subscribe"}"#))
+        .await
+        .unwrap();
+    assert_closed_by_server(&mut anonymous).await;
+
+    // A client with another secret gets a clear refusal for every operation.
+    let stranger = client(&server).with_secret("not-the-cluster-secret");
+    for err in [
+        stranger.subscribe().await.map(drop).unwrap_err(),
+        stranger.remove("1.1.1".parse().unwrap()).await.unwrap_err(),
+        stranger.put(member("1.6.6", 9666)).await.unwrap_err(),
+    ] {
+        match &err {
+            MembershipError::Refused(msg) => {
+                assert!(msg.contains("authentication failed"), "{msg}");
+                assert!(msg.contains("secret"), "{msg}");
+            }
+            other => panic!("expected Refused, got {other:?}"),
+        }
+    }
+    assert_eq!(server.members(), vec![member("1.1.1", 9001)]);
+
+    // A server with another secret is refused by a client the same way.
+    let other = DiscoveryServer::bind_with(
+        "127.0.0.1:0",
+        [],
+        DiscoveryServerConfig {
+            secret: b"another-cluster".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let err = client(&other).subscribe().await.map(drop).unwrap_err();
+    assert!(matches!(err, MembershipError::Refused(_)), "{err:?}");
+    assert!(other.client().subscribe().await.is_ok());
+}
+
+#[tokio::test]
+async fn puts_beyond_the_member_limit_are_refused() {
+    support::init_tracing();
+    let config = DiscoveryServerConfig {
+        max_members: 3,
+        ..Default::default()
+    };
+    let server = DiscoveryServer::bind_with("127.0.0.1:0", [], config)
+        .await
+        .unwrap();
+    let admin = client(&server);
+    for i in 0..3u16 {
+        admin
+            .put(member(&format!("1.1.{}", i + 1), 9000 + i))
+            .await
+            .unwrap();
+    }
+    // The probe: a flood of new members. Each is refused; the list stays bounded.
+    let mut conn = authenticated(&server).await;
+    for i in 0..200u16 {
+        let put = format!(
+            r#"{{"op":"put","id":{i},"member":{{"logic":"1.2.{}","net":"127.0.0.1:7000"}}}}"#,
+            i + 1
+        );
+        conn.write_all(&frame(put.as_bytes())).await.unwrap();
+    }
+    let last = br#"{"type":"reply","id":199,"error":"member limit (3) reached"}"#;
+    read_until(&mut conn, last).await;
+    assert_eq!(server.members().len(), 3);
+    let err = admin.put(member("1.3.1", 9100)).await.unwrap_err();
+    match &err {
+        MembershipError::Refused(msg) => assert!(msg.contains("member limit"), "{msg}"),
+        other => panic!("expected Refused, got {other:?}"),
+    }
+
+    // Listed members may still change, and a removal makes room.
+    admin.put(member("1.1.1", 9999)).await.unwrap();
+    admin.remove("1.1.2".parse().unwrap()).await.unwrap();
+    admin.put(member("1.3.1", 9100)).await.unwrap();
+    assert_eq!(server.members().len(), 3);
+}
+
+#[tokio::test]
+async fn idle_and_half_frame_connections_are_closed_after_the_timeouts() {
+    support::init_tracing();
+    let config = DiscoveryServerConfig {
+        // Small, but ten times the pinger's interval and far above a loopback
+        // handshake, so that only silence closes a connection.
+        handshake_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let server = DiscoveryServer::bind_with("127.0.0.1:0", [member("1.1.1", 9001)], config)
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let mut conns = Vec::new();
+    for _ in 0..10 {
+        // Silent before the handshake.
+        conns.push(TcpStream::connect(addr).await.unwrap());
+        // Half a handshake message.
+        let mut half = TcpStream::connect(addr).await.unwrap();
+        half.write_all(&[0, 40, b'C', b'G']).await.unwrap();
+        conns.push(half);
+        // Authenticated, then silent.
+        conns.push(authenticated(&server).await);
+        // Authenticated, then half a frame.
+        let mut half = authenticated(&server).await;
+        half.write_all(&[0, 0, 0, 100, b'{']).await.unwrap();
+        conns.push(half);
+    }
+    // A subscriber that pings well within the idle timeout is kept.
+    let mut live = authenticated(&server).await;
+    live.write_all(&frame(br#"{"op":"subscribe"}"#))
+        .await
+        .unwrap();
+    let pinger = tokio::spawn(async move {
+        for id in 0..25 {
+            let ping = format!(r#"{{"op":"ping","id":{id}}}"#);
+            live.write_all(&frame(ping.as_bytes())).await.unwrap();
+            let pong = format!(r#"{{"type":"reply","id":{id}}}"#);
+            read_until(&mut live, pong.as_bytes()).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+
+    for conn in &mut conns {
+        assert_closed_by_server(conn).await;
+    }
+    tokio::time::timeout(WAIT, pinger).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_closed_at_once() {
+    support::init_tracing();
+    let config = DiscoveryServerConfig {
+        max_connections: 2,
+        // Long, so that only the limit can close the extra connection quickly.
+        handshake_timeout: Duration::from_secs(600),
+        ..Default::default()
+    };
+    let server = DiscoveryServer::bind_with("127.0.0.1:0", [], config)
+        .await
+        .unwrap();
+    let first = TcpStream::connect(server.local_addr()).await.unwrap();
+    let _second = TcpStream::connect(server.local_addr()).await.unwrap();
+    let mut extra = TcpStream::connect(server.local_addr()).await.unwrap();
+    assert_closed_by_server(&mut extra).await;
+
+    // Once a slot frees, clients are served again.
+    drop(first);
+    let admin = client(&server);
+    let served = support::poll_until(WAIT, async || {
+        admin.put(member("1.1.1", 9001)).await.is_ok()
+    })
+    .await;
+    assert!(served, "no client served after a connection closed");
+}
+
+#[tokio::test]
+async fn anonymous_reads_only_when_the_server_opts_in_and_never_writes() {
+    support::init_tracing();
+    let config = DiscoveryServerConfig {
+        insecure_anonymous_reads: true,
+        ..Default::default()
+    };
+    let open = DiscoveryServer::bind_with("127.0.0.1:0", [member("1.1.1", 9001)], config)
+        .await
+        .unwrap();
+    let reader = client(&open).insecure_anonymous_reads();
+    let mut rx = reader.subscribe().await.unwrap();
+    assert_eq!(
+        next_change(&mut rx).await.added,
+        vec![member("1.1.1", 9001)]
+    );
+    for err in [
+        reader.put(member("1.6.6", 9666)).await.unwrap_err(),
+        reader.remove("1.1.1".parse().unwrap()).await.unwrap_err(),
+    ] {
+        match &err {
+            MembershipError::Refused(msg) => assert!(msg.contains("only read"), "{msg}"),
+            other => panic!("expected Refused, got {other:?}"),
+        }
+    }
+    // The probe as a bare frame: answered with the refusal, nothing removed.
+    let mut raw = TcpStream::connect(open.local_addr()).await.unwrap();
+    raw.write_all(&frame(br#"{"op":"remove","id":5,"logic":"1.1.1"}"#))
+        .await
+        .unwrap();
+    let reply = tokio::time::timeout(WAIT, read_frame(&mut raw)).await;
+    let reply = String::from_utf8(reply.unwrap().unwrap()).unwrap();
+    assert!(
+        reply.contains(r#""id":5"#) && reply.contains("only read"),
+        "{reply}"
+    );
+    assert_eq!(open.members(), vec![member("1.1.1", 9001)]);
+
+    // Authenticated clients still write, and the anonymous reader sees it.
+    client(&open).put(member("1.2.1", 9002)).await.unwrap();
+    assert_eq!(
+        next_change(&mut rx).await,
+        change(vec![member("1.2.1", 9002)], vec![], vec![])
+    );
+
+    // A default server serves no anonymous client, and says what may be wrong.
+    let closed = DiscoveryServer::bind("127.0.0.1:0", []).await.unwrap();
+    let err = client(&closed)
+        .insecure_anonymous_reads()
+        .subscribe()
+        .await
+        .map(drop)
+        .unwrap_err();
+    assert!(err.to_string().contains("anonymous reads"), "{err}");
 }

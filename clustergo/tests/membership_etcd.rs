@@ -24,61 +24,15 @@ fn membership(server: &EtcdServer, prefix: &str) -> EtcdMembership {
 async fn snapshot_then_changes_reach_every_subscriber() {
     support::init_tracing();
     let server = EtcdServer::start().await;
-    let admin = membership(&server, "/t1/members/");
-    admin.put(member("1.1.1", 9001)).await.unwrap();
-    admin.put(member("1.2.1", 9002)).await.unwrap();
     // A key under a sibling prefix is not ours.
     membership(&server, "/t1/members2/")
         .put(member("3.3.3", 9333))
         .await
         .unwrap();
-
-    let mut a = membership(&server, "/t1/members/")
-        .subscribe()
-        .await
-        .unwrap();
-    let mut b = membership(&server, "/t1/members/")
-        .subscribe()
-        .await
-        .unwrap();
-    for rx in [&mut a, &mut b] {
-        assert_eq!(
-            next_change(rx).await,
-            change(
-                vec![member("1.1.1", 9001), member("1.2.1", 9002)],
-                vec![],
-                vec![]
-            )
-        );
-    }
-
-    admin.put(member("1.3.1", 9003)).await.unwrap();
-    for rx in [&mut a, &mut b] {
-        assert_eq!(
-            next_change(rx).await,
-            change(vec![member("1.3.1", 9003)], vec![], vec![])
-        );
-    }
-
-    let mut exported = member("1.3.1", 9013);
-    exported.export = true;
-    admin.put(exported.clone()).await.unwrap();
-    for rx in [&mut a, &mut b] {
-        assert_eq!(
-            next_change(rx).await,
-            change(vec![], vec![], vec![exported.clone()])
-        );
-    }
-
-    // An identical put changes nothing; the next change seen is the removal.
-    admin.put(exported.clone()).await.unwrap();
-    admin.remove("1.1.1".parse().unwrap()).await.unwrap();
-    for rx in [&mut a, &mut b] {
-        assert_eq!(
-            next_change(rx).await,
-            change(vec![], vec![member("1.1.1", 9001)], vec![])
-        );
-    }
+    support::snapshot_then_changes(&membership(&server, "/t1/members/"), || {
+        membership(&server, "/t1/members/")
+    })
+    .await;
 }
 
 #[tokio::test]

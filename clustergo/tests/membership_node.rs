@@ -108,6 +108,50 @@ async fn nodes_keep_running_across_a_discovery_restart() {
     b.shutdown().await;
 }
 
+/// The probe of issue 10: an anonymous `remove` of a node used to stop it at once.
+#[tokio::test]
+async fn an_anonymous_remove_is_refused_and_the_node_keeps_running() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let la = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = DiscoveryServer::bind(
+        "127.0.0.1:0",
+        [member("1.1.1", la.local_addr().unwrap(), false)],
+    )
+    .await
+    .unwrap();
+    let a = start(&server, la, "1.1.1").await;
+
+    // A bare protocol frame, as the probe sent it: the server hangs up unanswered.
+    let body = br#"{"op":"remove","id":1,"logic":"1.1.1"}"#;
+    let mut raw = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    raw.write_all(&(body.len() as u32).to_be_bytes())
+        .await
+        .unwrap();
+    raw.write_all(body).await.unwrap();
+    let mut buf = [0u8; 64];
+    let read = within("the server hangs up", raw.read(&mut buf)).await;
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+
+    // A client without the cluster secret is refused.
+    let err = DiscoveryClient::new(server.local_addr())
+        .with_secret("guessed")
+        .remove(addr("1.1.1"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("authentication failed"), "{err}");
+
+    // A later legitimate change reaches the node, so anything before it has too.
+    let lc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    server.put(member("1.3.1", lc.local_addr().unwrap(), false));
+    eventually("a sees c", || a.get_addr_by_type(3) == Some(addr("1.3.1"))).await;
+    assert!(a.is_running());
+    assert_eq!(server.members().len(), 2);
+    a.shutdown().await;
+}
+
 /// Two nodes on `membership` (already listing nothing): list them, start them,
 /// exchange a message, then remove one and see it stop.
 #[cfg(any(feature = "redis", feature = "etcd"))]

@@ -24,57 +24,13 @@ fn membership(server: &RedisServer, prefix: &str) -> RedisMembership {
 async fn snapshot_then_changes_reach_every_subscriber() {
     support::init_tracing();
     let server = RedisServer::start().await;
-    let admin = membership(&server, "t1:");
-    admin.put(member("1.1.1", 9001)).await.unwrap();
-    admin.put(member("1.2.1", 9002)).await.unwrap();
     // Another prefix is another cluster list.
     membership(&server, "other:")
         .put(member("3.3.3", 9333))
         .await
         .unwrap();
-
-    let mut a = membership(&server, "t1:").subscribe().await.unwrap();
-    let mut b = membership(&server, "t1:").subscribe().await.unwrap();
-    for rx in [&mut a, &mut b] {
-        assert_eq!(
-            next_change(rx).await,
-            change(
-                vec![member("1.1.1", 9001), member("1.2.1", 9002)],
-                vec![],
-                vec![]
-            )
-        );
-    }
-
-    admin.put(member("1.3.1", 9003)).await.unwrap();
-    for rx in [&mut a, &mut b] {
-        assert_eq!(
-            next_change(rx).await,
-            change(vec![member("1.3.1", 9003)], vec![], vec![])
-        );
-    }
-
-    let mut drained = member("1.3.1", 9003);
-    drained.available = false;
-    admin.put(drained.clone()).await.unwrap();
-    for rx in [&mut a, &mut b] {
-        assert_eq!(
-            next_change(rx).await,
-            change(vec![], vec![], vec![drained.clone()])
-        );
-    }
-
-    // An identical put is announced but changes nothing; removing an absent member
-    // is not announced; the next change seen is the real removal.
-    admin.put(drained.clone()).await.unwrap();
-    admin.remove("1.9.9".parse().unwrap()).await.unwrap();
-    admin.remove("1.1.1".parse().unwrap()).await.unwrap();
-    for rx in [&mut a, &mut b] {
-        assert_eq!(
-            next_change(rx).await,
-            change(vec![], vec![member("1.1.1", 9001)], vec![])
-        );
-    }
+    support::snapshot_then_changes(&membership(&server, "t1:"), || membership(&server, "t1:"))
+        .await;
 }
 
 #[tokio::test]

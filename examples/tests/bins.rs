@@ -152,3 +152,53 @@ fn client_streams_through_gateserver_to_gameserver() {
     );
     assert!(stdout.contains("echoed intact"), "{stdout}");
 }
+
+#[test]
+fn discovery_cli_serves_and_changes_the_list_with_the_shared_secret_only() {
+    let m = members();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let _server = Kill(
+        Command::new(env!("CARGO_BIN_EXE_discovery"))
+            .args(["--listen", &listen, "--members"])
+            .arg(m.path())
+            .env_remove("CLUSTERGO_SECRET")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let client = |secret: Option<&str>, args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_discovery"));
+        cmd.args(["--server", &listen]).args(args);
+        match secret {
+            Some(s) => cmd.env("CLUSTERGO_SECRET", s),
+            None => cmd.env_remove("CLUSTERGO_SECRET"),
+        };
+        cmd.output().unwrap()
+    };
+    // The server may still be starting: retry the first put for a bounded time.
+    let put = ["--put", r#"{"logic":"1.1.9","net":"127.0.0.1:8119"}"#];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut out = client(None, &put);
+    while !out.status.success() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        out = client(None, &put);
+    }
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let refused = client(Some("a-guessed-secret"), &["--remove", "1.1.9"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("authentication failed"), "{stderr}");
+
+    let removed = client(None, &["--remove", "1.1.9"]);
+    assert!(
+        removed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&removed.stderr)
+    );
+}

@@ -10,7 +10,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::{GateConfig, GateError, Transport, tcp};
+use super::io::{Handoff, PacketWrite, ReadEnd, Returnable};
+use super::{GateConfig, GateError, Transport};
 
 /// Packets written per flush at most: bounds the latency one busy connection adds.
 const WRITE_BATCH: usize = 64;
@@ -76,118 +77,6 @@ pub(crate) enum Outbound {
     /// Close after the packets queued before; the sender learns when the close signal
     /// has been written.
     Close(Option<oneshot::Sender<()>>),
-}
-
-/// The read half, handed to the writer task when the receiver is done with it: on a
-/// read error (`error` set: close at once with that reason) or when the receiver is
-/// dropped (the writer keeps it for the close handshake).
-#[derive(Debug)]
-pub(crate) struct Handoff {
-    reader: Reader,
-    error: Option<CloseReason>,
-}
-
-/// The read side of one transport.
-#[derive(Debug)]
-pub(crate) enum Reader {
-    Tcp(tcp::TcpReader),
-    #[cfg(feature = "ws")]
-    Ws(super::ws::WsReader),
-    #[cfg(feature = "kcp")]
-    Kcp(super::kcp::KcpReader),
-}
-
-impl Reader {
-    /// Next packet; `Ok(None)` when the peer closed cleanly.
-    async fn next(&mut self) -> Result<Option<Bytes>, GateError> {
-        match self {
-            Reader::Tcp(r) => r.next().await,
-            #[cfg(feature = "ws")]
-            Reader::Ws(r) => r.next().await,
-            #[cfg(feature = "kcp")]
-            Reader::Kcp(r) => r.next().await,
-        }
-    }
-}
-
-/// The write side of one transport, owned by the writer task.
-#[derive(Debug)]
-pub(crate) enum Writer {
-    Tcp(tcp::TcpWriter),
-    #[cfg(feature = "ws")]
-    Ws(super::ws::WsWriter),
-    #[cfg(feature = "kcp")]
-    Kcp(super::kcp::KcpWriter),
-}
-
-impl Writer {
-    /// Buffers one packet (writing only when buffers fill up).
-    async fn feed(&mut self, packet: Bytes) -> Result<(), GateError> {
-        match self {
-            Writer::Tcp(w) => w.feed(packet).await,
-            #[cfg(feature = "ws")]
-            Writer::Ws(w) => w.feed(packet).await,
-            #[cfg(feature = "kcp")]
-            Writer::Kcp(w) => w.feed(packet).await,
-        }
-    }
-
-    /// Writes everything buffered.
-    async fn flush(&mut self) -> Result<(), GateError> {
-        match self {
-            Writer::Tcp(w) => w.flush().await,
-            #[cfg(feature = "ws")]
-            Writer::Ws(w) => w.flush().await,
-            #[cfg(feature = "kcp")]
-            Writer::Kcp(w) => w.flush().await,
-        }
-    }
-
-    /// Tells the peer the connection ends (FIN, close frame or close marker), fires
-    /// `confirm` once that is written, then finishes the close handshake if the read
-    /// half was handed back (`reader`): waits for the peer's close frame, FIN or reply
-    /// marker. Holding the read half matters: closing a TCP socket with unread input
-    /// makes the kernel send RST, which can destroy our close frame before the peer
-    /// reads it, and a dropped KCP session loses what it has not yet delivered.
-    ///
-    /// `after_error` is set when a read error ended the connection: WebSocket then
-    /// sends the matching close code and, the stream being possibly mid-frame, discards
-    /// raw input; KCP skips the handshake. The caller bounds the whole call.
-    #[allow(unreachable_patterns)] // with features off, Reader has one variant
-    async fn close(
-        self,
-        after_error: Option<CloseReason>,
-        reader: Option<Reader>,
-        confirm: Confirm,
-    ) -> Result<(), GateError> {
-        match self {
-            Writer::Tcp(w) => {
-                let _ = after_error; // TCP has no close codes
-                let reader = reader.and_then(|r| match r {
-                    Reader::Tcp(r) => Some(r),
-                    _ => None,
-                });
-                w.close(reader, confirm).await
-            }
-            #[cfg(feature = "ws")]
-            Writer::Ws(w) => {
-                let reader = reader.and_then(|r| match r {
-                    Reader::Ws(r) => Some(r),
-                    _ => None,
-                });
-                w.close(after_error, reader, confirm).await
-            }
-            #[cfg(feature = "kcp")]
-            Writer::Kcp(w) => {
-                // After a read error the stream is mid-packet: no close handshake then.
-                let reader = reader.and_then(|r| match r {
-                    Reader::Kcp(r) if after_error.is_none() => Some(r),
-                    _ => None,
-                });
-                w.close(reader, confirm).await
-            }
-        }
-    }
 }
 
 /// The cloneable sending half of a [`ClientConn`].
@@ -271,12 +160,11 @@ impl PacketSender {
 
 /// The receiving half of a [`ClientConn`].
 pub struct PacketReceiver {
-    /// `None` once the connection ended (clean close or error).
-    reader: Option<Reader>,
+    /// The read half; `None` once the connection ended (clean close or error) or it
+    /// was handed to the writer task.
+    reader: Option<Box<dyn ReadEnd>>,
     /// A packet read before the connection was handed out (KCP's first packet).
     first: Option<Bytes>,
-    /// Gives the read half to the writer task (see [`Handoff`]).
-    handoff: Option<oneshot::Sender<Handoff>>,
     shared: Arc<ConnShared>,
     idle_timeout: Option<Duration>,
     peer_addr: SocketAddr,
@@ -309,7 +197,7 @@ impl PacketReceiver {
         let next = async {
             tokio::select! {
                 biased;
-                next = reader.next() => next,
+                next = std::future::poll_fn(|cx| reader.poll_packet(cx)) => next,
                 () = self.shared.writer_failed.cancelled() => Err(self.shared.error()),
             }
         };
@@ -340,10 +228,9 @@ impl PacketReceiver {
 
     /// Gives the reader (if still open) to the writer task.
     fn hand_off(&mut self, error: Option<CloseReason>) {
-        if let (Some(handoff), Some(reader)) = (self.handoff.take(), self.reader.take()) {
-            let _ = handoff.send(Handoff { reader, error });
+        if let Some(reader) = self.reader.take() {
+            reader.hand_off(error);
         }
-        self.reader = None;
     }
 
     /// The remote address.
@@ -385,9 +272,9 @@ impl fmt::Debug for ClientConn {
 
 impl ClientConn {
     /// Wraps the two halves of a transport and starts the writer task.
-    pub(crate) fn new(
-        reader: Reader,
-        writer: Writer,
+    pub(crate) fn new<W: PacketWrite>(
+        reader: W::Reader,
+        writer: W,
         first: Option<Bytes>,
         peer_addr: SocketAddr,
         transport: Transport,
@@ -411,9 +298,11 @@ impl ClientConn {
         debug!(peer = %peer_addr, %transport, "gate: connection open");
         Self {
             receiver: PacketReceiver {
-                reader: Some(reader),
+                reader: Some(Box::new(Returnable {
+                    reader,
+                    back: handoff_tx,
+                })),
                 first,
-                handoff: Some(handoff_tx),
                 shared,
                 idle_timeout: config.idle_timeout,
                 peer_addr,
@@ -520,8 +409,8 @@ impl Confirm {
 
 /// Writes `item` and whatever else is queued, flushing every [`WRITE_BATCH`] packets
 /// and at the end. `Some` when a close request was reached.
-async fn write_batch(
-    writer: &mut Writer,
+async fn write_batch<W: PacketWrite>(
+    writer: &mut W,
     rx: &mut mpsc::Receiver<Outbound>,
     mut item: Outbound,
 ) -> Result<Option<Confirm>, GateError> {
@@ -550,10 +439,10 @@ async fn write_batch(
 
 /// The writer task: drains the queue in batches, one flush per batch; closes on
 /// [`Outbound::Close`], when every sender is gone, or at once after a read error.
-async fn write_loop(
-    mut writer: Writer,
+async fn write_loop<W: PacketWrite>(
+    mut writer: W,
     mut rx: mpsc::Receiver<Outbound>,
-    mut handoff: oneshot::Receiver<Handoff>,
+    mut handoff: oneshot::Receiver<Handoff<W::Reader>>,
     shared: Arc<ConnShared>,
     info: WriterInfo,
 ) {

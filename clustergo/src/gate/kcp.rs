@@ -1,26 +1,30 @@
-//! KCP transport (tokio_kcp): `u32 BE length | payload` per packet over a KCP stream,
-//! and the length `0xFFFF_FFFF` as close marker (KCP has no FIN).
+//! KCP transport: `u32 BE length | payload` per packet over a KCP stream, and the
+//! length `0xFFFF_FFFF` as close marker (KCP has no FIN). Servers run the gate's own
+//! front end ([`kcp_server`]); clients use tokio_kcp.
 
-use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
+use std::{fmt, io};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::ToSocketAddrs;
+use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use tokio::task::{JoinHandle, JoinSet};
-use tokio_kcp::{KcpListener, KcpStream};
-use tokio_util::codec::{Decoder, Encoder, FramedRead, FramedWrite, LengthDelimitedCodec};
+use tokio::task::JoinHandle;
+use tokio_kcp::KcpStream;
+use tokio_util::codec::{Decoder, Encoder, FramedRead, FramedWrite};
 use tracing::{debug, info, warn};
 
-use super::conn::{ClientConn, Confirm, Reader, Writer};
-use super::listener::ACCEPT_BACKLOG;
+use super::conn::{ClientConn, CloseReason, Confirm};
+use super::io::{PacketRead, PacketWrite, next_packet};
+use super::kcp_server::{self, ServerStream};
+use super::listener::{ACCEPT_BACKLOG, ListenerStats};
+use super::pending::Pending;
 use super::{GateConfig, GateError, Transport, tcp};
 
 /// The length-field value that announces a clean close.
@@ -36,19 +40,17 @@ pub(crate) enum KcpFrame {
     Close,
 }
 
-/// [`tcp::codec`] plus the close marker, recognised only where a length field starts.
+/// [`tcp::PacketCodec`] plus the close marker, recognised only where a length field
+/// starts.
 #[derive(Debug)]
 pub(crate) struct KcpCodec {
-    inner: LengthDelimitedCodec,
-    /// Whether `inner` waits for a length field (rather than for a payload).
-    at_head: bool,
+    inner: tcp::PacketCodec,
 }
 
 impl KcpCodec {
     pub(crate) fn new(max_packet_size: usize) -> Self {
         Self {
-            inner: tcp::codec(max_packet_size),
-            at_head: true,
+            inner: tcp::PacketCodec::new(max_packet_size),
         }
     }
 }
@@ -58,26 +60,20 @@ impl Decoder for KcpCodec {
     type Error = io::Error;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<KcpFrame>, io::Error> {
-        if self.at_head {
-            if src.len() < 4 {
-                return Ok(None);
-            }
-            if src[..4] == CLOSE_MARKER.to_be_bytes() {
-                src.advance(4);
-                return Ok(Some(KcpFrame::Close));
-            }
+        if self.inner.at_head() && src.starts_with(&CLOSE_MARKER.to_be_bytes()) {
+            src.advance(4);
+            return Ok(Some(KcpFrame::Close));
         }
-        // From here `inner` has consumed (or will consume) a length field, so until it
-        // yields a frame the next bytes are payload.
-        match self.inner.decode(src)? {
-            Some(frame) => {
-                self.at_head = true;
-                Ok(Some(KcpFrame::Packet(frame.freeze())))
-            }
-            None => {
-                self.at_head = false;
-                Ok(None)
-            }
+        Ok(self
+            .inner
+            .decode(src)?
+            .map(|frame| KcpFrame::Packet(frame.freeze())))
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<KcpFrame>, io::Error> {
+        match self.decode(src)? {
+            None if !self.inner.at_head() || !src.is_empty() => Err(tcp::eof_in_packet()),
+            frame => Ok(frame),
         }
     }
 }
@@ -96,29 +92,59 @@ impl Encoder<KcpFrame> for KcpCodec {
     }
 }
 
-/// The stream both halves of a KCP connection share; each poll holds the lock briefly.
-/// (Not `tokio::io::split`: the writer must also reach the session to see acks.)
-#[derive(Debug, Clone)]
-struct SharedKcp(Arc<parking_lot::Mutex<KcpStream>>);
+/// A KCP conversation's byte stream: tokio_kcp's client stream, or the gate's own
+/// server stream ([`ServerStream`]).
+pub(crate) trait KcpSide:
+    AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug + 'static
+{
+    /// Whether everything written has been acknowledged by the peer.
+    fn all_acked(&mut self) -> bool;
 
-/// Read half of the shared stream.
-#[derive(Debug)]
-struct KcpReadHalf(SharedKcp);
+    /// Sends the acknowledgements KCP has queued now rather than on its next tick. A
+    /// session ends the moment its stream is dropped, so without this a peer's close
+    /// marker read just before the drop would never be acknowledged, and the peer would
+    /// retransmit it until its own timeout.
+    fn flush_acks(&mut self);
+}
 
-impl KcpReadHalf {
-    /// Sends the acknowledgements KCP has queued now rather than on its next tick.
-    /// tokio_kcp ends a session the moment its stream is dropped, so without this a
-    /// peer's close marker read just before the drop would never be acknowledged, and
-    /// the peer would retransmit it until its own timeout.
-    fn flush_acks(&self) {
-        let mut stream = self.0.0.lock();
+impl KcpSide for KcpStream {
+    fn all_acked(&mut self) -> bool {
+        self.session().kcp_socket().lock().can_close()
+    }
+
+    fn flush_acks(&mut self) {
         // tokio_kcp's flush is synchronous: it never returns Pending.
         let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-        let _ = Pin::new(&mut *stream).poll_flush(&mut cx);
+        let _ = Pin::new(self).poll_flush(&mut cx);
     }
 }
 
-impl AsyncRead for KcpReadHalf {
+impl KcpSide for ServerStream {
+    fn all_acked(&mut self) -> bool {
+        ServerStream::all_acked(self)
+    }
+
+    fn flush_acks(&mut self) {
+        ServerStream::flush_acks(self);
+    }
+}
+
+/// The stream both halves of a KCP connection share; each poll holds the lock briefly.
+/// (Not `tokio::io::split`: the writer must also reach the session to see acks.)
+#[derive(Debug)]
+struct SharedKcp<S>(Arc<parking_lot::Mutex<S>>);
+
+/// Read half of the shared stream.
+#[derive(Debug)]
+struct KcpReadHalf<S>(SharedKcp<S>);
+
+impl<S: KcpSide> KcpReadHalf<S> {
+    fn flush_acks(&self) {
+        self.0.0.lock().flush_acks();
+    }
+}
+
+impl<S: KcpSide> AsyncRead for KcpReadHalf<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -132,25 +158,18 @@ impl AsyncRead for KcpReadHalf {
 /// Write half of the shared stream. Writes are cut into pieces KCP accepts:
 /// `ikcp_send` refuses a buffer of 128 segments or more.
 #[derive(Debug)]
-struct KcpWriteHalf {
-    shared: SharedKcp,
+struct KcpWriteHalf<S> {
+    shared: SharedKcp<S>,
     max_write: usize,
 }
 
-impl KcpWriteHalf {
-    /// Whether everything written has been acknowledged by the peer.
+impl<S: KcpSide> KcpWriteHalf<S> {
     fn all_acked(&self) -> bool {
-        self.shared
-            .0
-            .lock()
-            .session()
-            .kcp_socket()
-            .lock()
-            .can_close()
+        self.shared.0.lock().all_acked()
     }
 }
 
-impl AsyncWrite for KcpWriteHalf {
+impl<S: KcpSide> AsyncWrite for KcpWriteHalf<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -174,30 +193,37 @@ impl AsyncWrite for KcpWriteHalf {
 
 /// Read half of a KCP connection.
 #[derive(Debug)]
-pub(crate) struct KcpReader {
-    framed: FramedRead<KcpReadHalf, KcpCodec>,
+pub(crate) struct KcpReader<S> {
+    framed: FramedRead<KcpReadHalf<S>, KcpCodec>,
     max_packet_size: usize,
 }
 
-impl KcpReader {
-    async fn next_frame(&mut self) -> Result<KcpFrame, GateError> {
-        match self.framed.next().await {
+impl<S: KcpSide> KcpReader<S> {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Result<KcpFrame, GateError>> {
+        self.framed.poll_next_unpin(cx).map(|next| match next {
             Some(Ok(frame)) => Ok(frame),
             Some(Err(err)) => Err(tcp::read_error(err, self.max_packet_size)),
-            // tokio_kcp reports EOF only when the session was closed underneath us:
-            // on a server, after `session_expire` without traffic.
+            // EOF only comes when the session was closed underneath us: on a server,
+            // after `session_expire` without traffic, when a new conversation from the
+            // same address replaced it, or when the listener was dropped.
             None => Err(GateError::SessionExpired),
-        }
+        })
     }
 
-    pub(crate) async fn next(&mut self) -> Result<Option<Bytes>, GateError> {
-        match self.next_frame().await? {
-            KcpFrame::Packet(p) => Ok(Some(p)),
+    async fn next_frame(&mut self) -> Result<KcpFrame, GateError> {
+        std::future::poll_fn(|cx| self.poll_frame(cx)).await
+    }
+}
+
+impl<S: KcpSide> PacketRead for KcpReader<S> {
+    fn poll_packet(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, GateError>> {
+        self.poll_frame(cx).map_ok(|frame| match frame {
+            KcpFrame::Packet(p) => Some(p),
             KcpFrame::Close => {
                 self.framed.get_ref().flush_acks();
-                Ok(None)
+                None
             }
-        }
+        })
     }
 }
 
@@ -206,28 +232,32 @@ const LINGER_POLL: Duration = Duration::from_millis(5);
 
 /// Write half of a KCP connection.
 #[derive(Debug)]
-pub(crate) struct KcpWriter {
-    framed: FramedWrite<KcpWriteHalf, KcpCodec>,
+pub(crate) struct KcpWriter<S> {
+    framed: FramedWrite<KcpWriteHalf<S>, KcpCodec>,
 }
 
-impl KcpWriter {
-    pub(crate) async fn feed(&mut self, packet: Bytes) -> Result<(), GateError> {
+impl<S: KcpSide> PacketWrite for KcpWriter<S> {
+    type Reader = KcpReader<S>;
+
+    async fn feed(&mut self, packet: Bytes) -> Result<(), GateError> {
         Ok(self.framed.feed(KcpFrame::Packet(packet)).await?)
     }
 
-    pub(crate) async fn flush(&mut self) -> Result<(), GateError> {
+    async fn flush(&mut self) -> Result<(), GateError> {
         Ok(self.framed.flush().await?)
     }
 
     /// Sends the close marker (also in reply to the peer's), then waits until the peer
     /// has acknowledged everything: tokio_kcp ends a session as soon as its stream is
-    /// dropped, unacknowledged data included. With the read half handed back, it then
+    /// dropped, unacknowledged data included (the server side lingers by itself, but
+    /// one rule for both is simpler). With the read half handed back, it then
     /// waits for the peer's reply marker, so the session outlives the whole exchange
     /// (a reply reaching a dropped session would open a phantom one). The caller bounds
-    /// the wait.
-    pub(crate) async fn close(
+    /// the wait. After a read error the stream is mid-packet: no close handshake then.
+    async fn close(
         mut self,
-        reader: Option<KcpReader>,
+        after_error: Option<CloseReason>,
+        reader: Option<KcpReader<S>>,
         mut confirm: Confirm,
     ) -> Result<(), GateError> {
         self.framed.send(KcpFrame::Close).await?;
@@ -235,25 +265,25 @@ impl KcpWriter {
         while !self.framed.get_ref().all_acked() {
             tokio::time::sleep(LINGER_POLL).await;
         }
-        if let Some(mut reader) = reader {
-            while let Ok(Some(_)) = reader.next().await {}
+        if let (Some(mut reader), None) = (reader, after_error) {
+            while let Ok(Some(_)) = next_packet(&mut reader).await {}
         }
         Ok(())
     }
 }
 
-fn split(stream: KcpStream, config: &GateConfig) -> (KcpReader, KcpWriter) {
+fn split<S: KcpSide>(stream: S, config: &GateConfig) -> (KcpReader<S>, KcpWriter<S>) {
     let mss = config.kcp.mtu.saturating_sub(KCP_OVERHEAD).max(1);
-    let shared = SharedKcp(Arc::new(parking_lot::Mutex::new(stream)));
+    let shared = Arc::new(parking_lot::Mutex::new(stream));
     let reader = KcpReader {
         framed: FramedRead::new(
-            KcpReadHalf(shared.clone()),
+            KcpReadHalf(SharedKcp(shared.clone())),
             KcpCodec::new(config.max_packet_size),
         ),
         max_packet_size: config.max_packet_size,
     };
     let write_half = KcpWriteHalf {
-        shared,
+        shared: SharedKcp(shared),
         max_write: (mss * 64).min(64 * 1024),
     };
     let writer = KcpWriter {
@@ -266,65 +296,85 @@ fn split(stream: KcpStream, config: &GateConfig) -> (KcpReader, KcpWriter) {
 pub(crate) async fn bind(
     addr: impl ToSocketAddrs,
     config: GateConfig,
-    failures: Arc<AtomicU64>,
+    stats: ListenerStats,
 ) -> Result<(SocketAddr, mpsc::Receiver<ClientConn>, JoinHandle<()>), GateError> {
-    let listener = KcpListener::bind(config.kcp, addr)
-        .await
-        .map_err(io::Error::from)?;
-    let local_addr = listener.local_addr()?;
+    let udp = Arc::new(UdpSocket::bind(addr).await?);
+    let local_addr = udp.local_addr()?;
+    let (sessions_tx, sessions_rx) = mpsc::channel(ACCEPT_BACKLOG);
+    tokio::spawn(kcp_server::receive_loop(
+        udp,
+        config.kcp,
+        sessions_tx,
+        stats.clone(),
+    ));
     let (tx, rx) = mpsc::channel(ACCEPT_BACKLOG);
-    let task = tokio::spawn(accept_loop(listener, config, tx, failures));
+    let task = tokio::spawn(accept_loop(sessions_rx, config, tx, stats));
     Ok((local_addr, rx, task))
 }
 
-/// Takes new KCP sessions from tokio_kcp and waits, each in its own task, for their
-/// first packet. Ends when the [`super::Listener`] is dropped, which also ends every
-/// session of this listener (they share its UDP socket and its receive task).
+/// Takes new sessions from the receive loop ([`kcp_server`]) and waits, each in its
+/// own task, for their first packet. Ends when the [`super::Listener`] is dropped, which
+/// also ends every session of this listener (they share its UDP socket and its receive
+/// loop).
+///
+/// The receive loop opens a session only for a datagram that starts a conversation,
+/// but such a datagram can still be forged (UDP sources can be spoofed). So sessions
+/// that have not yet delivered a first packet are capped
+/// ([`GateConfig::kcp_max_pending`], oldest dropped first, see [`Pending`]) and given
+/// only [`GateConfig::kcp_first_packet_timeout`]. Dropping one drops its stream, which
+/// ends the session. A real client evicted by a flood retransmits its first segment,
+/// which opens a new session.
 async fn accept_loop(
-    mut listener: KcpListener,
+    mut sessions: mpsc::Receiver<(ServerStream, SocketAddr)>,
     config: GateConfig,
     tx: mpsc::Sender<ClientConn>,
-    failures: Arc<AtomicU64>,
+    stats: ListenerStats,
 ) {
     let config = Arc::new(config);
-    let mut pending = JoinSet::new();
+    let mut pending = Pending::new(config.kcp_max_pending, stats.clone());
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer_addr)) => {
-                    pending.spawn(first_packet(stream, peer_addr, config.clone(), tx.clone(), failures.clone()));
+            accepted = sessions.recv() => match accepted {
+                Some((stream, peer_addr)) => {
+                    pending.spawn(first_packet(stream, peer_addr, config.clone(), tx.clone(), stats.clone()));
                 }
-                Err(err) => {
-                    // tokio_kcp fails `accept` only once its receive task is gone.
-                    warn!(transport = %Transport::Kcp, error = %err, "gate: KCP listener stopped");
+                None => {
+                    warn!(transport = %Transport::Kcp, "gate: KCP receive loop stopped");
                     break;
                 }
             },
-            Some(_) = pending.join_next(), if !pending.is_empty() => {}
+            () = pending.join_next() => {}
             () = tx.closed() => break,
         }
     }
 }
 
 async fn first_packet(
-    stream: KcpStream,
+    stream: ServerStream,
     peer_addr: SocketAddr,
     config: Arc<GateConfig>,
     tx: mpsc::Sender<ClientConn>,
-    failures: Arc<AtomicU64>,
+    stats: ListenerStats,
 ) {
     let (mut reader, writer) = split(stream, &config);
-    let error = match tokio::time::timeout(config.handshake_timeout, reader.next_frame()).await {
+    let wait = config.kcp_first_packet_timeout;
+    let error = match tokio::time::timeout(wait, reader.next_frame()).await {
         Ok(Ok(KcpFrame::Packet(first))) => {
             let conn = ClientConn::new(
-                Reader::Kcp(reader),
-                Writer::Kcp(writer),
+                reader,
+                writer,
                 Some(first),
                 peer_addr,
                 Transport::Kcp,
                 &config,
             );
-            let _ = tx.send(conn).await;
+            // Proven: no longer pending (and no longer subject to eviction) while it
+            // waits for the application's `accept`. Bounded by the handshake timeout;
+            // past it the connection closes on drop.
+            let deliver = tokio::time::timeout(config.handshake_timeout, async move {
+                let _ = tx.send(conn).await;
+            });
+            tokio::spawn(deliver);
             return;
         }
         Ok(Ok(KcpFrame::Close)) => {
@@ -333,13 +383,18 @@ async fn first_packet(
             return;
         }
         Ok(Err(err)) => err,
-        Err(_) => GateError::HandshakeTimeout(config.handshake_timeout),
+        Err(_) => GateError::HandshakeTimeout(wait),
     };
-    failures.fetch_add(1, Ordering::Relaxed);
-    info!(peer = %peer_addr, transport = %Transport::Kcp, %error, "gate: KCP session dropped before its first packet");
+    stats.add_failure();
+    if matches!(error, GateError::HandshakeTimeout(_)) {
+        // Spoofed datagrams end here, possibly thousands at a time: not worth an info line.
+        debug!(peer = %peer_addr, transport = %Transport::Kcp, %error, "gate: KCP session dropped before its first packet");
+    } else {
+        info!(peer = %peer_addr, transport = %Transport::Kcp, %error, "gate: KCP session dropped before its first packet");
+    }
     if matches!(error, GateError::IncomingTooLarge { .. }) {
         // A real client that broke the rules: tell it, as an accepted one would be told.
-        let close = writer.close(None, Confirm::default());
+        let close = writer.close(None, None, Confirm::default());
         let _ = tokio::time::timeout(config.close_timeout, close).await;
     }
 }
@@ -354,8 +409,8 @@ pub(crate) async fn connect(
         .map_err(io::Error::from)?;
     let (reader, writer) = split(stream, config);
     Ok(ClientConn::new(
-        Reader::Kcp(reader),
-        Writer::Kcp(writer),
+        reader,
+        writer,
         None,
         addr,
         Transport::Kcp,

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, ToSocketAddrs};
@@ -31,7 +31,7 @@ pub(crate) const ACCEPT_BACKLOG: usize = 128;
 pub struct Listener {
     transport: Transport,
     local_addr: SocketAddr,
-    handshake_failures: Arc<AtomicU64>,
+    stats: ListenerStats,
     inner: Inner,
 }
 
@@ -62,6 +62,8 @@ impl fmt::Debug for Listener {
             .field("transport", &self.transport)
             .field("local_addr", &self.local_addr)
             .field("handshake_failures", &self.handshake_failures())
+            .field("pending_handshakes", &self.pending_handshakes())
+            .field("refused_datagrams", &self.refused_datagrams())
             .finish_non_exhaustive()
     }
 }
@@ -74,7 +76,7 @@ impl Listener {
         config: GateConfig,
     ) -> Result<Self, GateError> {
         config.validate()?;
-        let handshake_failures = Arc::new(AtomicU64::new(0));
+        let stats = ListenerStats::default();
         let (local_addr, inner) = match transport {
             Transport::Tcp => {
                 let listener = TcpListener::bind(addr).await?;
@@ -86,12 +88,8 @@ impl Listener {
                     let listener = TcpListener::bind(addr).await?;
                     let local_addr = listener.local_addr()?;
                     let (tx, rx) = mpsc::channel(ACCEPT_BACKLOG);
-                    let task = tokio::spawn(super::ws::accept_loop(
-                        listener,
-                        config,
-                        tx,
-                        handshake_failures.clone(),
-                    ));
+                    let task =
+                        tokio::spawn(super::ws::accept_loop(listener, config, tx, stats.clone()));
                     (local_addr, Inner::Background { rx, task })
                 }
                 #[cfg(not(feature = "ws"))]
@@ -104,7 +102,7 @@ impl Listener {
                 #[cfg(feature = "kcp")]
                 {
                     let (local_addr, rx, task) =
-                        super::kcp::bind(addr, config, handshake_failures.clone()).await?;
+                        super::kcp::bind(addr, config, stats.clone()).await?;
                     (local_addr, Inner::Background { rx, task })
                 }
                 #[cfg(not(feature = "kcp"))]
@@ -118,7 +116,7 @@ impl Listener {
         Ok(Self {
             transport,
             local_addr,
-            handshake_failures,
+            stats,
             inner,
         })
     }
@@ -152,28 +150,69 @@ impl Listener {
 
     /// How many connections failed their handshake so far (WebSocket upgrade errors and
     /// timeouts; KCP sessions that sent no valid first packet in time). Always 0 for TCP.
+    /// (Includes pending handshakes dropped to make room at
+    /// [`GateConfig::kcp_max_pending`].)
     pub fn handshake_failures(&self) -> u64 {
-        self.handshake_failures.load(Ordering::Relaxed)
+        self.stats.handshake_failures()
+    }
+
+    /// How many handshakes are in progress now: WebSocket upgrades, and KCP sessions
+    /// waiting for their first packet (at most [`GateConfig::kcp_max_pending`]).
+    /// Always 0 for TCP.
+    pub fn pending_handshakes(&self) -> usize {
+        self.stats.pending_handshakes()
+    }
+
+    /// KCP: datagrams from addresses without a session that did not start a
+    /// conversation, dropped without keeping any state (stray or spoofed traffic, late
+    /// segments of ended conversations). Always 0 for TCP and WebSocket.
+    pub fn refused_datagrams(&self) -> u64 {
+        self.stats.refused_datagrams()
     }
 
     /// A handle on this listener's counters that another task can keep (e.g. a metrics
     /// exporter) while `accept` runs elsewhere.
     pub fn stats(&self) -> ListenerStats {
-        ListenerStats {
-            handshake_failures: self.handshake_failures.clone(),
-        }
+        self.stats.clone()
     }
 }
 
 /// Counters of a [`Listener`], readable from any task; see [`Listener::stats`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ListenerStats {
     handshake_failures: Arc<AtomicU64>,
+    pending_handshakes: Arc<AtomicUsize>,
+    refused_datagrams: Arc<AtomicU64>,
 }
 
 impl ListenerStats {
     /// See [`Listener::handshake_failures`].
     pub fn handshake_failures(&self) -> u64 {
         self.handshake_failures.load(Ordering::Relaxed)
+    }
+
+    /// See [`Listener::pending_handshakes`].
+    pub fn pending_handshakes(&self) -> usize {
+        self.pending_handshakes.load(Ordering::Relaxed)
+    }
+
+    /// See [`Listener::refused_datagrams`].
+    pub fn refused_datagrams(&self) -> u64 {
+        self.refused_datagrams.load(Ordering::Relaxed)
+    }
+
+    #[cfg_attr(not(feature = "kcp"), allow(dead_code))]
+    pub(crate) fn add_refused(&self) {
+        self.refused_datagrams.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[cfg_attr(not(any(feature = "ws", feature = "kcp")), allow(dead_code))]
+    pub(crate) fn add_failure(&self) {
+        self.handshake_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[cfg_attr(not(any(feature = "ws", feature = "kcp")), allow(dead_code))]
+    pub(crate) fn set_pending(&self, n: usize) {
+        self.pending_handshakes.store(n, Ordering::Relaxed);
     }
 }

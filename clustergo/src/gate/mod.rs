@@ -70,6 +70,9 @@
 //!   1002 protocol error).
 //! - WebSocket text messages are **rejected**, not surfaced: packets are binary data,
 //!   and silently converting text would hide client bugs.
+//! - The WebSocket request head is read into a buffer of at most 8 KiB (then replayed
+//!   to the upgrade), so a client that sends part of a head and stops costs a waiting
+//!   read, no CPU, until [`GateConfig::handshake_timeout`] closes it.
 //! - A failed WebSocket handshake (a plain HTTP request, garbage, a client that sends
 //!   nothing within [`GateConfig::handshake_timeout`]) only closes that socket; it is
 //!   logged and counted in [`Listener::handshake_failures`], and never returned from
@@ -85,17 +88,35 @@
 //!
 //! KCP has neither connection setup nor FIN, so the gate adds its own rules:
 //! - an accepted KCP connection is handed out by [`Listener::accept`] only once its
-//!   first packet has arrived (within [`GateConfig::handshake_timeout`]); stray
-//!   datagrams from unknown addresses would otherwise appear as phantom connections.
-//!   A KCP client must therefore speak first (a game client's login packet).
+//!   first packet has arrived (within [`GateConfig::kcp_first_packet_timeout`], 3 s by
+//!   default); stray datagrams from unknown addresses would otherwise appear as phantom
+//!   connections. A KCP client must therefore speak first (a game client's login
+//!   packet). Delivering that first packet is what "proven" means to the gate; the
+//!   application's login then decides whether the client is who it says.
+//! - UDP sources can be spoofed, so the server keeps no state for an address until it
+//!   sends the *start* of a conversation: a datagram holding a data segment with
+//!   sequence number 0 whose data begins with a packet length field. Anything else from
+//!   an address without a session is dropped and counted in
+//!   [`Listener::refused_datagrams`]. (The server side is the gate's own front end over
+//!   the `kcp` crate, one task per session; tokio_kcp's listener opened a session per
+//!   datagram. Clients use tokio_kcp.)
+//! - forged starts still open sessions, so sessions waiting for their first packet are
+//!   capped ([`GateConfig::kcp_max_pending`], 256 by default; past the cap the oldest
+//!   waiting one is dropped) and [`Listener::pending_handshakes`] shows the count. A
+//!   real client, whose first packet arrives within a round trip, still gets in (if a
+//!   flood evicts it first, KCP's retransmission of its first segment opens a new
+//!   session). One 24-byte datagram from each of 3000 sources now costs about 2 MB
+//!   and no task (test `kcp_flood_cost_probe`, ignored by default), against 263 MB
+//!   and 12,000 tasks before.
 //! - a clean close is a length field of `0xFFFF_FFFF` (so
 //!   [`GateConfig::max_packet_size`] must be below that), answered by the peer's own
-//!   marker when it closes in turn. Because tokio_kcp drops a session's unacknowledged
-//!   data together with its stream, a closing writer lingers until the peer has
+//!   marker when it closes in turn. Because a session's unacknowledged data may go
+//!   with its stream, a closing writer lingers until the peer has
 //!   acknowledged everything (bounded by [`GateConfig::close_timeout`]). A session that
 //!   ends without the marker (the peer vanished and the server session expired after
-//!   `KcpConfig::session_expire`) is reported as [`GateError::SessionExpired`]. A late
-//!   marker from an already closed conversation opens no connection.
+//!   `KcpConfig::session_expire`, or a new conversation from the same address replaced
+//!   it) is reported as [`GateError::SessionExpired`]. A late marker from an already
+//!   closed conversation opens no connection.
 //! - dropping a KCP [`Listener`] ends all of its connections: they share its UDP socket
 //!   and receive task.
 //! - a KCP *client* session never expires (tokio_kcp expires server sessions only): a
@@ -110,9 +131,16 @@
 
 mod conn;
 mod error;
+#[cfg(feature = "ws")]
+mod http_head;
+mod io;
 #[cfg(feature = "kcp")]
 mod kcp;
+#[cfg(feature = "kcp")]
+mod kcp_server;
 mod listener;
+#[cfg(any(feature = "ws", feature = "kcp"))]
+mod pending;
 mod tcp;
 #[cfg(feature = "ws")]
 mod ws;
@@ -178,9 +206,18 @@ pub struct GateConfig {
     /// Packets queued per connection before [`PacketSender::send`] waits and
     /// [`PacketSender::try_send`] returns [`GateError::Busy`] (default 1024).
     pub send_queue: usize,
-    /// Time allowed for a WebSocket upgrade, for a KCP connection's first packet, and for
-    /// a connector to set a connection up (default 10 s).
+    /// Time allowed for a WebSocket upgrade and for a connector to set a connection up
+    /// (default 10 s).
     pub handshake_timeout: Duration,
+    /// Time a new KCP session has to deliver its first packet before it is dropped
+    /// (default 3 s). Short, because until then the session may be a phantom opened by
+    /// one spoofed datagram; a real client's first packet travels in its first datagram.
+    pub kcp_first_packet_timeout: Duration,
+    /// KCP sessions waiting for their first packet, at most (default 256). Past it the
+    /// oldest waiting session is dropped (and counted in
+    /// [`Listener::handshake_failures`]): this bounds what forged conversation starts
+    /// from spoofed sources can pin (a few KiB and two tasks each).
+    pub kcp_max_pending: usize,
     /// Time one batch of writes may take before the connection is dropped as stuck: a
     /// client that stops reading cannot pin server memory forever (default 30 s).
     pub write_timeout: Duration,
@@ -205,6 +242,8 @@ impl Default for GateConfig {
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             send_queue: 1024,
             handshake_timeout: Duration::from_secs(10),
+            kcp_first_packet_timeout: Duration::from_secs(3),
+            kcp_max_pending: 256,
             write_timeout: Duration::from_secs(30),
             close_timeout: Duration::from_secs(3),
             idle_timeout: None,
@@ -232,8 +271,12 @@ impl GateConfig {
         if self.send_queue == 0 {
             return bad("send_queue must be at least 1".into());
         }
+        if self.kcp_max_pending == 0 {
+            return bad("kcp_max_pending must be at least 1".into());
+        }
         for (name, d) in [
             ("handshake_timeout", self.handshake_timeout),
+            ("kcp_first_packet_timeout", self.kcp_first_packet_timeout),
             ("write_timeout", self.write_timeout),
             ("close_timeout", self.close_timeout),
             ("idle_timeout", self.idle_timeout.unwrap_or(Duration::MAX)),

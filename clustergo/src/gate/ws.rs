@@ -3,15 +3,14 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
@@ -19,11 +18,16 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Message, WebSocketConfig};
 use tracing::{debug, info, warn};
 
-use super::conn::{ClientConn, CloseReason, Confirm, Reader, Writer};
-use super::listener::ACCEPT_BACKOFF;
+use super::conn::{ClientConn, CloseReason, Confirm};
+use super::http_head::{self, Rewind};
+use super::io::{PacketRead, PacketWrite, next_packet};
+use super::listener::{ACCEPT_BACKOFF, ListenerStats};
+use super::pending::Pending;
 use super::{GateConfig, GateError, Transport, tcp};
 
-type WsStream = WebSocketStream<TcpStream>;
+/// Server streams replay the request head read before the upgrade; client streams
+/// start with an empty [`Rewind`].
+type WsStream = WebSocketStream<Rewind>;
 
 /// Per-connection buffers: tungstenite's 128 KiB default is a lot for thousands of
 /// mostly idle game clients.
@@ -63,22 +67,20 @@ pub(crate) struct WsReader {
     max_packet_size: usize,
 }
 
-impl WsReader {
-    pub(crate) async fn next(&mut self) -> Result<Option<Bytes>, GateError> {
+impl PacketRead for WsReader {
+    fn poll_packet(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, GateError>> {
         loop {
-            match self.stream.next().await {
-                Some(Ok(Message::Binary(packet))) => return Ok(Some(packet)),
-                Some(Ok(Message::Text(_))) => return Err(GateError::TextMessage),
+            return Poll::Ready(match ready!(self.stream.poll_next_unpin(cx)) {
+                Some(Ok(Message::Binary(packet))) => Ok(Some(packet)),
+                Some(Ok(Message::Text(_))) => Err(GateError::TextMessage),
                 // Pings are answered by tungstenite while reading; pongs need nothing.
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                Some(Ok(Message::Close(_))) | None => return Ok(None),
-                Some(Err(err)) => {
-                    return match read_error(err, self.max_packet_size) {
-                        Some(err) => Err(err),
-                        None => Ok(None),
-                    };
-                }
-            }
+                Some(Ok(Message::Close(_))) | None => Ok(None),
+                Some(Err(err)) => match read_error(err, self.max_packet_size) {
+                    Some(err) => Err(err),
+                    None => Ok(None),
+                },
+            });
         }
     }
 }
@@ -97,15 +99,17 @@ fn write_error(err: WsError) -> GateError {
     }
 }
 
-impl WsWriter {
-    pub(crate) async fn feed(&mut self, packet: Bytes) -> Result<(), GateError> {
+impl PacketWrite for WsWriter {
+    type Reader = WsReader;
+
+    async fn feed(&mut self, packet: Bytes) -> Result<(), GateError> {
         self.sink
             .feed(Message::Binary(packet))
             .await
             .map_err(write_error)
     }
 
-    pub(crate) async fn flush(&mut self) -> Result<(), GateError> {
+    async fn flush(&mut self) -> Result<(), GateError> {
         self.sink.flush().await.map_err(write_error)
     }
 
@@ -113,8 +117,8 @@ impl WsWriter {
     /// connection. Then, if the receiver handed back the read half, finishes the close
     /// handshake: normally by reading (and dropping) messages until the peer's close
     /// frame; after a read error the stream may be mid-frame, so the socket is
-    /// half-closed and raw input discarded until the peer closes (see `Writer::close`).
-    pub(crate) async fn close(
+    /// half-closed and raw input discarded until the peer closes.
+    async fn close(
         mut self,
         after_error: Option<CloseReason>,
         reader: Option<WsReader>,
@@ -148,7 +152,7 @@ impl WsWriter {
             confirm.done();
         }
         match (reader, after_error) {
-            (Some(mut reader), None) => while let Ok(Some(_)) = reader.next().await {},
+            (Some(mut reader), None) => while let Ok(Some(_)) = next_packet(&mut reader).await {},
             (Some(reader), Some(_)) => {
                 if let Ok(ws) = reader.stream.reunite(self.sink) {
                     let mut tcp = ws.into_inner();
@@ -165,11 +169,11 @@ impl WsWriter {
 fn wrap(ws: WsStream, peer_addr: SocketAddr, config: &GateConfig) -> ClientConn {
     let (sink, stream) = ws.split();
     ClientConn::new(
-        Reader::Ws(WsReader {
+        WsReader {
             stream,
             max_packet_size: config.max_packet_size,
-        }),
-        Writer::Ws(WsWriter { sink }),
+        },
+        WsWriter { sink },
         None,
         peer_addr,
         Transport::Ws,
@@ -183,63 +187,33 @@ pub(crate) async fn accept_loop(
     listener: TcpListener,
     config: GateConfig,
     tx: mpsc::Sender<ClientConn>,
-    failures: Arc<AtomicU64>,
+    stats: ListenerStats,
 ) {
     let config = Arc::new(config);
-    let mut handshakes = JoinSet::new();
+    // Not capped: each needs a real TCP connection (an fd), and none outlives the
+    // handshake timeout.
+    let mut handshakes = Pending::new(usize::MAX, stats.clone());
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer_addr)) => {
-                    handshakes.spawn(handshake(stream, peer_addr, config.clone(), tx.clone(), failures.clone()));
+                    handshakes.spawn(handshake(stream, peer_addr, config.clone(), tx.clone(), stats.clone()));
                 }
                 Err(err) => {
                     warn!(transport = %Transport::Ws, error = %err, "gate: accept failed");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
             },
-            Some(_) = handshakes.join_next(), if !handshakes.is_empty() => {}
+            () = handshakes.join_next() => {}
             () = tx.closed() => break,
         }
     }
 }
 
-/// Largest HTTP request head looked at before the upgrade.
-const MAX_REQUEST_HEAD: usize = 8 * 1024;
-
-/// How often a partial request head is looked at again.
-const PEEK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
-
 /// Answers a complete HTTP request that is not a WebSocket upgrade (a browser or `curl`
 /// on the gate port, a health check) with `400 Bad Request`; tungstenite would just
-/// drop the socket. The head is peeked, not consumed, so a real upgrade request is left
-/// for tungstenite. Returns the error when it rejected the request.
-async fn reject_plain_http(stream: &mut TcpStream) -> Option<GateError> {
-    let mut buf = vec![0u8; MAX_REQUEST_HEAD];
-    let head_len = loop {
-        let n = stream.peek(&mut buf).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        if let Some(end) = buf[..n].windows(4).position(|w| w == b"\r\n\r\n") {
-            break end + 4;
-        }
-        if n == buf.len() {
-            return None; // oversize head: tungstenite refuses it
-        }
-        tokio::time::sleep(PEEK_INTERVAL).await;
-    };
-    let head = String::from_utf8_lossy(&buf[..head_len]).to_ascii_lowercase();
-    let is_upgrade = head.lines().any(|line| {
-        line.split_once(':')
-            .is_some_and(|(k, v)| k.trim() == "upgrade" && v.contains("websocket"))
-    });
-    if is_upgrade {
-        return None;
-    }
-    // Consume the head first: closing with unread input would reset the connection and
-    // lose the response.
-    let _ = stream.read_exact(&mut buf[..head_len]).await;
+/// drop the socket.
+async fn reject_plain_http(stream: &mut TcpStream, head: &[u8]) -> GateError {
     let body = "This is a WebSocket endpoint: send an upgrade request.\n";
     let response = format!(
         "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
@@ -248,10 +222,11 @@ async fn reject_plain_http(stream: &mut TcpStream) -> Option<GateError> {
     );
     let _ = stream.write_all(response.as_bytes()).await;
     let _ = stream.shutdown().await;
-    let first_line = head.lines().next().unwrap_or_default().to_owned();
-    Some(GateError::Handshake(format!(
+    let head = String::from_utf8_lossy(head);
+    let first_line = head.lines().next().unwrap_or_default();
+    GateError::Handshake(format!(
         "not a WebSocket upgrade request ({first_line:?}); answered 400"
-    )))
+    ))
 }
 
 async fn handshake(
@@ -259,17 +234,21 @@ async fn handshake(
     peer_addr: SocketAddr,
     config: Arc<GateConfig>,
     tx: mpsc::Sender<ClientConn>,
-    failures: Arc<AtomicU64>,
+    stats: ListenerStats,
 ) {
     let _ = stream.set_nodelay(true);
     let ws_config = ws_config(&config);
     let upgrade = async move {
-        if let Some(rejected) = reject_plain_http(&mut stream).await {
-            return Err(rejected);
+        let (read, head_len) = http_head::read_head(&mut stream).await?;
+        if !http_head::is_upgrade(&read[..head_len]) {
+            return Err(reject_plain_http(&mut stream, &read[..head_len]).await);
         }
-        tokio_tungstenite::accept_async_with_config(stream, Some(ws_config))
-            .await
-            .map_err(|e| GateError::Handshake(e.to_string()))
+        tokio_tungstenite::accept_async_with_config(
+            http_head::rewind(read, stream),
+            Some(ws_config),
+        )
+        .await
+        .map_err(|e| GateError::Handshake(e.to_string()))
     };
     let error = match tokio::time::timeout(config.handshake_timeout, upgrade).await {
         Ok(Ok(ws)) => {
@@ -281,7 +260,7 @@ async fn handshake(
         Ok(Err(err)) => err,
         Err(_) => GateError::HandshakeTimeout(config.handshake_timeout),
     };
-    failures.fetch_add(1, Ordering::Relaxed);
+    stats.add_failure();
     info!(peer = %peer_addr, transport = %Transport::Ws, %error, "gate: handshake failed; connection dropped");
 }
 
@@ -307,13 +286,16 @@ pub(crate) async fn connect(url: &str, config: &GateConfig) -> Result<ClientConn
         let stream = TcpStream::connect((host.as_str(), port)).await?;
         let _ = stream.set_nodelay(true);
         let peer_addr = stream.peer_addr()?;
-        let (ws, _response) =
-            tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config(config)))
-                .await
-                .map_err(|e| match e {
-                    WsError::Io(e) => GateError::Io(e),
-                    other => GateError::Handshake(other.to_string()),
-                })?;
+        let (ws, _response) = tokio_tungstenite::client_async_with_config(
+            request,
+            http_head::rewind(BytesMut::new(), stream),
+            Some(ws_config(config)),
+        )
+        .await
+        .map_err(|e| match e {
+            WsError::Io(e) => GateError::Io(e),
+            other => GateError::Handshake(other.to_string()),
+        })?;
         Ok::<_, GateError>((ws, peer_addr))
     };
     let (ws, peer_addr) = tokio::time::timeout(config.handshake_timeout, setup)

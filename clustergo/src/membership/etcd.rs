@@ -9,11 +9,10 @@ use etcd_client::{
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use super::{
-    BoxFuture, Member, MemberSet, Membership, MembershipAdmin, MembershipChange, MembershipError,
-};
+use super::resync::{self, Feed, Source};
+use super::{BoxFuture, Member, Membership, MembershipAdmin, MembershipChange, MembershipError};
 use crate::addr::LogicAddr;
 use crate::backoff::Backoff;
 
@@ -271,16 +270,7 @@ impl Membership for EtcdMembership {
     fn subscribe(
         &self,
     ) -> BoxFuture<'_, Result<mpsc::UnboundedReceiver<MembershipChange>, MembershipError>> {
-        Box::pin(async move {
-            let inner = self.inner.clone();
-            let (members, revision) = inner.load().await?;
-            let stream = inner.watch_from(revision + 1).await?;
-            let mut set = MemberSet::new();
-            let (tx, rx) = mpsc::unbounded_channel();
-            let _ = tx.send(set.apply_snapshot(members));
-            tokio::spawn(follow(inner, set, stream, tx));
-            Ok(rx)
-        })
+        Box::pin(resync::subscribe(self.inner.clone()))
     }
 }
 
@@ -300,57 +290,31 @@ impl MembershipAdmin for EtcdMembership {
     }
 }
 
-/// Applies watch events until the subscriber goes away, re-reading and re-watching
-/// after any break.
-async fn follow(
-    inner: Arc<Inner>,
-    mut set: MemberSet,
-    mut stream: WatchStream,
-    tx: mpsc::UnboundedSender<MembershipChange>,
-) {
-    loop {
-        let reason = tokio::select! {
-            _ = tx.closed() => return,
-            reason = apply_events(&inner, &mut set, &mut stream, &tx) => match reason {
-                Some(reason) => reason,
-                None => return,
-            },
-        };
-        warn!(prefix = %inner.prefix, "etcd membership watch lost ({reason}); reconnecting");
-        let mut backoff = Backoff::new(inner.backoff.0, inner.backoff.1);
-        stream = loop {
-            let delay = backoff.next_delay();
-            let attempt = tokio::select! {
-                _ = tx.closed() => return,
-                attempt = async {
-                    tokio::time::sleep(delay).await;
-                    let (members, revision) = inner.load().await?;
-                    let stream = inner.watch_from(revision + 1).await?;
-                    Ok::<_, MembershipError>((members, stream))
-                } => attempt,
-            };
-            match attempt {
-                Ok((members, stream)) => {
-                    let change = set.apply_snapshot(members);
-                    if !change.is_empty() && tx.send(change).is_err() {
-                        return;
-                    }
-                    info!(prefix = %inner.prefix, "etcd membership watch restored");
-                    break stream;
-                }
-                Err(e) => debug!("etcd membership reconnect failed: {e}"),
-            }
-        };
+impl Source for Inner {
+    type Conn = WatchStream;
+
+    fn name(&self) -> String {
+        format!("etcd membership watch on {}", self.prefix)
+    }
+
+    fn backoff(&self) -> Backoff {
+        Backoff::new(self.backoff.0, self.backoff.1)
+    }
+
+    /// Reads the prefix, then watches from the revision after the read.
+    async fn connect(&self) -> Result<(WatchStream, Vec<Member>), MembershipError> {
+        let (members, revision) = self.load().await?;
+        let stream = self.watch_from(revision + 1).await?;
+        Ok((stream, members))
+    }
+
+    async fn follow(&self, stream: &mut WatchStream, feed: &mut Feed) -> Option<String> {
+        apply_events(self, stream, feed).await
     }
 }
 
 /// Returns why the watch broke, or `None` if the subscriber went away.
-async fn apply_events(
-    inner: &Inner,
-    set: &mut MemberSet,
-    stream: &mut WatchStream,
-    tx: &mpsc::UnboundedSender<MembershipChange>,
-) -> Option<String> {
+async fn apply_events(inner: &Inner, stream: &mut WatchStream, feed: &mut Feed) -> Option<String> {
     loop {
         let resp = match stream.message().await {
             Ok(Some(resp)) => resp,
@@ -369,11 +333,11 @@ async fn apply_events(
             let Some(kv) = event.kv() else { continue };
             let step = match event.event_type() {
                 EventType::Put => match inner.parse(kv) {
-                    Some(member) => set.put(member),
+                    Some(member) => feed.set().put(member),
                     None => continue,
                 },
                 EventType::Delete => match inner.logic_of(kv.key()) {
-                    Some(logic) => set.remove(logic),
+                    Some(logic) => feed.set().remove(logic),
                     None => continue,
                 },
             };
@@ -381,7 +345,7 @@ async fn apply_events(
             change.removed.extend(step.removed);
             change.updated.extend(step.updated);
         }
-        if !change.is_empty() && tx.send(change).is_err() {
+        if !feed.publish(change) {
             return None;
         }
     }
@@ -442,19 +406,13 @@ async fn keep_registered(
     loop {
         let reason = keep_alive(&inner, lease_id, granted).await;
         warn!(member = %member.logic(), "etcd lease {lease_id} lost ({reason}); registering again");
-        let mut backoff = Backoff::new(inner.backoff.0, inner.backoff.1);
-        loop {
-            tokio::time::sleep(backoff.next_delay()).await;
-            match inner.grant_and_put(&member, ttl_secs).await {
-                Ok((id, ttl)) => {
-                    (lease_id, granted) = (id, ttl);
-                    *current.lock() = id;
-                    info!(member = %member.logic(), "registered again under lease {id}");
-                    break;
-                }
-                Err(e) => debug!("etcd re-registration failed: {e}"),
-            }
-        }
+        let what = format!("etcd re-registration of {}", member.logic());
+        let retried = resync::retry(inner.backoff(), &what, || {
+            inner.grant_and_put(&member, ttl_secs)
+        });
+        (lease_id, granted) = retried.await;
+        *current.lock() = lease_id;
+        info!(member = %member.logic(), "registered again under lease {lease_id}");
     }
 }
 

@@ -16,9 +16,12 @@ mod file;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+mod resync;
 mod view;
 
-pub use discovery::{DISCOVERY_MAX_FRAME, DiscoveryClient, DiscoveryServer, DiscoveryServerConfig};
+pub use discovery::{
+    DISCOVERY_ID, DISCOVERY_MAX_FRAME, DiscoveryClient, DiscoveryServer, DiscoveryServerConfig,
+};
 #[cfg(feature = "etcd")]
 pub use etcd::{EtcdMembership, LeaseRegistration};
 pub use file::FileMembership;
@@ -137,6 +140,21 @@ impl MemberSet {
         Self::default()
     }
 
+    /// How many members the set holds.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Whether a member has this logical address.
+    pub fn contains(&self, logic: LogicAddr) -> bool {
+        self.members.contains_key(&logic)
+    }
+
     /// Current members, by logical address.
     pub fn members(&self) -> impl Iterator<Item = &Member> {
         self.members.values()
@@ -196,16 +214,20 @@ impl MemberSet {
     }
 }
 
+/// An available, non-exported member at `127.0.0.1:port`, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_member(logic: &str, port: u16) -> Member {
+    Member::new(Addr::new(
+        logic.parse().unwrap(),
+        format!("127.0.0.1:{port}").parse().unwrap(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn m(logic: &str, port: u16) -> Member {
-        Member::new(Addr::new(
-            logic.parse().unwrap(),
-            format!("127.0.0.1:{port}").parse().unwrap(),
-        ))
-    }
+    use super::test_member as m;
 
     #[test]
     fn snapshots_become_diffs() {

@@ -10,11 +10,10 @@ use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 use serde::Deserialize;
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
-use super::{
-    BoxFuture, Member, MemberSet, Membership, MembershipAdmin, MembershipChange, MembershipError,
-};
+use super::resync::{self, Feed, Source};
+use super::{BoxFuture, Member, Membership, MembershipAdmin, MembershipChange, MembershipError};
 use crate::addr::LogicAddr;
 use crate::backoff::Backoff;
 
@@ -154,7 +153,7 @@ impl Inner {
         MembershipError::Unreachable(format!("redis {}: {e}", self.url))
     }
 
-    async fn connect(&self) -> Result<MultiplexedConnection, MembershipError> {
+    async fn dial(&self) -> Result<MultiplexedConnection, MembershipError> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
             .set_response_timeout(Some(self.response_timeout));
@@ -213,7 +212,7 @@ impl Inner {
         if let Some(conn) = self.admin.lock().clone() {
             return Ok(conn);
         }
-        let conn = self.connect().await?;
+        let conn = self.dial().await?;
         *self.admin.lock() = Some(conn.clone());
         Ok(conn)
     }
@@ -258,24 +257,7 @@ impl Membership for RedisMembership {
     fn subscribe(
         &self,
     ) -> BoxFuture<'_, Result<mpsc::UnboundedReceiver<MembershipChange>, MembershipError>> {
-        Box::pin(async move {
-            let inner = self.inner.clone();
-            // Channel first, then the snapshot: nothing falls in between.
-            let stream = inner.subscribe_channel().await?;
-            let mut conn = inner.connect().await?;
-            let (members, version) = inner.load(&mut conn).await?;
-            let mut set = MemberSet::new();
-            let (tx, rx) = mpsc::unbounded_channel();
-            let _ = tx.send(set.apply_snapshot(members));
-            let state = Follower {
-                inner,
-                set,
-                version,
-                tx,
-            };
-            tokio::spawn(state.run(conn, stream));
-            Ok(rx)
-        })
+        Box::pin(resync::subscribe(self.inner.clone()))
     }
 }
 
@@ -301,151 +283,102 @@ impl MembershipAdmin for RedisMembership {
     }
 }
 
-/// A subscription's state: what it has published, and up to which version.
-struct Follower {
-    inner: Arc<Inner>,
-    set: MemberSet,
+/// What a subscription follows: the changes channel, a connection for reloads, and
+/// the version up to which the subscriber has everything.
+struct Live {
+    conn: MultiplexedConnection,
+    stream: redis::aio::PubSubStream,
     version: u64,
-    tx: mpsc::UnboundedSender<MembershipChange>,
 }
 
-/// Why following stopped.
-enum Stop {
-    /// The subscriber dropped its receiver.
-    Closed,
-    /// Connection trouble: reconnect.
-    Lost(String),
-}
+impl Source for Inner {
+    type Conn = Live;
 
-impl Follower {
-    async fn run(mut self, conn: MultiplexedConnection, stream: redis::aio::PubSubStream) {
-        let mut current = Some((conn, stream));
-        // A second handle to watch for the receiver going away while `self` is busy.
-        let watch = self.tx.clone();
-        loop {
-            if let Some((mut conn, mut stream)) = current.take() {
-                let stop = tokio::select! {
-                    _ = watch.closed() => Stop::Closed,
-                    stop = self.follow(&mut conn, &mut stream) => stop,
-                };
-                match stop {
-                    Stop::Closed => return,
-                    Stop::Lost(reason) => warn!(
-                        channel = %self.inner.channel,
-                        "redis membership subscription lost ({reason}); reconnecting"
-                    ),
-                }
-            }
-            let mut backoff = Backoff::new(self.inner.backoff.0, self.inner.backoff.1);
-            current = loop {
-                let delay = backoff.next_delay();
-                let attempt = tokio::select! {
-                    _ = watch.closed() => return,
-                    attempt = async {
-                        tokio::time::sleep(delay).await;
-                        self.reconnect().await
-                    } => attempt,
-                };
-                match attempt {
-                    Ok(Some(pair)) => break Some(pair),
-                    Ok(None) => return,
-                    Err(e) => debug!("redis membership reconnect failed: {e}"),
-                }
-            };
-            info!(channel = %self.inner.channel, "redis membership subscription restored");
-        }
+    fn name(&self) -> String {
+        format!("redis membership subscription on {}", self.channel)
     }
 
-    /// Resubscribes and reloads; `Ok(None)` if the subscriber went away.
-    #[allow(clippy::type_complexity)]
-    async fn reconnect(
-        &mut self,
-    ) -> Result<Option<(MultiplexedConnection, redis::aio::PubSubStream)>, MembershipError> {
-        let stream = self.inner.subscribe_channel().await?;
-        let mut conn = self.inner.connect().await?;
-        if !self.resync(&mut conn).await? {
-            return Ok(None);
-        }
-        Ok(Some((conn, stream)))
+    fn backoff(&self) -> Backoff {
+        Backoff::new(self.backoff.0, self.backoff.1)
     }
 
-    /// Reloads everything and publishes the difference. `Ok(false)`: receiver gone.
-    async fn resync(&mut self, conn: &mut MultiplexedConnection) -> Result<bool, MembershipError> {
-        let (members, version) = self.inner.load(conn).await?;
-        self.version = version;
-        let change = self.set.apply_snapshot(members);
-        Ok(self.publish(change))
+    async fn connect(&self) -> Result<(Live, Vec<Member>), MembershipError> {
+        // Channel first, then the snapshot: nothing falls in between.
+        let stream = self.subscribe_channel().await?;
+        let mut conn = self.dial().await?;
+        let (members, version) = self.load(&mut conn).await?;
+        let live = Live {
+            conn,
+            stream,
+            version,
+        };
+        Ok((live, members))
     }
 
-    fn publish(&self, change: MembershipChange) -> bool {
-        change.is_empty() || self.tx.send(change).is_ok()
-    }
-
-    async fn follow(
-        &mut self,
-        conn: &mut MultiplexedConnection,
-        stream: &mut redis::aio::PubSubStream,
-    ) -> Stop {
-        let mut resync = tokio::time::interval(self.inner.resync_interval);
+    async fn follow(&self, live: &mut Live, feed: &mut Feed) -> Option<String> {
+        let mut resync = tokio::time::interval(self.resync_interval);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         resync.tick().await; // the first tick is immediate; we just loaded
         loop {
             let need_resync = tokio::select! {
                 _ = resync.tick() => true,
-                msg = stream.next() => {
+                msg = live.stream.next() => {
                     let Some(msg) = msg else {
-                        return Stop::Lost("pub/sub connection closed".into());
+                        return Some("pub/sub connection closed".into());
                     };
-                    self.announcement(msg.get_payload_bytes())
+                    self.announcement(live, feed, msg.get_payload_bytes())
                 }
             };
-            let outcome = if need_resync {
-                self.resync(conn).await
-            } else {
-                Ok(true)
-            };
-            match outcome {
-                Ok(true) => {}
-                Ok(false) => return Stop::Closed,
-                Err(e) => return Stop::Lost(e.to_string()),
+            if need_resync {
+                match self.load(&mut live.conn).await {
+                    Ok((members, version)) => {
+                        live.version = version;
+                        if !feed.snapshot(members) {
+                            return None;
+                        }
+                    }
+                    Err(e) => return Some(e.to_string()),
+                }
             }
-            if self.tx.is_closed() {
-                return Stop::Closed;
+            if feed.is_closed() {
+                return None;
             }
         }
     }
+}
 
+impl Inner {
     /// Applies one announcement; returns whether a full reload is needed.
-    fn announcement(&mut self, payload: &[u8]) -> bool {
+    fn announcement(&self, live: &mut Live, feed: &mut Feed, payload: &[u8]) -> bool {
         let ann: Announcement = match serde_json::from_slice(payload) {
             Ok(ann) => ann,
             Err(e) => {
-                warn!(channel = %self.inner.channel, "bad announcement, reloading: {e}");
+                warn!(channel = %self.channel, "bad announcement, reloading: {e}");
                 return true;
             }
         };
-        if ann.version <= self.version {
+        if ann.version <= live.version {
             return false; // already in the snapshot
         }
-        if ann.version != self.version + 1 {
+        if ann.version != live.version + 1 {
             debug!(
-                have = self.version,
+                have = live.version,
                 got = ann.version,
                 "missed redis membership announcements; reloading"
             );
             return true;
         }
-        self.version = ann.version;
+        live.version = ann.version;
         let change = match (ann.put, ann.remove) {
-            (Some(member), None) => self.set.put(member),
-            (None, Some(logic)) => self.set.remove(logic),
+            (Some(member), None) => feed.set().put(member),
+            (None, Some(logic)) => feed.set().remove(logic),
             _ => {
-                warn!(channel = %self.inner.channel, "announcement {} has no single op", ann.version);
+                warn!(channel = %self.channel, "announcement {} has no single op", ann.version);
                 return true;
             }
         };
         // A closed receiver is noticed by the caller.
-        self.publish(change);
+        feed.publish(change);
         false
     }
 }

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use clustergo::Addr;
-use clustergo::membership::{Member, MembershipChange};
+use clustergo::membership::{Member, Membership, MembershipAdmin, MembershipChange};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// How long any single expected event may take before the test fails.
@@ -89,6 +89,64 @@ pub(crate) async fn expect_change(
             || got.updated.len() > want.updated.len();
         assert!(!too_many, "unexpected change: got {got:?}, want {want:?}");
     }
+}
+
+/// The scenario every networked backend passes. `admin` puts 1.1.1 and 1.2.1; two
+/// subscribers made by `subscriber` get both as their first change, then each of a
+/// new member, an update (new port, exported) and a removal exactly once; an
+/// identical put and the removal of an absent member publish nothing. Returns the
+/// two subscriptions and the updated member (still listed), for backend-specific
+/// steps after it.
+pub(crate) async fn snapshot_then_changes<M: Membership>(
+    admin: &impl MembershipAdmin,
+    subscriber: impl Fn() -> M,
+) -> ([UnboundedReceiver<MembershipChange>; 2], Member) {
+    admin.put(member("1.1.1", 9001)).await.unwrap();
+    admin.put(member("1.2.1", 9002)).await.unwrap();
+    let mut subs = [
+        subscriber().subscribe().await.unwrap(),
+        subscriber().subscribe().await.unwrap(),
+    ];
+    for rx in &mut subs {
+        assert_eq!(
+            next_change(rx).await,
+            change(
+                vec![member("1.1.1", 9001), member("1.2.1", 9002)],
+                vec![],
+                vec![]
+            )
+        );
+    }
+
+    admin.put(member("1.3.1", 9003)).await.unwrap();
+    for rx in &mut subs {
+        assert_eq!(
+            next_change(rx).await,
+            change(vec![member("1.3.1", 9003)], vec![], vec![])
+        );
+    }
+
+    let mut updated = member("1.3.1", 9013);
+    updated.export = true;
+    admin.put(updated.clone()).await.unwrap();
+    for rx in &mut subs {
+        assert_eq!(
+            next_change(rx).await,
+            change(vec![], vec![], vec![updated.clone()])
+        );
+    }
+
+    // The next change seen is the real removal.
+    admin.put(updated.clone()).await.unwrap();
+    admin.remove("1.9.9".parse().unwrap()).await.unwrap();
+    admin.remove("1.1.1".parse().unwrap()).await.unwrap();
+    for rx in &mut subs {
+        assert_eq!(
+            next_change(rx).await,
+            change(vec![], vec![member("1.1.1", 9001)], vec![])
+        );
+    }
+    (subs, updated)
 }
 
 /// A loopback port that was free a moment ago (bind port 0, read it, release it).

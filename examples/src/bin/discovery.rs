@@ -10,6 +10,10 @@
 //! cargo run -p examples --bin discovery -- --server 127.0.0.1:8110 --remove 1.1.9
 //! ```
 //!
+//! Server and clients prove the cluster secret to each other: `CLUSTERGO_SECRET` if
+//! set (use the nodes' value), else the development secret, so the commands above
+//! work as they are on one machine.
+//!
 //! Logging follows `RUST_LOG` (default `info`).
 
 use std::process::ExitCode;

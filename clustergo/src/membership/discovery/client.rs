@@ -9,14 +9,18 @@ use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
-use tracing::{debug, info, warn};
+use tracing::debug;
 
+use super::auth;
 use super::proto::{self, DISCOVERY_MAX_FRAME, Request, Response};
 use crate::addr::LogicAddr;
 use crate::backoff::Backoff;
+use crate::handshake::HandshakeError;
+use crate::membership::resync::{self, Feed, Source};
 use crate::membership::{
-    BoxFuture, Member, MemberSet, Membership, MembershipAdmin, MembershipChange, MembershipError,
+    BoxFuture, Member, Membership, MembershipAdmin, MembershipChange, MembershipError,
 };
+use crate::node::Secret;
 
 type Conn = Framed<TcpStream, LengthDelimitedCodec>;
 
@@ -43,12 +47,16 @@ struct ClientConfig {
     backoff_max: Duration,
     max_frame: usize,
     heartbeat: Duration,
+    /// `None`: anonymous (see [`DiscoveryClient::insecure_anonymous_reads`]).
+    secret: Option<Secret>,
 }
 
 impl DiscoveryClient {
     /// A client of the server at `server` (`"host:port"` or a `SocketAddr`), with a
     /// 2 s connect timeout, 5 s request timeout, 10 s heartbeat and 100 ms–5 s
-    /// reconnect backoff.
+    /// reconnect backoff. It authenticates with the secret a default
+    /// [`Config`](crate::Config) has (`CLUSTERGO_SECRET`, else the development
+    /// secret); see [`with_secret`](Self::with_secret).
     pub fn new(server: impl ToString) -> Self {
         Self {
             config: Arc::new(ClientConfig {
@@ -59,6 +67,7 @@ impl DiscoveryClient {
                 backoff_max: Duration::from_secs(5),
                 max_frame: DISCOVERY_MAX_FRAME,
                 heartbeat: Duration::from_secs(10),
+                secret: Some(auth::default_secret()),
             }),
         }
     }
@@ -95,9 +104,27 @@ impl DiscoveryClient {
 
     /// Sets the heartbeat: a subscription pings the server this often and treats
     /// two intervals without any message from it as a lost connection (a server
-    /// that vanished without closing the socket).
+    /// that vanished without closing the socket). Keep it under half the server's
+    /// [`idle_timeout`](super::DiscoveryServerConfig::idle_timeout) (30 s by
+    /// default), or the server closes the subscription as idle.
     pub fn with_heartbeat(mut self, interval: Duration) -> Self {
         self.config_mut().heartbeat = interval.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Sets the cluster secret this client proves to the server (and checks the
+    /// server knows): the nodes' [`Config::secret`](crate::Config::secret).
+    pub fn with_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
+        self.config_mut().secret = Some(Secret::new(secret));
+        self
+    }
+
+    /// INSECURE: skips authentication. Only a server that set
+    /// [`insecure_anonymous_reads`](super::DiscoveryServerConfig::insecure_anonymous_reads)
+    /// serves such a client, and only for reading (subscribe); its puts and
+    /// removes are refused. For monitoring tools that must not hold the secret.
+    pub fn insecure_anonymous_reads(mut self) -> Self {
+        self.config_mut().secret = None;
         self
     }
 
@@ -108,12 +135,47 @@ impl DiscoveryClient {
 }
 
 impl ClientConfig {
-    async fn connect(&self) -> Result<Conn, String> {
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.server))
-            .await
-            .map_err(|_| format!("connect timed out after {:?}", self.connect_timeout))?
-            .map_err(|e| format!("connect failed: {e}"))?;
+    fn unreachable(&self, e: impl std::fmt::Display) -> MembershipError {
+        MembershipError::Unreachable(format!("discovery server {}: {e}", self.server))
+    }
+
+    /// Connects and authenticates. A server that does not know our secret (or that
+    /// refuses us) is [`MembershipError::Refused`]: retrying will not help.
+    async fn dial(&self) -> Result<Conn, MembershipError> {
+        let mut stream =
+            tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.server))
+                .await
+                .map_err(|_| {
+                    self.unreachable(format!(
+                        "connect timed out after {:?}",
+                        self.connect_timeout
+                    ))
+                })?
+                .map_err(|e| self.unreachable(format!("connect failed: {e}")))?;
         let _ = stream.set_nodelay(true);
+        let refused = |why: String| {
+            MembershipError::Refused(format!("discovery server {}: {why}", self.server))
+        };
+        let Some(secret) = &self.secret else {
+            return Ok(Framed::new(stream, proto::codec(self.max_frame)));
+        };
+        match auth::client(&mut stream, secret.expose(), self.request_timeout).await {
+            Ok(()) => {}
+            Err(HandshakeError::BadMac) => {
+                return Err(refused(
+                    "authentication failed: the server does not know this client's cluster \
+                     secret (set the same secret on both: CLUSTERGO_SECRET, \
+                     DiscoveryClient::with_secret, DiscoveryServerConfig::secret)"
+                        .into(),
+                ));
+            }
+            Err(e @ (HandshakeError::Refused(_) | HandshakeError::WrongPeer { .. })) => {
+                return Err(refused(format!(
+                    "not a discovery server, or it refused us: {e}"
+                )));
+            }
+            Err(e) => return Err(self.unreachable(format!("authentication: {e}"))),
+        }
         Ok(Framed::new(stream, proto::codec(self.max_frame)))
     }
 
@@ -135,25 +197,33 @@ impl ClientConfig {
     }
 
     /// Connects, subscribes, and reads the snapshot.
-    async fn open_subscription(&self) -> Result<(Conn, Vec<Member>), String> {
-        let mut conn = self.connect().await?;
-        self.send(&mut conn, &Request::Subscribe).await?;
-        match self.receive(&mut conn).await? {
+    async fn open_subscription(&self) -> Result<(Conn, Vec<Member>), MembershipError> {
+        let mut conn = self.dial().await?;
+        let unreachable = |e| self.unreachable(e);
+        self.send(&mut conn, &Request::Subscribe)
+            .await
+            .map_err(unreachable)?;
+        let received = self
+            .receive(&mut conn)
+            .await
+            .map_err(|e| match self.secret {
+                Some(_) => e,
+                None => format!("{e} (anonymous: does the server allow anonymous reads?)"),
+            });
+        match received.map_err(unreachable)? {
             Response::Snapshot { members } => Ok((conn, members)),
-            other => Err(format!("expected a snapshot, got {other:?}")),
+            other => Err(unreachable(format!("expected a snapshot, got {other:?}"))),
         }
     }
 
     /// One put or remove on a short-lived connection.
     async fn request(&self, request: Request) -> Result<(), MembershipError> {
-        let unreachable = |e: String| {
-            MembershipError::Unreachable(format!("discovery server {}: {e}", self.server))
-        };
+        let unreachable = |e| self.unreachable(e);
         let id = match &request {
             Request::Put { id, .. } | Request::Remove { id, .. } | Request::Ping { id } => *id,
             Request::Subscribe => 0,
         };
-        let mut conn = self.connect().await.map_err(unreachable)?;
+        let mut conn = self.dial().await?;
         self.send(&mut conn, &request).await.map_err(unreachable)?;
         loop {
             match self.receive(&mut conn).await.map_err(unreachable)? {
@@ -173,19 +243,7 @@ impl Membership for DiscoveryClient {
     fn subscribe(
         &self,
     ) -> BoxFuture<'_, Result<mpsc::UnboundedReceiver<MembershipChange>, MembershipError>> {
-        Box::pin(async move {
-            let config = self.config.clone();
-            let (conn, members) = config.open_subscription().await.map_err(|e| {
-                MembershipError::Unreachable(format!("discovery server {}: {e}", config.server))
-            })?;
-            let mut set = MemberSet::new();
-            let initial = set.apply_snapshot(members);
-            let (tx, rx) = mpsc::unbounded_channel();
-            // The receiver is alive: this cannot fail.
-            let _ = tx.send(initial);
-            tokio::spawn(run_subscription(config, conn, set, tx));
-            Ok(rx)
-        })
+        Box::pin(resync::subscribe(self.config.clone()))
     }
 }
 
@@ -199,56 +257,29 @@ impl MembershipAdmin for DiscoveryClient {
     }
 }
 
-/// Forwards changes until the subscriber drops its receiver; reconnects on loss.
-async fn run_subscription(
-    config: Arc<ClientConfig>,
-    mut conn: Conn,
-    mut set: MemberSet,
-    tx: mpsc::UnboundedSender<MembershipChange>,
-) {
-    loop {
-        let reason = tokio::select! {
-            _ = tx.closed() => return,
-            reason = follow(&config, &mut conn, &mut set, &tx) => match reason {
-                Some(reason) => reason,
-                None => return,
-            },
-        };
-        warn!(server = %config.server, "discovery subscription lost ({reason}); reconnecting");
-        drop(conn);
-        let mut backoff = Backoff::new(config.backoff_min, config.backoff_max);
-        conn = loop {
-            let delay = backoff.next_delay();
-            let attempt = tokio::select! {
-                _ = tx.closed() => return,
-                attempt = async {
-                    tokio::time::sleep(delay).await;
-                    config.open_subscription().await
-                } => attempt,
-            };
-            match attempt {
-                Ok((conn, members)) => {
-                    let change = set.apply_snapshot(members);
-                    info!(server = %config.server, "discovery subscription restored");
-                    if !change.is_empty() && tx.send(change).is_err() {
-                        return;
-                    }
-                    break conn;
-                }
-                Err(e) => debug!(server = %config.server, "discovery reconnect failed: {e}"),
-            }
-        };
+impl Source for ClientConfig {
+    type Conn = Conn;
+
+    fn name(&self) -> String {
+        format!("discovery subscription to {}", self.server)
+    }
+
+    fn backoff(&self) -> Backoff {
+        Backoff::new(self.backoff_min, self.backoff_max)
+    }
+
+    async fn connect(&self) -> Result<(Conn, Vec<Member>), MembershipError> {
+        self.open_subscription().await
+    }
+
+    async fn follow(&self, conn: &mut Conn, feed: &mut Feed) -> Option<String> {
+        follow(self, conn, feed).await
     }
 }
 
 /// Applies server messages until the connection fails, pinging the server every
 /// heartbeat. Returns the reason, or `None` if the subscriber went away.
-async fn follow(
-    config: &ClientConfig,
-    conn: &mut Conn,
-    set: &mut MemberSet,
-    tx: &mpsc::UnboundedSender<MembershipChange>,
-) -> Option<String> {
+async fn follow(config: &ClientConfig, conn: &mut Conn, feed: &mut Feed) -> Option<String> {
     let mut heartbeat = tokio::time::interval(config.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     heartbeat.tick().await; // the first tick is immediate
@@ -279,12 +310,12 @@ async fn follow(
                 added,
                 removed,
                 updated,
-            }) => proto::apply_change(set, added, removed, updated),
-            Ok(Response::Snapshot { members }) => set.apply_snapshot(members),
+            }) => proto::apply_change(feed.set(), added, removed, updated),
+            Ok(Response::Snapshot { members }) => feed.set().apply_snapshot(members),
             Ok(Response::Reply { .. }) => continue,
             Err(e) => return Some(format!("malformed message: {e}")),
         };
-        if !change.is_empty() && tx.send(change).is_err() {
+        if !feed.publish(change) {
             return None;
         }
     }

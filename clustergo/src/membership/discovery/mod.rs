@@ -5,13 +5,16 @@
 //! subscribe with a [`DiscoveryClient`]; tools change the list through the client's
 //! [`MembershipAdmin`](super::MembershipAdmin) side or the server handle itself.
 //!
-//! The server does not authenticate: anyone who can connect may change the list.
-//! Bind it to a private interface.
+//! Every connection first proves the cluster secret with the node handshake
+//! ([`crate::handshake`]); the server bounds connections, idle time and the list's
+//! size (see [`DiscoveryServerConfig`]).
 
+mod auth;
 mod client;
 mod proto;
 mod server;
 
+pub use auth::DISCOVERY_ID;
 pub use client::DiscoveryClient;
 pub use proto::DISCOVERY_MAX_FRAME;
 pub use server::{DiscoveryServer, DiscoveryServerConfig};

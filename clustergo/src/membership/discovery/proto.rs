@@ -118,13 +118,8 @@ pub(crate) fn apply_change(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::addr::Addr;
-
     fn member(logic: &str) -> Member {
-        Member::new(Addr::new(
-            logic.parse().unwrap(),
-            "127.0.0.1:9001".parse().unwrap(),
-        ))
+        crate::membership::test_member(logic, 9001)
     }
 
     #[test]

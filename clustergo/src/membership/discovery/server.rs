@@ -4,24 +4,34 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use parking_lot::Mutex;
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
-use tokio::sync::mpsc;
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::codec::{Framed, FramedParts, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use super::auth;
 use super::proto::{self, DISCOVERY_MAX_FRAME, Request, Response};
 use crate::addr::LogicAddr;
+use crate::handshake::HandshakeError;
 use crate::membership::{
     BoxFuture, Member, MemberSet, MembershipAdmin, MembershipChange, MembershipError,
 };
 
+/// The answer to an anonymous put or remove.
+const ANONYMOUS_WRITE: &str =
+    "anonymous clients may only read: prove the cluster secret to change the list";
+
 /// Settings of a [`DiscoveryServer`].
-#[derive(Debug, Clone)]
+///
+/// The defaults suit a cluster of up to a few thousand nodes whose nodes and server
+/// share a default [`Config`](crate::Config)'s secret.
+#[derive(Clone, Debug)]
 pub struct DiscoveryServerConfig {
     /// Largest frame accepted or sent, in bytes after the length field.
     pub max_frame: usize,
@@ -30,6 +40,30 @@ pub struct DiscoveryServerConfig {
     pub subscriber_queue: usize,
     /// Longest time one frame may take to write before the connection is closed.
     pub write_timeout: Duration,
+    /// The cluster secret every client must prove before any request, read or
+    /// write. Default: as [`Config::secret`](crate::Config::secret)
+    /// (`CLUSTERGO_SECRET`, else the development secret).
+    pub secret: crate::node::Secret,
+    /// Time a new connection has to complete the handshake. Default 5 s.
+    pub handshake_timeout: Duration,
+    /// A connection that delivers no complete frame for this long (silent, or stuck
+    /// in the middle of a frame) is closed. Subscribed
+    /// [`DiscoveryClient`](super::DiscoveryClient)s ping every heartbeat (10 s by
+    /// default): keep this above twice their heartbeat. Default 30 s.
+    pub idle_timeout: Duration,
+    /// Most members the list may hold: a client's put of a new member beyond it is
+    /// refused (updates of listed members are not). The server handle's own
+    /// [`put`](DiscoveryServer::put) is not limited. Default 10 000 (a snapshot of
+    /// that many fits in the default frame limit).
+    pub max_members: usize,
+    /// Most connections served at once, authenticated or not; more are closed as
+    /// soon as they are accepted. Default 1024.
+    pub max_connections: usize,
+    /// INSECURE: also serve clients that skip the handshake
+    /// ([`DiscoveryClient::insecure_anonymous_reads`](super::DiscoveryClient::insecure_anonymous_reads)),
+    /// read-only: they may subscribe (and so read every member's address) but their
+    /// puts and removes are refused. Default `false`.
+    pub insecure_anonymous_reads: bool,
 }
 
 impl Default for DiscoveryServerConfig {
@@ -38,6 +72,12 @@ impl Default for DiscoveryServerConfig {
             max_frame: DISCOVERY_MAX_FRAME,
             subscriber_queue: 1024,
             write_timeout: Duration::from_secs(10),
+            secret: auth::default_secret(),
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            max_members: 10_000,
+            max_connections: 1024,
+            insecure_anonymous_reads: false,
         }
     }
 }
@@ -52,7 +92,16 @@ impl Default for DiscoveryServerConfig {
 ///
 /// # Protocol
 ///
-/// Frames of a big-endian `u32` length followed by that many bytes of JSON, one
+/// A connection starts with the node handshake ([`crate::handshake`]), in which
+/// both sides claim the identity [`DISCOVERY_ID`](super::DISCOVERY_ID) (`0.0.0`,
+/// incarnation 0) and prove the cluster secret; the server then answers the verdict.
+/// A client that fails it, or does not finish it within
+/// [`handshake_timeout`](DiscoveryServerConfig::handshake_timeout), is disconnected
+/// before any frame is read. Only if
+/// [`insecure_anonymous_reads`](DiscoveryServerConfig::insecure_anonymous_reads) is
+/// set may a connection start directly with a frame; it is then read-only.
+///
+/// Then: frames of a big-endian `u32` length followed by that many bytes of JSON, one
 /// message per frame; at most [`DISCOVERY_MAX_FRAME`] bytes by default.
 ///
 /// Client to server (`"op"` tag):
@@ -73,9 +122,16 @@ impl Default for DiscoveryServerConfig {
 /// connections are unaffected. A subscriber that falls more than
 /// [`subscriber_queue`](DiscoveryServerConfig::subscriber_queue) changes behind is
 /// disconnected; [`DiscoveryClient`](super::DiscoveryClient) then reconnects and
-/// catches up from a snapshot.
+/// catches up from a snapshot. A connection that sends no complete frame for
+/// [`idle_timeout`](DiscoveryServerConfig::idle_timeout) is closed; a `put` of a new
+/// member beyond [`max_members`](DiscoveryServerConfig::max_members) is answered with
+/// an error; connections beyond
+/// [`max_connections`](DiscoveryServerConfig::max_connections) are closed at once.
 ///
-/// The server does not authenticate: bind it to a private interface.
+/// What is protected: only holders of the cluster secret can read or change the
+/// list. What is not: frames after the handshake are neither encrypted nor
+/// integrity-protected, so an on-path attacker can read the list and could alter a
+/// connection it relays; and any secret holder may change any entry.
 ///
 /// # Example
 ///
@@ -108,6 +164,8 @@ pub struct DiscoveryServer {
 struct Shared {
     config: DiscoveryServerConfig,
     state: Mutex<State>,
+    /// One permit per open connection.
+    connections: Arc<Semaphore>,
 }
 
 #[derive(Debug, Default)]
@@ -162,6 +220,18 @@ impl Shared {
         Self::publish(&mut state, &change);
         change
     }
+
+    /// A client's put: a new member only if the list has room.
+    fn put_limited(&self, member: Member) -> Result<(), String> {
+        let mut state = self.state.lock();
+        let max = self.config.max_members;
+        if state.set.len() >= max && !state.set.contains(member.logic()) {
+            return Err(format!("member limit ({max}) reached"));
+        }
+        let change = state.set.put(member);
+        Self::publish(&mut state, &change);
+        Ok(())
+    }
 }
 
 impl DiscoveryServer {
@@ -184,6 +254,9 @@ impl DiscoveryServer {
         let mut set = MemberSet::new();
         set.apply_snapshot(initial);
         let shared = Arc::new(Shared {
+            connections: Arc::new(Semaphore::new(
+                config.max_connections.min(Semaphore::MAX_PERMITS),
+            )),
             config,
             state: Mutex::new(State {
                 set,
@@ -212,9 +285,11 @@ impl DiscoveryServer {
         self.local_addr
     }
 
-    /// A client of this server, for nodes running in the same process.
+    /// A client of this server (with its secret), for nodes running in the same
+    /// process.
     pub fn client(&self) -> super::DiscoveryClient {
         super::DiscoveryClient::new(self.local_addr)
+            .with_secret(self.shared.config.secret.expose().to_vec())
     }
 
     /// Current members.
@@ -280,6 +355,10 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
+                let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+                    debug!(%peer, "discovery connection limit reached; closing it");
+                    continue;
+                };
                 debug!(%peer, "discovery connection accepted");
                 let _ = stream.set_nodelay(true);
                 tracker.spawn(serve_connection(
@@ -287,6 +366,7 @@ async fn accept_loop(
                     peer,
                     shared.clone(),
                     token.clone(),
+                    permit,
                 ));
             }
             Err(e) => {
@@ -301,31 +381,97 @@ async fn accept_loop(
     }
 }
 
+/// Authenticates and serves one connection; holds its connection permit until done.
 async fn serve_connection(
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     token: CancellationToken,
+    _permit: OwnedSemaphorePermit,
 ) {
-    let framed = Framed::new(stream, proto::codec(shared.config.max_frame));
-    match connection_loop(framed, &shared, &token).await {
+    let config = &shared.config;
+    let opened = tokio::select! {
+        _ = token.cancelled() => return,
+        r = open_session(&mut stream, config) => r,
+    };
+    let session = match opened {
+        Ok(session) => session,
+        Err(e) => {
+            // Debug, not warn: anyone can connect, and logs must not grow with them.
+            debug!(%peer, "discovery client not authenticated: {e}");
+            return;
+        }
+    };
+    let mut parts = FramedParts::new::<Bytes>(stream, proto::codec(config.max_frame));
+    parts.read_buf = session.read;
+    let framed = Framed::from_parts(parts);
+    match connection_loop(framed, session.anonymous, &shared, &token).await {
         Ok(()) => debug!(%peer, "discovery connection closed"),
         Err(reason) => warn!(%peer, "closing discovery connection: {reason}"),
     }
 }
 
+/// How a connection began.
+struct Session {
+    /// Skipped the handshake: may only read.
+    anonymous: bool,
+    /// Bytes already read that belong to the first frame.
+    read: BytesMut,
+}
+
+/// Authenticates a connection. If anonymous reads are allowed, a connection that
+/// starts with a frame instead is served read-only: it is recognised by its first two
+/// bytes being zero (the top of a `u32` frame length below 64 KiB), which a handshake
+/// message (a `u16` length, never zero) cannot start with.
+async fn open_session(
+    stream: &mut TcpStream,
+    config: &DiscoveryServerConfig,
+) -> Result<Session, HandshakeError> {
+    let (secret, timeout) = (&config.secret, config.handshake_timeout);
+    let authenticated = Session {
+        anonymous: false,
+        read: BytesMut::new(),
+    };
+    if !config.insecure_anonymous_reads {
+        auth::server(stream, secret.expose(), timeout).await?;
+        return Ok(authenticated);
+    }
+    let mut head = [0u8; 2];
+    tokio::time::timeout(timeout, stream.read_exact(&mut head))
+        .await
+        .map_err(|_| HandshakeError::Timeout)??;
+    if head == [0, 0] {
+        return Ok(Session {
+            anonymous: true,
+            read: BytesMut::from(&head[..]),
+        });
+    }
+    let (read, write) = stream.split();
+    let mut io = tokio::io::join(std::io::Cursor::new(head).chain(read), write);
+    auth::server(&mut io, secret.expose(), timeout).await?;
+    Ok(authenticated)
+}
+
 /// Serves one connection; `Err` carries the reason it was closed by us.
 async fn connection_loop(
     mut framed: Framed<TcpStream, LengthDelimitedCodec>,
+    anonymous: bool,
     shared: &Shared,
     token: &CancellationToken,
 ) -> Result<(), String> {
     let write_timeout = shared.config.write_timeout;
+    let idle_timeout = shared.config.idle_timeout;
     let mut subscription: Option<mpsc::Receiver<Bytes>> = None;
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
     loop {
         tokio::select! {
             _ = token.cancelled() => return Ok(()),
+            _ = &mut idle => {
+                return Err(format!("no complete frame for {idle_timeout:?}"));
+            }
             incoming = framed.next() => {
+                idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
                 let frame = match incoming {
                     None => return Ok(()),
                     Some(Err(e)) => return Err(format!("bad frame: {e}")),
@@ -341,10 +487,16 @@ async fn connection_loop(
                         subscription = Some(shared.subscribe());
                         continue;
                     }
-                    Request::Put { id, member } => {
-                        shared.put(member);
-                        Response::Reply { id, error: None }
+                    Request::Put { id, .. } | Request::Remove { id, .. } if anonymous => {
+                        Response::Reply {
+                            id,
+                            error: Some(ANONYMOUS_WRITE.into()),
+                        }
                     }
+                    Request::Put { id, member } => Response::Reply {
+                        id,
+                        error: shared.put_limited(member).err(),
+                    },
                     Request::Remove { id, logic } => {
                         shared.remove(logic);
                         Response::Reply { id, error: None }
