@@ -147,6 +147,39 @@ fn hex(data: &[u8]) -> String {
     data.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Inputs that once failed a target, each with what it found.
+const REGRESSIONS: &[(&str, &str, &str)] = &[
+    (
+        "gate_kcp",
+        "a data segment with fragment number 255: the kcp crate's `frg + 1` in a u8 \
+         panicked in debug builds (fixed: kcp is built without overflow checks)",
+        "0000000051ff00010000000000000000000000000f0000000000000b6c6f67696e3a616c6963650000\
+         0000510000010000000001000000000000002c000000000000280707070707070707070707070707\
+         0707070707070707070707070707070707070707070707070707",
+    ),
+    (
+        "gate_kcp",
+        "an ack whose timestamp is far from the session's clock: the kcp crate's \
+         `later as i32 - earlier as i32` panicked the gate's receive loop in debug builds",
+        "09000000510000010000000000000000000000000f0000000000000b6c6f67696e3a616c6963650900\
+         0000510000010000000001000000000000002c000000000000280707070707070707070707070707\
+         0707070707070707070707070707070707070707070707070707090000005200000100000080000000\
+         000000000000000000090000005100000100000000020000000000000004000000ffffffff",
+    ),
+];
+
+#[test]
+fn regressions() {
+    for (name, what, input) in REGRESSIONS {
+        let input: Vec<u8> = (0..input.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&input[i..i + 2], 16).unwrap())
+            .collect();
+        let target = target(name).unwrap_or_else(|| panic!("no fuzz target {name:?}"));
+        check(target, &input, what);
+    }
+}
+
 /// With `CLUSTERGO_FUZZ_CORPUS=DIR` set, writes every target's seeds to
 /// `DIR/<target>/seed-N`: the starting corpus for `cargo fuzz run <target>`.
 #[test]
@@ -166,7 +199,18 @@ fn write_seed_corpus() {
 #[test]
 fn every_target_is_run_here() {
     let names: Vec<_> = TARGETS.iter().map(|t| t.name).collect();
-    assert_eq!(names, ["frame", "rpc", "handshake"]);
+    assert_eq!(
+        names,
+        [
+            "frame",
+            "rpc",
+            "handshake",
+            "gate_tcp",
+            "gate_ws",
+            "gate_kcp",
+            "discovery"
+        ]
+    );
 }
 
 #[test]
@@ -182,4 +226,26 @@ fn rpc() {
 #[test]
 fn handshake() {
     fuzz("handshake");
+}
+
+#[test]
+fn gate_tcp() {
+    fuzz("gate_tcp");
+}
+
+#[cfg(feature = "ws")]
+#[test]
+fn gate_ws() {
+    fuzz("gate_ws");
+}
+
+#[cfg(feature = "kcp")]
+#[test]
+fn gate_kcp() {
+    fuzz("gate_kcp");
+}
+
+#[test]
+fn discovery() {
+    fuzz("discovery");
 }

@@ -1,15 +1,9 @@
 //! Handshake messages ([`crate::handshake`]): the message decoders, and both sides
 //! of the exchange driven over an in-memory stream.
 
-use std::future::Future;
-use std::io;
-use std::pin::{Pin, pin};
-use std::task::{Context, Poll, Waker};
-
 use bytes::BufMut;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::Target;
+use super::{Target, Wire, random_splits, rng_for, run_now};
 use crate::addr::LogicAddr;
 use crate::handshake::{
     AcceptorId, ConnKind, Hello, MAX_MESSAGE, NONCE, accept_inner, decode_challenge, decode_hello,
@@ -39,14 +33,15 @@ pub fn run(data: &[u8]) {
     }
     let _ = decode_verdict(data);
 
-    let mut wire = Wire::new(data);
+    let cuts = random_splits(&mut rng_for(data), data.len());
+    let mut wire = Wire::new(data, cuts);
     let _ = run_now(accept_inner(&mut wire, SECRET, acceptor()));
     assert!(
         wire.written <= 2 + MAX_MESSAGE,
         "acceptor wrote {}",
         wire.written
     );
-    let mut wire = Wire::new(data);
+    let mut wire = Wire::new(data, Vec::new());
     let _ = run_now(dial_inner(&mut wire, SECRET, &hello(), acceptor().logic));
     assert!(
         wire.written <= 2 * (2 + MAX_MESSAGE),
@@ -68,14 +63,6 @@ fn acceptor() -> AcceptorId {
     AcceptorId {
         logic: "1.2.1".parse::<LogicAddr>().expect("valid address"),
         incarnation: 9,
-    }
-}
-
-/// Polls `fut` once: over a [`Wire`] nothing can be pending.
-fn run_now<F: Future>(fut: F) -> F::Output {
-    match pin!(fut).poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(out) => out,
-        Poll::Pending => panic!("a handshake over an in-memory stream waited"),
     }
 }
 
@@ -104,49 +91,4 @@ pub fn seeds() -> Vec<Vec<u8>> {
     seeds.push([framed(&hellos[0]), framed(&proof)].concat());
     seeds.push([framed(&challenge), framed(&[0])].concat());
     seeds
-}
-
-/// An in-memory stream: reads come from the input, writes are counted.
-#[derive(Debug)]
-struct Wire<'a> {
-    input: &'a [u8],
-    written: usize,
-}
-
-impl<'a> Wire<'a> {
-    fn new(input: &'a [u8]) -> Self {
-        Self { input, written: 0 }
-    }
-}
-
-impl AsyncRead for Wire<'_> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let n = buf.remaining().min(self.input.len());
-        buf.put_slice(&self.input[..n]);
-        self.input = &self.input[n..];
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncWrite for Wire<'_> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.written += buf.len();
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
 }

@@ -8,10 +8,22 @@
 //! mutation loop from [`Target::seeds`], in every test run on stable). Not an API:
 //! compiled only with the `fuzzing` feature.
 
+use std::future::Future;
+use std::io;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll, Waker};
+
 use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::codec::Decoder;
 
+pub mod discovery;
 pub mod frame;
+#[cfg(feature = "kcp")]
+pub mod gate_kcp;
+pub mod gate_tcp;
+#[cfg(feature = "ws")]
+pub mod gate_ws;
 pub mod handshake;
 pub mod rpc;
 
@@ -27,7 +39,17 @@ pub struct Target {
 }
 
 /// Every target.
-pub const TARGETS: &[Target] = &[frame::TARGET, rpc::TARGET, handshake::TARGET];
+pub const TARGETS: &[Target] = &[
+    frame::TARGET,
+    rpc::TARGET,
+    handshake::TARGET,
+    gate_tcp::TARGET,
+    #[cfg(feature = "ws")]
+    gate_ws::TARGET,
+    #[cfg(feature = "kcp")]
+    gate_kcp::TARGET,
+    discovery::TARGET,
+];
 
 /// The target called `name`.
 pub fn target(name: &str) -> Option<&'static Target> {
@@ -148,4 +170,81 @@ where
         "decoding depends on read boundaries {splits:?}"
     );
     whole
+}
+
+/// Runs `fut` to completion without a runtime. Over a [`Wire`] nothing can wait, so a
+/// future still pending after a few polls is stuck: that fails the target.
+pub(crate) fn run_now<F: Future>(fut: F) -> F::Output {
+    let mut fut = pin!(fut);
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..64 {
+        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return out;
+        }
+    }
+    panic!("a future over an in-memory stream never finished");
+}
+
+/// An in-memory stream: reads come from the input, cut at the given offsets (so a
+/// reader sees the bytes arrive in pieces), then EOF; writes are counted.
+#[derive(Debug)]
+pub(crate) struct Wire<'a> {
+    input: &'a [u8],
+    /// Bytes read so far.
+    pub(crate) pos: usize,
+    cuts: Vec<usize>,
+    /// Bytes written so far.
+    pub(crate) written: usize,
+}
+
+impl<'a> Wire<'a> {
+    /// A stream reading `input`, each read ending at the next of `cuts`.
+    pub(crate) fn new(input: &'a [u8], mut cuts: Vec<usize>) -> Self {
+        cuts.sort_unstable();
+        Self {
+            input,
+            pos: 0,
+            cuts,
+            written: 0,
+        }
+    }
+}
+
+impl AsyncRead for Wire<'_> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let pos = self.pos;
+        let end = self
+            .cuts
+            .iter()
+            .copied()
+            .find(|&c| c > pos && c < self.input.len())
+            .unwrap_or(self.input.len());
+        let n = buf.remaining().min(end - pos);
+        buf.put_slice(&self.input[pos..pos + n]);
+        self.pos += n;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Wire<'_> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.written += buf.len();
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
 }

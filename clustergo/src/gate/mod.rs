@@ -132,18 +132,18 @@
 mod conn;
 mod error;
 #[cfg(feature = "ws")]
-mod http_head;
+pub(crate) mod http_head;
 mod io;
 #[cfg(feature = "kcp")]
-mod kcp;
+pub(crate) mod kcp;
 #[cfg(feature = "kcp")]
-mod kcp_server;
+pub(crate) mod kcp_server;
 mod listener;
 #[cfg(any(feature = "ws", feature = "kcp"))]
 mod pending;
-mod tcp;
+pub(crate) mod tcp;
 #[cfg(feature = "ws")]
-mod ws;
+pub(crate) mod ws;
 
 use std::fmt;
 use std::net::SocketAddr;

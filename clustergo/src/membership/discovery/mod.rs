@@ -11,7 +11,7 @@
 
 mod auth;
 mod client;
-mod proto;
+pub(crate) mod proto;
 mod server;
 
 pub use auth::DISCOVERY_ID;
