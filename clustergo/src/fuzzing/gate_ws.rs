@@ -28,10 +28,14 @@ const MAX_PACKET: usize = 1024;
 /// limit, and what the server writes back stays proportional to what it read.
 pub fn run(data: &[u8]) {
     let cuts = random_splits(&mut rng_for(data), data.len());
+    // The gate's settings, but a small read buffer: tungstenite allocates and zeroes it
+    // for every stream, and its size only changes how reads are cut (which the cuts
+    // above vary anyway).
     let config = ws_config(&GateConfig {
         max_packet_size: MAX_PACKET,
         ..GateConfig::default()
-    });
+    })
+    .read_buffer_size(256);
 
     let mut wire = Wire::new(data, cuts.clone());
     let head = run_now(read_head(&mut wire));

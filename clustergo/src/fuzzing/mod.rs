@@ -8,6 +8,7 @@
 //! mutation loop from [`Target::seeds`], in every test run on stable). Not an API:
 //! compiled only with the `fuzzing` feature.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::{Pin, pin};
@@ -192,7 +193,7 @@ pub(crate) struct Wire<'a> {
     input: &'a [u8],
     /// Bytes read so far.
     pub(crate) pos: usize,
-    cuts: Vec<usize>,
+    cuts: VecDeque<usize>,
     /// Bytes written so far.
     pub(crate) written: usize,
 }
@@ -204,7 +205,7 @@ impl<'a> Wire<'a> {
         Self {
             input,
             pos: 0,
-            cuts,
+            cuts: cuts.into(),
             written: 0,
         }
     }
@@ -217,12 +218,13 @@ impl AsyncRead for Wire<'_> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let pos = self.pos;
+        while self.cuts.front().is_some_and(|&c| c <= pos) {
+            self.cuts.pop_front();
+        }
         let end = self
             .cuts
-            .iter()
-            .copied()
-            .find(|&c| c > pos && c < self.input.len())
-            .unwrap_or(self.input.len());
+            .front()
+            .map_or(self.input.len(), |&c| c.min(self.input.len()));
         let n = buf.remaining().min(end - pos);
         buf.put_slice(&self.input[pos..pos + n]);
         self.pos += n;
