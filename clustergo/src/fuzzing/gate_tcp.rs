@@ -4,7 +4,7 @@
 use bytes::{Bytes, BytesMut};
 use tokio_util::codec::Encoder;
 
-use super::{Target, feed_split};
+use super::{Target, feed_round_trip};
 use crate::gate::tcp::PacketCodec;
 
 /// The TCP packet codec target.
@@ -20,13 +20,13 @@ const MAX_PACKET: usize = 1024;
 /// Decodes `data` as a packet stream (whole and split); every packet is within the
 /// limit and re-encodes to bytes that decode to the same packet.
 pub fn run(data: &[u8]) {
-    let decoded = feed_split(|| PacketCodec::new(MAX_PACKET), data, 4 + MAX_PACKET);
-    for packet in decoded.items {
-        assert!(packet.len() <= MAX_PACKET);
-        let wire = encode(packet.clone().freeze());
-        let again = feed_split(|| PacketCodec::new(MAX_PACKET), &wire, 4 + MAX_PACKET);
-        assert_eq!((again.items, again.failed), (vec![packet], false));
-    }
+    let decoded = feed_round_trip(
+        || PacketCodec::new(MAX_PACKET),
+        data,
+        4 + MAX_PACKET,
+        |packet| encode(packet.freeze()),
+    );
+    assert!(decoded.items.iter().all(|p| p.len() <= MAX_PACKET));
 }
 
 fn encode(packet: Bytes) -> BytesMut {

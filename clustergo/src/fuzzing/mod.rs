@@ -186,6 +186,31 @@ pub(crate) fn run_now<F: Future>(fut: F) -> F::Output {
     panic!("a future over an in-memory stream never finished");
 }
 
+/// [`feed_split`], then checks every item re-encodes (with `encode`) to bytes that
+/// decode to that item alone.
+pub(crate) fn feed_round_trip<D, F>(
+    new: F,
+    data: &[u8],
+    max_buffer: usize,
+    encode: impl Fn(D::Item) -> BytesMut,
+) -> Decoded<D::Item>
+where
+    D: Decoder,
+    D::Item: Clone + PartialEq + std::fmt::Debug,
+    F: Fn() -> D,
+{
+    let decoded = feed_split(&new, data, max_buffer);
+    for item in &decoded.items {
+        let wire = encode(item.clone());
+        let again = feed_split(&new, &wire, max_buffer);
+        assert_eq!(
+            (&again.items[..], again.failed),
+            (&[item.clone()][..], false)
+        );
+    }
+    decoded
+}
+
 /// An in-memory stream: reads come from the input, cut at the given offsets (so a
 /// reader sees the bytes arrive in pieces), then EOF; writes are counted.
 #[derive(Debug)]
