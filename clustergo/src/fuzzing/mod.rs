@@ -275,3 +275,54 @@ impl AsyncWrite for Wire<'_> {
         Poll::Ready(Ok(()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    /// Trusts a declared length and reserves it: what the buffer check must catch.
+    struct Greedy;
+
+    impl Decoder for Greedy {
+        type Item = ();
+        type Error = io::Error;
+
+        fn decode(&mut self, src: &mut BytesMut) -> Result<Option<()>, io::Error> {
+            if src.len() >= 4 {
+                src.reserve(u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize);
+            }
+            Ok(None)
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "read buffer grew")]
+    fn a_reservation_past_the_limit_fails_the_target() {
+        feed(&mut Greedy, &[0, 0x10, 0, 0], &[], 1024);
+    }
+
+    #[test]
+    fn a_reservation_within_the_limit_passes() {
+        feed(&mut Greedy, &[0, 0, 4, 0], &[2], 1024);
+    }
+
+    #[test]
+    fn wire_reads_end_at_the_cuts_then_eof() {
+        let mut wire = Wire::new(b"abcdefg", vec![5, 2, 99]);
+        let mut reads = Vec::new();
+        run_now(async {
+            loop {
+                let mut buf = [0u8; 16];
+                let n = wire.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                reads.push(buf[..n].to_vec());
+            }
+        });
+        assert_eq!(reads, [&b"ab"[..], b"cde", b"fg"]);
+        assert_eq!(wire.pos, 7);
+    }
+}
