@@ -28,13 +28,13 @@ fn env_u64(name: &str, default: u64) -> u64 {
 fn fuzz(name: &str) {
     let target = target(name).unwrap_or_else(|| panic!("no fuzz target {name:?}"));
     let iters = env_u64("CLUSTERGO_FUZZ_ITERS", DEFAULT_ITERS);
-    let seed = env_u64("CLUSTERGO_FUZZ_SEED", 0x5eed) ^ fnv(name.as_bytes());
+    let base = env_u64("CLUSTERGO_FUZZ_SEED", 0x5eed);
     let seeds = (target.seeds)();
     assert!(!seeds.is_empty(), "{name} has no seeds");
     for s in &seeds {
         check(target, s, "seed");
     }
-    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut rng = fastrand::Rng::with_seed(base ^ fnv(name.as_bytes()));
     let mut input = Vec::new();
     for i in 0..iters {
         // Mostly start again from a seed; sometimes keep mutating the last input, so
@@ -47,15 +47,18 @@ fn fuzz(name: &str) {
             mutate(&mut rng, &mut input, &seeds);
         }
         input.truncate(MAX_INPUT);
-        check(target, &input, &format!("iteration {i}"));
+        check(
+            target,
+            &input,
+            &format!("iteration {i} of CLUSTERGO_FUZZ_SEED={base}"),
+        );
     }
 }
 
 fn check(target: &Target, input: &[u8], what: &str) {
     if catch_unwind(AssertUnwindSafe(|| (target.run)(input))).is_err() {
         panic!(
-            "fuzz target {} failed at {what} (CLUSTERGO_FUZZ_SEED / _ITERS as set) on \
-             {} bytes: {}",
+            "fuzz target {} failed on {what}, {} bytes: {}",
             target.name,
             input.len(),
             hex(input)
