@@ -11,6 +11,7 @@ fn main() -> std::io::Result<()> {
             "../proto/test.proto",
             "../proto/common.proto",
             "../proto/lobby.proto",
+            "../proto/profile.proto",
             "proto/greeter.proto",
         ],
         &["../proto", "proto"],

@@ -1,26 +1,33 @@
 //! `#[service]` expansion on `proc_macro2` tokens: parse → model → shared emitter.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Ident, Span, TokenStream};
 use protoc_gen_clustergo::emit;
 use protoc_gen_clustergo::model::{Method, Service};
 use protoc_gen_clustergo::naming::{self, ServiceNames};
-use quote::{ToTokens, quote};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::visit_mut::{self, VisitMut};
 use syn::{
-    Expr, ExprLit, FnArg, GenericArgument, ItemTrait, Lit, Meta, PathArguments, ReturnType, Token,
-    TraitItem, TraitItemFn, Type,
+    Expr, ExprLit, FnArg, GenericArgument, ItemTrait, Lit, Meta, PathArguments, PathSegment,
+    ReturnType, Token, TraitItem, TraitItemFn, Type,
 };
 
 /// Errors collected while parsing; all are reported, not only the first.
 #[derive(Default)]
-struct Errors(Option<syn::Error>, usize);
+struct Errors {
+    /// Every error so far, combined into one.
+    all: Option<syn::Error>,
+    /// How many were pushed (a method is dropped if it added any).
+    count: usize,
+}
 
 impl Errors {
     fn push(&mut self, e: syn::Error) {
-        self.1 += 1;
-        match &mut self.0 {
+        self.count += 1;
+        match &mut self.all {
             Some(all) => all.combine(e),
-            None => self.0 = Some(e),
+            None => self.all = Some(e),
         }
     }
 
@@ -31,8 +38,10 @@ impl Errors {
 
 #[derive(Default)]
 struct Args {
-    codec: Option<TokenStream>,
-    runtime: Option<TokenStream>,
+    /// `codec = ..` as written (relative to the trait's module).
+    codec: Option<syn::Path>,
+    /// `crate = ..` as written.
+    runtime: Option<syn::Path>,
     package: String,
 }
 
@@ -60,14 +69,14 @@ fn parse_args(attr: TokenStream, errors: &mut Errors) -> Args {
         if nv.path.is_ident("codec") {
             match &nv.value {
                 Expr::Path(p) if p.qself.is_none() => {
-                    args.codec = Some(p.path.to_token_stream());
+                    args.codec = Some(p.path.clone());
                 }
                 other => errors.at(other, "`codec` takes a path to a `clustergo::Codec` type"),
             }
         } else if nv.path.is_ident("crate") {
             match &nv.value {
                 Expr::Path(p) if p.qself.is_none() => {
-                    args.runtime = Some(p.path.to_token_stream());
+                    args.runtime = Some(p.path.clone());
                 }
                 other => errors.at(other, "`crate` takes the path of the clustergo crate"),
             }
@@ -101,8 +110,8 @@ fn parse_method(
     trait_name: &str,
     args: &Args,
     errors: &mut Errors,
-) -> Option<Method> {
-    let before = errors.1;
+) -> Option<(Method, [Type; 2])> {
+    let before = errors.count;
     let sig = &f.sig;
     let name = sig.ident.to_string();
     let plain = name.trim_start_matches("r#");
@@ -156,13 +165,20 @@ fn parse_method(
             FnArg::Receiver(_) => None,
         })
         .collect();
-    if sig.inputs.len() > 1 && rest.len() != 3 {
-        errors.at(&sig.inputs,
-            "expected arguments `&self, ctx: RpcContext, replyer: Replyer<Response>, request: Request`",
-        );
-        return None;
-    }
     if rest.len() != 3 {
+        if sig.inputs.len() > 1 {
+            errors.at(&sig.inputs,
+                "expected arguments `&self, ctx: RpcContext, replyer: Replyer<Response>, request: Request`",
+            );
+        } else if sig.inputs.len() == 1 {
+            errors.at(
+                &sig.ident,
+                format!(
+                    "method `{name}` takes no request: expected `&self, ctx: RpcContext, \
+                     replyer: Replyer<Response>, request: Request`"
+                ),
+            );
+        }
         return None;
     }
     if last_segment(&rest[0].ty, "RpcContext").is_none_or(|s| !s.arguments.is_none()) {
@@ -173,7 +189,7 @@ fn parse_method(
         Some(PathArguments::AngleBracketed(a)) => {
             let types: Vec<&GenericArgument> = a.args.iter().collect();
             match types.as_slice() {
-                [GenericArgument::Type(t)] => output = Some(t.to_token_stream()),
+                [GenericArgument::Type(t)] => output = Some(t),
                 [_, extra, ..] => errors.at(
                     extra,
                     "give the codec as `#[service(codec = ..)]`, not as a `Replyer` argument",
@@ -219,17 +235,100 @@ fn parse_method(
             );
         }
     }
-    if errors.1 > before {
+    if errors.count > before {
         return None;
     }
-    Some(Method {
+    let output = output?;
+    let method = Method {
         name: plain.to_owned(),
         wire: wire.unwrap_or_else(|| naming::wire_name(&args.package, trait_name, plain)),
-        input: input.to_token_stream(),
-        output: output?,
+        input: one_deeper(input),
+        output: one_deeper(output),
         docs: docs(&f.attrs),
         span: sig.ident.span(),
-    })
+    };
+    Some((method, [(**input).clone(), output.clone()]))
+}
+
+/// Functions (for a `const _` beside the trait) that check that every request and response type is a message
+/// of the codec, with the type's span: the first error then points at the type
+/// in the method (rustc also reports the uses inside the generated module).
+fn message_checks(args: &Args, types: &[[Type; 2]]) -> TokenStream {
+    let rt = match &args.runtime {
+        Some(rt) => rt.to_token_stream(),
+        None => quote!(::clustergo),
+    };
+    let codec = match &args.codec {
+        Some(c) => c.to_token_stream(),
+        None => quote!(#rt::codegen::ProstCodec),
+    };
+    let checks = types.iter().flatten().map(|ty| {
+        let codec = respan(codec.clone(), ty.span());
+        quote_spanned!(ty.span()=> is_message::<#ty, #codec>();)
+    });
+    quote! {
+        // (No `#[diagnostic::on_unimplemented]`: it does not resolve under
+        // `#![no_implicit_prelude]`.)
+        trait MessageOf<C> {}
+        impl<T, C: #rt::codegen::Codec<T>> MessageOf<C> for T {}
+        fn is_message<T: MessageOf<C>, C>() {}
+        fn _check() {
+            #(#checks)*
+        }
+    }
+}
+
+/// `tokens` with every span set to `span` (so an error about them points there).
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut t| {
+            if let proc_macro2::TokenTree::Group(g) = &t {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                group.set_span(span);
+                t = proc_macro2::TokenTree::Group(group);
+            }
+            t.set_span(span);
+            t
+        })
+        .collect()
+}
+
+/// Items are emitted inside `mod <service> { use super::*; .. }`, one module deeper
+/// than the trait, so paths written relative to the trait's module get one more
+/// `super`: `self::pb::Ping` → `super::pb::Ping`, `super::X` → `super::super::X`.
+/// Other paths resolve the same through `use super::*;` or are absolute.
+struct OneDeeper;
+
+impl VisitMut for OneDeeper {
+    fn visit_path_mut(&mut self, path: &mut syn::Path) {
+        let first = match path.segments.first_mut() {
+            Some(first) if path.leading_colon.is_none() => first,
+            _ => return visit_mut::visit_path_mut(self, path),
+        };
+        let span = first.ident.span();
+        if first.ident == "self" {
+            first.ident = Ident::new("super", span);
+        } else if first.ident == "super" {
+            path.segments
+                .insert(0, PathSegment::from(Ident::new("super", span)));
+        }
+        visit_mut::visit_path_mut(self, path);
+    }
+}
+
+/// `ty` as seen from the generated module (see [`OneDeeper`]).
+fn one_deeper(ty: &Type) -> TokenStream {
+    let mut ty = ty.clone();
+    OneDeeper.visit_type_mut(&mut ty);
+    ty.into_token_stream()
+}
+
+/// Path argument `path` as seen from the generated module (see [`OneDeeper`]).
+fn path_one_deeper(path: &syn::Path) -> TokenStream {
+    let mut path = path.clone();
+    OneDeeper.visit_path_mut(&mut path);
+    path.into_token_stream()
 }
 
 fn docs(attrs: &[syn::Attribute]) -> Vec<String> {
@@ -267,7 +366,7 @@ pub(crate) fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
         Err(_) => {
             let e = syn::Error::new_spanned(&item, "#[clustergo::service] goes on a trait");
             errors.push(e);
-            let all = errors.0.map(|e| e.to_compile_error());
+            let all = errors.all.map(|e| e.to_compile_error());
             return quote!(#item #all);
         }
     };
@@ -294,17 +393,19 @@ pub(crate) fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
         }
     }
     let mut svc = Service::new(trait_name, item.ident.span());
-    svc.codec = args.codec.clone();
+    svc.codec = args.codec.as_ref().map(path_one_deeper);
     if let Some(rt) = &args.runtime {
-        svc.runtime = rt.clone();
+        svc.runtime = path_one_deeper(rt);
     }
     svc.docs = docs(&item.attrs);
     let mut fns: Vec<&TraitItemFn> = Vec::new();
+    let mut types: Vec<[Type; 2]> = Vec::new();
     for it in &item.items {
         match it {
             TraitItem::Fn(f) => {
-                if let Some(m) = parse_method(f, trait_name, &args, &mut errors) {
+                if let Some((m, written)) = parse_method(f, trait_name, &args, &mut errors) {
                     svc.methods.push(m);
+                    types.push(written);
                     fns.push(f);
                 }
             }
@@ -317,7 +418,7 @@ pub(crate) fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
     for clash in svc.clashes(&[]) {
         errors.at(&fns[clash.method].sig.ident, clash.message);
     }
-    if let Some(e) = errors.0 {
+    if let Some(e) = errors.all {
         let original = original(item);
         let e = e.to_compile_error();
         return quote!(#original #e);
@@ -348,13 +449,15 @@ pub(crate) fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
         });
         quote!(fn _written(#(_: #tys),*) {})
     });
+    let checks = message_checks(&args, &types);
     quote! {
+        const _: () = {
+            #checks
+            #({ #written })*
+        };
         #module
         #[allow(unused_imports)]
         #vis use #module_id::#trait_id #alias;
-        const _: () = {
-            #({ #written })*
-        };
     }
 }
 

@@ -31,8 +31,13 @@ mod expand;
 /// seed's single method (`Replyer`, `call`, …, `post`).
 ///
 /// Wire names: `on_call` → snake-case service base (`EchoService` → `"echo"`);
-/// any other method `m` of trait `T` → `"T.M"` (or `"pkg.T.M"` with `package`),
-/// which is what a `.proto` `service T { rpc M .. }` gets.
+/// any other method `m` of trait `BService` or `B` → `"B.M"` (or `"pkg.B.M"` with
+/// `package`), which is what a `.proto` `service B` or `service BService`
+/// `{ rpc M .. }` gets: the same base names the module, trait and wire.
+///
+/// Request and response types may be written relative to the trait's module
+/// (`super::pb::Ping`, `self::..`); each must be a message of the codec, checked
+/// with an error at the type.
 ///
 /// Arguments: `codec = path::To::Codec` (a `clustergo::Codec` marker for non-prost
 /// types; default `ProstCodec`), `package = "pkg"`. Per method:

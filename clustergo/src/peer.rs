@@ -18,6 +18,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -35,7 +36,7 @@ use crate::backoff::Backoff;
 use crate::codec::FrameCodec;
 use crate::handshake::{ConnKind, HandshakeError, Refusal};
 use crate::link::{LinkState, Moved};
-use crate::node::{Counters, NodeInner, SendError};
+use crate::node::{Arrivals, Counters, NodeInner, SendError};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -67,6 +68,10 @@ struct Shared {
 /// A remote node as seen by the local one.
 #[derive(Debug)]
 pub(crate) struct Peer {
+    /// Unique per peer object: a pending call remembers the peer its request left
+    /// through, which outlives the address (a removed member's peer keeps serving
+    /// replies while a new one may exist for its restarted successor).
+    id: u64,
     remote: LogicAddr,
     tx: mpsc::Sender<Outgoing>,
     inbound_tx: mpsc::UnboundedSender<Inbound>,
@@ -85,7 +90,9 @@ impl Peer {
     pub(crate) fn spawn(node: &Arc<NodeInner>, remote: LogicAddr, net: SocketAddr) -> Arc<Peer> {
         let (tx, rx) = mpsc::channel(node.config().pending_queue.max(1));
         let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let peer = Arc::new(Peer {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             remote,
             tx,
             inbound_tx,
@@ -119,6 +126,11 @@ impl Peer {
     /// The remote node.
     pub(crate) fn remote(&self) -> LogicAddr {
         self.remote
+    }
+
+    /// This peer object's id (never 0, which stands for "no peer": a local call).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     /// Closes the link for good (peer removed, or node stopping).
@@ -292,9 +304,10 @@ impl Driver {
             // Ends at EOF or bad input, or is aborted when the writer side ends.
             tokio::spawn(async move {
                 let mut frames = FramedRead::new(rd, FrameCodec::new(max));
+                let mut arrivals = Arrivals::new(remote);
                 while let Some(next) = frames.next().await {
                     match next {
-                        Ok(frame) => node.dispatch(frame),
+                        Ok(frame) => node.dispatch_arrived(&mut arrivals, frame),
                         Err(e) => {
                             tracing::warn!(peer = %remote, error = %e, "closing link: bad input");
                             break;
@@ -369,7 +382,7 @@ impl Driver {
             tracing::debug!(peer = %remote, "link lost");
             self.node.counters().link_lost();
         }
-        self.node.link_lost(remote);
+        self.node.link_lost(&self.peer);
         ended
     }
 }

@@ -222,3 +222,98 @@ async fn export_controls_cross_cluster_lookup() {
         n.shutdown().await;
     }
 }
+
+/// Issue 17, item 1: with two harbors per cluster, a reply crosses the harbors its
+/// request crossed; when that path goes away while the server holds the reply (the
+/// harbor removed from membership, or its link lost), the call ends at once with
+/// `Disconnected` instead of a silent timeout; a frame a harbor cannot forward is
+/// counted.
+#[tokio::test]
+async fn replies_retrace_their_request_and_a_lost_path_is_reported() {
+    let c = Cluster::new();
+    let caller = c.start("1.3.2").await;
+    let mut harbors = Vec::new();
+    for h in ["1.255.1", "1.255.2", "2.255.1", "2.255.2"] {
+        harbors.push(c.start(h).await);
+    }
+    let server = c.start_with("2.1.1", true, config()).await;
+    server.register_rpc("echo", |_c, r: Replyer<Echo>, req: Echo| r.reply(req));
+    let held = Held::serve(&server);
+
+    // One call: one harbor per cluster carried it, request and reply.
+    let _: Echo = caller
+        .call(addr("2.1.1"), "echo", &echo("x", 1))
+        .await
+        .unwrap();
+    let relayed: Vec<u64> = harbors.iter().map(|h| h.metrics().frames_relayed).collect();
+    let mut near = relayed[..2].to_vec();
+    let mut far = relayed[2..].to_vec();
+    near.sort();
+    far.sort();
+    assert_eq!((near, far), (vec![0, 2], vec![0, 2]), "relayed {relayed:?}");
+    let path = usize::from(relayed[1] == 2);
+    let other = 1 - path;
+
+    // A frame a harbor cannot forward is counted: 2.1.9 is not listed, which only
+    // cluster 2's harbor can tell.
+    caller.send_bin(addr("2.1.9"), BIN, b"lost").unwrap();
+    eventually("the drop is counted", || {
+        harbors
+            .iter()
+            .map(|h| h.metrics().relay_dropped)
+            .sum::<u64>()
+            == 1
+    })
+    .await;
+
+    // The path's harbor leaves membership while the reply is held: prompt Disconnected.
+    let long = Duration::from_secs(60); // far longer than the test may take
+    let calls = held.calls(&caller, "2.1.1", 1, long).await;
+    c.m.remove_now(harbors[path].local_addr().unwrap());
+    let r = results(calls).await;
+    assert_eq!(r, [Err(RpcError::Disconnected(addr("2.1.1")))]);
+
+    // The remaining harbor's link is lost (it stops, still listed): the same.
+    let calls = held.calls(&caller, "2.1.1", 1, long).await;
+    harbors[other].shutdown().await;
+    let r = results(calls).await;
+    assert_eq!(r, [Err(RpcError::Disconnected(addr("2.1.1")))]);
+    held.forget();
+    for n in harbors.into_iter().chain([caller, server]) {
+        n.shutdown().await;
+    }
+}
+
+/// A harbor that leaves gracefully (`Node::leave`) loses no call that crossed it:
+/// once it is unavailable, replies come back through another harbor of the
+/// cluster, and the caller waits for them there instead of failing them when the
+/// harbor goes.
+#[tokio::test]
+async fn a_harbor_leaving_gracefully_loses_no_call() {
+    let c = Cluster::new();
+    let quick = clustergo::Config {
+        leave_grace: Duration::from_millis(50),
+        ..config()
+    };
+    let caller = c.start("1.3.2").await;
+    let near = [
+        c.start_with("1.255.1", false, quick.clone()).await,
+        c.start_with("1.255.2", false, quick).await,
+    ];
+    let far = c.start("2.255.1").await;
+    let server = c.start_with("2.1.1", true, config()).await;
+    let held = Held::serve(&server);
+    let calls = held.calls(&caller, "2.1.1", 3, WAIT).await;
+    let path = usize::from(near[1].metrics().frames_relayed > 0);
+    within("the harbor leaves", near[path].leave(&c.m))
+        .await
+        .unwrap();
+    held.release();
+    for r in results(calls).await {
+        r.expect("a reply through the remaining harbor");
+    }
+    assert!(near[1 - path].metrics().frames_relayed >= 3);
+    for n in [caller, near[1 - path].clone(), far, server] {
+        n.shutdown().await;
+    }
+}

@@ -157,7 +157,9 @@ async fn accept_authenticated(conn: &mut TcpStream) {
         incarnation: 0,
     };
     let secret = clustergo::Config::default().secret;
-    handshake::accept(conn, secret.expose(), me, WAIT).await.unwrap();
+    handshake::accept(conn, secret.expose(), me, WAIT)
+        .await
+        .unwrap();
     handshake::answer(conn, Ok(())).await.unwrap();
 }
 

@@ -8,9 +8,11 @@ mod backends;
 mod support;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
-use clustergo::Node;
 use clustergo::membership::{DiscoveryClient, DiscoveryServer, MembershipAdmin};
+use clustergo::{Config, Node, Replyer, RpcError};
 use parking_lot::Mutex;
 use support::*;
 use tokio::net::TcpListener;
@@ -206,4 +208,187 @@ async fn nodes_run_on_etcd() {
     let server = backends::EtcdServer::start().await;
     let membership = clustergo::membership::EtcdMembership::new([server.endpoint()], "/nodes/");
     two_nodes_on(membership).await;
+}
+
+/// Issue 17, item 3: a server removed from membership still answers the calls it
+/// is serving; callers keep its link open for those replies (new calls to it fail
+/// at once), instead of failing them `Disconnected` at the removal.
+#[tokio::test]
+async fn a_removed_server_still_answers_what_it_serves() {
+    let c = Cluster::new();
+    let caller = c.start("1.1.1").await;
+    let server = c.start("1.2.1").await;
+    let held = Held::serve(&server);
+    let calls = held.calls(&caller, "1.2.1", 5, WAIT).await;
+    c.m.remove_now(addr("1.2.1"));
+    eventually("the caller forgets the server", || {
+        caller.member(addr("1.2.1")).is_none()
+    })
+    .await;
+    let r: Result<Echo, _> = caller.call(addr("1.2.1"), "hold", &echo("new", 9)).await;
+    assert_eq!(
+        r,
+        Err(RpcError::UnknownPeer(addr("1.2.1"))),
+        "new calls fail"
+    );
+    held.release();
+    for r in results(calls).await {
+        r.expect("a call the removed server answered");
+    }
+    within("the removed server stops", server.wait()).await;
+    caller.shutdown().await;
+}
+
+/// Issue 17, item 3: a rolling restart of three servers under 200 calls in flight
+/// loses nothing. Clients pick servers with `get_addr_by_type`; each server in turn
+/// leaves gracefully (`Node::leave`: unavailable, drained, removed, stopped) and a new
+/// one starts at its address. Every call ends `Ok`, and every request a server
+/// executed was answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_restart_under_load_fails_no_call() {
+    const IN_FLIGHT: usize = 200;
+    let cfg = || Config {
+        leave_grace: Duration::from_millis(100),
+        ..config()
+    };
+    let c = Cluster::new();
+    let executed = Arc::new(AtomicU64::new(0));
+    let serve = |node: &Node| {
+        let executed = executed.clone();
+        node.register_rpc("work", move |_c, r: Replyer<Echo>, req: Echo| {
+            executed.fetch_add(1, Ordering::Relaxed);
+            // Answered a little later, so calls are in flight when a server leaves.
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(2 + req.n % 8)).await;
+                r.reply(req);
+            });
+        });
+    };
+    let start_server = |logic: &'static str| {
+        let (c, serve) = (&c, &serve);
+        async move {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let node = Node::with_config(cfg());
+            serve(&node);
+            c.m.put_now(member(logic, listener.local_addr().unwrap(), false));
+            node.start_on(listener, c.m.clone(), addr(logic))
+                .await
+                .unwrap();
+            c.add(node.clone()).await;
+            node
+        }
+    };
+    let servers = ["1.2.1", "1.2.2", "1.2.3"];
+    let mut running = Vec::new();
+    for s in servers {
+        running.push(start_server(s).await);
+    }
+    let clients = [
+        c.start_with("1.1.1", false, cfg()).await,
+        c.start_with("1.1.2", false, cfg()).await,
+    ];
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(Mutex::new(Vec::new()));
+    let mut load = tokio::task::JoinSet::new();
+    for w in 0..IN_FLIGHT {
+        let client = clients[w % clients.len()].clone();
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        load.spawn(async move {
+            let mut n = w as u64;
+            while !stop.load(Ordering::Relaxed) {
+                let to = client.get_addr_by_type(2).expect("a server is available");
+                let r: Result<Echo, _> = client
+                    .call_with_timeout(to, "work", &echo("w", n), Duration::from_secs(3))
+                    .await;
+                match r {
+                    Ok(resp) if resp.n == n => ok.fetch_add(1, Ordering::Relaxed),
+                    other => {
+                        failed.lock().push(format!("{to}: {other:?}"));
+                        0
+                    }
+                };
+                n += IN_FLIGHT as u64;
+            }
+        });
+    }
+    let progress = |at_least: u64| {
+        let ok = ok.clone();
+        eventually("calls complete", move || {
+            ok.load(Ordering::Relaxed) >= at_least
+        })
+    };
+    progress(500).await;
+    for (i, logic) in servers.into_iter().enumerate() {
+        within("a graceful leave", running[i].leave(&c.m))
+            .await
+            .expect("leave");
+        assert!(!running[i].is_running());
+        running[i] = start_server(logic).await;
+        let done = ok.load(Ordering::Relaxed);
+        progress(done + 500).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    within("load ends", async {
+        while let Some(r) = load.join_next().await {
+            r.unwrap();
+        }
+    })
+    .await;
+    let failed = failed.lock().clone();
+    assert!(
+        failed.is_empty(),
+        "{} calls failed, e.g. {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert_eq!(
+        executed.load(Ordering::Relaxed),
+        ok.load(Ordering::Relaxed),
+        "every executed request was answered"
+    );
+    for n in running.into_iter().chain(clients) {
+        n.shutdown().await;
+    }
+}
+
+/// A removed server's link, kept for its pending replies, is told apart from the
+/// link to its successor at the same address: when the old one closes, only calls
+/// to the old one could fail, and calls to the new one keep waiting for replies.
+#[tokio::test]
+async fn the_old_link_closing_does_not_fail_calls_to_the_successor() {
+    let c = Cluster::new();
+    let caller = c.start("1.1.1").await;
+    let old = c.start("1.2.1").await;
+    let held_old = Held::serve(&old);
+    let old_calls = held_old.calls(&caller, "1.2.1", 2, WAIT).await;
+    c.m.remove_now(addr("1.2.1"));
+    eventually("the caller forgets the old server", || {
+        caller.member(addr("1.2.1")).is_none()
+    })
+    .await;
+
+    let new = c.start("1.2.1").await;
+    let held_new = Held::serve(&new);
+    let new_calls = held_new.calls(&caller, "1.2.1", 2, WAIT).await;
+
+    // The old server answers, drains, stops; the caller sees its link end.
+    let lost = caller.metrics().links_lost;
+    held_old.release();
+    for r in results(old_calls).await {
+        r.expect("the old server's answer");
+    }
+    within("the old server stops", old.wait()).await;
+    eventually("the old link is lost", || {
+        caller.metrics().links_lost > lost
+    })
+    .await;
+
+    held_new.release();
+    for r in results(new_calls).await {
+        r.expect("the new server's answer, after the old link closed");
+    }
+    caller.shutdown().await;
+    new.shutdown().await;
 }

@@ -420,36 +420,18 @@ async fn address_change_redials_the_new_address() {
 
 #[tokio::test]
 async fn malformed_frames_close_only_that_link() {
-    use clustergo::handshake::{self, ConnKind, Hello};
     use tokio::io::AsyncWriteExt;
 
     let c = Cluster::new();
     let m = c.m.clone();
     let b = c.start("1.2.1").await;
     let got = recorder(&b);
-    // An authenticated impostor of 1.3.1 that then sends garbage.
+    // An authenticated impostor of 1.3.1 that then sends garbage. The source IP
+    // matches (loopback), the listen address matches membership.
     let bad_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let bad_net = bad_listener.local_addr().unwrap();
     m.put_now(member("1.3.1", bad_net, false));
-    let mut s = tokio::net::TcpStream::connect(b.listen_addr().unwrap())
-        .await
-        .unwrap();
-    let hello = Hello {
-        kind: ConnKind::Frames,
-        logic: addr("1.3.1"),
-        incarnation: 1,
-        listen: bad_net,
-    };
-    // The source IP matches (loopback), the listen address matches membership.
-    handshake::dial(
-        &mut s,
-        b"test-secret",
-        &hello,
-        addr("1.2.1"),
-        Duration::from_secs(1),
-    )
-    .await
-    .unwrap();
+    let mut s = raw_link("1.3.1", bad_net, &b).await;
     s.write_all(&[0, 0, 0, 9, 7, 0, 0, 0, 0, 0, 0, 0, 0])
         .await
         .unwrap(); // bad flag

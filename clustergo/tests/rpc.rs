@@ -645,3 +645,194 @@ async fn interceptors_see_and_gate_calls() {
         n.shutdown().await;
     }
 }
+
+/// Issue 10.1: a node restarted on the same logical and network address makes its
+/// first call while the server still holds a call of the previous incarnation,
+/// then answers both. The old answer must not complete the new call (call ids do
+/// not restart with the node).
+#[tokio::test]
+async fn restarted_caller_never_takes_the_previous_incarnations_reply() {
+    let c = Cluster::new();
+    let server = c.start("1.2.1").await;
+    let held = serve_held(&server, "slow");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let net = listener.local_addr().unwrap();
+    c.m.put_now(member("1.1.1", net, false));
+    let old = Node::with_config(config());
+    old.start_on(listener, c.m.clone(), addr("1.1.1"))
+        .await
+        .unwrap();
+    c.add(old.clone()).await;
+    let call = spawn_call(
+        &old,
+        "slow",
+        echo("old", 1),
+        Some(Duration::from_millis(300)),
+    );
+    eventually("the old request held", || held.len() == 1).await;
+    let r = within("the old call to time out", call).await.unwrap();
+    assert_eq!(r, Err(RpcError::Timeout));
+    old.shutdown().await;
+
+    let new = Node::with_config(config());
+    let listener = TcpListener::bind(net).await.unwrap();
+    new.start_on(listener, c.m.clone(), addr("1.1.1"))
+        .await
+        .unwrap();
+    c.add(new.clone()).await;
+    let call = spawn_call(&new, "slow", echo("new", 2), None);
+    eventually("the new request held", || held.len() == 2).await;
+    // The old answer goes out first, on the same link as the new one.
+    release_one(&held).await;
+    release_one(&held).await;
+    let r = within("the new call", call).await.unwrap().unwrap();
+    assert_eq!(
+        (r.msg.as_str(), r.n),
+        ("new", 2),
+        "the new call's own answer"
+    );
+    new.shutdown().await;
+    server.shutdown().await;
+}
+
+/// A forging peer's frames, built by hand.
+mod forge {
+    use bytes::{Bytes, BytesMut};
+    use clustergo::LogicAddr;
+    use clustergo::codec::{Frame, FrameKind};
+    use clustergo::rpc::wire::{Request, Response};
+
+    fn frame(kind: FrameKind, to: LogicAddr, from: LogicAddr, body: BytesMut) -> Bytes {
+        Frame {
+            kind,
+            to,
+            from,
+            cmd: 0,
+            body: body.freeze(),
+        }
+        .to_bytes()
+    }
+
+    /// A successful response to `seq` carrying `ret`.
+    pub(super) fn response(to: LogicAddr, from: LogicAddr, seq: u64, ret: Bytes) -> Bytes {
+        let mut body = BytesMut::new();
+        Response {
+            seq,
+            code: 0,
+            text: String::new(),
+            ret,
+        }
+        .encode(&mut body);
+        frame(FrameKind::RpcResponse, to, from, body)
+    }
+
+    /// A request of `method` numbered `seq`.
+    pub(super) fn request(to: LogicAddr, from: LogicAddr, seq: u64, method: &str) -> Bytes {
+        let mut body = BytesMut::new();
+        Request {
+            seq,
+            one_way: false,
+            timeout_ms: 1000,
+            method: method.into(),
+            meta: Bytes::new(),
+            arg: Bytes::new(),
+        }
+        .encode(&mut body);
+        frame(FrameKind::RpcRequest, to, from, body)
+    }
+}
+
+/// Issue 10.2: a peer with the secret (1.3.1) forges responses for A's call to B
+/// (as from B, and as from itself), and forges requests to B "from A" toward a
+/// non-member, which B would answer A with `Unreachable`. None of it ends A's
+/// calls; both A and B count what they dropped.
+#[tokio::test]
+async fn forged_replies_and_errors_do_not_end_calls() {
+    use bytes::Bytes;
+    use clustergo::codec::{FrameCodec, FrameKind};
+    use futures::StreamExt;
+    use prost::Message;
+    use tokio::io::AsyncWriteExt;
+
+    let c = Cluster::new();
+    let a = c.start("1.1.1").await;
+    let b = c.start("1.2.1").await;
+    let held = serve_held(&b, "slow");
+    let (f, a_addr, b_addr) = (addr("1.3.1"), addr("1.1.1"), addr("1.2.1"));
+    let f_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let f_net = f_listener.local_addr().unwrap();
+    c.m.put_now(member("1.3.1", f_net, false));
+    c.settle().await;
+    let to_a = raw_link("1.3.1", f_net, &a).await;
+    let (rd, mut to_a) = to_a.into_split();
+    let mut from_a = tokio_util::codec::FramedRead::new(rd, FrameCodec::new(1 << 20));
+
+    // A calls the forger, which learns A's current call id and answers honestly.
+    let probe = tokio::spawn({
+        let a = a.clone();
+        async move { a.call::<Echo, Echo>(f, "probe", &echo("p", 0)).await }
+    });
+    let req = within("the probe request", from_a.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(req.kind, FrameKind::RpcRequest);
+    let seq = clustergo::rpc::wire::Request::decode(req.body).unwrap().seq;
+    let honest = echo("honest", 0).encode_to_vec().into();
+    to_a.write_all(&forge::response(a_addr, f, seq, honest))
+        .await
+        .unwrap();
+    let r = within("the probe reply", probe).await.unwrap().unwrap();
+    assert_eq!(r.msg, "honest", "the peer's own reply to a call to it");
+
+    // A's next call, to B, waits; the forger answers ids around it.
+    let call = spawn_call(&a, "slow", echo("real", 1), None);
+    eventually("the request held", || held.len() == 1).await;
+    let forged: Bytes = echo("forged", 666).encode_to_vec().into();
+    let ids = seq + 1..seq + 17;
+    for id in ids.clone() {
+        for from in [b_addr, f] {
+            to_a.write_all(&forge::response(a_addr, from, id, forged.clone()))
+                .await
+                .unwrap();
+        }
+    }
+    // Dropped: each one "from B" on the forger's link, and the one "from 1.3.1"
+    // naming the waiting call (the others name no call and are ignored).
+    eventually("A to drop the forged replies", || {
+        a.metrics().frames_forged == ids.clone().count() as u64 + 1
+    })
+    .await;
+    assert!(!call.is_finished(), "a forged reply ended the call");
+    release_one(&held).await;
+    let r = within("the real reply", call).await.unwrap().unwrap();
+    assert_eq!(r.msg, "real");
+
+    // Requests "from A" sent by the forger to B, toward a non-member: B must not
+    // answer A with an error for A's waiting call.
+    let call = spawn_call(&a, "slow", echo("real", 2), None);
+    eventually("the second request held", || held.len() == 1).await;
+    let mut to_b = raw_link("1.3.1", f_net, &b).await;
+    let ids = seq + 1..seq + 17;
+    for id in ids.clone() {
+        to_b.write_all(&forge::request(addr("1.9.9"), a_addr, id, "slow"))
+            .await
+            .unwrap();
+        to_b.write_all(&forge::response(b_addr, a_addr, id, forged.clone()))
+            .await
+            .unwrap();
+    }
+    eventually("B to drop every forged frame", || {
+        b.metrics().frames_forged == 2 * ids.clone().count() as u64
+    })
+    .await;
+    assert!(
+        !call.is_finished(),
+        "a forged request's error ended the call"
+    );
+    release_one(&held).await;
+    let r = within("the real reply", call).await.unwrap().unwrap();
+    assert_eq!((r.msg.as_str(), r.n), ("real", 2));
+    a.shutdown().await;
+    b.shutdown().await;
+}

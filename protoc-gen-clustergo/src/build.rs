@@ -1,19 +1,16 @@
-//! The build.rs front-end: protox + prost-build + a private `ServiceGenerator`.
+//! The build.rs front-end: protox parses, prost-build writes the messages, and
+//! [`generate::files`] (shared with the plugin) writes the service modules.
 
-use std::cell::RefCell;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use prost_types::{FileDescriptorProto, FileDescriptorSet};
 use quote::quote;
 
-use crate::descriptor::{self, Lowered, TypeIndex};
-use crate::emit;
-use crate::model::{Method, Service};
-use crate::naming::wire_name;
+use crate::descriptor::{self, Lowering, TypeIndex};
 use crate::tree::Tree;
+use crate::{emit, generate};
 
 /// Starts a [`Builder`] with the defaults.
 ///
@@ -139,65 +136,51 @@ impl Builder {
                 .ok_or_else(|| io::Error::other("OUT_DIR is not set; call out_dir(..)"))?,
         };
         std::fs::create_dir_all(&out)?;
+        let runtime = self.runtime_crate.unwrap_or_else(|| quote!(::clustergo));
         let mut tree = Tree::default();
+        let mut written = Vec::new();
 
         for set in seeds {
             let index = TypeIndex::new(&set.file);
-            let file = set
-                .file
-                .last()
-                .expect("seed set holds the seed file")
-                .clone();
-            let Some(Lowered::Seed {
-                module,
-                mut service,
-            }) = descriptor::lower_file(&file, &index).map_err(io::Error::other)?
-            else {
-                unreachable!("is_seed files lower to Seed");
+            let lowering = Lowering {
+                index: &index,
+                runtime: runtime.clone(),
             };
-            if tree.has_child(&module) {
-                return Err(io::Error::other(format!(
-                    "{}: a second seed file makes module `{module}`",
-                    file.name()
-                )));
-            }
+            let file = set.file.last().expect("seed set holds the seed file");
+            let files =
+                generate::files(&[file], &lowering, HEADER, &mut tree).map_err(io::Error::other)?;
+            let module = descriptor::file_module(file).remove(0);
             std::fs::create_dir_all(out.join(&module))?;
             prost_build::Config::new()
                 .out_dir(out.join(&module))
                 .compile_fds(set)?;
-            if let Some(rt) = &self.runtime_crate {
-                service.runtime = rt.clone();
-            }
-            let body = emit::seed_file(HEADER, &module, &service);
-            write_if_changed(&out.join(format!("{module}.rs")), &body)?;
-            tree.at(std::slice::from_ref(&module))
-                .doc(format!(
-                    " Service from seed-convention file `{}`.",
-                    file.name()
-                ))
-                .include(format!("{module}.rs"));
+            written.extend(files);
         }
 
         if !rest.is_empty() {
+            let index = TypeIndex::new(&rest);
+            let lowering = Lowering {
+                index: &index,
+                runtime,
+            };
+            let all: Vec<&FileDescriptorProto> = rest.iter().collect();
+            let files =
+                generate::files(&all, &lowering, HEADER, &mut tree).map_err(io::Error::other)?;
             let packages: Vec<String> = rest.iter().map(|f| f.package().to_owned()).collect();
-            let errors = Rc::new(RefCell::new(Vec::new()));
             prost_build::Config::new()
                 .out_dir(&out)
-                .service_generator(Box::new(Generator {
-                    errors: Rc::clone(&errors),
-                    runtime: self.runtime_crate.clone(),
-                }))
                 .compile_fds(FileDescriptorSet { file: rest })?;
-            let errors = errors.borrow();
-            if !errors.is_empty() {
-                return Err(io::Error::other(errors.join("\n")));
-            }
+            // prost-build skips packages without messages; the tree includes them.
             for pkg in packages {
-                let file = descriptor::package_file(&pkg, ".rs");
-                if out.join(&file).exists() {
-                    tree.at(&descriptor::package_module(&pkg)).include(file);
+                let path = out.join(descriptor::package_file(&pkg, ".rs"));
+                if !path.exists() {
+                    std::fs::write(path, "")?;
                 }
             }
+            written.extend(files);
+        }
+        for (name, content) in written {
+            write_if_changed(&out.join(name), &content)?;
         }
         let tree = emit::format_file(HEADER, tree.tokens());
         write_if_changed(&out.join(&self.include_file), &tree)
@@ -211,76 +194,4 @@ fn write_if_changed(path: &Path, content: &str) -> io::Result<()> {
         return Ok(());
     }
     std::fs::write(path, content)
-}
-
-/// prost-build calls this once per `service` block.
-struct Generator {
-    errors: Rc<RefCell<Vec<String>>>,
-    runtime: Option<TokenStream>,
-}
-
-impl Generator {
-    fn lower(&self, service: &prost_build::Service) -> Result<Service, String> {
-        let mut model = Service::new(service.proto_name.clone(), Span::call_site());
-        if let Some(rt) = &self.runtime {
-            model.runtime = rt.clone();
-        }
-        model.docs = service.comments.leading.clone();
-        for m in &service.methods {
-            if m.client_streaming || m.server_streaming {
-                return Err(format!(
-                    "method `{}.{}`: streaming methods are not supported (clustergo RPCs are unary)",
-                    service.proto_name, m.proto_name
-                ));
-            }
-            model.methods.push(Method {
-                name: m.proto_name.clone(),
-                wire: wire_name(&service.package, &service.proto_name, &m.proto_name),
-                input: from_package(&m.input_type)?,
-                output: from_package(&m.output_type)?,
-                docs: m.comments.leading.clone(),
-                span: Span::call_site(),
-            });
-        }
-        if let Some(c) = model.clashes(&[]).first() {
-            return Err(format!("service `{}`: {}", service.proto_name, c.message));
-        }
-        Ok(model)
-    }
-}
-
-/// prost gives paths relative to the package module; the service module is one
-/// level deeper. Absolute paths and the primitive types prost maps wrapper
-/// well-known types to stay as they are.
-fn from_package(path: &str) -> Result<TokenStream, String> {
-    let primitive = matches!(
-        path,
-        "()" | "bool" | "f32" | "f64" | "i32" | "i64" | "u32" | "u64"
-    );
-    let text = if path.starts_with("::") || primitive {
-        path.to_owned()
-    } else {
-        format!("super::{path}")
-    };
-    text.parse()
-        .map_err(|e| format!("bad type path `{path}`: {e}"))
-}
-
-impl prost_build::ServiceGenerator for Generator {
-    fn generate(&mut self, service: prost_build::Service, buf: &mut String) {
-        match self.lower(&service) {
-            Ok(model) => {
-                let module = emit::module(&model, &quote!(pub), TokenStream::new());
-                buf.push_str(&emit::format_file("", module));
-            }
-            Err(e) => {
-                let file = if service.package.is_empty() {
-                    "(no package)".to_owned()
-                } else {
-                    format!("package {}", service.package)
-                };
-                self.errors.borrow_mut().push(format!("{file}: {e}"));
-            }
-        }
-    }
 }

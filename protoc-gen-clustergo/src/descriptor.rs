@@ -142,15 +142,6 @@ pub(crate) fn is_seed(file: &FileDescriptorProto) -> bool {
     file.package().is_empty() && file.service.is_empty() && has("request") && has("response")
 }
 
-/// What one `.proto` file contributes.
-#[derive(Debug)]
-pub(crate) enum Lowered {
-    /// A seed file: the service items go into module `module` beside its messages.
-    Seed { module: String, service: Service },
-    /// `service` blocks: one module each inside the package module.
-    Services(Vec<Service>),
-}
-
 fn comments(file: &FileDescriptorProto, path: &[i32]) -> Vec<String> {
     let Some(info) = &file.source_code_info else {
         return Vec::new();
@@ -163,15 +154,41 @@ fn comments(file: &FileDescriptorProto, path: &[i32]) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Lowers one file; `Ok(None)` when it has nothing to generate.
-pub(crate) fn lower_file(
-    file: &FileDescriptorProto,
-    index: &TypeIndex,
-) -> Result<Option<Lowered>, String> {
-    let fname = file.name();
-    if is_seed(file) {
-        let module = to_snake(stem(file));
-        let mut service = Service::new(stem(file), Span::call_site());
+/// Whether prost gives message `msg` a module (`snake(name)`) for its nested items:
+/// nested enums, nested messages other than map entries, or a real oneof. The
+/// synthetic oneofs of proto3 `optional` fields become plain `Option` fields.
+pub(crate) fn has_module(msg: &DescriptorProto) -> bool {
+    let is_map_entry =
+        |m: &DescriptorProto| m.options.as_ref().and_then(|o| o.map_entry) == Some(true);
+    let real_oneof = msg
+        .field
+        .iter()
+        .any(|f| f.oneof_index.is_some() && !f.proto3_optional());
+    !msg.enum_type.is_empty() || msg.nested_type.iter().any(|m| !is_map_entry(m)) || real_oneof
+}
+
+/// Inputs of lowering that are not in the descriptors.
+#[derive(Debug)]
+pub(crate) struct Lowering<'a> {
+    /// Every message the generated code may name.
+    pub(crate) index: &'a TypeIndex,
+    /// Path of the runtime crate in generated code (`::clustergo`, or the
+    /// front-end's override).
+    pub(crate) runtime: TokenStream,
+}
+
+impl Lowering<'_> {
+    fn service(&self, name: &str) -> Service {
+        let mut service = Service::new(name, Span::call_site());
+        service.runtime = self.runtime.clone();
+        service
+    }
+
+    /// Lowers a seed-convention file ([`is_seed`]) into the service of module
+    /// `snake(stem)`, checked against the names prost puts beside it.
+    pub(crate) fn seed(&self, file: &FileDescriptorProto) -> Result<Service, String> {
+        let fname = file.name();
+        let mut service = self.service(stem(file));
         service.docs = vec![format!(
             " Seed-convention service from `{fname}` (messages `request` → `response`)."
         )];
@@ -183,42 +200,81 @@ pub(crate) fn lower_file(
             docs: Vec::new(),
             span: Span::call_site(),
         });
-        let mut taken: Vec<String> = file
+        let taken: Vec<String> = file
             .message_type
             .iter()
             .map(|m| to_upper_camel(m.name()))
             .chain(file.enum_type.iter().map(|e| to_upper_camel(e.name())))
+            .chain(
+                file.message_type
+                    .iter()
+                    .filter(|m| has_module(m))
+                    .map(|m| to_snake(m.name())),
+            )
             .collect();
-        taken.extend(file.message_type.iter().map(|m| to_snake(m.name())));
         if let Some(c) = service.clashes(&taken).first() {
             return Err(format!("{fname}: {}", c.message));
         }
-        return Ok(Some(Lowered::Seed { module, service }));
+        Ok(service)
     }
-    if file.service.is_empty() {
-        return Ok(None);
-    }
-    let pkg_module = package_module(file.package());
-    let mut modules: BTreeMap<String, String> = BTreeMap::new();
-    for m in &file.message_type {
-        if !m.nested_type.is_empty() || !m.enum_type.is_empty() || !m.oneof_decl.is_empty() {
-            modules.insert(to_snake(m.name()), format!("message `{}`", m.name()));
+
+    /// Lowers the `service` blocks of `files`, all of package `package` and written
+    /// to one package module, into one service module each. A service module must
+    /// not clash with another service's, with a module prost makes for a message of
+    /// any of `files`, or with a sub-package module (`children`).
+    pub(crate) fn package(
+        &self,
+        package: &str,
+        files: &[&FileDescriptorProto],
+        children: &[String],
+    ) -> Result<Vec<Service>, String> {
+        let mut modules: BTreeMap<String, String> = children
+            .iter()
+            .map(|c| {
+                let owner = if package.is_empty() {
+                    format!("package `{c}`")
+                } else {
+                    format!("package `{package}.{c}`")
+                };
+                (c.clone(), owner)
+            })
+            .collect();
+        for file in files {
+            for m in file.message_type.iter().filter(|m| has_module(m)) {
+                modules
+                    .entry(to_snake(m.name()))
+                    .or_insert_with(|| format!("message `{}` of {}", m.name(), file.name()));
+            }
         }
-    }
-    let mut out = Vec::new();
-    for (si, s) in file.service.iter().enumerate() {
-        let names = ServiceNames::new(s.name());
-        if let Some(owner) = modules.get(&names.module) {
-            return Err(format!(
-                "{fname}: service `{}` would become module `{}`, which clashes with {owner}",
-                s.name(),
-                names.module
-            ));
+        let mut out = Vec::new();
+        for file in files {
+            for (si, s) in file.service.iter().enumerate() {
+                let names = ServiceNames::new(s.name());
+                if let Some(owner) = modules.get(&names.module) {
+                    return Err(format!(
+                        "{}: service `{}` would become module `{}`, which clashes with {owner}",
+                        file.name(),
+                        s.name(),
+                        names.module
+                    ));
+                }
+                modules.insert(
+                    names.module.clone(),
+                    format!("service `{}` of {}", s.name(), file.name()),
+                );
+                out.push(self.service_block(file, si)?);
+            }
         }
-        modules.insert(names.module.clone(), format!("service `{}`", s.name()));
-        let mut here = pkg_module.clone();
-        here.push(names.module.clone());
-        let mut service = Service::new(s.name(), Span::call_site());
+        Ok(out)
+    }
+
+    /// Lowers `service` block `si` of `file`.
+    fn service_block(&self, file: &FileDescriptorProto, si: usize) -> Result<Service, String> {
+        let fname = file.name();
+        let s = &file.service[si];
+        let mut here = package_module(file.package());
+        here.push(ServiceNames::new(s.name()).module);
+        let mut service = self.service(s.name());
         service.docs = comments(file, &[6, si as i32]);
         for (mi, m) in s.method.iter().enumerate() {
             let what = format!("{fname}: method `{}.{}`", s.name(), m.name());
@@ -228,7 +284,7 @@ pub(crate) fn lower_file(
                 ));
             }
             let resolve = |t: &str| {
-                index
+                self.index
                     .path(t, &here)
                     .ok_or_else(|| format!("{what}: unknown message type `{t}`"))
             };
@@ -244,7 +300,81 @@ pub(crate) fn lower_file(
         if let Some(c) = service.clashes(&[]).first() {
             return Err(format!("{fname}: service `{}`: {}", s.name(), c.message));
         }
-        out.push(service);
+        Ok(service)
     }
-    Ok(Some(Lowered::Services(out)))
+}
+
+#[cfg(test)]
+mod tests {
+    use prost_types::{FieldDescriptorProto, MessageOptions, OneofDescriptorProto};
+
+    use super::*;
+
+    fn field(oneof: Option<i32>, proto3_optional: bool) -> FieldDescriptorProto {
+        FieldDescriptorProto {
+            oneof_index: oneof,
+            proto3_optional: Some(proto3_optional),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn which_messages_get_a_prost_module() {
+        let map_entry = DescriptorProto {
+            options: Some(MessageOptions {
+                map_entry: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let oneof = vec![OneofDescriptorProto::default()];
+        let cases: Vec<(&str, DescriptorProto, bool)> = vec![
+            ("plain", DescriptorProto::default(), false),
+            (
+                "proto3 optional (synthetic oneof)",
+                DescriptorProto {
+                    field: vec![field(Some(0), true)],
+                    oneof_decl: oneof.clone(),
+                    ..Default::default()
+                },
+                false,
+            ),
+            (
+                "map field (map entry)",
+                DescriptorProto {
+                    nested_type: vec![map_entry],
+                    ..Default::default()
+                },
+                false,
+            ),
+            (
+                "real oneof",
+                DescriptorProto {
+                    field: vec![field(Some(0), false)],
+                    oneof_decl: oneof,
+                    ..Default::default()
+                },
+                true,
+            ),
+            (
+                "nested message",
+                DescriptorProto {
+                    nested_type: vec![DescriptorProto::default()],
+                    ..Default::default()
+                },
+                true,
+            ),
+            (
+                "nested enum",
+                DescriptorProto {
+                    enum_type: vec![Default::default()],
+                    ..Default::default()
+                },
+                true,
+            ),
+        ];
+        for (what, msg, want) in cases {
+            assert_eq!(has_module(&msg), want, "{what}");
+        }
+    }
 }

@@ -41,6 +41,7 @@ fn id(text: &str) -> proc_macro2::Ident {
     ident(text, Span::call_site())
 }
 
+/// The service-wide inputs of every item.
 struct Ctx<'a> {
     svc: &'a Service,
     names: ServiceNames,
@@ -48,21 +49,22 @@ struct Ctx<'a> {
     rt: TokenStream,
 }
 
-struct M<'a> {
-    m: &'a Method,
-    n: MethodNames,
+/// One method with its generated names.
+struct MethodCx<'a> {
+    method: &'a Method,
+    names: MethodNames,
 }
 
-impl M<'_> {
+impl MethodCx<'_> {
     fn ids(&self) -> MethodIds {
         MethodIds {
-            trait_fn: ident(&self.n.trait_fn, self.m.span),
-            method_const: id(&self.n.method_const),
-            replyer: id(&self.n.replyer),
-            call: id(&self.n.call),
-            call_with_timeout: id(&self.n.call_with_timeout),
-            call_with_callback: id(&self.n.call_with_callback),
-            post: id(&self.n.post),
+            trait_fn: ident(&self.names.trait_fn, self.method.span),
+            method_const: id(&self.names.method_const),
+            replyer: id(&self.names.replyer),
+            call: id(&self.names.call),
+            call_with_timeout: id(&self.names.call_with_timeout),
+            call_with_callback: id(&self.names.call_with_callback),
+            post: id(&self.names.post),
         }
     }
 }
@@ -86,12 +88,12 @@ pub fn items(svc: &Service) -> TokenStream {
         codec: svc.codec(),
         rt: svc.runtime_door(),
     };
-    let methods: Vec<M<'_>> = svc
+    let methods: Vec<MethodCx<'_>> = svc
         .methods
         .iter()
-        .map(|m| M {
-            m,
-            n: MethodNames::new(&m.name),
+        .map(|method| MethodCx {
+            method,
+            names: MethodNames::new(&method.name),
         })
         .collect();
     let consts = methods.iter().map(|m| {
@@ -116,7 +118,8 @@ pub fn items(svc: &Service) -> TokenStream {
 /// inside the module (e.g. `use super::*;` from the macro).
 pub fn module(svc: &Service, vis: &TokenStream, prefix: TokenStream) -> TokenStream {
     let names = svc.names();
-    let module = id(&names.module);
+    // The service's span: a module clashing with a user item points at the trait.
+    let module = ident(&names.module, svc.span);
     let items = items(svc);
     let allow = allow_attrs();
     let doc = format!(
@@ -133,27 +136,27 @@ pub fn module(svc: &Service, vis: &TokenStream, prefix: TokenStream) -> TokenStr
     }
 }
 
-fn gen_const(m: &M<'_>) -> TokenStream {
+fn gen_const(m: &MethodCx<'_>) -> TokenStream {
     let ids = m.ids();
     let c = ids.method_const;
-    let wire = &m.m.wire;
-    let doc = format!(" Wire name of method `{}`.", m.m.name);
+    let wire = &m.method.wire;
+    let doc = format!(" Wire name of method `{}`.", m.method.name);
     quote! {
         #[doc = #doc]
         pub const #c: &str = #wire;
     }
 }
 
-fn gen_replyer(cx: &Ctx<'_>, m: &M<'_>) -> TokenStream {
+fn gen_replyer(cx: &Ctx<'_>, m: &MethodCx<'_>) -> TokenStream {
     let rt = &cx.rt;
     let ids = m.ids();
     let r = ids.replyer;
-    let out = &m.m.output;
+    let out = &m.method.output;
     let codec = &cx.codec;
     let doc = format!(
         " Answers one `{}` call: `reply(response)`, `error(message)`, `peer()`. \
          Dropping it unanswered sends an error to the caller.",
-        m.m.wire
+        m.method.wire
     );
     quote! {
         #[doc = #doc]
@@ -161,7 +164,7 @@ fn gen_replyer(cx: &Ctx<'_>, m: &M<'_>) -> TokenStream {
     }
 }
 
-fn gen_trait(cx: &Ctx<'_>, methods: &[M<'_>]) -> TokenStream {
+fn gen_trait(cx: &Ctx<'_>, methods: &[MethodCx<'_>]) -> TokenStream {
     let rt = &cx.rt;
     let t = id(&cx.names.service_trait);
     let doc = if cx.svc.docs.is_empty() {
@@ -176,15 +179,15 @@ fn gen_trait(cx: &Ctx<'_>, methods: &[M<'_>]) -> TokenStream {
         let ids = m.ids();
         let f = ids.trait_fn;
         // The method's span, so a mismatching impl points at the declaration.
-        let r = ident(&m.n.replyer, m.m.span);
-        let input = &m.m.input;
-        let doc = if m.m.docs.is_empty() {
+        let r = ident(&m.names.replyer, m.method.span);
+        let input = &m.method.input;
+        let doc = if m.method.docs.is_empty() {
             docs(&[format!(
                 "Handles one `{}` request; answer through `replyer`, now or later from any task.",
-                m.m.wire
+                m.method.wire
             )])
         } else {
-            docs(&m.m.docs)
+            docs(&m.method.docs)
         };
         quote! {
             #doc
@@ -199,14 +202,14 @@ fn gen_trait(cx: &Ctx<'_>, methods: &[M<'_>]) -> TokenStream {
     }
 }
 
-fn gen_register(cx: &Ctx<'_>, methods: &[M<'_>]) -> TokenStream {
+fn gen_register(cx: &Ctx<'_>, methods: &[MethodCx<'_>]) -> TokenStream {
     let rt = &cx.rt;
     let t = id(&cx.names.service_trait);
     let codec = &cx.codec;
     let regs = methods.iter().map(|m| {
         let ids = m.ids();
         let (c, f) = (ids.method_const, ids.trait_fn);
-        let (input, output) = (&m.m.input, &m.m.output);
+        let (input, output) = (&m.method.input, &m.method.output);
         quote! {
             {
                 let svc = ::core::clone::Clone::clone(&svc);
@@ -237,7 +240,7 @@ fn gen_register(cx: &Ctx<'_>, methods: &[M<'_>]) -> TokenStream {
 /// `receiver` the leading `&self,` of client methods (or nothing).
 fn gen_calls(
     cx: &Ctx<'_>,
-    m: &M<'_>,
+    m: &MethodCx<'_>,
     node: &TokenStream,
     receiver: &TokenStream,
     on: &str,
@@ -245,7 +248,7 @@ fn gen_calls(
     let rt = &cx.rt;
     let ids = m.ids();
     let codec = &cx.codec;
-    let (input, output) = (&m.m.input, &m.m.output);
+    let (input, output) = (&m.method.input, &m.method.output);
     let (c, call, timeout, callback, post) = (
         ids.method_const,
         ids.call,
@@ -256,20 +259,20 @@ fn gen_calls(
     let result = quote!(::core::result::Result<#output, #rt::RpcError>);
     let d_call = format!(
         " Calls `{}` on `peer` {on} and waits for the response (the node's call timeout applies).",
-        m.m.wire
+        m.method.wire
     );
     let d_timeout = format!(
         " Calls `{}` on `peer` {on}; gives up with a timeout error after `timeout`.",
-        m.m.wire
+        m.method.wire
     );
     let d_callback = format!(
         " Calls `{}` on `peer` {on}; `callback` runs once with the result (reply, error, \
          timeout at `deadline`, or disconnect) unless the returned handle cancels it.",
-        m.m.wire
+        m.method.wire
     );
     let d_post = format!(
         " Sends `{}` to `peer` {on} without waiting for (or getting) a response.",
-        m.m.wire
+        m.method.wire
     );
     quote! {
         #[doc = #d_call]
@@ -318,7 +321,7 @@ fn gen_calls(
     }
 }
 
-fn gen_free_fns(cx: &Ctx<'_>, m: &M<'_>) -> TokenStream {
+fn gen_free_fns(cx: &Ctx<'_>, m: &MethodCx<'_>) -> TokenStream {
     let rt = &cx.rt;
     gen_calls(
         cx,
@@ -329,7 +332,7 @@ fn gen_free_fns(cx: &Ctx<'_>, m: &M<'_>) -> TokenStream {
     )
 }
 
-fn gen_client(cx: &Ctx<'_>, methods: &[M<'_>]) -> TokenStream {
+fn gen_client(cx: &Ctx<'_>, methods: &[MethodCx<'_>]) -> TokenStream {
     let rt = &cx.rt;
     let client = id(&cx.names.client);
     let name = client.to_string();

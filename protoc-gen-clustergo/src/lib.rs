@@ -6,8 +6,8 @@
 //! - the `protoc-gen-clustergo` protoc plugin ([`plugin`], feature `protoc`), run by
 //!   the repository's `gen.sh`;
 //! - the build.rs API [`configure`] (feature `build`, on by default): protox parses
-//!   the `.proto` files (no system `protoc` needed) and prost-build writes messages
-//!   while a private `ServiceGenerator` writes the service modules;
+//!   the `.proto` files (no system `protoc` needed), prost-build writes messages,
+//!   and the service modules come from the same lowering and layout as the plugin's;
 //! - the `#[clustergo::service]` attribute macro (crate `clustergo-macros`), which
 //!   parses a Rust trait into the model.
 //!
@@ -49,6 +49,8 @@ pub mod naming;
 mod build;
 #[cfg(feature = "protoc")]
 mod descriptor;
+#[cfg(feature = "protoc")]
+mod generate;
 #[cfg(feature = "protoc")]
 pub mod plugin;
 #[cfg(feature = "protoc")]

@@ -100,21 +100,31 @@ impl Service {
 
     /// Every pair of generated items with the same name, plus `extra` names already
     /// taken in the module (e.g. prost messages of a seed file).
+    ///
+    /// Two scopes are checked: the module (fixed items, `extra`, and every method's
+    /// constant, replyer and free functions) and the client struct's inherent methods
+    /// ([`CLIENT_FIXED`] and every method's calls). Types and values are
+    /// kept in one set: stricter than rustc, never weaker.
     pub fn clashes(&self, extra: &[String]) -> Vec<NameClash> {
-        let mut seen: Vec<(String, String)> = self
-            .fixed_names()
-            .into_iter()
-            .map(|n| (n.clone(), format!("generated item `{n}`")))
-            .chain(extra.iter().map(|n| (n.clone(), format!("`{n}`"))))
-            .collect();
+        let client = self.names().client;
+        let mut module = Scope::new(
+            self.fixed_names()
+                .into_iter()
+                .map(|n| {
+                    let owner = format!("generated item `{n}`");
+                    (n, owner)
+                })
+                .chain(extra.iter().map(|n| (n.clone(), format!("`{n}`")))),
+        );
         let mut out = Vec::new();
         let mut wires: Vec<&str> = Vec::new();
         for (i, m) in self.methods.iter().enumerate() {
             let names = MethodNames::new(&m.name);
-            let mut mine: Vec<&str> = names.values().to_vec();
-            mine.push(&names.replyer);
-            for name in mine {
-                if let Some((_, owner)) = seen.iter().find(|(n, _)| n == name) {
+            let mine = format!("an item of method `{}`", m.name);
+            let mut module_items: Vec<&str> = names.values().to_vec();
+            module_items.push(&names.replyer);
+            for name in module_items {
+                if let Some(owner) = module.take(name, &mine) {
                     out.push(NameClash {
                         method: i,
                         message: format!(
@@ -122,8 +132,19 @@ impl Service {
                             m.name
                         ),
                     });
-                } else {
-                    seen.push((name.to_owned(), format!("an item of method `{}`", m.name)));
+                }
+            }
+            // Clashes between methods' client methods are already module clashes.
+            for name in names.client_methods() {
+                if let Some((_, what)) = CLIENT_FIXED.iter().find(|(n, _)| *n == name) {
+                    out.push(NameClash {
+                        method: i,
+                        message: format!(
+                            "method `{}` generates `{client}::{name}`, which clashes with \
+                             the {what} `{client}::{name}`",
+                            m.name
+                        ),
+                    });
                 }
             }
             if wires.contains(&m.wire.as_str()) {
@@ -135,5 +156,90 @@ impl Service {
             wires.push(&m.wire);
         }
         out
+    }
+}
+
+/// Inherent methods every generated client struct has, with what they are.
+pub const CLIENT_FIXED: [(&str, &str); 2] = [("new", "constructor"), ("node", "node accessor")];
+
+/// Names taken in one Rust scope, each with a description of its owner.
+struct Scope {
+    taken: Vec<(String, String)>,
+}
+
+impl Scope {
+    fn new(fixed: impl Iterator<Item = (String, String)>) -> Self {
+        Self {
+            taken: fixed.collect(),
+        }
+    }
+
+    /// Claims `name` for `owner`; returns the earlier owner if it was taken.
+    fn take(&mut self, name: &str, owner: &str) -> Option<String> {
+        if let Some((_, earlier)) = self.taken.iter().find(|(n, _)| n == name) {
+            return Some(earlier.clone());
+        }
+        self.taken.push((name.to_owned(), owner.to_owned()));
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(methods: &[(&str, &str)]) -> Service {
+        let mut s = Service::new("Svc", Span::call_site());
+        for (name, wire) in methods {
+            s.methods.push(Method {
+                name: (*name).to_owned(),
+                wire: (*wire).to_owned(),
+                input: quote!(M),
+                output: quote!(M),
+                docs: Vec::new(),
+                span: Span::call_site(),
+            });
+        }
+        s
+    }
+
+    /// Methods (name, wire name), extra names taken, expected clash texts.
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a [&'a str]);
+
+    #[test]
+    fn clash_rules() {
+        let cases: &[Case<'_>] = &[
+            (&[("Get", "a"), ("Put", "b")], &[], &[]),
+            (&[("Register", "a")], &[], &["generated item `register`"]),
+            (&[("New", "a")], &[], &["the constructor `SvcClient::new`"]),
+            (
+                &[("node", "a")],
+                &[],
+                &["the node accessor `SvcClient::node`"],
+            ),
+            (
+                &[("Get", "a"), ("GetWithTimeout", "b")],
+                &[],
+                &["`get_with_timeout`, which clashes with an item of method `Get`"],
+            ),
+            (
+                &[("Get", "a"), ("Put", "a")],
+                &[],
+                &["repeats wire name \"a\""],
+            ),
+            (&[("on_call", "x")], &["Replyer"], &["`Replyer`"]),
+        ];
+        for (methods, extra, want) in cases {
+            let extra: Vec<String> = extra.iter().map(|e| (*e).to_owned()).collect();
+            let got: Vec<String> = service(methods)
+                .clashes(&extra)
+                .into_iter()
+                .map(|c| c.message)
+                .collect();
+            assert_eq!(got.len(), want.len(), "{methods:?}: {got:?}");
+            for (g, w) in got.iter().zip(*want) {
+                assert!(g.contains(w), "{methods:?}: {g:?} lacks {w:?}");
+            }
+        }
     }
 }

@@ -16,8 +16,8 @@
 //! A method called `on_call` is the seed's single-method convention: its items are
 //! `METHOD`, `Replyer`, trait method `on_call`, and `call`, `call_with_timeout`,
 //! `call_with_callback`, `post`. Its wire name is the snake-case base (`"echo"`).
-//! Other methods have the wire name `package.Service.Method` (no leading dot; no
-//! package → `Service.Method`), with the proto spelling of service and method.
+//! Other methods have the wire name `package.Base.Method` (no leading dot; no
+//! package → `Base.Method`), with `UpperCamel` base and method (see [`wire_name`]).
 
 use heck::{ToShoutySnakeCase, ToSnakeCase, ToUpperCamelCase};
 use proc_macro2::{Ident, Span};
@@ -158,16 +158,34 @@ impl MethodNames {
             &self.post,
         ]
     }
+
+    /// The methods this method adds to the client struct.
+    pub fn client_methods(&self) -> [&str; 4] {
+        [
+            &self.call,
+            &self.call_with_timeout,
+            &self.call_with_callback,
+            &self.post,
+        ]
+    }
 }
 
-/// Wire name of a method: the seed method (`on_call`) of service `echo` is `"echo"`;
-/// any other is `"pkg.Service.Method"` (`"Service.Method"` without a package).
-/// `service` and `method` are taken as written (proto spelling); a Rust method name
-/// is converted to `UpperCamel`.
+/// Wire name of a method: the seed method (`on_call`) of service `echo` is `"echo"`
+/// (snake case of the base); any other is `"pkg.Base.Method"` (`"Base.Method"`
+/// without a package), where `Base` is the `UpperCamel` service base (the service
+/// name without a trailing `Service`, as in the module and trait names) and `Method`
+/// the `UpperCamel` method name.
+///
+/// So proto `service Lobby`, proto `service LobbyService` and Rust
+/// `trait LobbyService` (or `trait Lobby`) in package `game.lobby` all call method
+/// `Join` as `"game.lobby.Lobby.Join"`: whatever makes the same module and trait
+/// makes the same wire names.
 pub fn wire_name(package: &str, service: &str, method: &str) -> String {
+    let service = base(service.trim_start_matches("r#"));
     if method == SEED_METHOD {
-        return base(service).to_snake_case();
+        return service.to_snake_case();
     }
+    let service = service.to_upper_camel_case();
     let method = method.trim_start_matches("r#").to_upper_camel_case();
     if package.is_empty() {
         format!("{service}.{method}")
@@ -245,5 +263,16 @@ mod tests {
             "game.lobby.Lobby.Join"
         );
         assert_eq!(wire_name("", "Greeter", "say_hello"), "Greeter.SayHello");
+        // One rule for every front-end: the base, as in the trait and module names.
+        for service in ["Lobby", "LobbyService", "lobby", "Lobby_Service"] {
+            assert_eq!(
+                wire_name("game.lobby", service, "Join"),
+                "game.lobby.Lobby.Join",
+                "{service}"
+            );
+        }
+        assert_eq!(wire_name("", "ABCService", "ping"), "Abc.Ping");
+        assert_eq!(wire_name("", "r#type", "r#match"), "Type.Match");
+        assert_eq!(wire_name("", "Service", "Get"), "Service.Get");
     }
 }

@@ -26,9 +26,18 @@ impl Tree {
         node
     }
 
-    #[cfg(feature = "build")]
     pub(crate) fn has_child(&self, name: &str) -> bool {
         self.children.contains_key(name)
+    }
+
+    /// Whether child `name` is a seed file's module.
+    pub(crate) fn is_seed(&self, name: &str) -> bool {
+        self.children.get(name).is_some_and(|c| c.doc.is_some())
+    }
+
+    /// Names of the child modules.
+    pub(crate) fn children(&self) -> Vec<String> {
+        self.children.keys().cloned().collect()
     }
 
     pub(crate) fn include(&mut self, file: impl Into<String>) -> &mut Self {
@@ -39,8 +48,10 @@ impl Tree {
         self
     }
 
-    pub(crate) fn doc(&mut self, doc: impl Into<String>) -> &mut Self {
-        self.doc.get_or_insert_with(|| doc.into());
+    /// Marks this module as the one of seed file `file` (only seed modules have a
+    /// doc of their own; package modules get a generic one).
+    pub(crate) fn seed(&mut self, file: &str) -> &mut Self {
+        self.doc = Some(format!(" Service from seed-convention file `{file}`."));
         self
     }
 

@@ -33,10 +33,16 @@ fn fixtures(name: &str) -> String {
 fn seed_files_and_services_from_repo_protos() {
     let out = tempfile::tempdir().unwrap();
     let proto = common::root().join("../proto");
-    let files: Vec<_> = ["echo.proto", "test.proto", "common.proto", "lobby.proto"]
-        .iter()
-        .map(|f| proto.join(f))
-        .collect();
+    let files: Vec<_> = [
+        "echo.proto",
+        "test.proto",
+        "common.proto",
+        "lobby.proto",
+        "profile.proto",
+    ]
+    .iter()
+    .map(|f| proto.join(f))
+    .collect();
     protoc_gen_clustergo::configure()
         .out_dir(out.path())
         .emit_rerun_if_changed(false)
@@ -61,16 +67,32 @@ fn keywords_and_nested_packages() {
 }
 
 #[test]
-fn streaming_method_is_an_error() {
+fn clashes_and_unsupported_input_are_errors_naming_file_and_items() {
+    for (files, needles) in common::REJECTED {
+        let out = tempfile::tempdir().unwrap();
+        let paths: Vec<String> = files.iter().map(|f| fixtures(f)).collect();
+        let err = protoc_gen_clustergo::configure()
+            .out_dir(out.path())
+            .emit_rerun_if_changed(false)
+            .compile_protos(&paths, &[fixtures("")])
+            .unwrap_err()
+            .to_string();
+        for needle in *needles {
+            assert!(err.contains(needle), "{files:?}: {needle:?} not in {err:?}");
+        }
+    }
+}
+
+#[test]
+fn proto3_optional_and_maps_make_no_message_module() {
     let out = tempfile::tempdir().unwrap();
-    let err = protoc_gen_clustergo::configure()
+    protoc_gen_clustergo::configure()
         .out_dir(out.path())
         .emit_rerun_if_changed(false)
-        .compile_protos(&[fixtures("streaming.proto")], &[fixtures("")])
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("Feed.Watch"), "{err}");
-    assert!(err.contains("streaming methods are not supported"), "{err}");
+        .compile_protos(&[fixtures("optional_ok.proto")], &[fixtures("")])
+        .unwrap();
+    let services = std::fs::read_to_string(out.path().join("opt.clustergo.rs")).unwrap();
+    assert!(services.contains("pub mod room"), "{services}");
 }
 
 #[test]

@@ -220,3 +220,22 @@ fn odd_names_never_crash_the_plugin() {
         assert!(resp.error.is_some() || !resp.file.is_empty(), "{name}");
     }
 }
+
+#[test]
+fn clashes_and_unsupported_input_are_errors_naming_file_and_items() {
+    for (files, needles) in common::REJECTED {
+        let resp = run(&common::request(files, &[fixtures()], "include_file=t.rs"));
+        let err = resp.error.unwrap_or_default();
+        for needle in *needles {
+            assert!(err.contains(needle), "{files:?}: {needle:?} not in {err:?}");
+        }
+        assert!(resp.file.is_empty(), "{files:?}");
+    }
+}
+
+#[test]
+fn proto3_optional_and_maps_make_no_message_module() {
+    let resp = run(&common::request(&["optional_ok.proto"], &[fixtures()], ""));
+    let files = files(&resp);
+    assert!(files[0].1.contains("pub mod room"), "{}", files[0].1);
+}

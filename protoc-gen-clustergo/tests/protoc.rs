@@ -51,13 +51,17 @@ fn protoc_with_plugin_reproduces_checked_in_service_crate() {
     );
 
     let o = run(
-        &["common.proto", "lobby.proto"],
+        &["common.proto", "lobby.proto", "profile.proto"],
         &proto,
         out.path(),
         "include_file=packages.rs",
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    for f in ["game.lobby.clustergo.rs", "packages.rs"] {
+    for f in [
+        "game.lobby.clustergo.rs",
+        "game.profile.clustergo.rs",
+        "packages.rs",
+    ] {
         assert_eq!(read(&out.path().join(f)), read(&service.join(f)), "{f}");
     }
 }

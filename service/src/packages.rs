@@ -38,4 +38,18 @@ pub mod game {
         include!("game.lobby.rs");
         include!("game.lobby.clustergo.rs");
     }
+    /// Protobuf package module `profile`.
+    #[allow(
+        unreachable_pub,
+        unused_imports,
+        unused_variables,
+        dead_code,
+        clippy::all,
+        clippy::pedantic,
+        clippy::nursery
+    )]
+    pub mod profile {
+        include!("game.profile.rs");
+        include!("game.profile.clustergo.rs");
+    }
 }

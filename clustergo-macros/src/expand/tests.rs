@@ -108,12 +108,14 @@ fn snapshot_seed() {
 #[test]
 fn snapshot_keywords_codec_package_crate() {
     let out = expand(
-        quote!(codec = my::Codec, package = "kw.pkg", crate = ::cg),
+        quote!(codec = self::my::Codec, package = "kw.pkg", crate = ::cg),
         quote! {
             pub(crate) trait ABCService {
                 fn r#type(&self, ctx: RpcContext, replyer: Replyer<r#match::Out>, request: In);
                 #[rpc(name = "wire.Name")]
                 fn say_hello(&self, ctx: ::cg::RpcContext, replyer: ::cg::Replyer<Out>, request: Vec<u8>);
+                // Paths relative to the trait's module get one more `super`.
+                fn relative(&self, ctx: RpcContext, replyer: Replyer<super::pb::Out>, request: Vec<self::pb::In>);
             }
         },
     );

@@ -9,6 +9,18 @@ use std::collections::{BTreeMap, HashMap};
 use super::{Member, MembershipChange};
 use crate::addr::LogicAddr;
 
+/// The key that picks a harbor for traffic between `a` and `b`: the same for
+/// `(a, b)` and `(b, a)`, and mixed so that similar addresses (every server index 1)
+/// still spread over the harbors.
+pub(crate) fn path_key(a: LogicAddr, b: LogicAddr) -> u64 {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    // splitmix64's finalizer over the ordered pair.
+    let mut z = (u64::from(lo.raw()) << 32) | u64::from(hi.raw());
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// The members a node knows about, indexed for lookups by type and for harbor choice.
 #[derive(Debug, Clone)]
 pub struct View {
@@ -125,11 +137,13 @@ impl View {
         (!list.is_empty()).then(|| list[(n % list.len() as u64) as usize])
     }
 
-    /// The harbor of `cluster` that carries traffic for `target`: chosen by target
-    /// address among available harbors, so one target keeps one path.
-    pub fn harbor_for(&self, cluster: u32, target: LogicAddr) -> Option<LogicAddr> {
+    /// The harbor of `cluster` that carries traffic between `a` and `b`, chosen among
+    /// available harbors by `path_key(a, b)`. The key is symmetric, so a reply
+    /// (`b → a`) crosses the same harbor in each cluster as its request (`a → b`)
+    /// while views agree, and one pair keeps one path.
+    pub fn harbor_for(&self, cluster: u32, a: LogicAddr, b: LogicAddr) -> Option<LogicAddr> {
         let list = self.harbors.get(&cluster)?;
-        (!list.is_empty()).then(|| list[target.raw() as usize % list.len()])
+        (!list.is_empty()).then(|| list[(path_key(a, b) % list.len() as u64) as usize])
     }
 
     /// Every member, in no particular order.
@@ -222,22 +236,23 @@ mod tests {
         );
         assert_eq!(v.addr_by_type_n(2, 0), Some(a("1.2.1")));
         assert_eq!(v.addr_by_type_n(2, 4), Some(a("1.2.2")));
-        let target = a("2.1.7");
-        let h = v.harbor_for(2, target).unwrap();
-        assert_eq!(v.harbor_for(2, target), Some(h), "deterministic");
-        assert_eq!(v.harbor_for(3, target), None);
+        let (me, target) = (a("1.1.1"), a("2.1.7"));
+        let h = v.harbor_for(2, me, target).unwrap();
+        assert_eq!(v.harbor_for(2, me, target), Some(h), "deterministic");
+        assert_eq!(v.harbor_for(2, target, me), Some(h), "symmetric");
+        assert_eq!(v.harbor_for(3, me, target), None);
         // Removing a harbor moves traffic to the other; updates to unavailable too.
         v.apply(&MembershipChange {
             removed: vec![member(&h.to_string(), false, true)],
             ..Default::default()
         });
-        let other = v.harbor_for(2, target).unwrap();
+        let other = v.harbor_for(2, me, target).unwrap();
         assert_ne!(other, h);
         v.apply(&MembershipChange {
             updated: vec![member(&other.to_string(), false, false)],
             ..Default::default()
         });
-        assert_eq!(v.harbor_for(2, target), None);
+        assert_eq!(v.harbor_for(2, me, target), None);
         assert!(v.contains(other), "unavailable members stay listed");
     }
 }

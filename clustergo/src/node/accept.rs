@@ -1,5 +1,7 @@
 //! The accept side: the listener loop, and authenticating each inbound connection
-//! before it is handed to its peer (frames) or to a stream session.
+//! before it is handed to its peer (frames) or to a stream session. Connections
+//! still authenticating are capped (`admission.rs`): past the cap one is closed at
+//! once, unread.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,10 +9,74 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::NodeInner;
+use super::admission::{Admit, Pending};
+use super::throttle::Throttle;
 use crate::handshake::{self, AcceptorId, ConnKind, Refusal};
 use crate::peer::Inbound;
+
+/// The node's pending handshakes, and the throttle of its warnings about shedding.
+#[derive(Debug)]
+pub(super) struct Admission {
+    pending: Pending<CancellationToken>,
+    warn: Throttle,
+}
+
+impl Admission {
+    pub(super) fn new(cap: usize) -> Self {
+        Self {
+            pending: Pending::new(cap),
+            warn: Throttle::new(Duration::from_secs(1)),
+        }
+    }
+}
+
+/// A slot among the pending handshakes; frees it when dropped.
+struct Ticket {
+    inner: Arc<NodeInner>,
+    id: u64,
+    /// Cancelled when a newcomer evicts this handshake.
+    evicted: CancellationToken,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.inner.admission.lock().pending.done(self.id);
+    }
+}
+
+/// Admits a new connection among the pending handshakes, or sheds it (`None`).
+fn admit(inner: &Arc<NodeInner>) -> Option<Ticket> {
+    let evicted = CancellationToken::new();
+    let now = Instant::now();
+    let mut adm = inner.admission.lock();
+    let (ticket, shed) = match adm.pending.admit(now, evicted.clone()) {
+        Admit::Admitted { id, evicted: old } => {
+            let shed = old.map(|old| old.cancel()).is_some();
+            let ticket = Ticket {
+                inner: inner.clone(),
+                id,
+                evicted,
+            };
+            (Some(ticket), shed)
+        }
+        Admit::Shed => (None, true),
+    };
+    if shed {
+        inner.counters.handshake_shed();
+        if let Some(shed) = adm.warn.hit(now) {
+            tracing::warn!(
+                shed,
+                cap = adm.pending.cap(),
+                "too many inbound handshakes pending: closing unauthenticated connections"
+            );
+        }
+    }
+    ticket
+}
 
 /// Accepts connections until stop begins.
 pub(super) async fn accept_loop(inner: Arc<NodeInner>, listener: TcpListener) {
@@ -19,9 +85,10 @@ pub(super) async fn accept_loop(inner: Arc<NodeInner>, listener: TcpListener) {
             biased;
             _ = inner.accepting.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, from)) => {
+                // Shed: dropped unread.
+                Ok((stream, from)) => if let Some(ticket) = admit(&inner) {
                     let _ = stream.set_nodelay(true);
-                    inner.spawn(accept_one(inner.clone(), stream, from));
+                    inner.spawn(accept_one(inner.clone(), stream, from, ticket));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -32,8 +99,14 @@ pub(super) async fn accept_loop(inner: Arc<NodeInner>, listener: TcpListener) {
     }
 }
 
-/// Authenticates one inbound connection and hands it to its peer.
-async fn accept_one(inner: Arc<NodeInner>, mut stream: TcpStream, from: SocketAddr) {
+/// Authenticates one inbound connection and hands it to its peer. Only the wait
+/// for the dialer's proof can be evicted; the verdict and the hand-over cannot.
+async fn accept_one(
+    inner: Arc<NodeInner>,
+    mut stream: TcpStream,
+    from: SocketAddr,
+    ticket: Ticket,
+) {
     let Some(run) = inner.running() else { return };
     let me = AcceptorId {
         logic: run.local,
@@ -41,7 +114,16 @@ async fn accept_one(inner: Arc<NodeInner>, mut stream: TcpStream, from: SocketAd
     };
     let timeout = inner.config.handshake_timeout;
     let secret = inner.config.secret.expose();
-    let pending = match handshake::accept(&mut stream, secret, me, timeout).await {
+    let accepted = tokio::select! {
+        biased;
+        _ = ticket.evicted.cancelled() => {
+            tracing::debug!(%from, "inbound handshake evicted: too many pending");
+            return;
+        }
+        accepted = handshake::accept(&mut stream, secret, me, timeout) => accepted,
+    };
+    drop(ticket);
+    let pending = match accepted {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(%from, error = %e, "inbound handshake failed");

@@ -78,10 +78,18 @@ pub struct Config {
     pub call_timeout: Duration,
     /// Time allowed to connect and authenticate.
     pub handshake_timeout: Duration,
+    /// Inbound connections authenticating at once. Past it, a new connection takes
+    /// the slot of the oldest pending one (if that one waited 100 ms) or is closed
+    /// unread, so silent connections cannot keep real peers out.
+    pub max_pending_handshakes: usize,
     /// How long [`Node::stop`](crate::Node::stop) waits for in-flight requests to be answered.
     pub drain_timeout: Duration,
     /// How long [`Node::start`](crate::Node::start) waits for the first membership snapshot.
     pub membership_timeout: Duration,
+    /// How long [`Node::leave`](crate::Node::leave) waits, after marking the node
+    /// unavailable, for the other nodes to see it before draining: at least the
+    /// membership backend's propagation delay.
+    pub leave_grace: Duration,
 }
 
 impl Default for Config {
@@ -98,8 +106,10 @@ impl Default for Config {
             send_timeout: Duration::from_millis(200),
             call_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(1),
+            max_pending_handshakes: 256,
             drain_timeout: Duration::from_secs(5),
             membership_timeout: Duration::from_secs(5),
+            leave_grace: Duration::from_secs(1),
         }
     }
 }

@@ -1,18 +1,65 @@
 //! Frames that arrive: handled here, or relayed on by a harbor; and the loop that
 //! delivers frames a node sends to itself.
+//!
+//! Who sent a frame is checked before anything else: on a link, its `from` must be
+//! plausible for that link ([`plausible_from`]); a response must come from its
+//! call's target (`rpc::client`). Frames failing either are dropped, counted in
+//! [`Metrics::frames_forged`](super::Metrics::frames_forged) and logged at most once
+//! a second per link. Self-sent frames are trusted.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
+use super::route::plausible_from;
+use super::throttle::Throttle;
 use super::{NodeInner, SendError};
 use crate::addr::LogicAddr;
 use crate::codec::{Frame, FrameKind};
 use crate::rpc::{self, RpcError};
 
+/// How often a link may log a forged frame.
+const FORGED_LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// The receive side of one link: whose frames it carries, and the throttle of its
+/// warnings about forged ones. Owned by the link's reader; no lock, no allocation.
+#[derive(Debug)]
+pub(crate) struct Arrivals {
+    peer: LogicAddr,
+    warn: Throttle,
+}
+
+impl Arrivals {
+    /// The receive side of a link from `peer`.
+    pub(crate) fn new(peer: LogicAddr) -> Self {
+        Self {
+            peer,
+            warn: Throttle::new(FORGED_LOG_EVERY),
+        }
+    }
+}
+
 impl NodeInner {
-    /// Handles a frame that arrived from a peer or from this node itself.
+    /// Handles a frame read from the link of `arrivals`: dropped if its sender is
+    /// not plausible for that link, else [`dispatch`](Self::dispatch)ed.
+    pub(crate) fn dispatch_arrived(self: &Arc<Self>, arrivals: &mut Arrivals, frame: Frame) {
+        let Some(run) = self.run.get() else { return };
+        if plausible_from(run.local, arrivals.peer, frame.from) {
+            self.dispatch(frame);
+            return;
+        }
+        self.counters.frame_forged();
+        if let Some(dropped) = arrivals.warn.hit(Instant::now()) {
+            tracing::warn!(peer = %arrivals.peer, from = %frame.from, to = %frame.to,
+                kind = ?frame.kind, dropped, "dropping frames whose sender this link cannot carry");
+        }
+    }
+
+    /// Handles a frame that arrived from a peer (its sender checked) or from this
+    /// node itself.
     pub(crate) fn dispatch(self: &Arc<Self>, frame: Frame) {
         let Some(run) = self.run.get() else { return };
         if frame.to != run.local {
@@ -25,27 +72,41 @@ impl NodeInner {
                 .messages
                 .dispatch_bin(frame.from, frame.cmd, frame.body),
             FrameKind::RpcRequest => rpc::server::dispatch(self, frame.from, frame.body),
-            FrameKind::RpcResponse => self.rpc_client.complete(frame.from, frame.body),
+            FrameKind::RpcResponse => {
+                if !self.rpc_client.complete(frame.from, frame.body) {
+                    self.counters.frame_forged();
+                    tracing::debug!(from = %frame.from, "dropping a reply to a call to another node");
+                }
+            }
         }
     }
 
-    /// Forwards a frame addressed to another node (harbors only). The body is not
-    /// decoded. An RPC request that cannot be forwarded is answered with an error.
+    /// Forwards a frame addressed to another node (harbors only), on the path its
+    /// origin's pair picks (so a reply retraces its request). The body is not
+    /// decoded. A frame that cannot be forwarded is counted and logged (rate-limited);
+    /// an RPC request among them is answered with an error in the name of its target:
+    /// a reply must come from the call's target.
     fn relay(self: &Arc<Self>, frame: Frame, local: LogicAddr) {
         let result = if local.is_harbor() {
-            self.send_frame(frame.to, frame.to_bytes(), None)
+            self.route_from(frame.from, frame.to)
+                .and_then(|route| self.send_on(&route, frame.to_bytes(), None))
         } else {
             Err(SendError::Unreachable(frame.to))
         };
-        if let Err(e) = result {
-            tracing::debug!(to = %frame.to, from = %frame.from, error = %e, "cannot relay frame");
-            if frame.kind == FrameKind::RpcRequest {
-                let err = match e {
-                    SendError::Busy => RpcError::Busy,
-                    _ => RpcError::Unreachable(frame.to),
-                };
-                rpc::server::reject(self, frame.from, &frame.body, err);
-            }
+        let e = match result {
+            Ok(()) => return self.counters.frame_relayed(),
+            Err(e) => e,
+        };
+        if let Some(dropped) = self.counters.relay_dropped() {
+            tracing::warn!(to = %frame.to, from = %frame.from, kind = ?frame.kind, error = %e,
+                dropped, "cannot relay frame (dropped since the last such line)");
+        }
+        if frame.kind == FrameKind::RpcRequest {
+            let err = match e {
+                SendError::Busy => RpcError::Busy,
+                _ => RpcError::Unreachable(frame.to),
+            };
+            rpc::server::reject(self, frame.from, frame.to, &frame.body, err);
         }
     }
 }

@@ -1,6 +1,15 @@
-//! Link counters: bumped by peers, read as a [`Metrics`] snapshot.
+//! Link counters: bumped by peers and the receive path, read as a [`Metrics`] snapshot.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use super::throttle::Throttle;
+
+/// A relay drop is logged at most this often; the line carries the count since.
+const RELAY_LOG_EVERY: Duration = Duration::from_secs(1);
 
 /// Counters of a node's links, for monitoring and tests.
 #[derive(Debug, Default)]
@@ -8,6 +17,21 @@ pub(crate) struct Counters {
     links_established: AtomicU64,
     links_lost: AtomicU64,
     frames_expired: AtomicU64,
+    frames_forged: AtomicU64,
+    handshakes_shed: AtomicU64,
+    frames_relayed: AtomicU64,
+    relay_dropped: AtomicU64,
+    relay_log: RelayLog,
+}
+
+/// Rate limit of the relay-drop log line: a stopping or cut-off relay may drop many.
+#[derive(Debug)]
+struct RelayLog(Mutex<Throttle>);
+
+impl Default for RelayLog {
+    fn default() -> Self {
+        Self(Mutex::new(Throttle::new(RELAY_LOG_EVERY)))
+    }
 }
 
 impl Counters {
@@ -26,12 +50,38 @@ impl Counters {
         self.frames_expired.fetch_add(n as u64, Ordering::Relaxed);
     }
 
+    /// A frame was dropped because its sender cannot be who it claims.
+    pub(crate) fn frame_forged(&self) {
+        self.frames_forged.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An unauthenticated connection was closed: too many handshakes pending.
+    pub(crate) fn handshake_shed(&self) {
+        self.handshakes_shed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A harbor forwarded a frame.
+    pub(crate) fn frame_relayed(&self) {
+        self.frames_relayed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A harbor could not forward a frame. Returns the drops to report if a log
+    /// line is due (rate-limited: a stopping or cut-off relay may drop many).
+    pub(crate) fn relay_dropped(&self) -> Option<u64> {
+        self.relay_dropped.fetch_add(1, Ordering::Relaxed);
+        self.relay_log.0.lock().hit(Instant::now())
+    }
+
     /// The current values.
     pub(super) fn snapshot(&self) -> Metrics {
         Metrics {
             links_established: self.links_established.load(Ordering::Relaxed),
             links_lost: self.links_lost.load(Ordering::Relaxed),
             frames_expired: self.frames_expired.load(Ordering::Relaxed),
+            frames_forged: self.frames_forged.load(Ordering::Relaxed),
+            handshakes_shed: self.handshakes_shed.load(Ordering::Relaxed),
+            frames_relayed: self.frames_relayed.load(Ordering::Relaxed),
+            relay_dropped: self.relay_dropped.load(Ordering::Relaxed),
         }
     }
 }
@@ -45,4 +95,37 @@ pub struct Metrics {
     pub links_lost: u64,
     /// Frames dropped because their deadline passed before they could be written.
     pub frames_expired: u64,
+    /// Frames dropped because their sender cannot be who it claims: a `from` the
+    /// link it came on cannot carry, or a reply from another node than the call's
+    /// target.
+    pub frames_forged: u64,
+    /// Inbound connections closed before authenticating because
+    /// [`Config::max_pending_handshakes`](crate::Config::max_pending_handshakes)
+    /// were pending: shed on arrival, or evicted as the oldest.
+    pub handshakes_shed: u64,
+    /// Frames this node forwarded as a harbor.
+    pub frames_relayed: u64,
+    /// Frames this node was asked to forward and could not (no route, queue full,
+    /// stopping). A request among them is answered with an error when possible.
+    pub relay_dropped: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn relay_drops_are_counted_and_logged_rate_limited() {
+        let c = Counters::default();
+        assert_eq!(c.relay_dropped(), Some(1), "the first drop is logged");
+        assert_eq!(c.relay_dropped(), None, "then at most once per interval");
+        assert_eq!(c.relay_dropped(), None);
+        tokio::time::advance(RELAY_LOG_EVERY).await;
+        assert_eq!(
+            c.relay_dropped(),
+            Some(3),
+            "the next line counts the quiet ones"
+        );
+        assert_eq!(c.snapshot().relay_dropped, 4);
+    }
 }

@@ -7,10 +7,12 @@
 //! own file: `config` ([`Config`], [`Secret`]), `error` ([`StartError`],
 //! [`SendError`]), `start`, `messages` (the pb/binary message API), `route` (the
 //! pure routing rule, and sending), `dispatch` (arriving frames, relay, self-sends),
-//! `dial` and `accept` (connection setup), `members` (membership changes),
-//! `shutdown` (the stop protocol), `inflight` and `metrics`.
+//! `dial` and `accept` (connection setup), `admission` (the cap on pending
+//! handshakes), `members` (membership changes), `shutdown` (the stop protocol),
+//! `inflight`, `metrics` and `throttle` (rate-limited warnings).
 
 mod accept;
+mod admission;
 mod config;
 mod dial;
 mod dispatch;
@@ -22,6 +24,7 @@ mod metrics;
 mod route;
 mod shutdown;
 mod start;
+mod throttle;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -36,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::{Config, DEV_SECRET, Secret};
+pub(crate) use dispatch::Arrivals;
 pub use error::{SendError, StartError};
 pub(crate) use inflight::Inflight;
 pub(crate) use metrics::Counters;
@@ -81,6 +85,8 @@ pub(crate) struct NodeInner {
     tasks: TaskTracker,
     inflight: Inflight,
     counters: Counters,
+    /// Inbound connections not authenticated yet (`accept.rs`).
+    admission: parking_lot::Mutex<accept::Admission>,
     streams: crate::stream::Streams,
     stopped: watch::Sender<bool>,
 }
@@ -116,6 +122,8 @@ impl Node {
     /// A node with `config`.
     pub fn with_config(config: Config) -> Self {
         let (stopped, _) = watch::channel(false);
+        let admission =
+            parking_lot::Mutex::new(accept::Admission::new(config.max_pending_handshakes));
         Self {
             inner: Arc::new(NodeInner {
                 config,
@@ -134,6 +142,7 @@ impl Node {
                 tasks: TaskTracker::new(),
                 inflight: Inflight::default(),
                 counters: Counters::default(),
+                admission,
                 streams: Default::default(),
                 stopped,
             }),
@@ -150,6 +159,9 @@ impl Node {
     /// (sends still work meanwhile); then every link writes what is queued and
     /// closes, and from then on sends fail with [`SendError::Stopped`]. Returns at
     /// once: [`wait`](Self::wait) for the end. Calling it again does nothing.
+    ///
+    /// `stop` does not touch membership, so callers may still pick this node until
+    /// it is removed; [`leave`](Self::leave) drains first, then removes and stops.
     pub fn stop(&self) {
         self.inner.stop();
     }
@@ -265,9 +277,9 @@ impl NodeInner {
         &self.streams
     }
 
-    /// A live connection to `remote` ended: calls through it cannot be answered.
-    pub(crate) fn link_lost(&self, remote: LogicAddr) {
-        self.rpc_client.fail_hop(remote);
+    /// A live connection of `peer` ended: calls through it cannot be answered.
+    pub(crate) fn link_lost(&self, peer: &Peer) {
+        self.rpc_client.fail_via(peer.id());
     }
 
     /// The listen address membership gives for `logic`.

@@ -2,18 +2,26 @@
 //!
 //! Every call ends exactly once. Whoever removes a call from the pending map owns
 //! its completion: the response, the timeout, [`CallHandle::cancel`], or a lost
-//! link (`fail_hop`). A call ends one of two ways:
+//! reply path (`fail_via`: the link of the peer its request left through is lost;
+//! `fail_relayed_via`: that peer, a harbor, left membership). A call ends one of two
+//! ways:
 //! - **awaited** (`call`): a oneshot to the waiting future, which keeps its own
 //!   timer. A cancelled call's sender is dropped without a value.
 //! - **callback** (`call_with_callback`): the callback itself sits in the map and
 //!   runs where the ending happens — on the link's receive path for a reply, on the
 //!   node's sweeper task for a timeout (checked every [`SWEEP`]), on the driver for a
 //!   lost link. No task or timer per call. Cancelling drops it unrun.
+//!
+//! A reply is bound to its call: its id (`seq`) names the call, and its sender must
+//! be the call's target. Ids never repeat across restarts of a node ([`first_seq`]),
+//! so a reply meant for a previous incarnation names no call of this one.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
+
+use std::collections::hash_map::Entry;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -61,8 +69,9 @@ impl Completion {
 }
 
 struct PendingCall {
-    /// The peer the request went through (the target, or a harbor).
-    hop: LogicAddr,
+    /// The id of the peer the request left through (the target, or a harbor, whose
+    /// link the reply comes back on); 0 for a call to this node itself.
+    via: u64,
     target: LogicAddr,
     done: Completion,
 }
@@ -87,10 +96,21 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// The first call id of this process: the start time in microseconds in the high
+/// bits, a counter in the low 12. A restarted node starts above every id its
+/// previous incarnation used unless that one made over 4096 calls per microsecond
+/// it ran (or the clock went back by as much). Id 0 is never used ("no call").
+fn first_seq() -> u64 {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or_else(|_| fastrand::u64(..), |d| d.as_micros() as u64);
+    (micros << 12).max(1)
+}
+
 impl Default for Client {
     fn default() -> Self {
         Self {
-            next_seq: AtomicU64::new(1),
+            next_seq: AtomicU64::new(first_seq()),
             shards: std::array::from_fn(|_| Mutex::new(IntMap::default())),
             callbacks: AtomicUsize::new(0),
             first_callback: Notify::new(),
@@ -99,13 +119,18 @@ impl Default for Client {
 }
 
 impl Client {
+    /// The shard of `seq`: the low bits, where the counter moves.
     fn shard(&self, seq: u64) -> &Mutex<IntMap<u64, PendingCall>> {
         &self.shards[(seq as usize) % SHARDS]
     }
 
-    /// Registers a call; `done` gets its ending.
-    pub(crate) fn begin(&self, target: LogicAddr, hop: LogicAddr, done: Completion) -> u64 {
-        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+    /// Registers a call sent through the peer `via`; `done` gets its ending.
+    pub(crate) fn begin(&self, target: LogicAddr, via: u64, done: Completion) -> u64 {
+        let mut seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        if seq == 0 {
+            // Wrapped around (after 2^64 calls): 0 means "no call".
+            seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        }
         if matches!(done, Completion::Callback { .. })
             && self.callbacks.fetch_add(1, Ordering::AcqRel) == 0
         {
@@ -113,7 +138,7 @@ impl Client {
         }
         self.shard(seq)
             .lock()
-            .insert(seq, PendingCall { hop, target, done });
+            .insert(seq, PendingCall { via, target, done });
         seq
     }
 
@@ -140,20 +165,31 @@ impl Client {
         self.take(seq)
     }
 
-    /// Delivers a response body from `from`.
-    pub(crate) fn complete(&self, from: LogicAddr, body: Bytes) {
-        match Response::decode(body) {
-            Ok(resp) => {
-                if let Some(done) = self.take(resp.seq) {
-                    done.finish(if resp.code == 0 {
-                        Ok(resp.ret)
-                    } else {
-                        Err(RpcError::from_wire(resp.code, resp.text, from))
-                    });
-                }
+    /// Delivers a response body from `from`. A reply naming no pending call (late,
+    /// or for a previous incarnation) is ignored. False if it names a call to
+    /// another node than `from`: a forgery, dropped and left pending.
+    pub(crate) fn complete(&self, from: LogicAddr, body: Bytes) -> bool {
+        let resp = match Response::decode(body) {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::warn!(%from, error = %e, "dropping malformed rpc response");
+                return true;
             }
-            Err(e) => tracing::warn!(%from, error = %e, "dropping malformed rpc response"),
-        }
+        };
+        let call = {
+            let mut map = self.shard(resp.seq).lock();
+            match map.entry(resp.seq) {
+                Entry::Occupied(e) if e.get().target == from => e.remove(),
+                Entry::Occupied(_) => return false,
+                Entry::Vacant(_) => return true,
+            }
+        };
+        self.untrack(call).finish(if resp.code == 0 {
+            Ok(resp.ret)
+        } else {
+            Err(RpcError::from_wire(resp.code, resp.text, from))
+        });
+        true
     }
 
     /// Removes and returns the calls matching `pred`.
@@ -179,9 +215,61 @@ impl Client {
         out
     }
 
-    /// Fails every call that went through `hop`: its link is gone.
-    pub(crate) fn fail_hop(&self, hop: LogicAddr) {
-        for (target, done) in self.drain_where(|c| c.hop == hop) {
+    /// Fails every call that went through the peer `via`: its link is gone, and the
+    /// replies with it.
+    pub(crate) fn fail_via(&self, via: u64) {
+        self.fail_where(|c| c.via == via);
+    }
+
+    /// Fails the calls that went through the peer `via` to another node than `hop`:
+    /// `hop` (a harbor on their path) left membership. Calls to `hop` itself keep
+    /// waiting: a removed member still answers what it serves.
+    pub(crate) fn fail_relayed_via(&self, via: u64, hop: LogicAddr) {
+        self.fail_where(|c| c.via == via && c.target != hop);
+    }
+
+    /// Moves the calls waiting on the peer `from` to the peer `new_via(target)`
+    /// names: a harbor on their path is draining, so their replies now come back
+    /// through another one. Calls without a new peer stay where they are.
+    pub(crate) fn reroute_via(&self, from: u64, mut new_via: impl FnMut(LogicAddr) -> Option<u64>) {
+        let mut targets: Vec<LogicAddr> = Vec::new();
+        for shard in &self.shards {
+            targets.extend(
+                shard
+                    .lock()
+                    .values()
+                    .filter(|c| c.via == from)
+                    .map(|c| c.target),
+            );
+        }
+        targets.sort_unstable();
+        targets.dedup();
+        // Routed outside the shard locks.
+        let moves: Vec<(LogicAddr, u64)> = targets
+            .into_iter()
+            .filter_map(|t| new_via(t).map(|via| (t, via)))
+            .collect();
+        if moves.is_empty() {
+            return;
+        }
+        for shard in &self.shards {
+            for call in shard.lock().values_mut().filter(|c| c.via == from) {
+                if let Ok(i) = moves.binary_search_by_key(&call.target, |m| m.0) {
+                    call.via = moves[i].1;
+                }
+            }
+        }
+    }
+
+    /// Whether any call through the peer `via` is still waiting.
+    pub(crate) fn waits_on(&self, via: u64) -> bool {
+        self.shards
+            .iter()
+            .any(|shard| shard.lock().values().any(|c| c.via == via))
+    }
+
+    fn fail_where(&self, pred: impl FnMut(&PendingCall) -> bool) {
+        for (target, done) in self.drain_where(pred) {
             done.finish(Err(RpcError::Disconnected(target)));
         }
     }

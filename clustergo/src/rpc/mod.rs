@@ -184,13 +184,13 @@ fn start_call<C: Codec<Req>, Req>(
         Ok(p) => p,
         Err(e) => return Err((e, done)),
     };
-    let hop = match &route {
-        Route::Local => to,
-        Route::Peer(p) => p.remote(),
+    let via = match &route {
+        Route::Local => 0,
+        Route::Peer(p) => p.id(),
     };
     let remaining = deadline.saturating_duration_since(Instant::now());
     let timeout_ms = remaining.as_millis().clamp(1, u32::MAX as u128) as u32;
-    let seq = inner.rpc_client().begin(to, hop, done);
+    let seq = inner.rpc_client().begin(to, via, done);
     let sent = encode_request::<C, Req>(local, to, seq, false, timeout_ms, method, &meta, req)
         // The request waits for a connection no longer than the caller waits for it.
         .and_then(|frame| Ok(inner.send_on(&route, frame, Some(deadline))?));

@@ -133,11 +133,17 @@ pub(crate) fn dispatch(node: &Arc<NodeInner>, from: LogicAddr, body: Bytes) {
     }
 }
 
-/// Answers a request that will not be served (unroutable, malformed) with `err`,
-/// if its sequence number can be read and it wants an answer.
-pub(crate) fn reject(node: &Arc<NodeInner>, to: LogicAddr, body: &Bytes, err: RpcError) {
+/// Answers a request that will not be served (unroutable) with `err` in the name
+/// of its target `from`, if its sequence number can be read and it wants an answer.
+pub(crate) fn reject(
+    node: &Arc<NodeInner>,
+    to: LogicAddr,
+    from: LogicAddr,
+    body: &Bytes,
+    err: RpcError,
+) {
     match RequestView::parse(body) {
-        Ok(req) if !req.one_way => send_response(node, to, req.seq, Err(&err)),
+        Ok(req) if !req.one_way => send_response_from(node, from, to, req.seq, Err(&err)),
         Ok(_) => {}
         Err(e) => tracing::warn!(from = %to, error = %e, "dropping malformed rpc request"),
     }
@@ -154,7 +160,18 @@ fn send_response(
     result: Result<&mut EncodeResult<'_>, &RpcError>,
 ) {
     let Some(run) = node.running() else { return };
-    let mut frame = ResponseFrame::new(to, run.local);
+    send_response_from(node, run.local, to, seq, result);
+}
+
+/// [`send_response`] in the name of `from`.
+fn send_response_from(
+    node: &Arc<NodeInner>,
+    from: LogicAddr,
+    to: LogicAddr,
+    seq: u64,
+    result: Result<&mut EncodeResult<'_>, &RpcError>,
+) {
+    let mut frame = ResponseFrame::new(to, from);
     match result {
         Ok(encode) => {
             let max = node.config().max_frame;

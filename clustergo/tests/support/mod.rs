@@ -6,9 +6,14 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use clustergo::handshake::{self, ConnKind, Hello};
 use clustergo::membership::{InProcess, Member};
-use clustergo::{Addr, Config, LogicAddr, Node};
-use tokio::net::TcpListener;
+use clustergo::{Addr, Config, LogicAddr, Node, Replyer, RpcError};
+use parking_lot::Mutex;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
 
 /// Every wait in the tests is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -94,6 +99,28 @@ pub async fn start_node_with(
     node
 }
 
+/// A raw frame link into `to`, as node `logic` listed at `listen`: the real
+/// handshake with the test secret, and then whatever bytes the test writes.
+/// Membership must list `logic` at `listen` (the acceptor checks it).
+pub async fn raw_link(logic: &str, listen: SocketAddr, to: &Node) -> TcpStream {
+    let mut s = TcpStream::connect(to.listen_addr().unwrap()).await.unwrap();
+    let hello = Hello {
+        kind: ConnKind::Frames,
+        logic: addr(logic),
+        incarnation: 1,
+        listen,
+    };
+    let dialed = handshake::dial(
+        &mut s,
+        b"test-secret",
+        &hello,
+        to.local_addr().unwrap(),
+        Duration::from_secs(1),
+    );
+    within("the raw link's handshake", dialed).await.unwrap();
+    s
+}
+
 /// A membership and the nodes started on it; starting a node waits until every
 /// node of the cluster knows every member (membership spreads asynchronously).
 #[derive(Default)]
@@ -138,4 +165,73 @@ impl Cluster {
         })
         .await;
     }
+}
+
+/// Requests to the method `"hold"` that a server keeps unanswered until the test
+/// releases them.
+#[derive(Clone, Default)]
+pub struct Held(Arc<Mutex<Vec<HeldCall>>>);
+
+/// A held request: its replyer and argument.
+pub type HeldCall = (Replyer<Echo>, Echo);
+
+impl Held {
+    /// Registers `"hold"` on `node`, keeping every request here.
+    pub fn serve(node: &Node) -> Self {
+        let held = Self::default();
+        let h = held.clone();
+        node.register_rpc("hold", move |_c, r: Replyer<Echo>, req: Echo| {
+            h.0.lock().push((r, req))
+        });
+        held
+    }
+
+    /// How many requests are held.
+    pub fn len(&self) -> usize {
+        self.0.lock().len()
+    }
+
+    /// Starts `n` calls of `"hold"` from `caller` to `to` (each waiting up to
+    /// `timeout`) and returns once the server holds them all.
+    pub async fn calls(
+        &self,
+        caller: &Node,
+        to: &str,
+        n: u64,
+        timeout: Duration,
+    ) -> JoinSet<Result<Echo, RpcError>> {
+        let before = self.len();
+        let mut calls = JoinSet::new();
+        for i in 0..n {
+            let (caller, to) = (caller.clone(), addr(to));
+            calls.spawn(async move {
+                caller
+                    .call_with_timeout::<_, Echo>(to, "hold", &echo("held", i), timeout)
+                    .await
+            });
+        }
+        eventually("requests held", || self.len() == before + n as usize).await;
+        calls
+    }
+
+    /// Answers every held request with its own argument.
+    pub fn release(&self) {
+        for (r, req) in self.0.lock().drain(..) {
+            r.reply(req);
+        }
+    }
+
+    /// Drops every held request unanswered.
+    pub fn forget(&self) {
+        self.0.lock().clear();
+    }
+}
+
+/// Waits for every call in `calls` and returns their results.
+pub async fn results<T: 'static>(mut calls: JoinSet<T>) -> Vec<T> {
+    let mut out = Vec::new();
+    while let Some(r) = within("calls end", calls.join_next()).await {
+        out.push(r.unwrap());
+    }
+    out
 }

@@ -153,7 +153,7 @@ async fn run() -> bool {
     ok &= support::check(
         "tricky names",
         tricky::kw::r#match::r#async::TYPE_METHOD == "kw.match.Async.Type"
-            && tricky::a::b::c::abc::DEEP_METHOD == "a.b.c.ABCService.Deep",
+            && tricky::a::b::c::abc::DEEP_METHOD == "a.b.c.Abc.Deep",
     );
     client.shutdown().await;
     server.shutdown().await;

@@ -65,3 +65,37 @@ pub fn joined(files: &[(String, String)]) -> String {
         .map(|(n, c)| format!("//// ===== {n} =====\n{c}"))
         .collect()
 }
+
+/// Fixture sets (in `tests/fixtures`) that every descriptor front-end must reject,
+/// with the texts the error must contain: the proto file and the clashing items.
+pub const REJECTED: &[(&[&str], &[&str])] = &[
+    (
+        &["split_a.proto", "split_b.proto"],
+        &[
+            "split_b.proto: service `RoomService` would become module `room`",
+            "message `Room` of split_a.proto",
+        ],
+    ),
+    (
+        &["client_clash.proto"],
+        &[
+            "client_clash.proto: service `Svc`",
+            "`SvcClient::new`",
+            "constructor",
+        ],
+    ),
+    (
+        &["parent.proto", "child.proto"],
+        &[
+            "parent.proto: service `Child` would become module `child`",
+            "package `pp.child`",
+        ],
+    ),
+    (
+        &["streaming.proto"],
+        &[
+            "streaming.proto: method `Feed.Watch`",
+            "streaming methods are not supported",
+        ],
+    ),
+];

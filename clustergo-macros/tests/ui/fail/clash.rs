@@ -9,6 +9,9 @@ pub trait Clash {
     fn foo_with_timeout(&self, ctx: RpcContext, replyer: Replyer<M>, request: M);
     #[rpc(name = "Clash.Foo")]
     fn same_wire(&self, ctx: RpcContext, replyer: Replyer<M>, request: M);
+    // Client methods: `ClashClient::new` and `ClashClient::node` are generated.
+    fn new(&self, ctx: RpcContext, replyer: Replyer<M>, request: M);
+    fn node(&self, ctx: RpcContext, replyer: Replyer<M>, request: M);
 }
 
 fn main() {}

@@ -21,6 +21,7 @@ pub trait Methods {
     fn bad_rpc_key(&self, ctx: RpcContext, replyer: Replyer<M>, request: M);
     #[rpc(name = "")]
     fn empty_wire(&self, ctx: RpcContext, replyer: Replyer<M>, request: M);
+    fn only_self(&self);
     #[inline]
     fn other_attr(&self, ctx: RpcContext, replyer: Replyer<M>, request: M);
 }

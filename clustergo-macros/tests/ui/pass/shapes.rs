@@ -59,8 +59,8 @@ fn main() {
     assert_eq!(lobby::JOIN_METHOD, "game.lobby.Lobby.Join");
     assert_eq!(lobby::TYPE_METHOD, "game.lobby.Lobby.Type");
     assert_eq!(lobby::RENAMED_METHOD, "custom.Wire");
-    assert_eq!(raw::RAW_METHOD, "RawService.Raw");
-    assert_eq!(abc::PING_METHOD, "ABCService.Ping");
+    assert_eq!(raw::RAW_METHOD, "Raw.Raw"); // the base: like proto `service Raw`
+    assert_eq!(abc::PING_METHOD, "Abc.Ping"); // UpperCamel base, as trait `AbcService`
     let node = clustergo::Node::new();
     lobby::register_on(&node, Impl);
     raw::register_on(&node, Impl);
