@@ -5,7 +5,8 @@
 //! ```text
 //! u32 len (bytes after this field) | u8 flag | u32 to | u32 from | [u16 cmd] | body
 //! flag & 0x7: 1 = protobuf message (has cmd), 2 = binary message (has cmd),
-//!             3 = RPC request, 4 = RPC response
+//!             3 = RPC request, 4 = RPC response,
+//!             5 = keepalive (native links only: to = from = 0, empty body)
 //! ```
 //!
 //! The length is checked against the configured maximum *before* anything is
@@ -39,6 +40,10 @@ pub enum FrameKind {
     RpcRequest = 3,
     /// An RPC response.
     RpcResponse = 4,
+    /// A keepalive between two native nodes: a link idle for a while sends one so
+    /// the remote can tell silence from a dead network. Never dispatched. The Go
+    /// seed's codec does not use this value.
+    Keepalive = 5,
 }
 
 impl FrameKind {
@@ -48,6 +53,7 @@ impl FrameKind {
             2 => Some(Self::Binary),
             3 => Some(Self::RpcRequest),
             4 => Some(Self::RpcResponse),
+            5 => Some(Self::Keepalive),
             _ => None,
         }
     }
@@ -79,6 +85,23 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// A whole keepalive frame, as written on an idle link.
+    pub(crate) const KEEPALIVE: [u8; LEN_SIZE + ROUTE_SIZE] = [
+        0,
+        0,
+        0,
+        ROUTE_SIZE as u8,
+        FrameKind::Keepalive as u8,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ];
+
     /// The largest header, length field included.
     pub const HEADER_MAX: usize = LEN_SIZE + ROUTE_SIZE + CMD_SIZE;
 
@@ -414,6 +437,14 @@ mod tests {
     }
 
     #[test]
+    fn keepalive_frame_decodes() {
+        let mut buf = BytesMut::from(&Frame::KEEPALIVE[..]);
+        let f = FrameCodec::default().decode(&mut buf).unwrap().unwrap();
+        assert_eq!(f.kind, FrameKind::Keepalive);
+        assert!(f.body.is_empty() && buf.is_empty());
+    }
+
+    #[test]
     fn parse_takes_exactly_one_frame() {
         for f in sample() {
             let bytes = f.to_bytes();
@@ -444,7 +475,7 @@ mod tests {
 
     #[test]
     fn bad_flag() {
-        for flag in [0u8, 5, 6, 7, 0x80] {
+        for flag in [0u8, 6, 7, 0x80] {
             let mut codec = FrameCodec::default();
             let mut buf = BytesMut::from(&[0u8, 0, 0, 9, flag, 0, 0, 0, 0, 0, 0, 0, 0][..]);
             assert!(

@@ -34,6 +34,7 @@ pub mod fuzzing;
 pub mod gate;
 mod global;
 pub mod handshake;
+mod keepalive;
 mod link;
 pub mod membership;
 mod message;

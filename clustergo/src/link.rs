@@ -7,6 +7,12 @@
 //! completes after an inbound link was accepted is dropped ([`LinkState::dialed`]).
 //! A dial from a new incarnation (the remote restarted) replaces the old link.
 //!
+//! Reachability: a remote never dialed is *unknown* and sends to it queue (lazy
+//! connect). Once a dial fails ([`LinkState::dial_failed`]) it is *known down*:
+//! sends and calls to it fail at once with `Unreachable` instead of waiting out
+//! their deadlines, while the driver keeps probing with backoff. A connection that
+//! comes up (dialed or accepted), or a new address, ends that.
+//!
 //! Each transition returns what to do next; the peer's driver (`peer.rs`) only does
 //! the I/O.
 
@@ -23,6 +29,8 @@ pub(crate) struct LinkState {
     dialing: bool,
     /// Incarnation of the remote on the live (or being adopted) connection.
     connected: Option<u64>,
+    /// Our last dial failed and no connection came up since.
+    down: bool,
 }
 
 /// What a change of the remote's address means for the live connection.
@@ -41,6 +49,7 @@ impl LinkState {
             net,
             dialing: false,
             connected: None,
+            down: false,
         }
     }
 
@@ -53,6 +62,17 @@ impl LinkState {
     /// Our dial ended, however: done, failed, or abandoned (peer closed).
     pub(crate) fn dial_ended(&mut self) {
         self.dialing = false;
+    }
+
+    /// Our dial failed (refused, timed out, not authenticated): the remote is known
+    /// down until a connection comes up. A live link (accepted meanwhile) stays up.
+    pub(crate) fn dial_failed(&mut self) {
+        self.down = self.connected.is_none();
+    }
+
+    /// Whether the remote is known down: sends to it fail fast.
+    pub(crate) fn known_down(&self) -> bool {
+        self.down
     }
 
     /// Our dial was answered by `incarnation` of the remote. `Err(Duplicate)`: an
@@ -88,6 +108,7 @@ impl LinkState {
     /// A connection to `incarnation` (dialed or adopted) goes live.
     pub(crate) fn up(&mut self, incarnation: u64) {
         self.connected = Some(incarnation);
+        self.down = false;
     }
 
     /// The live connection to `incarnation` ended. A connection that replaced it
@@ -108,6 +129,7 @@ impl LinkState {
             return Moved::Same;
         }
         self.net = net;
+        self.down = false; // nothing is known about the new address yet
         Moved::Redirected
     }
 
@@ -237,6 +259,39 @@ mod tests {
         assert_eq!(s.offer(8, false), Ok(()));
         s.offer_lost(7);
         assert_eq!(s.connected(), Some(8));
+    }
+
+    /// Known down after a failed dial, until a connection comes up or the address
+    /// changes; never before a first dial (lazy connect queues).
+    #[test]
+    fn dial_failed_marks_down_until_up() {
+        // (events, known down after them)
+        let cases: [(&[&str], bool); 7] = [
+            (&[], false),
+            (&["fail"], true),
+            (&["fail", "fail"], true),
+            (&["fail", "up"], false),
+            (&["fail", "moved"], false),
+            (&["up", "fail"], false),
+            (&["fail", "up", "down", "fail"], true),
+        ];
+        for (events, want) in cases {
+            let mut s = LinkState::new(net(1));
+            for event in events {
+                match *event {
+                    "fail" => {
+                        s.dial_started();
+                        s.dial_failed();
+                        s.dial_ended();
+                    }
+                    "up" => s.up(7),
+                    "down" => s.down(7),
+                    "moved" => assert_eq!(s.moved(net(2)), Moved::Redirected),
+                    _ => unreachable!(),
+                }
+            }
+            assert_eq!(s.known_down(), want, "{events:?}");
+        }
     }
 
     #[test]

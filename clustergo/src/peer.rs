@@ -5,26 +5,39 @@
 //!
 //! 1. idle until a frame is queued or the remote dials us;
 //! 2. dial and handshake, retrying with backoff while frames wait (expired ones are
-//!    dropped, never sent late); an inbound connection adopted meanwhile wins;
+//!    dropped when their deadline passes, never sent late); an inbound connection
+//!    adopted meanwhile wins. A failed dial makes the remote *known down*
+//!    ([`LinkState::dial_failed`]): what is queued is dropped, calls through it end
+//!    `Unreachable`, new sends fail at once, and the driver keeps probing;
 //! 3. write: drain the queue into one buffer per write; a reader task hands inbound
-//!    frames to the node;
+//!    frames to the node. A write that makes no progress for `write_stall_timeout`
+//!    ends the link and drops what is queued (the peer stopped reading). An idle
+//!    writer sends a keepalive every `keepalive_interval`, and ends the link when
+//!    nothing was read for `keepalive_timeout` (the network went silent;
+//!    `keepalive.rs`);
 //! 4. on loss, pending calls through this peer fail at once and the driver returns
 //!    to step 1.
+//!
+//! The queue is bounded in frames (`pending_queue`) and bytes (`pending_bytes`),
+//! both counted in one atomic word so a send checks them with one add.
 //!
 //! Which connection is used when both nodes dial at once, or the remote restarts,
 //! is decided by the pure [`LinkState`] (`link.rs`); the driver only carries out its
 //! transitions. No frame is written before the verdict, so a losing dial carries
 //! nothing. Dials go through the node's one dial path (`NodeInner::dial`).
 
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use parking_lot::Mutex;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -33,8 +46,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::addr::LogicAddr;
 use crate::backoff::Backoff;
-use crate::codec::FrameCodec;
+use crate::codec::{Frame, FrameCodec, FrameKind};
 use crate::handshake::{ConnKind, HandshakeError, Refusal};
+use crate::keepalive::{Heard, Tick, Watchdog};
 use crate::link::{LinkState, Moved};
 use crate::node::{Arrivals, Counters, NodeInner, SendError};
 
@@ -50,7 +64,7 @@ pub(crate) struct Outgoing {
     pub(crate) deadline: Instant,
 }
 
-/// An inbound connection accepted for this peer.
+/// A connection to this peer, dialed or accepted.
 #[derive(Debug)]
 pub(crate) struct Inbound {
     pub(crate) stream: TcpStream,
@@ -65,6 +79,40 @@ struct Shared {
     kill: Option<CancellationToken>,
 }
 
+/// Bits of [`Queued`] that count bytes; the bits above count frames.
+const BYTES_BITS: u32 = 40;
+const BYTES_MASK: u64 = (1 << BYTES_BITS) - 1;
+/// Most frames [`Queued`] can count.
+const MAX_FRAMES: usize = (1 << (64 - BYTES_BITS)) - 1;
+
+/// What a peer holds queued, frames and bytes in one word: a send checks both
+/// limits with a single atomic add; the driver subtracts once per batch.
+#[derive(Debug, Default)]
+struct Queued(AtomicU64);
+
+impl Queued {
+    /// Counts a frame of `bytes` in, unless that would pass a limit. A frame alone
+    /// in the queue is always taken, whatever its size.
+    fn admit(&self, bytes: usize, max_frames: usize, max_bytes: usize) -> bool {
+        let delta = (1 << BYTES_BITS) | bytes as u64;
+        let prev = self.0.fetch_add(delta, Ordering::Relaxed);
+        let (frames, held) = ((prev >> BYTES_BITS) as usize, prev & BYTES_MASK);
+        if frames >= max_frames || (held > 0 && held + bytes as u64 > max_bytes as u64) {
+            self.0.fetch_sub(delta, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Counts `frames` frames of `bytes` in total out.
+    fn release(&self, frames: usize, bytes: usize) {
+        if frames > 0 {
+            let delta = ((frames as u64) << BYTES_BITS) | bytes as u64;
+            self.0.fetch_sub(delta, Ordering::Relaxed);
+        }
+    }
+}
+
 /// A remote node as seen by the local one.
 #[derive(Debug)]
 pub(crate) struct Peer {
@@ -73,7 +121,12 @@ pub(crate) struct Peer {
     /// replies while a new one may exist for its restarted successor).
     id: u64,
     remote: LogicAddr,
-    tx: mpsc::Sender<Outgoing>,
+    tx: mpsc::UnboundedSender<Outgoing>,
+    queued: Queued,
+    max_frames: usize,
+    max_bytes: usize,
+    /// Mirrors [`LinkState::known_down`] for senders, without the lock.
+    down: AtomicBool,
     inbound_tx: mpsc::UnboundedSender<Inbound>,
     state: Mutex<Shared>,
     closed: CancellationToken,
@@ -82,19 +135,33 @@ pub(crate) struct Peer {
 enum Ended {
     Closed,
     Lost,
+    /// The peer stopped reading: what is queued for it is dropped.
+    Stalled,
     Replaced(Inbound),
+}
+
+/// How a wait of the unconnected driver ended.
+enum Waited<T> {
+    Closed,
+    Inbound(Inbound),
+    Done(T),
 }
 
 impl Peer {
     /// Creates the peer and starts its driver.
     pub(crate) fn spawn(node: &Arc<NodeInner>, remote: LogicAddr, net: SocketAddr) -> Arc<Peer> {
-        let (tx, rx) = mpsc::channel(node.config().pending_queue.max(1));
+        let config = node.config();
+        let (tx, rx) = mpsc::unbounded_channel();
         let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let peer = Arc::new(Peer {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             remote,
             tx,
+            queued: Queued::default(),
+            max_frames: config.pending_queue.clamp(1, MAX_FRAMES),
+            max_bytes: config.pending_bytes,
+            down: AtomicBool::new(false),
             inbound_tx,
             state: Mutex::new(Shared {
                 link: LinkState::new(net),
@@ -107,20 +174,26 @@ impl Peer {
             node: node.clone(),
             rx,
             inbound_rx,
-            carry: None,
+            queue: VecDeque::new(),
         };
         node.spawn(driver.run());
         peer
     }
 
-    /// Queues a frame. Never blocks: a full queue is [`SendError::Busy`].
+    /// Queues a frame. Never blocks: a full queue is [`SendError::Busy`], a peer
+    /// known down [`SendError::Unreachable`].
     pub(crate) fn send(&self, frame: Bytes, deadline: Instant) -> Result<(), SendError> {
-        self.tx
-            .try_send(Outgoing { frame, deadline })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => SendError::Busy,
-                mpsc::error::TrySendError::Closed(_) => SendError::Stopped,
-            })
+        if self.down.load(Ordering::Relaxed) {
+            return Err(SendError::Unreachable(self.remote));
+        }
+        let len = frame.len();
+        if !self.queued.admit(len, self.max_frames, self.max_bytes) {
+            return Err(SendError::Busy);
+        }
+        self.tx.send(Outgoing { frame, deadline }).map_err(|_| {
+            self.queued.release(1, len);
+            SendError::Stopped
+        })
     }
 
     /// The remote node.
@@ -141,10 +214,11 @@ impl Peer {
     /// Membership moved the peer: drop the live connection and dial `net` from now on.
     pub(crate) fn set_net(&self, net: SocketAddr) {
         let mut st = self.state.lock();
-        if st.link.moved(net) == Moved::Redirected
-            && let Some(kill) = st.kill.take()
-        {
-            kill.cancel();
+        if st.link.moved(net) == Moved::Redirected {
+            self.down.store(st.link.known_down(), Ordering::Relaxed);
+            if let Some(kill) = st.kill.take() {
+                kill.cancel();
+            }
         }
     }
 
@@ -172,10 +246,10 @@ impl Peer {
 struct Driver {
     peer: Arc<Peer>,
     node: Arc<NodeInner>,
-    rx: mpsc::Receiver<Outgoing>,
+    rx: mpsc::UnboundedReceiver<Outgoing>,
     inbound_rx: mpsc::UnboundedReceiver<Inbound>,
-    /// A frame taken from the queue before a connection was there to write it.
-    carry: Option<Outgoing>,
+    /// Frames taken from the channel while no connection could write them.
+    queue: VecDeque<Outgoing>,
 }
 
 impl Driver {
@@ -183,15 +257,16 @@ impl Driver {
         let mut next: Option<Inbound> = None;
         loop {
             let conn = match next.take() {
-                Some(inbound) => (inbound.stream, inbound.incarnation),
+                Some(conn) => conn,
                 None => match self.connect().await {
                     Some(conn) => conn,
                     None => break,
                 },
             };
-            match self.serve(conn.0, conn.1).await {
+            match self.serve(conn).await {
                 Ended::Closed => break,
                 Ended::Lost => {}
+                Ended::Stalled => self.drop_queued(),
                 Ended::Replaced(inbound) => next = Some(inbound),
             }
         }
@@ -200,30 +275,23 @@ impl Driver {
 
     /// Step 1 and 2: wait for work, then dial until connected or adopted. `None`
     /// means the peer is closed.
-    async fn connect(&mut self) -> Option<(TcpStream, u64)> {
+    async fn connect(&mut self) -> Option<Inbound> {
         let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
         loop {
-            self.drop_expired();
-            if self.carry.is_none() {
+            if self.queue.is_empty() && !self.peer.down.load(Ordering::Relaxed) {
                 tokio::select! {
                     biased;
                     _ = self.peer.closed.cancelled() => return None,
-                    inbound = self.inbound_rx.recv() => {
-                        let inbound = inbound?;
-                        return Some((inbound.stream, inbound.incarnation));
-                    }
-                    out = self.rx.recv() => self.carry = Some(out?),
+                    inbound = self.inbound_rx.recv() => return inbound,
+                    out = self.rx.recv() => self.queue.push_back(out?),
                 }
                 continue;
             }
-            let result = tokio::select! {
-                biased;
-                _ = self.peer.closed.cancelled() => return None,
-                inbound = self.inbound_rx.recv() => {
-                    let inbound = inbound?;
-                    return Some((inbound.stream, inbound.incarnation));
-                }
-                r = dial(&self.peer, &self.node) => r,
+            let (peer, node) = (self.peer.clone(), self.node.clone());
+            let result = match self.wait(async move { dial(&peer, &node).await }).await {
+                Waited::Closed => return None,
+                Waited::Inbound(inbound) => return Some(inbound),
+                Waited::Done(result) => result,
             };
             match result {
                 Ok(conn) => return Some(conn),
@@ -232,47 +300,133 @@ impl Driver {
                 }
                 Err(e) => {
                     tracing::debug!(peer = %self.peer.remote, error = %e, "dial failed; retrying");
+                    if means_down(&e) {
+                        self.dial_failed();
+                    }
                 }
             }
-            tokio::select! {
-                biased;
-                _ = self.peer.closed.cancelled() => return None,
-                inbound = self.inbound_rx.recv() => {
-                    let inbound = inbound?;
-                    return Some((inbound.stream, inbound.incarnation));
-                }
-                _ = tokio::time::sleep(backoff.next_delay()) => {}
+            match self.wait(tokio::time::sleep(backoff.next_delay())).await {
+                Waited::Closed => return None,
+                Waited::Inbound(inbound) => return Some(inbound),
+                Waited::Done(()) => {}
             }
         }
     }
 
-    /// Drops the carried frame and queued ones at the head whose deadline passed.
-    fn drop_expired(&mut self) {
-        let now = Instant::now();
-        let mut dropped = 0usize;
+    /// Runs `fut` while unconnected, queueing frames that arrive meanwhile and
+    /// dropping each one when its deadline passes (so a queue of expired frames
+    /// never answers `Busy`). Frames for a peer known down are dropped at once.
+    async fn wait<T>(&mut self, fut: impl Future<Output = T>) -> Waited<T> {
+        tokio::pin!(fut);
+        let mut expiry = self.queue.iter().map(|o| o.deadline).min();
         loop {
-            match &self.carry {
-                Some(out) if out.deadline < now => {
-                    self.carry = None;
-                    dropped += 1;
+            let at = expiry.unwrap_or_else(|| Instant::now() + MAX_BACKOFF);
+            tokio::select! {
+                biased;
+                _ = self.peer.closed.cancelled() => return Waited::Closed,
+                inbound = self.inbound_rx.recv() => return match inbound {
+                    Some(inbound) => Waited::Inbound(inbound),
+                    None => Waited::Closed,
+                },
+                r = &mut fut => return Waited::Done(r),
+                out = self.rx.recv() => match out {
+                    Some(out) => {
+                        expiry = Some(expiry.map_or(out.deadline, |e| e.min(out.deadline)));
+                        self.queue.push_back(out);
+                        if self.peer.down.load(Ordering::Relaxed) {
+                            // Sent just before the peer was found down.
+                            self.drop_queued();
+                            self.node.link_unreachable(&self.peer);
+                        }
+                    }
+                    None => return Waited::Closed,
+                },
+                _ = tokio::time::sleep_until(at), if expiry.is_some() => {
+                    expiry = self.purge_expired();
                 }
-                Some(_) => break,
+            }
+        }
+    }
+
+    /// Drops queued frames whose deadline came; returns the next deadline.
+    fn purge_expired(&mut self) -> Option<Instant> {
+        let now = Instant::now();
+        let before = self.queue.len();
+        let mut bytes = 0;
+        self.queue.retain(|out| {
+            // Due now counts as expired: the timer fires at the deadline itself.
+            let keep = out.deadline > now;
+            if !keep {
+                bytes += out.frame.len();
+            }
+            keep
+        });
+        let dropped = before - self.queue.len();
+        if dropped > 0 {
+            self.peer.queued.release(dropped, bytes);
+            self.node.counters().frames_expired(dropped);
+            tracing::debug!(peer = %self.peer.remote, dropped, "dropped expired frames while unconnected");
+        }
+        self.queue.iter().map(|o| o.deadline).min()
+    }
+
+    /// Drops everything queued, counted: the link stalled or the peer is down.
+    fn drop_queued(&mut self) {
+        let mut frames = 0;
+        let mut bytes = 0;
+        while let Some(out) = self.queue.pop_front().or_else(|| self.rx.try_recv().ok()) {
+            frames += 1;
+            bytes += out.frame.len();
+        }
+        if frames > 0 {
+            self.peer.queued.release(frames, bytes);
+            self.node.counters().frames_dropped(frames);
+            tracing::debug!(peer = %self.peer.remote, frames, "dropped queued frames");
+        }
+    }
+
+    /// A dial failed: the remote is known down unless a link is up
+    /// ([`LinkState::dial_failed`]). What waits for it cannot be delivered.
+    fn dial_failed(&mut self) {
+        let down = {
+            let mut st = self.peer.state.lock();
+            st.link.dial_failed();
+            st.link.known_down()
+        };
+        self.peer.down.store(down, Ordering::Relaxed);
+        if down {
+            self.drop_queued();
+            self.node.link_unreachable(&self.peer);
+        }
+    }
+
+    /// Moves up to a batch of frames, queued ones first, into `batch`.
+    fn take(&mut self, batch: &mut Vec<Outgoing>) {
+        while batch.len() < BATCH {
+            match self.queue.pop_front() {
+                Some(out) => batch.push(out),
                 None => match self.rx.try_recv() {
-                    Ok(out) => self.carry = Some(out),
+                    Ok(out) => batch.push(out),
                     Err(_) => break,
                 },
             }
         }
-        if dropped > 0 {
-            self.node.counters().frames_expired(dropped);
-            tracing::debug!(peer = %self.peer.remote, dropped, "dropped expired frames while unconnected");
-        }
     }
+}
+
+/// Whether a failed dial means the remote is down. A remote that answered but does
+/// not list us yet (or lists another address) is alive, and membership is still
+/// spreading: frames keep waiting for the next attempt.
+fn means_down(e: &HandshakeError) -> bool {
+    !matches!(
+        e,
+        HandshakeError::Refused(Refusal::Duplicate | Refusal::UnknownNode | Refusal::AddrMismatch)
+    )
 }
 
 /// Dials the peer through the node's dial path; the link state decides whether
 /// the connection is used.
-async fn dial(peer: &Peer, node: &NodeInner) -> Result<(TcpStream, u64), HandshakeError> {
+async fn dial(peer: &Peer, node: &NodeInner) -> Result<Inbound, HandshakeError> {
     let net = peer.state.lock().link.dial_started();
     let _dialing = Dialing(&peer.state);
     let (stream, id) = node.dial(ConnKind::Frames, peer.remote, net).await?;
@@ -281,32 +435,47 @@ async fn dial(peer: &Peer, node: &NodeInner) -> Result<(TcpStream, u64), Handsha
         .link
         .dialed(id.incarnation)
         .map_err(HandshakeError::Refused)?;
-    Ok((stream, id.incarnation))
+    Ok(Inbound {
+        stream,
+        incarnation: id.incarnation,
+    })
 }
 
 impl Driver {
     /// Step 3: run one connection until it ends.
-    async fn serve(&mut self, stream: TcpStream, incarnation: u64) -> Ended {
+    async fn serve(&mut self, conn: Inbound) -> Ended {
+        let Inbound {
+            stream,
+            incarnation,
+        } = conn;
         let remote = self.peer.remote;
         let dead = CancellationToken::new();
         {
             let mut st = self.peer.state.lock();
             st.link.up(incarnation);
             st.kill = Some(dead.clone());
+            self.peer
+                .down
+                .store(st.link.known_down(), Ordering::Relaxed);
         }
         tracing::debug!(peer = %remote, "link up");
         self.node.counters().link_established();
+        let config = self.node.config();
+        let stall = config.write_stall_timeout;
         let (rd, mut wr) = stream.into_split();
+        let heard = Arc::new(AtomicBool::new(false));
         let reader = {
             let node = self.node.clone();
             let dead = dead.clone();
-            let max = node.config().max_frame;
+            let rd = Heard::new(rd, heard.clone());
+            let max = config.max_frame;
             // Ends at EOF or bad input, or is aborted when the writer side ends.
             tokio::spawn(async move {
                 let mut frames = FramedRead::new(rd, FrameCodec::new(max));
                 let mut arrivals = Arrivals::new(remote);
                 while let Some(next) = frames.next().await {
                     match next {
+                        Ok(frame) if frame.kind == FrameKind::Keepalive => {}
                         Ok(frame) => node.dispatch_arrived(&mut arrivals, frame),
                         Err(e) => {
                             tracing::warn!(peer = %remote, error = %e, "closing link: bad input");
@@ -320,29 +489,37 @@ impl Driver {
 
         let mut batch: Vec<Outgoing> = Vec::with_capacity(BATCH);
         let mut buf = BytesMut::with_capacity(64 * 1024);
-        batch.extend(self.carry.take());
-        let counters = self.node.counters();
+        // Checked when the writer is idle: a busy writer on a silent network stalls.
+        let mut watchdog = Watchdog::new(config);
+        let mut wrote = false;
+        let node = self.node.clone();
+        let counters = node.counters();
         let ended = loop {
             if dead.is_cancelled() {
                 break Ended::Lost;
             }
             if self.peer.closed.is_cancelled() {
-                // Closing: what is queued still goes out, then the link closes.
-                while let Ok(out) = self.rx.try_recv() {
-                    batch.push(out);
+                // Closing: what is queued still goes out, all within the stall bound,
+                // so that stop ends whatever the peer does.
+                let flush = async {
+                    for _ in 0..=self.peer.max_frames / BATCH {
+                        self.take(&mut batch);
+                        if batch.is_empty() {
+                            break;
+                        }
+                        fill(&mut buf, &mut batch, counters, &self.peer.queued);
+                        wr.write_all(&buf).await?;
+                    }
+                    wr.shutdown().await
+                };
+                if tokio::time::timeout(stall, flush).await.is_err() {
+                    tracing::warn!(peer = %remote, "closing link: final flush stalled");
                 }
-                fill(&mut buf, &mut batch, counters);
-                let _ = wr.write_all(&buf).await;
-                let _ = wr.shutdown().await;
                 break Ended::Closed;
             }
             // While frames keep coming, take them without arming the select below.
-            while batch.len() < BATCH {
-                match self.rx.try_recv() {
-                    Ok(out) => batch.push(out),
-                    Err(_) => break,
-                }
-            }
+            self.take(&mut batch);
+            let mut keepalive = false;
             if batch.is_empty() {
                 tokio::select! {
                     biased;
@@ -353,18 +530,39 @@ impl Driver {
                         None => break Ended::Closed,
                     },
                     n = self.rx.recv_many(&mut batch, BATCH) => if n == 0 { break Ended::Closed },
+                    tick = watchdog.tick(&heard) => match tick {
+                        Tick::Silent => {
+                            tracing::warn!(peer = %remote, "closing link: nothing heard within the keepalive timeout");
+                            counters.link_silent();
+                            break Ended::Lost;
+                        }
+                        // Nothing written for a whole interval: say we are alive.
+                        Tick::Alive => keepalive = !std::mem::take(&mut wrote),
+                    },
                 }
             }
-            fill(&mut buf, &mut batch, counters);
-            if buf.is_empty() {
+            fill(&mut buf, &mut batch, counters, &self.peer.queued);
+            if buf.is_empty() && !keepalive {
                 continue;
+            }
+            wrote |= !buf.is_empty();
+            if keepalive {
+                buf.extend_from_slice(&Frame::KEEPALIVE);
             }
             tokio::select! {
                 biased;
                 _ = dead.cancelled() => break Ended::Lost,
-                r = wr.write_all(&buf) => if let Err(e) = r {
-                    tracing::debug!(peer = %remote, error = %e, "write failed");
-                    break Ended::Lost;
+                r = write_or_stall(&mut wr, &buf, stall) => match r {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                        tracing::warn!(peer = %remote, "closing link: the peer stopped reading");
+                        counters.link_stalled();
+                        break Ended::Stalled;
+                    }
+                    Err(e) => {
+                        tracing::debug!(peer = %remote, error = %e, "write failed");
+                        break Ended::Lost;
+                    }
                 },
             }
             if buf.capacity() > 1024 * 1024 {
@@ -380,11 +578,29 @@ impl Driver {
         }
         if !matches!(ended, Ended::Closed) {
             tracing::debug!(peer = %remote, "link lost");
-            self.node.counters().link_lost();
+            counters.link_lost();
         }
-        self.node.link_lost(&self.peer);
+        node.link_lost(&self.peer);
         ended
     }
+}
+
+/// Writes all of `buf`, failing with `TimedOut` if a write makes no progress for
+/// `stall`: a peer that stops reading cannot hold the link (or stop) forever.
+async fn write_or_stall<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    mut buf: &[u8],
+    stall: Duration,
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        match tokio::time::timeout(stall, wr.write(buf)).await {
+            Ok(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(Ok(n)) => buf = &buf[n..],
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Clears the `dialing` mark however the dial ends (done, failed, or abandoned).
@@ -396,20 +612,72 @@ impl Drop for Dialing<'_> {
     }
 }
 
-/// Moves the batch's unexpired frames into `buf` (cleared first).
-fn fill(buf: &mut BytesMut, batch: &mut Vec<Outgoing>, counters: &Counters) {
+/// Moves the batch's unexpired frames into `buf` (cleared first) and counts the
+/// whole batch out of the queue.
+fn fill(buf: &mut BytesMut, batch: &mut Vec<Outgoing>, counters: &Counters, queued: &Queued) {
     buf.clear();
     let now = Instant::now();
-    let mut expired = 0usize;
+    let (frames, mut bytes, mut expired) = (batch.len(), 0usize, 0usize);
     for out in batch.drain(..) {
+        bytes += out.frame.len();
         if out.deadline >= now {
             buf.extend_from_slice(&out.frame);
         } else {
             expired += 1;
         }
     }
+    queued.release(frames, bytes);
     if expired > 0 {
         counters.frames_expired(expired);
         tracing::debug!(expired, "dropped expired frames");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queued_bounds_frames_and_bytes() {
+        // (frames already queued of 10 bytes each, size of the next, admitted)
+        // with limits of 4 frames and 50 bytes.
+        let cases = [
+            (0, 10, true),
+            (3, 10, true),
+            (4, 10, false), // frame limit
+            (2, 30, true),  // 50 bytes exactly
+            (2, 31, false), // byte limit
+            (0, 500, true), // alone in the queue: always taken
+        ];
+        for (held, size, want) in cases {
+            let q = Queued::default();
+            for _ in 0..held {
+                assert!(q.admit(10, 4, 50));
+            }
+            assert_eq!(q.admit(size, 4, 50), want, "{held} queued, next {size}");
+            q.release(held, held * 10);
+            if want {
+                q.release(1, size);
+            }
+            assert_eq!(q.0.load(Ordering::Relaxed), 0, "{held} queued, next {size}");
+        }
+    }
+
+    #[test]
+    fn which_failed_dials_mean_down() {
+        let io = || HandshakeError::Io(io::ErrorKind::ConnectionRefused.into());
+        let cases = [
+            (io(), true),
+            (HandshakeError::Timeout, true),
+            (HandshakeError::BadMac, true),
+            (HandshakeError::Refused(Refusal::Stopping), true),
+            (HandshakeError::Refused(Refusal::Unsupported), true),
+            (HandshakeError::Refused(Refusal::Duplicate), false),
+            (HandshakeError::Refused(Refusal::UnknownNode), false),
+            (HandshakeError::Refused(Refusal::AddrMismatch), false),
+        ];
+        for (e, want) in cases {
+            assert_eq!(means_down(&e), want, "{e}");
+        }
     }
 }

@@ -415,16 +415,20 @@ async fn peer_killed_mid_call_fails_fast() {
 async fn request_expired_while_queued_is_not_executed() {
     let c = Cluster::new();
     let client = c.start("1.1.1").await;
-    let server_net = free_addr().await; // listed, not yet listening
+    // Listed at a listener that accepts but never answers: the dial hangs, so the
+    // request waits in the queue (a refused dial would fail it at once, `Unreachable`).
+    let stuck = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server_net = stuck.local_addr().unwrap();
     c.m.put_now(member("1.2.1", server_net, false));
     c.settle().await;
-    // Nobody listens: the request waits in the queue until the call's deadline.
+    // The request waits in the queue until the call's deadline.
     tokio::time::pause();
     let timeout = Duration::from_millis(100);
     let call = spawn_call(&client, "count", echo("x", 1), Some(timeout));
     run_ready_tasks().await; // the call starts: its deadline is now + timeout
     assert_eq!(ends_at(call, timeout).await, Err(RpcError::Timeout));
     tokio::time::resume();
+    drop(stuck);
     let server = Node::with_config(config());
     let runs = Arc::new(AtomicUsize::new(0));
     let r2 = runs.clone();
@@ -441,10 +445,19 @@ async fn request_expired_while_queued_is_not_executed() {
         .await
         .unwrap();
     c.add(server.clone()).await;
-    let r: Echo = client
-        .call(addr("1.2.1"), "count", &echo("y", 2))
-        .await
-        .unwrap();
+    // Known down until a backoff probe reaches the server.
+    let r: Echo = within("the server to be reachable", async {
+        loop {
+            match client.call(addr("1.2.1"), "count", &echo("y", 2)).await {
+                Err(RpcError::Unreachable(_)) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await
+                }
+                r => break r,
+            }
+        }
+    })
+    .await
+    .unwrap();
     assert_eq!(r.n, 2);
     assert_eq!(
         runs.load(Ordering::SeqCst),

@@ -210,3 +210,66 @@ async fn open_errors_are_clear() {
     ));
     a.shutdown().await;
 }
+
+/// Issue 17.2: a stream cut by a peer reset reads as an error, distinguishable
+/// from the peer's `shutdown()`, which reads as end-of-stream.
+#[tokio::test]
+async fn reset_reads_as_an_error_and_shutdown_as_end_of_stream() {
+    let c = Cluster::new();
+    let a = c.start("1.1.1").await;
+    let b = c.start("1.2.1").await;
+    // The first byte says how the handler ends the stream: 1 = shutdown, 2 = drop.
+    b.on_new_stream(|mut s| async move {
+        let mut how = [0u8; 1];
+        if s.read_exact(&mut how).await.is_ok() && how[0] == 1 {
+            let _ = s.shutdown().await;
+        }
+    });
+    for (how, want) in [(1u8, None), (2, Some(std::io::ErrorKind::ConnectionReset))] {
+        let mut s = within("open", a.open_stream(addr("1.2.1"))).await.unwrap();
+        s.write_all(&[how]).await.unwrap();
+        let mut buf = [0u8; 8];
+        let got = within("the end of the stream", s.read(&mut buf)).await;
+        match want {
+            None => assert_eq!(got.unwrap(), 0, "shutdown reads as end-of-stream"),
+            Some(kind) => assert_eq!(got.unwrap_err().kind(), kind, "a reset is an error"),
+        }
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Issue 17.2: the network under a stream session goes silent (sockets open,
+/// nothing delivered). The session's keepalive declares it dead within the
+/// keepalive timeout, and the blocked read and later writes return errors.
+#[tokio::test]
+async fn silent_session_fails_its_streams() {
+    use support::proxy::{fast_keepalive, start_behind_proxy};
+
+    let c = Cluster::new();
+    let a = c.start_with("1.1.1", false, fast_keepalive(config())).await;
+    let b = Node::with_config(fast_keepalive(config()));
+    echo_streams(&b);
+    let proxy = start_behind_proxy(&c, &b, "1.2.1").await;
+
+    let mut s = within("open", a.open_stream(addr("1.2.1"))).await.unwrap();
+    s.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    within("echo", s.read_exact(&mut buf)).await.unwrap();
+    // Idle but healthy for several keepalive timeouts: the session stays up.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    s.write_all(b"pong").await.unwrap();
+    within("echo after idle", s.read_exact(&mut buf))
+        .await
+        .unwrap();
+    assert_eq!(&buf, b"pong");
+
+    proxy.freeze();
+    let read = within("the read on a silent session to fail", s.read(&mut buf)).await;
+    assert!(read.is_err(), "{read:?}");
+    let write = within("a write on the dead session", s.write_all(b"more")).await;
+    assert!(write.is_err(), "{write:?}");
+    assert!(a.metrics().links_silent >= 1);
+    within("a shutdown", a.shutdown()).await;
+    within("b shutdown", b.shutdown()).await;
+}

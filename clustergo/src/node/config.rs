@@ -72,6 +72,9 @@ pub struct Config {
     pub max_frame: usize,
     /// Frames a peer queues before sends fail with `Busy`.
     pub pending_queue: usize,
+    /// Bytes a peer queues before sends fail with `Busy` (a frame alone in the
+    /// queue is always taken).
+    pub pending_bytes: usize,
     /// How long a message may wait for a connection before it is dropped.
     pub send_timeout: Duration,
     /// Timeout of [`Node::call`](crate::Node::call).
@@ -84,6 +87,16 @@ pub struct Config {
     pub max_pending_handshakes: usize,
     /// How long [`Node::stop`](crate::Node::stop) waits for in-flight requests to be answered.
     pub drain_timeout: Duration,
+    /// A write to a node link that makes no progress for this long declares the
+    /// link dead (the peer stopped reading): its calls end `Disconnected` and what
+    /// is queued for it is dropped. Also bounds the final flush at stop.
+    pub write_stall_timeout: Duration,
+    /// A node link or stream session with nothing written for this long sends a
+    /// keepalive, so that the remote hears from it even when idle.
+    pub keepalive_interval: Duration,
+    /// A node link or stream session with nothing read for this long (at least
+    /// three keepalive intervals) is declared dead: the network stopped delivering.
+    pub keepalive_timeout: Duration,
     /// How long [`Node::start`](crate::Node::start) waits for the first membership snapshot.
     pub membership_timeout: Duration,
     /// How long [`Node::leave`](crate::Node::leave) waits, after marking the node
@@ -103,11 +116,15 @@ impl Default for Config {
             secret,
             max_frame: DEFAULT_MAX_FRAME,
             pending_queue: 1024,
+            pending_bytes: 16 * 1024 * 1024,
             send_timeout: Duration::from_millis(200),
             call_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(1),
             max_pending_handshakes: 256,
             drain_timeout: Duration::from_secs(5),
+            write_stall_timeout: Duration::from_secs(5),
+            keepalive_interval: Duration::from_secs(1),
+            keepalive_timeout: Duration::from_secs(5),
             membership_timeout: Duration::from_secs(5),
             leave_grace: Duration::from_secs(1),
         }

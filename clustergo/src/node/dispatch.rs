@@ -78,6 +78,7 @@ impl NodeInner {
                     tracing::debug!(from = %frame.from, "dropping a reply to a call to another node");
                 }
             }
+            FrameKind::Keepalive => {} // consumed by the link's reader
         }
     }
 

@@ -50,7 +50,8 @@ pub enum SendError {
     /// No such node in membership.
     #[error("unknown peer {0}")]
     UnknownPeer(LogicAddr),
-    /// No route reaches the target (no harbor available).
+    /// No route reaches the target: no harbor available, or the next hop is known
+    /// down (its last dial failed; see ARCHITECTURE.md, "Dead links and down peers").
     #[error("no route to {0}")]
     Unreachable(LogicAddr),
     /// The message type has no cmd: register it first.

@@ -17,6 +17,9 @@ pub(crate) struct Counters {
     links_established: AtomicU64,
     links_lost: AtomicU64,
     frames_expired: AtomicU64,
+    frames_dropped: AtomicU64,
+    links_stalled: AtomicU64,
+    links_silent: AtomicU64,
     frames_forged: AtomicU64,
     handshakes_shed: AtomicU64,
     frames_relayed: AtomicU64,
@@ -50,6 +53,21 @@ impl Counters {
         self.frames_expired.fetch_add(n as u64, Ordering::Relaxed);
     }
 
+    /// `n` queued frames were dropped unsent: their link stalled or the peer is down.
+    pub(crate) fn frames_dropped(&self, n: usize) {
+        self.frames_dropped.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// A link was declared dead because the peer stopped reading.
+    pub(crate) fn link_stalled(&self) {
+        self.links_stalled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A link or stream session was declared dead because nothing arrived in time.
+    pub(crate) fn link_silent(&self) {
+        self.links_silent.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A frame was dropped because its sender cannot be who it claims.
     pub(crate) fn frame_forged(&self) {
         self.frames_forged.fetch_add(1, Ordering::Relaxed);
@@ -78,6 +96,9 @@ impl Counters {
             links_established: self.links_established.load(Ordering::Relaxed),
             links_lost: self.links_lost.load(Ordering::Relaxed),
             frames_expired: self.frames_expired.load(Ordering::Relaxed),
+            frames_dropped: self.frames_dropped.load(Ordering::Relaxed),
+            links_stalled: self.links_stalled.load(Ordering::Relaxed),
+            links_silent: self.links_silent.load(Ordering::Relaxed),
             frames_forged: self.frames_forged.load(Ordering::Relaxed),
             handshakes_shed: self.handshakes_shed.load(Ordering::Relaxed),
             frames_relayed: self.frames_relayed.load(Ordering::Relaxed),
@@ -95,6 +116,13 @@ pub struct Metrics {
     pub links_lost: u64,
     /// Frames dropped because their deadline passed before they could be written.
     pub frames_expired: u64,
+    /// Queued frames dropped unsent because their link stalled or the peer was
+    /// found down.
+    pub frames_dropped: u64,
+    /// Links declared dead because a write made no progress in time.
+    pub links_stalled: u64,
+    /// Links and stream sessions declared dead because nothing arrived in time.
+    pub links_silent: u64,
     /// Frames dropped because their sender cannot be who it claims: a `from` the
     /// link it came on cannot carry, or a reply from another node than the call's
     /// target.

@@ -156,8 +156,10 @@ impl Node {
 
     /// Begins shutdown: new requests and inbound connections are refused at once;
     /// requests being served get up to [`Config::drain_timeout`] to be answered
-    /// (sends still work meanwhile); then every link writes what is queued and
-    /// closes, and from then on sends fail with [`SendError::Stopped`]. Returns at
+    /// (sends still work meanwhile); then every link writes what is queued (within
+    /// [`Config::write_stall_timeout`]) and closes, and from then on sends fail
+    /// with [`SendError::Stopped`]. The node is stopped within `drain_timeout` plus
+    /// `write_stall_timeout + handshake_timeout`, whatever peers do. Returns at
     /// once: [`wait`](Self::wait) for the end. Calling it again does nothing.
     ///
     /// `stop` does not touch membership, so callers may still pick this node until
@@ -280,6 +282,12 @@ impl NodeInner {
     /// A live connection of `peer` ended: calls through it cannot be answered.
     pub(crate) fn link_lost(&self, peer: &Peer) {
         self.rpc_client.fail_via(peer.id());
+    }
+
+    /// A dial to `peer` failed and no link is up: calls through it were never
+    /// written and cannot be.
+    pub(crate) fn link_unreachable(&self, peer: &Peer) {
+        self.rpc_client.fail_via_unreachable(peer.id());
     }
 
     /// The listen address membership gives for `logic`.

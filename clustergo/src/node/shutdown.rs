@@ -6,11 +6,13 @@
 //! 2. `accepting` is cancelled: the listener and the membership task end;
 //! 3. in-flight requests (`inflight`) are waited for, up to `drain_timeout`, so their
 //!    replies are queued;
-//! 4. `links` is cancelled: every peer writes what is queued and closes, and from
+//! 4. `links` is cancelled: every peer writes what is queued (within
+//!    `write_stall_timeout`) and closes, and from
 //!    here new sends fail with [`SendError::Stopped`](super::SendError::Stopped);
 //!    calls still pending fail with `ServiceUnavailable`;
-//! 5. `tasks` is waited for, then `stopped` is set and [`Node::wait`](super::Node::wait)
-//!    returns.
+//! 5. `tasks` is waited for (at most `write_stall_timeout + handshake_timeout`), then
+//!    `stopped` is set and [`Node::wait`](super::Node::wait) returns. So stop takes
+//!    at most `drain_timeout` plus that bound, whatever peers do.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -44,7 +46,15 @@ impl NodeInner {
                 .rpc_client
                 .fail_all(RpcError::ServiceUnavailable("node stopped".into()));
             inner.tasks.close();
-            inner.tasks.wait().await;
+            // Links flush within the stall bound and dials within the handshake
+            // timeout; the bound here holds whatever a task is stuck on.
+            let bound = inner.config.write_stall_timeout + inner.config.handshake_timeout;
+            if tokio::time::timeout(bound, inner.tasks.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!("stop: tasks still running after the close bound");
+            }
             inner.stopped.send_replace(true);
         });
     }

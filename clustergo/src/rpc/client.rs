@@ -274,6 +274,14 @@ impl Client {
         }
     }
 
+    /// Fails every call through the peer `via` with `Unreachable`: it is known down
+    /// and their requests were never written.
+    pub(crate) fn fail_via_unreachable(&self, via: u64) {
+        for (target, done) in self.drain_where(|c| c.via == via) {
+            done.finish(Err(RpcError::Unreachable(target)));
+        }
+    }
+
     /// Fails every pending call (node stopping).
     pub(crate) fn fail_all(&self, err: RpcError) {
         for (_, done) in self.drain_where(|_| true) {

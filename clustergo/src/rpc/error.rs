@@ -78,7 +78,8 @@ pub enum RpcError {
     /// No node with that address is known.
     #[error("unknown peer {0}")]
     UnknownPeer(LogicAddr),
-    /// No route reaches the target (no harbor, or the target is gone).
+    /// No route reaches the target (no harbor, the target is gone, or the next hop
+    /// is known down): the request never reached the target.
     #[error("unreachable target {0}")]
     Unreachable(LogicAddr),
     /// The request or reply could not be encoded or decoded.

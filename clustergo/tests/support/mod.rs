@@ -235,3 +235,5 @@ pub async fn results<T: 'static>(mut calls: JoinSet<T>) -> Vec<T> {
     }
     out
 }
+
+pub mod proxy;
