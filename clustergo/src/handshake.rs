@@ -27,7 +27,7 @@ use crate::addr::LogicAddr;
 const MAGIC: &[u8; 4] = b"CGO1";
 /// Largest handshake message body.
 pub const MAX_MESSAGE: usize = 512;
-const NONCE: usize = 16;
+pub(crate) const NONCE: usize = 16;
 const MAC: usize = 32;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -137,7 +137,7 @@ fn nonce() -> Result<[u8; NONCE], HandshakeError> {
     Ok(n)
 }
 
-fn encode_hello(h: &Hello, nonce: &[u8; NONCE]) -> BytesMut {
+pub(crate) fn encode_hello(h: &Hello, nonce: &[u8; NONCE]) -> BytesMut {
     let listen = h.listen.to_string();
     let mut b = BytesMut::with_capacity(64);
     b.put_slice(MAGIC);
@@ -150,7 +150,7 @@ fn encode_hello(h: &Hello, nonce: &[u8; NONCE]) -> BytesMut {
     b
 }
 
-fn decode_hello(mut b: &[u8]) -> Result<(Hello, [u8; NONCE]), HandshakeError> {
+pub(crate) fn decode_hello(mut b: &[u8]) -> Result<(Hello, [u8; NONCE]), HandshakeError> {
     if b.len() < 4 + 1 + 4 + 8 + NONCE + 2 || &b[..4] != MAGIC {
         return Err(HandshakeError::Malformed("bad hello"));
     }
@@ -260,7 +260,7 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
         .map_err(|_| HandshakeError::Timeout)?
 }
 
-async fn dial_inner<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn dial_inner<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     secret: &[u8],
     hello: &Hello,
@@ -271,16 +271,7 @@ async fn dial_inner<S: AsyncRead + AsyncWrite + Unpin>(
     write_msg(stream, &hello_bytes).await?;
 
     let challenge = read_msg(stream).await?;
-    if challenge.len() != 4 + 8 + NONCE + MAC {
-        return Err(HandshakeError::Malformed("bad challenge"));
-    }
-    let mut c = &challenge[..];
-    let acceptor = AcceptorId {
-        logic: LogicAddr::from_raw(c.get_u32()),
-        incarnation: c.get_u64(),
-    };
-    let their_nonce = &c[..NONCE];
-    let their_mac = &c[NONCE..];
+    let (acceptor, their_nonce, their_mac) = decode_challenge(&challenge)?;
     if !verify(
         secret,
         b"acceptor",
@@ -307,8 +298,26 @@ async fn dial_inner<S: AsyncRead + AsyncWrite + Unpin>(
     write_msg(stream, &tag).await?;
 
     let verdict = read_msg(stream).await?;
-    match verdict.as_slice() {
-        [0] => Ok(acceptor),
+    decode_verdict(&verdict)?;
+    Ok(acceptor)
+}
+
+/// Splits the acceptor's challenge into its identity, its nonce and its MAC.
+pub(crate) fn decode_challenge(mut c: &[u8]) -> Result<(AcceptorId, &[u8], &[u8]), HandshakeError> {
+    if c.len() != 4 + 8 + NONCE + MAC {
+        return Err(HandshakeError::Malformed("bad challenge"));
+    }
+    let acceptor = AcceptorId {
+        logic: LogicAddr::from_raw(c.get_u32()),
+        incarnation: c.get_u64(),
+    };
+    Ok((acceptor, &c[..NONCE], &c[NONCE..]))
+}
+
+/// Reads the acceptor's verdict: `Ok` if it accepted.
+pub(crate) fn decode_verdict(v: &[u8]) -> Result<(), HandshakeError> {
+    match v {
+        [0] => Ok(()),
         [code] => Err(HandshakeError::Refused(
             Refusal::from_u8(*code).ok_or(HandshakeError::Malformed("bad verdict"))?,
         )),
@@ -336,7 +345,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         .map_err(|_| HandshakeError::Timeout)?
 }
 
-async fn accept_inner<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn accept_inner<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     secret: &[u8],
     me: AcceptorId,

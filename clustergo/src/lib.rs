@@ -19,6 +19,8 @@
 //! - [`membership`]: who is in the cluster, backends, and the visibility rules.
 //! - [`gate`]: client-facing transports (TCP, WebSocket, KCP) with one packet API.
 //! - `global`: the process-wide default node and free functions over it.
+//! - `fuzzing` (feature `fuzzing`, hidden): fuzz target bodies shared by `fuzz/` and
+//!   `tests/fuzz.rs`.
 
 pub mod addr;
 mod admin;
@@ -27,6 +29,9 @@ pub mod codec;
 #[doc(hidden)]
 pub mod codegen;
 mod fastmap;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gate;
 mod global;
 pub mod handshake;

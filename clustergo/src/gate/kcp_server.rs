@@ -54,13 +54,13 @@ pub(crate) fn opens_session(datagram: &[u8]) -> bool {
     false
 }
 
-fn conv_of(datagram: &[u8]) -> u32 {
+pub(crate) fn conv_of(datagram: &[u8]) -> u32 {
     u32::from_le_bytes([datagram[0], datagram[1], datagram[2], datagram[3]])
 }
 
 /// Writes `conv` into every segment of a datagram (a client that sent conv 0 asks the
 /// server for one, and learns it from the server's segments).
-fn set_conv(datagram: &mut [u8], conv: u32) {
+pub(crate) fn set_conv(datagram: &mut [u8], conv: u32) {
     let mut at = 0;
     while datagram.len() - at >= HEADER {
         datagram[at..at + 4].copy_from_slice(&conv.to_le_bytes());

@@ -149,18 +149,18 @@
 mod conn;
 mod error;
 #[cfg(feature = "ws")]
-mod http_head;
+pub(crate) mod http_head;
 mod io;
 #[cfg(feature = "kcp")]
-mod kcp;
+pub(crate) mod kcp;
 #[cfg(feature = "kcp")]
-mod kcp_server;
+pub(crate) mod kcp_server;
 mod listener;
 mod pending;
-mod tcp;
+pub(crate) mod tcp;
 mod tls;
 #[cfg(feature = "ws")]
-mod ws;
+pub(crate) mod ws;
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -32,7 +32,7 @@ type WsStream = WebSocketStream<Rewind>;
 /// mostly idle game clients.
 const WS_BUFFER_SIZE: usize = 16 * 1024;
 
-fn ws_config(config: &GateConfig) -> WebSocketConfig {
+pub(crate) fn ws_config(config: &GateConfig) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(WS_BUFFER_SIZE)
         .write_buffer_size(WS_BUFFER_SIZE)

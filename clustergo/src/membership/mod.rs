@@ -9,7 +9,7 @@
 //! JSON or TOML file), the discovery server (the embedded default), and Redis / etcd
 //! behind features.
 
-mod discovery;
+pub(crate) mod discovery;
 #[cfg(feature = "etcd")]
 mod etcd;
 mod file;

@@ -16,7 +16,7 @@
 
 mod auth;
 mod client;
-mod proto;
+pub(crate) mod proto;
 mod server;
 mod tls;
 
