@@ -25,6 +25,7 @@ mod backoff;
 pub mod codec;
 #[doc(hidden)]
 pub mod codegen;
+mod conn;
 mod fastmap;
 pub mod gate;
 mod global;
@@ -36,6 +37,7 @@ pub mod node;
 mod peer;
 pub mod rpc;
 pub mod stream;
+pub mod tls;
 
 pub use addr::{Addr, AddrError, LogicAddr};
 pub use clustergo_macros::service;
@@ -48,4 +50,5 @@ pub use rpc::{
     CallHandle, Codec, CodecError, ProstCodec, RawReplyer, Replyer, RpcContext, RpcError,
 };
 pub use stream::{Stream, StreamError};
+pub use tls::{NodeTls, TlsError};
 pub use tokio::time::Instant;

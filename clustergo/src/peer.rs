@@ -21,11 +21,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::conn::Conn;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
@@ -53,7 +53,7 @@ pub(crate) struct Outgoing {
 /// An inbound connection accepted for this peer.
 #[derive(Debug)]
 pub(crate) struct Inbound {
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: Conn,
     pub(crate) incarnation: u64,
 }
 
@@ -200,7 +200,7 @@ impl Driver {
 
     /// Step 1 and 2: wait for work, then dial until connected or adopted. `None`
     /// means the peer is closed.
-    async fn connect(&mut self) -> Option<(TcpStream, u64)> {
+    async fn connect(&mut self) -> Option<(Conn, u64)> {
         let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
         loop {
             self.drop_expired();
@@ -272,7 +272,7 @@ impl Driver {
 
 /// Dials the peer through the node's dial path; the link state decides whether
 /// the connection is used.
-async fn dial(peer: &Peer, node: &NodeInner) -> Result<(TcpStream, u64), HandshakeError> {
+async fn dial(peer: &Peer, node: &NodeInner) -> Result<(Conn, u64), HandshakeError> {
     let net = peer.state.lock().link.dial_started();
     let _dialing = Dialing(&peer.state);
     let (stream, id) = node.dial(ConnKind::Frames, peer.remote, net).await?;
@@ -286,7 +286,7 @@ async fn dial(peer: &Peer, node: &NodeInner) -> Result<(TcpStream, u64), Handsha
 
 impl Driver {
     /// Step 3: run one connection until it ends.
-    async fn serve(&mut self, stream: TcpStream, incarnation: u64) -> Ended {
+    async fn serve(&mut self, stream: Conn, incarnation: u64) -> Ended {
         let remote = self.peer.remote;
         let dead = CancellationToken::new();
         {

@@ -1,6 +1,6 @@
 //! Multiplexed byte streams between nodes.
 //!
-//! Streams to one peer share a dedicated, authenticated TCP connection (handshake
+//! Streams to one peer share a dedicated, authenticated TCP (or TLS) connection (handshake
 //! kind `Streams`), multiplexed by yamux, which gives each stream its own flow
 //! control window: a stream whose reader stalls does not hold up the others.
 //! The session is made on the first [`Node::open_stream`] to a peer; either side
@@ -18,9 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
+use crate::conn::Conn;
 use parking_lot::{Mutex, RwLock};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
 
@@ -244,18 +244,13 @@ async fn dial_session(inner: &Arc<NodeInner>, peer: LogicAddr) -> Result<Session
 }
 
 /// Serves an authenticated inbound stream connection.
-pub(crate) fn accept_session(inner: &Arc<NodeInner>, peer: LogicAddr, tcp: TcpStream) {
+pub(crate) fn accept_session(inner: &Arc<NodeInner>, peer: LogicAddr, tcp: Conn) {
     start_session(inner, peer, tcp, yamux::Mode::Server);
 }
 
 /// Starts the task driving a yamux session and registers it for opens, unless a
 /// session to that peer already exists (then this one only serves inbound streams).
-fn start_session(
-    inner: &Arc<NodeInner>,
-    peer: LogicAddr,
-    tcp: TcpStream,
-    mode: yamux::Mode,
-) -> Session {
+fn start_session(inner: &Arc<NodeInner>, peer: LogicAddr, tcp: Conn, mode: yamux::Mode) -> Session {
     let mut cfg = yamux::Config::default();
     cfg.set_max_num_streams(MAX_STREAMS);
     // yamux splits writes into 16 KiB frames by default; 64 KiB frames roughly
@@ -294,7 +289,7 @@ fn start_session(
 async fn drive(
     node: &Arc<NodeInner>,
     peer: LogicAddr,
-    mut conn: yamux::Connection<Compat<TcpStream>>,
+    mut conn: yamux::Connection<Compat<Conn>>,
     mut open_rx: mpsc::UnboundedReceiver<OpenReply>,
 ) -> Result<(), yamux::ConnectionError> {
     let mut waiting: VecDeque<OpenReply> = VecDeque::new();
