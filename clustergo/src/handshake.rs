@@ -537,15 +537,18 @@ mod tests {
 
     #[tokio::test]
     async fn rotation_needs_one_shared_secret() {
-        let (new, old, other): (&[u8], &[u8], &[u8]) = (b"new", b"old", b"other");
-        let cases: &[(&[&[u8]], &[&[u8]], bool)] = &[
-            (&[new, old], &[old], true),
-            (&[old], &[new, old], true),
-            (&[new, old], &[new, old], true),
-            (&[old, new], &[new, old], true),
-            (&[new], &[old], false),
-            (&[old], &[new], false),
-            (&[new, other], &[old], false),
+        const NEW: &[u8] = b"new";
+        const OLD: &[u8] = b"old";
+        const OTHER: &[u8] = b"other";
+        type Secrets = &'static [&'static [u8]];
+        let cases: &[(Secrets, Secrets, bool)] = &[
+            (&[NEW, OLD], &[OLD], true),
+            (&[OLD], &[NEW, OLD], true),
+            (&[NEW, OLD], &[NEW, OLD], true),
+            (&[OLD, NEW], &[NEW, OLD], true),
+            (&[NEW], &[OLD], false),
+            (&[OLD], &[NEW], false),
+            (&[NEW, OTHER], &[OLD], false),
         ];
         for &(dialer, acceptor, ok) in cases {
             let (mut a, mut b) = tokio::io::duplex(1024);
