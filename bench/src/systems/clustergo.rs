@@ -28,14 +28,7 @@ const ONEWAY_CMD: u16 = 1;
 pub(crate) async fn run(w: Workload, s: Sizes) -> Result<Outcome, String> {
     match w {
         Workload::RpcInflight | Workload::RpcTasks | Workload::RpcSeq => {
-            let pair = Pair::start(Security::Plain).await?;
-            let caller = ClustergoClient {
-                node: pair.client.clone(),
-                to: pair.server_addr,
-            };
-            let run = workload::run_rpc(w, caller, s).await;
-            pair.shutdown().await;
-            run.map(Outcome::Done)
+            rpc(w, s, Security::Plain).await
         }
         Workload::Oneway => oneway(s).await.map(Outcome::Done),
         Workload::Stream => stream(s, Security::Plain).await.map(Outcome::Done),
@@ -46,21 +39,24 @@ pub(crate) async fn run(w: Workload, s: Sizes) -> Result<Outcome, String> {
 /// The in-flight RPC and stream workloads over mutual TLS.
 pub(crate) async fn run_tls(w: Workload, s: Sizes) -> Result<Outcome, String> {
     match w {
-        Workload::RpcInflight => {
-            let pair = Pair::start(Security::Tls).await?;
-            let caller = ClustergoClient {
-                node: pair.client.clone(),
-                to: pair.server_addr,
-            };
-            let run = workload::run_rpc(w, caller, s).await;
-            pair.shutdown().await;
-            run.map(Outcome::Done)
-        }
+        Workload::RpcInflight => rpc(w, s, Security::Tls).await,
         Workload::Stream => stream(s, Security::Tls).await.map(Outcome::Done),
         _ => Ok(Outcome::NotApplicable(
             "TLS variants of rpc_inflight500 and stream_64k only",
         )),
     }
+}
+
+/// An RPC workload between a pair of nodes.
+async fn rpc(w: Workload, s: Sizes, security: Security) -> Result<Outcome, String> {
+    let pair = Pair::start(security).await?;
+    let caller = ClustergoClient {
+        node: pair.client.clone(),
+        to: pair.server_addr,
+    };
+    let run = workload::run_rpc(w, caller, s).await;
+    pair.shutdown().await;
+    run.map(Outcome::Done)
 }
 
 /// Whether node links run over TLS.
