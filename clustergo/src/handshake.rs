@@ -248,6 +248,8 @@ async fn write_msg<S: AsyncWrite + Unpin>(s: &mut S, body: &[u8]) -> Result<(), 
     b.put_u16(body.len() as u16);
     b.put_slice(body);
     s.write_all(&b).await?;
+    // Over TLS the message may sit in the TLS buffer until flushed.
+    s.flush().await?;
     Ok(())
 }
 

@@ -333,6 +333,7 @@ impl Driver {
                 }
                 fill(&mut buf, &mut batch, counters);
                 let _ = wr.write_all(&buf).await;
+                let _ = wr.flush().await;
                 let _ = wr.shutdown().await;
                 break Ended::Closed;
             }
@@ -362,7 +363,9 @@ impl Driver {
             tokio::select! {
                 biased;
                 _ = dead.cancelled() => break Ended::Lost,
-                r = wr.write_all(&buf) => if let Err(e) = r {
+                // TLS may keep what the socket did not take: flush before going idle
+                // (a no-op on plain TCP).
+                r = async { wr.write_all(&buf).await?; wr.flush().await } => if let Err(e) = r {
                     tracing::debug!(peer = %remote, error = %e, "write failed");
                     break Ended::Lost;
                 },

@@ -5,7 +5,7 @@ mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use clustergo::handshake::{self, ConnKind, HandshakeError, Hello, Refusal};
@@ -421,4 +421,48 @@ async fn secret_rotation_new_and_old_interoperate_through_the_overlap() {
     for n in [a, b, cc, d] {
         n.shutdown().await;
     }
+}
+
+/// TLS buffers what the socket could not take; the link's writer must flush it
+/// before it goes idle, or the tail of a burst waits for the next send forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_into_a_full_socket_arrives_whole() {
+    let ca = Ca::new("cluster CA");
+    let c = Cluster::new();
+    let patient = Config {
+        send_timeout: WAIT,
+        ..ca.config("1.1.1")
+    };
+    let a = c.start_with("1.1.1", false, patient).await;
+    let b = c.start_with("1.2.1", false, ca.config("1.2.1")).await;
+    let got = Arc::new(AtomicUsize::new(0));
+    let g = got.clone();
+    b.register_pb_handler(PB, move |_from, _m: Echo| {
+        // The first message stalls b's reader, so a's socket fills up.
+        if g.fetch_add(1, Ordering::SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    a.register_pb_message::<Echo>(PB);
+    const N: usize = 3000;
+    let big = Echo {
+        blob: vec![7; 8 * 1024],
+        ..echo("big", 0)
+    };
+    let a2 = a.clone();
+    let sender = tokio::task::spawn_blocking(move || {
+        for _ in 0..N {
+            while let Err(e) = a2.send_pb(addr("1.2.1"), &big) {
+                assert!(matches!(e, clustergo::SendError::Busy), "{e}");
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    });
+    within("the sends", sender).await.unwrap();
+    eventually("every message of the burst", || {
+        got.load(Ordering::SeqCst) == N
+    })
+    .await;
+    a.shutdown().await;
+    b.shutdown().await;
 }
