@@ -1,8 +1,9 @@
 //! Multiplexed byte streams between nodes.
 //!
-//! Streams to one peer share a dedicated, authenticated TCP (or TLS) connection (handshake
-//! kind `Streams`), multiplexed by yamux, which gives each stream its own flow
-//! control window: a stream whose reader stalls does not hold up the others.
+//! Streams to one peer share a dedicated, authenticated TCP connection (TLS when
+//! `Config::tls` is set; handshake kind `Streams`), multiplexed by yamux, which
+//! gives each stream its own flow control window: a stream whose reader stalls
+//! does not hold up the others.
 //! The session is made on the first [`Node::open_stream`] to a peer; either side
 //! may then open streams on it. A broken session is dropped and rebuilt on the next
 //! open. Streams reach nodes linked directly (same cluster, or harbor to harbor);
