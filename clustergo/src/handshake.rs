@@ -8,11 +8,18 @@
 //!
 //! ```text
 //! dialer  -> hello     : magic "CGO1" | kind u8 | logic u32 | incarnation u64 | nonce [16] | listen (u16 len + utf-8)
-//! acceptor-> challenge : logic u32 | incarnation u64 | nonce [16] | mac [32]  (proves the acceptor)
-//! dialer  -> auth      : mac [32]                                              (proves the dialer)
+//! acceptor-> challenge : logic u32 | incarnation u64 | nonce [16] | mac [32] × k  (proves the acceptor)
+//! dialer  -> auth      : mac [32]                                                  (proves the dialer)
 //! acceptor-> verdict   : u8 (0 accepted, else a Refusal)
 //! ```
 //! Every message is `u16 len | body`; bodies are at most [`MAX_MESSAGE`] bytes.
+//!
+//! **Secret rotation.** Each side holds a list of secrets, current first (at most
+//! [`MAX_SECRETS`]). The acceptor sends one challenge MAC per secret it holds, in
+//! its order; the dialer proves with the first of its own secrets that matches one
+//! of them, and the acceptor accepts a proof under any of its secrets. So nodes
+//! with `[new, old]` and `[old]` interoperate, `[new]` and `[old]` do not. With one
+//! secret the challenge is byte for byte the one of older versions.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -29,6 +36,8 @@ const MAGIC: &[u8; 4] = b"CGO1";
 pub const MAX_MESSAGE: usize = 512;
 pub(crate) const NONCE: usize = 16;
 const MAC: usize = 32;
+/// Most secrets one side uses (the challenge carries a MAC for each).
+pub const MAX_SECRETS: usize = 8;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -61,6 +70,9 @@ pub enum Refusal {
     /// The acceptor does not serve this connection kind.
     #[error("unsupported connection kind")]
     Unsupported = 5,
+    /// The TLS client certificate does not name the claimed logic address.
+    #[error("certificate does not match the claimed address")]
+    BadCertificate = 6,
 }
 
 impl Refusal {
@@ -71,6 +83,7 @@ impl Refusal {
             3 => Self::AddrMismatch,
             4 => Self::Stopping,
             5 => Self::Unsupported,
+            6 => Self::BadCertificate,
             _ => return None,
         })
     }
@@ -99,6 +112,9 @@ pub enum HandshakeError {
     /// Too slow.
     #[error("handshake timed out")]
     Timeout,
+    /// The TLS handshake failed (bad or missing certificate, wrong peer, not TLS).
+    #[error("tls: {0}")]
+    Tls(std::io::Error),
     /// The connection failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
@@ -233,6 +249,8 @@ async fn write_msg<S: AsyncWrite + Unpin>(s: &mut S, body: &[u8]) -> Result<(), 
     b.put_u16(body.len() as u16);
     b.put_slice(body);
     s.write_all(&b).await?;
+    // Over TLS the message may sit in the TLS buffer until flushed.
+    s.flush().await?;
     Ok(())
 }
 
@@ -255,14 +273,26 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
     expected: LogicAddr,
     timeout: Duration,
 ) -> Result<AcceptorId, HandshakeError> {
-    tokio::time::timeout(timeout, dial_inner(stream, secret, hello, expected))
+    dial_any(stream, &[secret], hello, expected, timeout).await
+}
+
+/// [`dial`] for a node holding several secrets (current first): proves with the
+/// first one the acceptor also holds.
+pub async fn dial_any<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    secrets: &[&[u8]],
+    hello: &Hello,
+    expected: LogicAddr,
+    timeout: Duration,
+) -> Result<AcceptorId, HandshakeError> {
+    tokio::time::timeout(timeout, dial_inner(stream, secrets, hello, expected))
         .await
         .map_err(|_| HandshakeError::Timeout)?
 }
 
 pub(crate) async fn dial_inner<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
-    secret: &[u8],
+    secrets: &[&[u8]],
     hello: &Hello,
     expected: LogicAddr,
 ) -> Result<AcceptorId, HandshakeError> {
@@ -271,17 +301,24 @@ pub(crate) async fn dial_inner<S: AsyncRead + AsyncWrite + Unpin>(
     write_msg(stream, &hello_bytes).await?;
 
     let challenge = read_msg(stream).await?;
-    let (acceptor, their_nonce, their_mac) = decode_challenge(&challenge)?;
-    if !verify(
-        secret,
-        b"acceptor",
-        &hello_bytes,
-        &acceptor,
-        [&my_nonce, their_nonce],
-        their_mac,
-    ) {
-        return Err(HandshakeError::BadMac);
-    }
+    let (acceptor, their_nonce, their_macs) = decode_challenge(&challenge)?;
+    // The first of my secrets (current first) under which the acceptor proved itself.
+    let secret = secrets
+        .iter()
+        .take(MAX_SECRETS)
+        .find(|secret| {
+            their_macs.chunks_exact(MAC).any(|their_mac| {
+                verify(
+                    secret,
+                    b"acceptor",
+                    &hello_bytes,
+                    &acceptor,
+                    [&my_nonce, their_nonce],
+                    their_mac,
+                )
+            })
+        })
+        .ok_or(HandshakeError::BadMac)?;
     if acceptor.logic != expected {
         return Err(HandshakeError::WrongPeer {
             expected,
@@ -302,9 +339,12 @@ pub(crate) async fn dial_inner<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(acceptor)
 }
 
-/// Splits the acceptor's challenge into its identity, its nonce and its MAC.
+/// Splits the acceptor's challenge into its identity, its nonce and its MACs (one per
+/// secret it holds).
 pub(crate) fn decode_challenge(mut c: &[u8]) -> Result<(AcceptorId, &[u8], &[u8]), HandshakeError> {
-    if c.len() != 4 + 8 + NONCE + MAC {
+    // One MAC per secret the acceptor holds (rotation), 1 to MAX_SECRETS of them.
+    let macs = c.len().saturating_sub(4 + 8 + NONCE);
+    if c.len() < 4 + 8 + NONCE + MAC || macs % MAC != 0 || macs / MAC > MAX_SECRETS {
         return Err(HandshakeError::Malformed("bad challenge"));
     }
     let acceptor = AcceptorId {
@@ -340,42 +380,59 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     me: AcceptorId,
     timeout: Duration,
 ) -> Result<Pending, HandshakeError> {
-    tokio::time::timeout(timeout, accept_inner(stream, secret, me))
+    accept_any(stream, &[secret], me, timeout).await
+}
+
+/// [`accept`] for a node holding several secrets (current first): proves itself
+/// under each, and accepts a proof under any.
+pub async fn accept_any<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    secrets: &[&[u8]],
+    me: AcceptorId,
+    timeout: Duration,
+) -> Result<Pending, HandshakeError> {
+    tokio::time::timeout(timeout, accept_inner(stream, secrets, me))
         .await
         .map_err(|_| HandshakeError::Timeout)?
 }
 
 pub(crate) async fn accept_inner<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
-    secret: &[u8],
+    secrets: &[&[u8]],
     me: AcceptorId,
 ) -> Result<Pending, HandshakeError> {
     let hello_bytes = read_msg(stream).await?;
     let (hello, their_nonce) = decode_hello(&hello_bytes)?;
     let my_nonce = nonce()?;
-    let tag = mac(
-        secret,
-        b"acceptor",
-        &hello_bytes,
-        &me,
-        [&their_nonce, &my_nonce],
-    );
-    let mut challenge = BytesMut::with_capacity(4 + 8 + NONCE + MAC);
+    let secrets = &secrets[..secrets.len().min(MAX_SECRETS)];
+    let mut challenge = BytesMut::with_capacity(4 + 8 + NONCE + MAC * secrets.len());
     challenge.put_u32(me.logic.raw());
     challenge.put_u64(me.incarnation);
     challenge.put_slice(&my_nonce);
-    challenge.put_slice(&tag);
+    for secret in secrets {
+        let tag = mac(
+            secret,
+            b"acceptor",
+            &hello_bytes,
+            &me,
+            [&their_nonce, &my_nonce],
+        );
+        challenge.put_slice(&tag);
+    }
     write_msg(stream, &challenge).await?;
 
     let proof = read_msg(stream).await?;
-    if !verify(
-        secret,
-        b"dialer",
-        &hello_bytes,
-        &me,
-        [&my_nonce, &their_nonce],
-        &proof,
-    ) {
+    let proved = secrets.iter().any(|secret| {
+        verify(
+            secret,
+            b"dialer",
+            &hello_bytes,
+            &me,
+            [&my_nonce, &their_nonce],
+            &proof,
+        )
+    });
+    if !proved {
         return Err(HandshakeError::BadMac);
     }
     Ok(Pending { hello })
@@ -490,5 +547,38 @@ mod tests {
             accept(&mut b, b"k", me(), T).await,
             Err(HandshakeError::Timeout)
         ));
+    }
+
+    #[tokio::test]
+    async fn rotation_needs_one_shared_secret() {
+        const NEW: &[u8] = b"new";
+        const OLD: &[u8] = b"old";
+        const OTHER: &[u8] = b"other";
+        type Secrets = &'static [&'static [u8]];
+        let cases: &[(Secrets, Secrets, bool)] = &[
+            (&[NEW, OLD], &[OLD], true),
+            (&[OLD], &[NEW, OLD], true),
+            (&[NEW, OLD], &[NEW, OLD], true),
+            (&[OLD, NEW], &[NEW, OLD], true),
+            (&[NEW], &[OLD], false),
+            (&[OLD], &[NEW], false),
+            (&[NEW, OTHER], &[OLD], false),
+        ];
+        for &(dialer, acceptor, ok) in cases {
+            let (mut a, mut b) = tokio::io::duplex(1024);
+            let acceptor = acceptor.to_vec();
+            let server = tokio::spawn(async move {
+                let r = accept_any(&mut b, &acceptor, me(), T).await;
+                if r.is_ok() {
+                    answer(&mut b, Ok(())).await.unwrap();
+                }
+                r.is_ok()
+            });
+            let dialed = dial_any(&mut a, dialer, &hello(), me().logic, T).await;
+            drop(a);
+            let accepted = server.await.unwrap();
+            assert_eq!(dialed.is_ok(), ok, "{dialed:?}");
+            assert_eq!(accepted, ok);
+        }
     }
 }

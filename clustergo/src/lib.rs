@@ -28,6 +28,7 @@ mod backoff;
 pub mod codec;
 #[doc(hidden)]
 pub mod codegen;
+mod conn;
 mod fastmap;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -43,6 +44,7 @@ pub mod node;
 mod peer;
 pub mod rpc;
 pub mod stream;
+pub mod tls;
 
 pub use addr::{Addr, AddrError, LogicAddr};
 pub use clustergo_macros::service;
@@ -55,4 +57,5 @@ pub use rpc::{
     CallHandle, Codec, CodecError, ProstCodec, RawReplyer, Replyer, RpcContext, RpcError,
 };
 pub use stream::{Stream, StreamError};
+pub use tls::{NodeTls, TlsError};
 pub use tokio::time::Instant;

@@ -38,7 +38,6 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
@@ -47,6 +46,7 @@ use tokio_util::sync::CancellationToken;
 use crate::addr::LogicAddr;
 use crate::backoff::Backoff;
 use crate::codec::{Frame, FrameCodec, FrameKind};
+use crate::conn::Conn;
 use crate::handshake::{ConnKind, HandshakeError, Refusal};
 use crate::keepalive::{Heard, Tick, Watchdog};
 use crate::link::{LinkState, Moved};
@@ -67,7 +67,7 @@ pub(crate) struct Outgoing {
 /// A connection to this peer, dialed or accepted.
 #[derive(Debug)]
 pub(crate) struct Inbound {
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: Conn,
     pub(crate) incarnation: u64,
 }
 
@@ -526,6 +526,7 @@ impl Driver {
                         fill(&mut buf, &mut batch, counters, &self.peer.queued);
                         wr.write_all(&buf).await?;
                     }
+                    wr.flush().await?;
                     wr.shutdown().await
                 };
                 if tokio::time::timeout(stall, flush).await.is_err() {
@@ -616,7 +617,12 @@ async fn write_or_stall<W: AsyncWrite + Unpin>(
             Err(_) => return Err(io::ErrorKind::TimedOut.into()),
         }
     }
-    Ok(())
+    // TLS may hold back what the socket did not take: flush before going idle (a
+    // no-op on plain TCP), within the same stall bound.
+    match tokio::time::timeout(stall, wr.flush()).await {
+        Ok(r) => r,
+        Err(_) => Err(io::ErrorKind::TimedOut.into()),
+    }
 }
 
 /// Clears the `dialing` mark however the dial ends (done, failed, or abandoned).

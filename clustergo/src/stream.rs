@@ -28,11 +28,11 @@ use std::task::{Context, Poll};
 
 use parking_lot::{Mutex, RwLock};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
 
 use crate::addr::LogicAddr;
+use crate::conn::{Conn, ConnRead, ConnWrite};
 use crate::handshake::{ConnKind, HandshakeError};
 use crate::keepalive::{self, Heard, Tick, Watchdog};
 use crate::node::{Node, NodeInner, is_direct};
@@ -307,18 +307,13 @@ async fn dial_session(inner: &Arc<NodeInner>, peer: LogicAddr) -> Result<Session
 }
 
 /// Serves an authenticated inbound stream connection.
-pub(crate) fn accept_session(inner: &Arc<NodeInner>, peer: LogicAddr, tcp: TcpStream) {
+pub(crate) fn accept_session(inner: &Arc<NodeInner>, peer: LogicAddr, tcp: Conn) {
     start_session(inner, peer, tcp, yamux::Mode::Server);
 }
 
 /// Starts the task driving a yamux session and registers it for opens, unless a
 /// session to that peer already exists (then this one only serves inbound streams).
-fn start_session(
-    inner: &Arc<NodeInner>,
-    peer: LogicAddr,
-    tcp: TcpStream,
-    mode: yamux::Mode,
-) -> Session {
+fn start_session(inner: &Arc<NodeInner>, peer: LogicAddr, tcp: Conn, mode: yamux::Mode) -> Session {
     let mut cfg = yamux::Config::default();
     cfg.set_max_num_streams(MAX_STREAMS);
     // yamux splits writes into 16 KiB frames by default; 64 KiB frames roughly
@@ -378,8 +373,7 @@ enum SessionEnd {
 }
 
 /// A session's socket: its read half watched, its write half as is.
-type Socket =
-    tokio::io::Join<Heard<tokio::net::tcp::OwnedReadHalf>, tokio::net::tcp::OwnedWriteHalf>;
+type Socket = tokio::io::Join<Heard<ConnRead>, ConnWrite>;
 
 /// What drives one session.
 struct Driven<'a> {

@@ -3,13 +3,15 @@
 //! `call_with_callback` for the in-flight workload's callback variant), one-way
 //! messages through `send_pb` / `register_pb_handler`, bytes through
 //! `open_stream` / `on_new_stream`, and a cross-cluster call through two harbors.
+//! The `clustergo-tls` system runs the in-flight RPC and stream workloads over
+//! mutual TLS 1.3 ([`Config::tls`]), with certificates made at start by rcgen.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use clustergo::membership::{InProcess, Member};
-use clustergo::{Addr, LogicAddr, Node, SendError};
+use clustergo::{Addr, Config, LogicAddr, Node, NodeTls, SendError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Outcome;
@@ -26,19 +28,67 @@ const ONEWAY_CMD: u16 = 1;
 pub(crate) async fn run(w: Workload, s: Sizes) -> Result<Outcome, String> {
     match w {
         Workload::RpcInflight | Workload::RpcTasks | Workload::RpcSeq => {
-            let pair = Pair::start().await?;
-            let caller = ClustergoClient {
-                node: pair.client.clone(),
-                to: pair.server_addr,
-            };
-            let run = workload::run_rpc(w, caller, s).await;
-            pair.shutdown().await;
-            run.map(Outcome::Done)
+            rpc(w, s, Security::Plain).await
         }
         Workload::Oneway => oneway(s).await.map(Outcome::Done),
-        Workload::Stream => stream(s).await.map(Outcome::Done),
+        Workload::Stream => stream(s, Security::Plain).await.map(Outcome::Done),
         Workload::Harbor => harbor(s).await.map(Outcome::Done),
     }
+}
+
+/// The in-flight RPC and stream workloads over mutual TLS.
+pub(crate) async fn run_tls(w: Workload, s: Sizes) -> Result<Outcome, String> {
+    match w {
+        Workload::RpcInflight => rpc(w, s, Security::Tls).await,
+        Workload::Stream => stream(s, Security::Tls).await.map(Outcome::Done),
+        _ => Ok(Outcome::NotApplicable(
+            "TLS variants of rpc_inflight500 and stream_64k only",
+        )),
+    }
+}
+
+/// An RPC workload between a pair of nodes.
+async fn rpc(w: Workload, s: Sizes, security: Security) -> Result<Outcome, String> {
+    let pair = Pair::start(security).await?;
+    let caller = ClustergoClient {
+        node: pair.client.clone(),
+        to: pair.server_addr,
+    };
+    let run = workload::run_rpc(w, caller, s).await;
+    pair.shutdown().await;
+    run.map(Outcome::Done)
+}
+
+/// Whether node links run over TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Security {
+    Plain,
+    Tls,
+}
+
+/// Node settings for `security`: mutual TLS with a fresh CA, or the defaults.
+fn configs(security: Security, addrs: [LogicAddr; 2]) -> Result<[Config; 2], String> {
+    if security == Security::Plain {
+        return Ok([Config::default(), Config::default()]);
+    }
+    let err = |e: rcgen::Error| e.to_string();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().map_err(err)?;
+    let ca = rcgen::CertifiedIssuer::self_signed(ca, ca_key).map_err(err)?;
+    let one = |addr: LogicAddr| -> Result<Config, String> {
+        let key = rcgen::KeyPair::generate().map_err(err)?;
+        let params = rcgen::CertificateParams::new(vec![clustergo::tls::node_dns_name(addr)])
+            .map_err(err)?;
+        let cert = params.signed_by(&key, &ca).map_err(err)?;
+        let tls = NodeTls::new(vec![cert.der().clone()], key.into(), vec![ca.der().clone()])
+            .map_err(|e| e.to_string())?;
+        Ok(Config {
+            tls: Some(tls),
+            ..Config::default()
+        })
+    };
+    Ok([one(addrs[0])?, one(addrs[1])?])
 }
 
 /// Starts a node for each address and shuts them all down together.
@@ -70,7 +120,7 @@ async fn harbor(s: Sizes) -> Result<Run, String> {
     let membership = InProcess::with_members(members);
     let mut nodes = Vec::new();
     for a in all {
-        let node = node();
+        let node = node(Config::default());
         if a == direct || a == remote {
             node.register_rpc(METHOD, |_ctx, replyer, req: Request| {
                 replyer.reply(workload::reply_to(&req));
@@ -121,7 +171,7 @@ pub(crate) async fn run_callbacks(w: Workload, s: Sizes) -> Result<Outcome, Stri
         ));
     }
     // Same warm-up and timed part as the futures variant, through callbacks.
-    let pair = Pair::start().await?;
+    let pair = Pair::start(Security::Plain).await?;
     let (node, to) = (pair.client.clone(), pair.server_addr);
     let task = async move {
         inflight_callbacks(&node, to, s.warmup, 100.min(s.inflight))
@@ -208,18 +258,19 @@ struct Pair {
 }
 
 impl Pair {
-    async fn start() -> Result<Self, String> {
+    async fn start(security: Security) -> Result<Self, String> {
         let server_addr = LogicAddr::new(1, 1, 1).map_err(|e| e.to_string())?;
         let client_addr = LogicAddr::new(1, 2, 1).map_err(|e| e.to_string())?;
+        let [server_config, client_config] = configs(security, [server_addr, client_addr])?;
         let members = InProcess::with_members([
             Member::new(Addr::new(server_addr, free_port()?)),
             Member::new(Addr::new(client_addr, free_port()?)),
         ]);
-        let server = node();
+        let server = node(server_config);
         server.register_rpc(METHOD, |_ctx, replyer, req: Request| {
             replyer.reply(workload::reply_to(&req));
         });
-        let client = node();
+        let client = node(client_config);
         server
             .start(members.clone(), server_addr)
             .await
@@ -269,7 +320,7 @@ impl Caller for ClustergoClient {
 /// One-way: `send_pb` from the client node, counted by a pb handler on the server
 /// node. A full queue (`Busy`) is waited out and counted, never dropped.
 async fn oneway(s: Sizes) -> Result<Run, String> {
-    let pair = Pair::start().await?;
+    let pair = Pair::start(Security::Plain).await?;
     let arrivals = Arc::new(Arrivals::default());
     let counter = arrivals.clone();
     pair.server
@@ -319,8 +370,8 @@ async fn oneway(s: Sizes) -> Result<Run, String> {
 
 /// Stream: `open_stream` from the client node, `stream_chunk`-sized writes, bytes
 /// counted by the server node's `on_new_stream` handler.
-async fn stream(s: Sizes) -> Result<Run, String> {
-    let pair = Pair::start().await?;
+async fn stream(s: Sizes, security: Security) -> Result<Run, String> {
+    let pair = Pair::start(security).await?;
     let arrivals = Arc::new(Arrivals::default());
     let counter = arrivals.clone();
     let chunk = s.stream_chunk;
@@ -370,10 +421,10 @@ async fn stream(s: Sizes) -> Result<Run, String> {
 
 /// A node; with `CLUSTERGO_BENCH_ADMIN=1` it runs the admin listener on loopback,
 /// so the cost of the metrics on the hot path can be compared run against run.
-fn node() -> Node {
+fn node(config: Config) -> Node {
     let admin = std::env::var("CLUSTERGO_BENCH_ADMIN").is_ok_and(|v| v == "1");
-    Node::with_config(clustergo::Config {
+    Node::with_config(Config {
         admin_addr: admin.then(|| ([127, 0, 0, 1], 0).into()),
-        ..clustergo::Config::default()
+        ..config
     })
 }

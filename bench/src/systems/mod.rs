@@ -15,6 +15,8 @@ pub(crate) enum System {
     Clustergo,
     /// clustergo's in-flight workload driven by `call_with_callback`.
     ClustergoCallback,
+    /// clustergo over mutual TLS 1.3 (in-flight RPC and stream only).
+    ClustergoTls,
 }
 
 /// What one run of one workload on one system produced.
@@ -26,11 +28,12 @@ pub(crate) enum Outcome {
 
 impl System {
     /// Every system, in report order; raw first, since ratios are against it.
-    pub(crate) const ALL: [System; 4] = [
+    pub(crate) const ALL: [System; 5] = [
         System::Raw,
         System::Tonic,
         System::Clustergo,
         System::ClustergoCallback,
+        System::ClustergoTls,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -39,6 +42,7 @@ impl System {
             System::Tonic => "tonic",
             System::Clustergo => "clustergo",
             System::ClustergoCallback => "clustergo-cb",
+            System::ClustergoTls => "clustergo-tls",
         }
     }
 
@@ -46,6 +50,7 @@ impl System {
     pub(crate) fn applies_to(self, w: Workload) -> bool {
         match self {
             System::ClustergoCallback => w == Workload::RpcInflight,
+            System::ClustergoTls => matches!(w, Workload::RpcInflight | Workload::Stream),
             // Harbors are clustergo's; its direct call is the comparison there.
             System::Raw | System::Tonic => w != Workload::Harbor,
             System::Clustergo => true,
@@ -59,6 +64,7 @@ impl System {
             System::Tonic => tonic::run(w, s).await,
             System::Clustergo => clustergo::run(w, s).await,
             System::ClustergoCallback => clustergo::run_callbacks(w, s).await,
+            System::ClustergoTls => clustergo::run_tls(w, s).await,
         }
     }
 }

@@ -6,8 +6,8 @@ use bytes::BufMut;
 use super::{Target, Wire, random_splits, rng_for, run_now};
 use crate::addr::LogicAddr;
 use crate::handshake::{
-    AcceptorId, ConnKind, Hello, MAX_MESSAGE, NONCE, accept_inner, decode_challenge, decode_hello,
-    decode_verdict, dial_inner, encode_hello,
+    AcceptorId, ConnKind, Hello, MAX_MESSAGE, MAX_SECRETS, NONCE, accept_inner, decode_challenge,
+    decode_hello, decode_verdict, dial_inner, encode_hello,
 };
 
 /// The handshake target.
@@ -28,21 +28,22 @@ pub fn run(data: &[u8]) {
         let again = decode_hello(&encode_hello(&hello, &nonce)).expect("a re-encoded hello");
         assert_eq!(again, (hello, nonce));
     }
-    if let Ok((_, nonce, mac)) = decode_challenge(data) {
-        assert_eq!((nonce.len(), mac.len()), (NONCE, 32));
+    if let Ok((_, nonce, macs)) = decode_challenge(data) {
+        assert_eq!(nonce.len(), NONCE);
+        assert!(!macs.is_empty() && macs.len() % 32 == 0 && macs.len() <= 32 * MAX_SECRETS);
     }
     let _ = decode_verdict(data);
 
     let cuts = random_splits(&mut rng_for(data), data.len());
     let mut wire = Wire::new(data, cuts);
-    let _ = run_now(accept_inner(&mut wire, SECRET, acceptor()));
+    let _ = run_now(accept_inner(&mut wire, &[SECRET], acceptor()));
     assert!(
         wire.written <= 2 + MAX_MESSAGE,
         "acceptor wrote {}",
         wire.written
     );
     let mut wire = Wire::new(data, Vec::new());
-    let _ = run_now(dial_inner(&mut wire, SECRET, &hello(), acceptor().logic));
+    let _ = run_now(dial_inner(&mut wire, &[SECRET], &hello(), acceptor().logic));
     assert!(
         wire.written <= 2 * (2 + MAX_MESSAGE),
         "dialer wrote {}",

@@ -1,7 +1,9 @@
 //! The accept side: the listener loop, and authenticating each inbound connection
 //! before it is handed to its peer (frames) or to a stream session. Connections
 //! still authenticating are capped (`admission.rs`): past the cap one is closed at
-//! once, unread.
+//! once, unread. With TLS configured, the TLS handshake comes first and counts as
+//! part of authenticating; in mutual mode the client certificate must name the
+//! logic address the hello claims.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 use super::NodeInner;
 use super::admission::{Admit, Pending};
 use super::throttle::Throttle;
-use crate::handshake::{self, AcceptorId, ConnKind, Refusal};
+use crate::conn::Conn;
+use crate::handshake::{self, AcceptorId, ConnKind, HandshakeError, Refusal};
 use crate::peer::Inbound;
 
 /// The node's pending handshakes, and the throttle of its warnings about shedding.
@@ -101,29 +104,35 @@ pub(super) async fn accept_loop(inner: Arc<NodeInner>, listener: TcpListener) {
 
 /// Authenticates one inbound connection and hands it to its peer. Only the wait
 /// for the dialer's proof can be evicted; the verdict and the hand-over cannot.
-async fn accept_one(
-    inner: Arc<NodeInner>,
-    mut stream: TcpStream,
-    from: SocketAddr,
-    ticket: Ticket,
-) {
+async fn accept_one(inner: Arc<NodeInner>, tcp: TcpStream, from: SocketAddr, ticket: Ticket) {
     let Some(run) = inner.running() else { return };
     let me = AcceptorId {
         logic: run.local,
         incarnation: inner.incarnation,
     };
     let timeout = inner.config.handshake_timeout;
-    let secret = inner.config.secret.expose();
+    let secrets = inner.config.secrets();
+    let authenticate = async {
+        let mut stream = match &inner.config.tls {
+            None => Conn::Plain(tcp),
+            Some(tls) => tokio::time::timeout(timeout, tls.accept(tcp))
+                .await
+                .map_err(|_| HandshakeError::Timeout)?
+                .map_err(HandshakeError::Tls)?,
+        };
+        let pending = handshake::accept_any(&mut stream, &secrets, me, timeout).await?;
+        Ok::<_, HandshakeError>((stream, pending))
+    };
     let accepted = tokio::select! {
         biased;
         _ = ticket.evicted.cancelled() => {
             tracing::debug!(%from, "inbound handshake evicted: too many pending");
             return;
         }
-        accepted = handshake::accept(&mut stream, secret, me, timeout) => accepted,
+        accepted = authenticate => accepted,
     };
     drop(ticket);
-    let pending = match accepted {
+    let (mut stream, pending) = match accepted {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(%from, error = %e, "inbound handshake failed");
@@ -131,7 +140,8 @@ async fn accept_one(
         }
     };
     let hello = pending.hello;
-    let verdict = check_hello(&inner, &hello, from);
+    let verdict =
+        check_certificate(&inner, &stream, &hello).and_then(|()| check_hello(&inner, &hello, from));
     let verdict = verdict.and_then(|net| match hello.kind {
         ConnKind::Frames => {
             let peer = inner.peer_or_spawn(hello.logic, net);
@@ -159,6 +169,26 @@ async fn accept_one(
             tracing::debug!(%from, node = %hello.logic, %refusal, "inbound connection refused");
         }
     }
+}
+
+/// In mutual TLS, checks that the client certificate names the claimed address.
+fn check_certificate(
+    inner: &NodeInner,
+    stream: &Conn,
+    hello: &handshake::Hello,
+) -> Result<(), Refusal> {
+    let Some(tls) = &inner.config.tls else {
+        return Ok(());
+    };
+    if !tls.is_mutual() {
+        return Ok(());
+    }
+    let leaf = stream.peer_certificates().and_then(|c| c.first());
+    if leaf.is_some_and(|leaf| crate::tls::cert_names(leaf, hello.logic)) {
+        return Ok(());
+    }
+    tracing::warn!(node = %hello.logic, "inbound connection's certificate does not name the claimed address");
+    Err(Refusal::BadCertificate)
 }
 
 /// Checks an authenticated hello against membership; returns the member's address.

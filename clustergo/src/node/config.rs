@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::codec::DEFAULT_MAX_FRAME;
+use crate::tls::NodeTls;
 
 /// The secret used when none is configured. Fine for examples and tests; a node
 /// started with it logs a warning. Set `CLUSTERGO_SECRET` or [`Config::secret`].
@@ -67,7 +68,17 @@ impl From<String> for Secret {
 pub struct Config {
     /// Cluster secret both sides of a connection must know. Default: the
     /// `CLUSTERGO_SECRET` environment variable, else [`DEV_SECRET`] (with a warning).
+    /// Proofs are made with it whenever the other side knows it.
     pub secret: Secret,
+    /// Other secrets still accepted, for rolling a new secret without downtime:
+    /// node by node, set `secret` to the new one and list the old one here; once
+    /// every node has the new one, empty this list. Default: empty. At most
+    /// [`MAX_SECRETS`](crate::handshake::MAX_SECRETS) secrets are used in all.
+    pub accepted_secrets: Vec<Secret>,
+    /// TLS 1.3 for node links and stream sessions. `None` (default): plain TCP,
+    /// authenticated by the secret but neither encrypted nor integrity-protected.
+    /// Every node of a cluster must agree.
+    pub tls: Option<NodeTls>,
     /// Largest frame accepted or sent (the length field's value).
     pub max_frame: usize,
     /// Frames a peer queues before sends fail with `Busy`.
@@ -119,6 +130,8 @@ impl Default for Config {
             .unwrap_or_else(|| DEV_SECRET.into());
         Self {
             secret,
+            accepted_secrets: Vec::new(),
+            tls: None,
             max_frame: DEFAULT_MAX_FRAME,
             pending_queue: 1024,
             pending_bytes: 16 * 1024 * 1024,
@@ -137,6 +150,16 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// The secrets the handshake uses, current first.
+    pub(crate) fn secrets(&self) -> Vec<&[u8]> {
+        std::iter::once(&self.secret)
+            .chain(&self.accepted_secrets)
+            .map(Secret::expose)
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,10 +168,12 @@ mod tests {
     fn debug_redacts_the_secret_and_lists_every_field() {
         let config = Config {
             secret: "hunter2".into(),
+            accepted_secrets: vec!["hunter1".into()],
             ..Config::default()
         };
         let text = format!("{config:?}");
         assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains("hunter1"), "{text}");
         assert!(text.contains("secret: <redacted>"), "{text}");
         assert!(text.contains("membership_timeout"), "{text}");
     }

@@ -30,6 +30,10 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// [`Config::tls`](crate::Config::tls) holds a certificate that does not name
+    /// the node's address ([`node_dns_name`](crate::tls::node_dns_name)).
+    #[error("the TLS certificate does not name {0}")]
+    Certificate(LogicAddr),
     /// `start` needs a tokio runtime.
     #[error("start must be called within a tokio runtime")]
     NoRuntime,

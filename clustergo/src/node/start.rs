@@ -68,6 +68,11 @@ impl Node {
             addr: me.addr.net,
             source,
         })?;
+        if let Some(tls) = &self.inner.config.tls
+            && !tls.names(local)
+        {
+            return Err(StartError::Certificate(local));
+        }
         if self.inner.config.secret.expose() == DEV_SECRET {
             tracing::warn!(node = %local, "using the development secret: set CLUSTERGO_SECRET in production");
         }

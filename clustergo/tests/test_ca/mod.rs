@@ -13,8 +13,7 @@ use sha2::{Digest, Sha256};
 
 /// A test CA.
 pub struct TestCa {
-    cert: rcgen::Certificate,
-    key: KeyPair,
+    ca: rcgen::CertifiedIssuer<'static, KeyPair>,
 }
 
 /// A certificate signed by a [`TestCa`], with its key.
@@ -52,12 +51,12 @@ impl TestCa {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        let cert = params.self_signed(&key).expect("CA certificate");
-        Self { cert, key }
+        let ca = rcgen::CertifiedIssuer::self_signed(params, key).expect("CA certificate");
+        Self { ca }
     }
 
     pub fn cert_pem(&self) -> String {
-        self.cert.pem()
+        self.ca.pem()
     }
 
     /// A certificate for `names` (DNS names or IP addresses), usable by servers and
@@ -74,15 +73,15 @@ impl TestCa {
             rcgen::ExtendedKeyUsagePurpose::ServerAuth,
             rcgen::ExtendedKeyUsagePurpose::ClientAuth,
         ];
-        let cert = params
-            .signed_by(&key, &self.cert, &self.key)
-            .expect("leaf certificate");
+        let cert = params.signed_by(&key, &self.ca).expect("leaf certificate");
         Leaf {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
             cert_der: cert.der().clone(),
             key_der: key.serialize_der(),
-            spki_sha256_base64: base64(&Sha256::digest(key.public_key_der())),
+            spki_sha256_base64: base64(&Sha256::digest(
+                rcgen::PublicKeyData::subject_public_key_info(&key),
+            )),
         }
     }
 
@@ -100,7 +99,7 @@ impl TestCa {
     /// A rustls client config trusting only this CA.
     pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.cert.der().clone()).unwrap();
+        roots.add(self.ca.der().clone()).unwrap();
         let config = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .unwrap()
