@@ -33,6 +33,8 @@ mod link;
 pub mod membership;
 mod message;
 pub mod node;
+#[cfg(feature = "otel")]
+pub mod otel;
 mod peer;
 pub mod rpc;
 pub mod stream;
@@ -46,6 +48,7 @@ pub use global::{
 pub use node::{Config, DEV_SECRET, Metrics, Node, Secret, SendError, StartError};
 pub use rpc::{
     CallHandle, Codec, CodecError, ProstCodec, RawReplyer, Replyer, RpcContext, RpcError,
+    TraceContext,
 };
 pub use stream::{Stream, StreamError};
 pub use tokio::time::Instant;

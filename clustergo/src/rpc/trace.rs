@@ -175,14 +175,14 @@ pub(crate) fn relay_span(frame: &Frame) -> Span {
     if span.is_disabled() {
         return span;
     }
-    let mut remote = None;
+    // Only a request joins a trace: its context is in its body (a response or a
+    // message carries none, and a new trace per frame would be noise).
     if frame.kind == FrameKind::RpcRequest {
         if let Ok(req) = RequestView::parse(&frame.body) {
             span.record("method", req.method);
-            remote = TraceContext::from_meta(&req.meta);
+            begin(&span, TraceContext::from_meta(&req.meta));
         }
     }
-    begin(&span, remote);
     span
 }
 
@@ -213,7 +213,13 @@ pub(crate) fn begin(span: &Span, remote: Option<TraceContext>) -> Option<TraceCo
         })
         .flatten()
     });
-    let ctx = parent.map_or_else(TraceContext::new_root, |p| p.child());
+    // With an OpenTelemetry layer its ids are the ones that travel, so the
+    // exported spans of every node join up.
+    #[cfg(feature = "otel")]
+    let ctx = crate::otel::join(span, remote);
+    #[cfg(not(feature = "otel"))]
+    let ctx = None;
+    let ctx = ctx.unwrap_or_else(|| parent.map_or_else(TraceContext::new_root, |p| p.child()));
     in_registry(span, |s| s.extensions_mut().insert(ctx));
     span.record("trace_id", hex(&ctx.trace_id));
     span.record("span_id", hex(&ctx.span_id));
