@@ -23,10 +23,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
+use tracing::Instrument;
 
 use crate::addr::LogicAddr;
 use crate::handshake::{ConnKind, HandshakeError};
 use crate::node::{Node, NodeInner, is_direct};
+use crate::rpc::trace;
 
 /// Streams one session carries at most.
 const MAX_STREAMS: usize = 4096;
@@ -162,6 +164,23 @@ impl Node {
 
     /// Opens a stream to `peer`, making the session on first use.
     pub async fn open_stream(&self, peer: LogicAddr) -> Result<Stream, StreamError> {
+        let span = trace::stream_open_span(peer);
+        trace::begin(&span, None);
+        let started = trace::started(&span);
+        let result = self
+            .open_stream_untraced(peer)
+            .instrument(span.clone())
+            .await;
+        if let Some(at) = started {
+            match &result {
+                Ok(_) => trace::end(&span, "Ok", at),
+                Err(e) => trace::end(&span, format_args!("{e}"), at),
+            }
+        }
+        result
+    }
+
+    async fn open_stream_untraced(&self, peer: LogicAddr) -> Result<Stream, StreamError> {
         let inner = &self.inner;
         let run = inner.running().ok_or(StreamError::NotRunning)?;
         if peer == run.local {
@@ -318,10 +337,17 @@ async fn drive(
                 Poll::Ready(Some(Ok(stream))) => {
                     let handler = node.streams().handler.read().clone();
                     match handler {
-                        Some(h) => node.spawn_detached(h(Stream {
-                            inner: stream.compat(),
-                            peer,
-                        })),
+                        Some(h) => {
+                            let span = trace::stream_serve_span(peer);
+                            trace::begin(&span, None);
+                            node.spawn_detached(
+                                h(Stream {
+                                    inner: stream.compat(),
+                                    peer,
+                                })
+                                .instrument(span),
+                            )
+                        }
                         None => tracing::warn!(%peer, "inbound stream but no on_new_stream handler; closing it"),
                     }
                 }

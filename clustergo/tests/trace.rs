@@ -77,8 +77,65 @@ fn subscribe() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
         let subscriber = tracing_subscriber::registry().with(Recorder);
+        #[cfg(feature = "otel")]
+        let subscriber = subscriber.with(clustergo::otel::layer(&otel::provider()));
         tracing::subscriber::set_global_default(subscriber).unwrap();
     });
+}
+
+/// The OpenTelemetry side: spans exported to the SDK's in-memory exporter.
+#[cfg(feature = "otel")]
+mod otel {
+    use std::sync::OnceLock;
+
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+
+    static EXPORTER: OnceLock<InMemorySpanExporter> = OnceLock::new();
+    static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+    pub(super) fn provider() -> SdkTracerProvider {
+        PROVIDER
+            .get_or_init(|| {
+                let exporter = EXPORTER.get_or_init(InMemorySpanExporter::default).clone();
+                SdkTracerProvider::builder()
+                    .with_simple_exporter(exporter)
+                    .build()
+            })
+            .clone()
+    }
+
+    /// The spans exported so far.
+    pub(super) fn exported() -> Vec<SpanData> {
+        EXPORTER.get().unwrap().get_finished_spans().unwrap()
+    }
+}
+
+/// With OpenTelemetry, the ids that travel are its own: the exported spans form
+/// one trace, each served request's span a remote child of its caller's.
+#[cfg(feature = "otel")]
+fn check_exported(call: &Rec, spans: &[Rec]) {
+    let exported = otel::exported();
+    let by_id = |id: &str| {
+        exported
+            .iter()
+            .find(|s| s.span_context.span_id().to_string() == id)
+            .unwrap_or_else(|| panic!("span {id} exported: {exported:#?}"))
+    };
+    let root = by_id(call.get("span_id"));
+    assert_eq!(root.name, "rpc.call");
+    assert_eq!(
+        root.span_context.trace_id().to_string(),
+        call.get("trace_id")
+    );
+    for r in spans {
+        let s = by_id(r.get("span_id"));
+        assert_eq!(s.span_context.trace_id(), root.span_context.trace_id());
+        assert_eq!(s.name, r.name);
+        if r.name == "rpc.serve" || r.name == "rpc.relay" {
+            assert!(s.parent_span_is_remote, "{s:?}");
+            assert_eq!(s.parent_span_id.to_string(), r.get("parent_id"));
+        }
+    }
 }
 
 /// The closed spans of the trace `trace_id`.
@@ -205,6 +262,8 @@ async fn one_trace_from_client_through_harbors_to_server_and_on() {
         TraceContext::from_traceparent(&format!("00-{}-{}-01", trace_id, call.get("span_id")))
             .unwrap();
     assert_eq!(ctx.traceparent().len(), 55);
+    #[cfg(feature = "otel")]
+    check_exported(&call, &spans);
 
     for n in [a, h1, h2, b] {
         n.shutdown().await;

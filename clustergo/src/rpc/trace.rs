@@ -5,7 +5,7 @@
 //! Spans: `rpc.call` (an outgoing call, awaited or with a callback), `rpc.post`,
 //! `rpc.serve` (a handled request, from arrival to answer), `rpc.relay` (a frame a
 //! harbor forwards), `stream.open` / `stream.serve`. Fields: `method`, `peer`,
-//! `outcome` (an [`ErrorCode`] name), `duration_us`, and the ids `trace_id`,
+//! `outcome` (an [`super::ErrorCode`] name, or a stream error), `duration_us`, and the ids `trace_id`,
 //! `span_id`, `parent_id` (lower-case hex as in `traceparent`).
 //!
 //! When no subscriber wants these spans, each costs one callsite-interest check and
@@ -24,7 +24,6 @@ use tokio::time::Instant;
 use tracing::Span;
 use tracing_subscriber::registry::{LookupSpan, Registry};
 
-use super::ErrorCode;
 use super::meta;
 use super::wire::RequestView;
 use crate::addr::LogicAddr;
@@ -165,6 +164,20 @@ pub(crate) fn serve_span(from: LogicAddr, method: &str) -> Span {
         duration_us = Empty, trace_id = Empty, span_id = Empty, parent_id = Empty)
 }
 
+/// The span of a stream this node opens to `peer` (opening it).
+pub(crate) fn stream_open_span(peer: LogicAddr) -> Span {
+    use tracing::field::Empty;
+    tracing::debug_span!(target: TARGET, "stream.open", %peer, outcome = Empty,
+        duration_us = Empty, trace_id = Empty, span_id = Empty, parent_id = Empty)
+}
+
+/// The span of a stream `peer` opened to this node: its handler runs inside.
+pub(crate) fn stream_serve_span(peer: LogicAddr) -> Span {
+    use tracing::field::Empty;
+    tracing::debug_span!(target: TARGET, parent: None, "stream.serve", %peer,
+        trace_id = Empty, span_id = Empty, parent_id = Empty)
+}
+
 /// The span of a frame a harbor relays, begun: for an RPC request, a child of
 /// the caller's span, with the method (read in place from the body, not copied).
 pub(crate) fn relay_span(frame: &Frame) -> Span {
@@ -230,7 +243,7 @@ pub(crate) fn begin(span: &Span, remote: Option<TraceContext>) -> Option<TraceCo
 }
 
 /// Records how a span's operation ended and how long it took.
-pub(crate) fn end(span: &Span, outcome: ErrorCode, started: Instant) {
+pub(crate) fn end(span: &Span, outcome: impl fmt::Debug, started: Instant) {
     if span.is_disabled() {
         return;
     }
