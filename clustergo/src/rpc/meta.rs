@@ -58,7 +58,9 @@ mod tests {
         assert_eq!(get(&m, APP).as_deref(), Some(&b"token"[..]));
         assert_eq!(get(&m, TRACE).as_deref(), Some(&[7u8; 25][..]));
         assert_eq!(get(&m, 2), None);
-        let cases: &[(&[u8], u8, Option<&[u8]>, &str)] = &[
+        /// Raw meta, key looked up, value found, why.
+        type Case = (&'static [u8], u8, Option<&'static [u8]>, &'static str);
+        let cases: &[Case] = &[
             (b"", APP, None, "empty"),
             (b"\x00\x00\x00", APP, None, "truncated length"),
             (b"\x00\x00\x00\x00\x05ab", APP, None, "truncated value"),
