@@ -259,11 +259,14 @@ where
                 seq,
                 rx,
             };
-            waiter
-                .wait(deadline)
-                .instrument(span.clone())
-                .await
-                .and_then(decode_reply::<C, Resp>)
+            let wait = waiter.wait(deadline);
+            // No span wrapper at all when tracing is off: the hot path stays as it was.
+            let reply = if span.is_disabled() {
+                wait.await
+            } else {
+                wait.instrument(span.clone()).await
+            };
+            reply.and_then(decode_reply::<C, Resp>)
         }
         Err((e, _)) => Err(e),
     };
