@@ -1,5 +1,5 @@
 //! Trace context across calls: W3C `traceparent`-compatible ids carried in the
-//! request metadata ([`super::meta::TRACE`]), and the `tracing` spans the RPC
+//! request metadata (record key 1, see `rpc/meta.rs`), and the `tracing` spans the RPC
 //! paths open (target [`TARGET`], level DEBUG).
 //!
 //! Spans: `rpc.call` (an outgoing call, awaited or with a callback), `rpc.post`,
