@@ -41,6 +41,8 @@ mod link;
 pub mod membership;
 mod message;
 pub mod node;
+#[cfg(feature = "otel")]
+pub mod otel;
 mod peer;
 pub mod rpc;
 pub mod stream;
@@ -55,6 +57,7 @@ pub use global::{
 pub use node::{Config, DEV_SECRET, Metrics, Node, Secret, SendError, StartError};
 pub use rpc::{
     CallHandle, Codec, CodecError, ProstCodec, RawReplyer, Replyer, RpcContext, RpcError,
+    TraceContext,
 };
 pub use stream::{Stream, StreamError};
 pub use tls::{NodeTls, TlsError};

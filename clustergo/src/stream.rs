@@ -30,12 +30,14 @@ use parking_lot::{Mutex, RwLock};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
+use tracing::Instrument;
 
 use crate::addr::LogicAddr;
 use crate::conn::{Conn, ConnRead, ConnWrite};
 use crate::handshake::{ConnKind, HandshakeError};
 use crate::keepalive::{self, Heard, Tick, Watchdog};
 use crate::node::{Node, NodeInner, is_direct};
+use crate::rpc::trace;
 
 /// Streams one session carries at most.
 const MAX_STREAMS: usize = 4096;
@@ -230,6 +232,23 @@ impl Node {
 
     /// Opens a stream to `peer`, making the session on first use.
     pub async fn open_stream(&self, peer: LogicAddr) -> Result<Stream, StreamError> {
+        let span = trace::stream_open_span(peer);
+        trace::begin(&span, None);
+        let started = trace::started(&span);
+        let result = self
+            .open_stream_untraced(peer)
+            .instrument(span.clone())
+            .await;
+        if let Some(at) = started {
+            match &result {
+                Ok(_) => trace::end(&span, "Ok", at),
+                Err(e) => trace::end(&span, format_args!("{e}"), at),
+            }
+        }
+        result
+    }
+
+    async fn open_stream_untraced(&self, peer: LogicAddr) -> Result<Stream, StreamError> {
         let inner = &self.inner;
         let run = inner.running().ok_or(StreamError::NotRunning)?;
         if peer == run.local {
@@ -481,9 +500,12 @@ impl Driven<'_> {
         let peer = self.peer;
         let handler = self.node.streams().handler.read().clone();
         match handler {
-            Some(h) => self
-                .node
-                .spawn_detached(h(Stream::new(stream, peer, self.liveness))),
+            Some(h) => {
+                let span = trace::stream_serve_span(peer);
+                trace::begin(&span, None);
+                self.node
+                    .spawn_detached(h(Stream::new(stream, peer, self.liveness)).instrument(span))
+            }
             None => {
                 tracing::warn!(%peer, "inbound stream but no on_new_stream handler; closing it")
             }

@@ -89,6 +89,8 @@ impl NodeInner {
     /// an RPC request among them is answered with an error in the name of its target:
     /// a reply must come from the call's target.
     fn relay(self: &Arc<Self>, frame: Frame, local: LogicAddr) {
+        let span = rpc::trace::relay_span(&frame);
+        let _entered = span.enter();
         let result = if local.is_harbor() {
             self.route_from(frame.from, frame.to)
                 .and_then(|route| self.send_on(&route, frame.to_bytes(), None))
@@ -96,9 +98,13 @@ impl NodeInner {
             Err(SendError::Unreachable(frame.to))
         };
         let e = match result {
-            Ok(()) => return self.counters.frame_relayed(),
+            Ok(()) => {
+                span.record("outcome", "relayed");
+                return self.counters.frame_relayed();
+            }
             Err(e) => e,
         };
+        span.record("outcome", tracing::field::display(&e));
         if let Some(dropped) = self.counters.relay_dropped() {
             tracing::warn!(to = %frame.to, from = %frame.from, kind = ?frame.kind, error = %e,
                 dropped, "cannot relay frame (dropped since the last such line)");

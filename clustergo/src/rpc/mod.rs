@@ -13,7 +13,9 @@ pub(crate) mod client;
 mod codec;
 mod error;
 mod intercept;
+mod meta;
 pub(crate) mod server;
+pub mod trace;
 pub mod wire;
 
 use std::marker::PhantomData;
@@ -22,6 +24,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 pub use client::CallHandle;
 use client::Completion;
@@ -30,6 +33,7 @@ pub use error::{ErrorCode, RpcError};
 pub(crate) use intercept::Interceptors;
 pub use intercept::{ClientInterceptor, ServerInterceptor};
 pub use server::{RawReplyer, RpcContext};
+pub use trace::TraceContext;
 
 use crate::addr::LogicAddr;
 use crate::node::{Node, NodeInner, Route};
@@ -137,15 +141,28 @@ fn encode_request<C: Codec<Req>, Req>(
         .map_err(|e| RpcError::Codec(format!("cannot encode request: {e}")))
 }
 
-/// Runs the client interceptors' `before_send`; returns the metadata to send.
-fn client_meta(inner: &NodeInner, to: LogicAddr, method: &str) -> Result<Vec<u8>, RpcError> {
-    let mut meta = Vec::new();
+/// Runs the client interceptors' `before_send`; returns the metadata to send:
+/// their bytes and the trace context, as [`meta`] records.
+fn client_meta(
+    inner: &NodeInner,
+    to: LogicAddr,
+    method: &str,
+    trace: Option<TraceContext>,
+) -> Result<Vec<u8>, RpcError> {
+    let mut out = Vec::new();
     if let Some(list) = inner.client_interceptors().get() {
+        let mut app = Vec::new();
         for i in list {
-            i.before_send(to, method, &mut meta)?;
+            i.before_send(to, method, &mut app)?;
+        }
+        if !app.is_empty() {
+            meta::put(&mut out, meta::APP, &app);
         }
     }
-    Ok(meta)
+    if let Some(ctx) = trace {
+        meta::put(&mut out, meta::TRACE, &ctx.to_bytes());
+    }
+    Ok(out)
 }
 
 /// Runs the client interceptors' `after_reply`.
@@ -172,12 +189,13 @@ fn start_call<C: Codec<Req>, Req>(
     method: &str,
     req: &Req,
     deadline: Instant,
+    trace: Option<TraceContext>,
     done: Completion,
 ) -> Result<u64, (RpcError, Completion)> {
     let prepared = (|| {
         let run = inner.running().ok_or(RpcError::NotStarted)?;
         let route = inner.route(to)?;
-        let meta = client_meta(inner, to, method)?;
+        let meta = client_meta(inner, to, method, trace)?;
         Ok::<_, RpcError>((run.local, route, meta))
     })();
     let (local, route, meta) = match prepared {
@@ -220,24 +238,48 @@ where
     let timeout = timeout.unwrap_or(inner.config().call_timeout);
     let started = Instant::now();
     let deadline = started + timeout;
+    let span = trace::call_span(to, method, false);
+    let trace = trace::begin(&span, None);
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let result = match start_call::<C, Req>(inner, to, method, req, deadline, Completion::Wait(tx))
-    {
+    let sent = span.in_scope(|| {
+        start_call::<C, Req>(
+            inner,
+            to,
+            method,
+            req,
+            deadline,
+            trace,
+            Completion::Wait(tx),
+        )
+    });
+    let result = match sent {
         Ok(seq) => {
             let waiter = client::Waiter {
                 node: inner.clone(),
                 seq,
                 rx,
             };
-            waiter
-                .wait(deadline)
-                .await
-                .and_then(decode_reply::<C, Resp>)
+            let wait = waiter.wait(deadline);
+            // No span wrapper at all when tracing is off: the hot path stays as it was.
+            let reply = if span.is_disabled() {
+                wait.await
+            } else {
+                wait.instrument(span.clone()).await
+            };
+            reply.and_then(decode_reply::<C, Resp>)
         }
         Err((e, _)) => Err(e),
     };
+    trace::end(&span, outcome(&result), started);
     client_done(inner, to, method, &result, started);
     result
+}
+
+/// How a call ended, for its span.
+fn outcome<T>(result: &Result<T, RpcError>) -> ErrorCode {
+    result
+        .as_ref()
+        .map_or_else(RpcError::code, |_| ErrorCode::Ok)
 }
 
 fn decode_reply<C: Codec<Resp>, Resp>(bytes: Bytes) -> Result<Resp, RpcError> {
@@ -272,6 +314,9 @@ where
         .client_interceptors()
         .get()
         .map(|list| (list, Box::<str>::from(method), Instant::now()));
+    let span = trace::call_span(to, method, false);
+    let trace = trace::begin(&span, None);
+    let traced = trace::started(&span).map(|at| (span.clone(), at));
     let done = Completion::Callback {
         deadline,
         cb: Box::new(move |reply: client::Reply| {
@@ -282,10 +327,18 @@ where
                     i.after_reply(to, &method, result.as_ref().map(|_| ()), elapsed);
                 }
             }
-            cb(result);
+            match traced {
+                Some((span, at)) => {
+                    trace::end(&span, outcome(&result), at);
+                    span.in_scope(|| cb(result));
+                }
+                None => cb(result),
+            }
         }),
     };
-    match start_call::<C, Req>(inner, to, method, req, deadline, done) {
+    let sent =
+        span.in_scope(|| start_call::<C, Req>(inner, to, method, req, deadline, trace, done));
+    match sent {
         Ok(seq) => CallHandle::new(inner.clone(), seq),
         Err((e, done)) => {
             // Ended before it started: still not inside the caller, when a runtime
@@ -310,6 +363,23 @@ pub fn post<C: Codec<Req>, Req>(
     method: &str,
     req: &Req,
 ) -> Result<(), RpcError> {
+    let span = trace::call_span(to, method, true);
+    let started = trace::started(&span);
+    let result =
+        span.in_scope(|| post_traced::<C, Req>(node, to, method, req, trace::begin(&span, None)));
+    if let Some(at) = started {
+        trace::end(&span, outcome(&result), at);
+    }
+    result
+}
+
+fn post_traced<C: Codec<Req>, Req>(
+    node: &Node,
+    to: LogicAddr,
+    method: &str,
+    req: &Req,
+    trace: Option<TraceContext>,
+) -> Result<(), RpcError> {
     let inner = &node.inner;
     let run = inner.running().ok_or(RpcError::NotStarted)?;
     let timeout_ms = inner
@@ -317,7 +387,7 @@ pub fn post<C: Codec<Req>, Req>(
         .send_timeout
         .as_millis()
         .clamp(1, u32::MAX as u128) as u32;
-    let meta = client_meta(inner, to, method)?;
+    let meta = client_meta(inner, to, method, trace)?;
     let frame = encode_request::<C, Req>(run.local, to, 0, true, timeout_ms, method, &meta, req)?;
     inner.send_frame(to, frame, None)?;
     Ok(())

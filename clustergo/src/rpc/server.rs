@@ -16,7 +16,7 @@ use parking_lot::RwLock;
 use tokio::time::Instant;
 
 use super::wire::{RequestView, ResponseFrame};
-use super::{CodecError, ErrorCode, RpcError, ServerInterceptor};
+use super::{CodecError, ErrorCode, RpcError, ServerInterceptor, TraceContext, meta, trace};
 use crate::addr::LogicAddr;
 use crate::message::panic_text;
 use crate::node::NodeInner;
@@ -58,6 +58,7 @@ pub struct RpcContext {
     method: Arc<str>,
     deadline: Option<Instant>,
     meta: Bytes,
+    trace: Option<TraceContext>,
 }
 
 impl RpcContext {
@@ -80,6 +81,12 @@ impl RpcContext {
     pub fn meta(&self) -> &[u8] {
         &self.meta
     }
+
+    /// The context of this request's `rpc.serve` span (a child of the caller's),
+    /// when that span is enabled. Calls made inside the span carry it on.
+    pub fn trace(&self) -> Option<TraceContext> {
+        self.trace
+    }
 }
 
 /// Serves one request body from `from`.
@@ -92,7 +99,13 @@ pub(crate) fn dispatch(node: &Arc<NodeInner>, from: LogicAddr, body: Bytes) {
             return;
         }
     };
+    let span = trace::serve_span(from, head.method);
+    let started = trace::started(&span);
+    let trace = started.and_then(|_| trace::begin(&span, TraceContext::from_meta(&head.meta)));
     let reply_err = |err: RpcError| {
+        if let Some(at) = started {
+            trace::end(&span, err.code(), at);
+        }
         if !head.one_way {
             send_response(node, from, head.seq, Err(&err));
         }
@@ -112,7 +125,8 @@ pub(crate) fn dispatch(node: &Arc<NodeInner>, from: LogicAddr, body: Bytes) {
         from,
         method: method.clone(),
         deadline,
-        meta: head.meta,
+        meta: meta::get(&head.meta, meta::APP).unwrap_or_default(),
+        trace,
     };
     let observed = match node.server_interceptors().get() {
         None => None,
@@ -128,7 +142,11 @@ pub(crate) fn dispatch(node: &Arc<NodeInner>, from: LogicAddr, body: Bytes) {
     };
     let mut replyer = RawReplyer::new(node.clone(), from, head.seq, head.one_way, method);
     replyer.observed = observed;
-    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| handler(ctx, replyer, head.arg))) {
+    replyer.traced = started.map(|at| (span.clone(), at));
+    let arg = head.arg;
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| {
+        span.in_scope(|| handler(ctx, replyer, arg))
+    })) {
         tracing::error!(%from, method = head.method, panic = %panic_text(&*panic), "rpc handler panicked");
     }
 }
@@ -206,6 +224,8 @@ pub struct RawReplyer {
     done: bool,
     /// Server interceptors to tell, and when the request arrived.
     observed: Option<(Vec<Arc<dyn ServerInterceptor>>, Instant)>,
+    /// The request's span and when it arrived, when the span is enabled.
+    traced: Option<(tracing::Span, Instant)>,
 }
 
 impl fmt::Debug for RawReplyer {
@@ -230,10 +250,14 @@ impl RawReplyer {
             method,
             done: false,
             observed: None,
+            traced: None,
         }
     }
 
     fn observe(&mut self, code: ErrorCode) {
+        if let Some((span, started)) = self.traced.take() {
+            trace::end(&span, code, started);
+        }
         if let Some((list, started)) = self.observed.take() {
             let elapsed = started.elapsed();
             for i in list {

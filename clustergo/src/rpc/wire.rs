@@ -11,7 +11,8 @@
 //!
 //! The deadline travels as time *remaining* when the request was sent, so clocks need
 //! not agree; a server skips a request whose time ran out while it was queued. `meta`
-//! is opaque caller data (trace context, auth) surfaced to interceptors.
+//! is a list of keyed records (interceptors' bytes, trace context), laid out by
+//! `rpc/meta.rs`; this layer carries it as bytes.
 
 use std::convert::Infallible;
 
