@@ -21,6 +21,7 @@ pub(crate) struct Counters {
     handshakes_shed: AtomicU64,
     frames_relayed: AtomicU64,
     relay_dropped: AtomicU64,
+    handlers_cancelled: AtomicU64,
     relay_log: RelayLog,
 }
 
@@ -72,6 +73,11 @@ impl Counters {
         self.relay_log.0.lock().hit(Instant::now())
     }
 
+    /// An async handler's future was dropped: deadline passed or caller's link lost.
+    pub(crate) fn handler_cancelled(&self) {
+        self.handlers_cancelled.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The current values.
     pub(super) fn snapshot(&self) -> Metrics {
         Metrics {
@@ -82,6 +88,7 @@ impl Counters {
             handshakes_shed: self.handshakes_shed.load(Ordering::Relaxed),
             frames_relayed: self.frames_relayed.load(Ordering::Relaxed),
             relay_dropped: self.relay_dropped.load(Ordering::Relaxed),
+            handlers_cancelled: self.handlers_cancelled.load(Ordering::Relaxed),
         }
     }
 }
@@ -108,6 +115,9 @@ pub struct Metrics {
     /// Frames this node was asked to forward and could not (no route, queue full,
     /// stopping). A request among them is answered with an error when possible.
     pub relay_dropped: u64,
+    /// Async handlers whose future was dropped unfinished: the caller's deadline
+    /// passed, or the link its request came through was lost.
+    pub handlers_cancelled: u64,
 }
 
 #[cfg(test)]

@@ -58,6 +58,7 @@ pub struct RpcContext {
     method: Arc<str>,
     deadline: Option<Instant>,
     meta: Bytes,
+    node: Arc<NodeInner>,
 }
 
 impl RpcContext {
@@ -79,6 +80,11 @@ impl RpcContext {
     /// Opaque metadata the caller attached (trace context, credentials).
     pub fn meta(&self) -> &[u8] {
         &self.meta
+    }
+
+    /// The serving node (calls through the context: `handler.rs`).
+    pub(super) fn node_inner(&self) -> &Arc<NodeInner> {
+        &self.node
     }
 }
 
@@ -113,6 +119,7 @@ pub(crate) fn dispatch(node: &Arc<NodeInner>, from: LogicAddr, body: Bytes) {
         method: method.clone(),
         deadline,
         meta: head.meta,
+        node: node.clone(),
     };
     let observed = match node.server_interceptors().get() {
         None => None,
