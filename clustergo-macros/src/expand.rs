@@ -141,7 +141,10 @@ fn parse_method(
         ),
         (ReturnType::Type(_, ty), true) => match result_ok_type(ty) {
             Some(t) => output = Some(t),
-            None => errors.at(ty, "async service methods return `Result<Response, RpcError>`"),
+            None => errors.at(
+                ty,
+                "async service methods return `Result<Response, RpcError>`",
+            ),
         },
         (ReturnType::Default, true) => errors.at(
             &sig.ident,
