@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use clustergo::membership::{InProcess, Member};
-use clustergo::{Addr, LogicAddr, Node, SendError};
+use clustergo::{Addr, LogicAddr, Node, ProstCodec, SendError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Outcome;
@@ -26,7 +26,7 @@ const ONEWAY_CMD: u16 = 1;
 pub(crate) async fn run(w: Workload, s: Sizes) -> Result<Outcome, String> {
     match w {
         Workload::RpcInflight | Workload::RpcTasks | Workload::RpcSeq => {
-            let pair = Pair::start().await?;
+            let pair = Pair::start(Form::Replyer).await?;
             let caller = ClustergoClient {
                 node: pair.client.clone(),
                 to: pair.server_addr,
@@ -113,6 +113,31 @@ async fn harbor(s: Sizes) -> Result<Run, String> {
     run
 }
 
+/// The in-flight workload against an async-form handler (`register_async`):
+/// the same client, the server spawning a task per request.
+pub(crate) async fn run_async(w: Workload, s: Sizes) -> Result<Outcome, String> {
+    if w != Workload::RpcInflight {
+        return Ok(Outcome::NotApplicable(
+            "async variant of rpc_inflight500 only",
+        ));
+    }
+    let pair = Pair::start(Form::Async).await?;
+    let caller = ClustergoClient {
+        node: pair.client.clone(),
+        to: pair.server_addr,
+    };
+    let run = workload::run_rpc(w, caller, s).await;
+    pair.shutdown().await;
+    run.map(Outcome::Done)
+}
+
+/// The server's handler form.
+#[derive(Debug, Clone, Copy)]
+enum Form {
+    Replyer,
+    Async,
+}
+
 /// The in-flight workload driven by `call_with_callback` instead of futures.
 pub(crate) async fn run_callbacks(w: Workload, s: Sizes) -> Result<Outcome, String> {
     if w != Workload::RpcInflight {
@@ -121,7 +146,7 @@ pub(crate) async fn run_callbacks(w: Workload, s: Sizes) -> Result<Outcome, Stri
         ));
     }
     // Same warm-up and timed part as the futures variant, through callbacks.
-    let pair = Pair::start().await?;
+    let pair = Pair::start(Form::Replyer).await?;
     let (node, to) = (pair.client.clone(), pair.server_addr);
     let task = async move {
         inflight_callbacks(&node, to, s.warmup, 100.min(s.inflight))
@@ -208,7 +233,7 @@ struct Pair {
 }
 
 impl Pair {
-    async fn start() -> Result<Self, String> {
+    async fn start(form: Form) -> Result<Self, String> {
         let server_addr = LogicAddr::new(1, 1, 1).map_err(|e| e.to_string())?;
         let client_addr = LogicAddr::new(1, 2, 1).map_err(|e| e.to_string())?;
         let members = InProcess::with_members([
@@ -216,9 +241,16 @@ impl Pair {
             Member::new(Addr::new(client_addr, free_port()?)),
         ]);
         let server = Node::new();
-        server.register_rpc(METHOD, |_ctx, replyer, req: Request| {
-            replyer.reply(workload::reply_to(&req));
-        });
+        match form {
+            Form::Replyer => server.register_rpc(METHOD, |_ctx, replyer, req: Request| {
+                replyer.reply(workload::reply_to(&req));
+            }),
+            Form::Async => clustergo::rpc::register_async::<ProstCodec, Request, Response, _, _>(
+                &server,
+                METHOD,
+                |_ctx, req| async move { Ok(workload::reply_to(&req)) },
+            ),
+        }
         let client = Node::new();
         server
             .start(members.clone(), server_addr)
@@ -269,7 +301,7 @@ impl Caller for ClustergoClient {
 /// One-way: `send_pb` from the client node, counted by a pb handler on the server
 /// node. A full queue (`Busy`) is waited out and counted, never dropped.
 async fn oneway(s: Sizes) -> Result<Run, String> {
-    let pair = Pair::start().await?;
+    let pair = Pair::start(Form::Replyer).await?;
     let arrivals = Arc::new(Arrivals::default());
     let counter = arrivals.clone();
     pair.server
@@ -320,7 +352,7 @@ async fn oneway(s: Sizes) -> Result<Run, String> {
 /// Stream: `open_stream` from the client node, `stream_chunk`-sized writes, bytes
 /// counted by the server node's `on_new_stream` handler.
 async fn stream(s: Sizes) -> Result<Run, String> {
-    let pair = Pair::start().await?;
+    let pair = Pair::start(Form::Replyer).await?;
     let arrivals = Arc::new(Arrivals::default());
     let counter = arrivals.clone();
     let chunk = s.stream_chunk;

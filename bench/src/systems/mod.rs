@@ -15,6 +15,8 @@ pub(crate) enum System {
     Clustergo,
     /// clustergo's in-flight workload driven by `call_with_callback`.
     ClustergoCallback,
+    /// clustergo's in-flight workload served by an async-form handler.
+    ClustergoAsync,
 }
 
 /// What one run of one workload on one system produced.
@@ -26,11 +28,12 @@ pub(crate) enum Outcome {
 
 impl System {
     /// Every system, in report order; raw first, since ratios are against it.
-    pub(crate) const ALL: [System; 4] = [
+    pub(crate) const ALL: [System; 5] = [
         System::Raw,
         System::Tonic,
         System::Clustergo,
         System::ClustergoCallback,
+        System::ClustergoAsync,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -39,13 +42,14 @@ impl System {
             System::Tonic => "tonic",
             System::Clustergo => "clustergo",
             System::ClustergoCallback => "clustergo-cb",
+            System::ClustergoAsync => "clustergo-async",
         }
     }
 
     /// Whether this system has a row for `w` at all (variants cover one workload).
     pub(crate) fn applies_to(self, w: Workload) -> bool {
         match self {
-            System::ClustergoCallback => w == Workload::RpcInflight,
+            System::ClustergoCallback | System::ClustergoAsync => w == Workload::RpcInflight,
             // Harbors are clustergo's; its direct call is the comparison there.
             System::Raw | System::Tonic => w != Workload::Harbor,
             System::Clustergo => true,
@@ -59,6 +63,7 @@ impl System {
             System::Tonic => tonic::run(w, s).await,
             System::Clustergo => clustergo::run(w, s).await,
             System::ClustergoCallback => clustergo::run_callbacks(w, s).await,
+            System::ClustergoAsync => clustergo::run_async(w, s).await,
         }
     }
 }
