@@ -13,21 +13,8 @@ use std::time::Duration;
 
 use clustergo::{RpcContext, RpcError};
 
-/// Same fields and tags as `proto/echo.proto`'s `request`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Request {
-    /// Text to echo.
-    #[prost(string, tag = "1")]
-    pub msg: String,
-}
-
-/// Same fields and tags as `proto/echo.proto`'s `response`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Response {
-    /// The echoed text.
-    #[prost(string, tag = "1")]
-    pub msg: String,
-}
+// The plugin-generated messages of `proto/echo.proto`.
+use service::echo::{Request, Response};
 
 /// Echo in the async form: the future is dropped if the caller stops waiting.
 #[clustergo::service]
