@@ -2,7 +2,7 @@
 
 use proc_macro2::{Ident, Span, TokenStream};
 use protoc_gen_clustergo::emit;
-use protoc_gen_clustergo::model::{Method, Service};
+use protoc_gen_clustergo::model::{HandlerForm, Method, Service};
 use protoc_gen_clustergo::naming::{self, ServiceNames};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::punctuated::Punctuated;
@@ -122,12 +122,8 @@ fn parse_method(
             format!("method names must be snake_case (expected `{snake}`)"),
         );
     }
-    if let Some(a) = &sig.asyncness {
-        errors.at(
-            a,
-            "async methods are not supported: answer through the `replyer` argument",
-        );
-    }
+    // `async fn m(&self, ctx, request) -> Result<Resp, RpcError>`: the async form.
+    let is_async = sig.asyncness.is_some();
     if let Some(c) = &sig.constness {
         errors.at(c, "const methods are not supported");
     }
@@ -137,11 +133,24 @@ fn parse_method(
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
         errors.at(&sig.generics, "service methods cannot be generic");
     }
-    if let ReturnType::Type(_, ty) = &sig.output {
-        errors.at(
+    let mut output = None;
+    match (&sig.output, is_async) {
+        (ReturnType::Type(_, ty), false) => errors.at(
             ty,
             "service methods return nothing: answer through the `replyer` argument",
-        );
+        ),
+        (ReturnType::Type(_, ty), true) => match result_ok_type(ty) {
+            Some(t) => output = Some(t),
+            None => errors.at(
+                ty,
+                "async service methods return `Result<Response, RpcError>`",
+            ),
+        },
+        (ReturnType::Default, true) => errors.at(
+            &sig.ident,
+            "async service methods return `Result<Response, RpcError>`",
+        ),
+        (ReturnType::Default, false) => {}
     }
     if let Some(body) = &f.default {
         errors.at(body, "service methods cannot have a default body");
@@ -165,7 +174,15 @@ fn parse_method(
             FnArg::Receiver(_) => None,
         })
         .collect();
-    if rest.len() != 3 {
+    if is_async {
+        if rest.len() != 2 {
+            errors.at(
+                &sig.inputs,
+                "expected arguments `&self, ctx: RpcContext, request: Request`",
+            );
+            return None;
+        }
+    } else if rest.len() != 3 {
         if sig.inputs.len() > 1 {
             errors.at(&sig.inputs,
                 "expected arguments `&self, ctx: RpcContext, replyer: Replyer<Response>, request: Request`",
@@ -184,8 +201,8 @@ fn parse_method(
     if last_segment(&rest[0].ty, "RpcContext").is_none_or(|s| !s.arguments.is_none()) {
         errors.at(&rest[0].ty, "the second argument must be `ctx: RpcContext`");
     }
-    let mut output = None;
     match last_segment(&rest[1].ty, "Replyer").map(|s| &s.arguments) {
+        _ if is_async => {}
         Some(PathArguments::AngleBracketed(a)) => {
             let types: Vec<&GenericArgument> = a.args.iter().collect();
             match types.as_slice() {
@@ -202,7 +219,7 @@ fn parse_method(
             "the third argument must be `replyer: Replyer<Response>`",
         ),
     }
-    let input = &rest[2].ty;
+    let input = &rest[rest.len() - 1].ty;
     match &**input {
         Type::Reference(_) | Type::ImplTrait(_) | Type::Infer(_) | Type::Never(_) => errors.at(
             input,
@@ -248,6 +265,17 @@ fn parse_method(
         span: sig.ident.span(),
     };
     Some((method, [(**input).clone(), output.clone()]))
+}
+
+/// `T` of a return type `Result<T, _>` (the async form's response).
+fn result_ok_type(ty: &Type) -> Option<&Type> {
+    match &last_segment(ty, "Result")?.arguments {
+        PathArguments::AngleBracketed(a) if a.args.len() == 2 => match &a.args[0] {
+            GenericArgument::Type(t) => Some(t),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// Functions (for a `const _` beside the trait) that check that every request and response type is a message
@@ -398,6 +426,24 @@ pub(crate) fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
         svc.runtime = path_one_deeper(rt);
     }
     svc.docs = docs(&item.attrs);
+    // The first method's form is the service's; the others must agree.
+    let first_async = item.items.iter().find_map(|it| match it {
+        TraitItem::Fn(f) => Some(f.sig.asyncness.is_some()),
+        _ => None,
+    });
+    if first_async == Some(true) {
+        svc.handler = HandlerForm::Async;
+    }
+    for it in &item.items {
+        if let TraitItem::Fn(f) = it
+            && Some(f.sig.asyncness.is_some()) != first_async
+        {
+            errors.at(
+                &f.sig.ident,
+                "all methods of a service use one form: all `async fn` or all with a `replyer`",
+            );
+        }
+    }
     let mut fns: Vec<&TraitItemFn> = Vec::new();
     let mut types: Vec<[Type; 2]> = Vec::new();
     for it in &item.items {

@@ -6,7 +6,7 @@ pub use crate::global::default_node;
 pub use crate::node::Node;
 pub use crate::rpc::{
     CallHandle, Codec, ProstCodec, Replyer, RpcContext, RpcError, call, call_with_callback, post,
-    register,
+    register, register_async,
 };
 pub use core::time::Duration;
 pub use prost;

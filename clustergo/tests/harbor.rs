@@ -317,3 +317,41 @@ async fn a_harbor_leaving_gracefully_loses_no_call() {
         n.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn deadline_is_inherited_through_ctx_across_harbors() {
+    let w = world().await;
+    // A (1.1.1) calls B (1.1.2) with a deadline; B's async handler waits a while,
+    // then calls C (2.1.1, the other cluster) through ctx; C reports what it has left.
+    let b = w.c.start("1.1.2").await;
+    w.b.register_rpc("left", |ctx, replyer: Replyer<Echo>, req: Echo| {
+        let left = ctx
+            .deadline()
+            .map(|d| d.saturating_duration_since(clustergo::Instant::now()));
+        replyer.reply(Echo {
+            n: left.map_or(u64::MAX, |l| l.as_millis() as u64),
+            ..req
+        })
+    });
+    const SPENT: Duration = Duration::from_millis(200);
+    clustergo::rpc::register_async::<clustergo::ProstCodec, Echo, Echo, _, _>(
+        &b,
+        "forward",
+        |ctx, req| async move {
+            tokio::time::sleep(SPENT).await;
+            ctx.call(addr("2.1.1"), "left", &req).await
+        },
+    );
+    let timeout = Duration::from_secs(3);
+    let r: Echo = within(
+        "call through ctx",
+        w.a.call_with_timeout(addr("1.1.2"), "forward", &echo("d", 1), timeout),
+    )
+    .await
+    .unwrap();
+    let limit = (timeout - SPENT).as_millis() as u64;
+    assert!(r.n <= limit, "C had {} ms left, more than {limit}", r.n);
+    assert!(r.n > 0, "C had no time left");
+    b.shutdown().await;
+    w.shutdown().await;
+}

@@ -849,3 +849,83 @@ async fn forged_replies_and_errors_do_not_end_calls() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// Sets its flag when dropped: shows an async handler's future was dropped.
+struct DropGuard(Arc<AtomicUsize>);
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn async_handler_is_dropped_at_the_deadline() {
+    let (_c, client, server) = pair().await;
+    let (started, dropped) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (s, d) = (started.clone(), dropped.clone());
+    clustergo::rpc::register_async::<ProstCodec, Echo, Echo, _, _>(
+        &server,
+        "forever",
+        move |ctx, _req| {
+            let guard = DropGuard(d.clone());
+            s.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let _guard = guard;
+                assert!(ctx.remaining().is_some(), "the caller's deadline is known");
+                std::future::pending::<Result<Echo, RpcError>>().await
+            }
+        },
+    );
+    let to = addr("1.2.1");
+    let _: Echo = within("warm-up", client.call(to, "echo", &echo("w", 0)))
+        .await
+        .unwrap();
+    tokio::time::pause();
+    let timeout = Duration::from_millis(100);
+    let call = spawn_call(&client, "forever", echo("x", 1), Some(timeout));
+    until_paused("handler started", || started.load(Ordering::SeqCst) == 1).await;
+    assert_eq!(server.metrics().handlers_cancelled, 0);
+    assert_eq!(ends_at(call, timeout).await, Err(RpcError::Timeout));
+    tokio::time::advance(Duration::from_millis(10)).await;
+    until_paused("handler dropped", || dropped.load(Ordering::SeqCst) == 1).await;
+    assert_eq!(server.metrics().handlers_cancelled, 1);
+    tokio::time::resume();
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn async_handler_replies_and_calls_within_the_callers_time() {
+    let (_c, client, server) = pair().await;
+    // "relay" calls "echo" on itself through ctx; the reply carries the remaining
+    // time the inner call was given.
+    clustergo::rpc::register_async::<ProstCodec, Echo, Echo, _, _>(
+        &server,
+        "relay",
+        |ctx, req| async move {
+            let left = ctx.remaining().expect("caller gave a deadline");
+            let inner: Echo = ctx.call(addr("1.2.1"), "echo", &req).await?;
+            Ok(Echo {
+                n: left.as_millis() as u64,
+                ..inner
+            })
+        },
+    );
+    let r: Echo = within(
+        "relay call",
+        client.call_with_timeout(
+            addr("1.2.1"),
+            "relay",
+            &echo("r", 7),
+            Duration::from_secs(2),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.msg, "hello world:r");
+    assert!(r.n <= 2000 && r.n > 0, "remaining {} ms", r.n);
+    assert_eq!(server.metrics().handlers_cancelled, 0);
+    client.shutdown().await;
+    server.shutdown().await;
+}

@@ -80,6 +80,7 @@ fn in_process_examples_succeed() {
     for exe in [
         env!("CARGO_BIN_EXE_macro_echo"),
         env!("CARGO_BIN_EXE_buildrs_echo"),
+        env!("CARGO_BIN_EXE_async_echo"),
     ] {
         let out = Command::new(exe).output().unwrap();
         assert!(

@@ -9,6 +9,7 @@ use prost_types::{FileDescriptorProto, FileDescriptorSet};
 use quote::quote;
 
 use crate::descriptor::{self, Lowering, TypeIndex};
+use crate::model::HandlerForm;
 use crate::tree::Tree;
 use crate::{emit, generate};
 
@@ -27,6 +28,7 @@ pub fn configure() -> Builder {
         include_file: "clustergo.rs".to_owned(),
         rerun_if_changed: true,
         runtime_crate: None,
+        handler: HandlerForm::Replyer,
     }
 }
 
@@ -43,6 +45,7 @@ pub struct Builder {
     include_file: String,
     rerun_if_changed: bool,
     runtime_crate: Option<TokenStream>,
+    handler: HandlerForm,
 }
 
 impl Builder {
@@ -67,6 +70,13 @@ impl Builder {
         let parsed: syn::Path = syn::parse_str(path)
             .unwrap_or_else(|e| panic!("runtime_crate({path:?}) is not a path: {e}"));
         self.runtime_crate = Some(quote!(#parsed));
+        self
+    }
+
+    /// The trait form of every service (default [`HandlerForm::Replyer`]):
+    /// `handler(HandlerForm::Async)` for `async fn m(&self, ctx, request) -> Result<..>`.
+    pub fn handler(mut self, form: HandlerForm) -> Self {
+        self.handler = form;
         self
     }
 
@@ -145,6 +155,7 @@ impl Builder {
             let lowering = Lowering {
                 index: &index,
                 runtime: runtime.clone(),
+                handler: self.handler,
             };
             let file = set.file.last().expect("seed set holds the seed file");
             let files =
@@ -162,6 +173,7 @@ impl Builder {
             let lowering = Lowering {
                 index: &index,
                 runtime,
+                handler: self.handler,
             };
             let all: Vec<&FileDescriptorProto> = rest.iter().collect();
             let files =

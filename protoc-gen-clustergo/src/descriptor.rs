@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use proc_macro2::{Span, TokenStream};
 use prost_types::{DescriptorProto, FileDescriptorProto};
 
-use crate::model::{Method, Service};
+use crate::model::{HandlerForm, Method, Service};
 use crate::naming::{self, ServiceNames, to_snake, to_upper_camel, wire_name};
 
 /// Where a message type lives: Rust module path (from the generated tree's root) and
@@ -175,12 +175,15 @@ pub(crate) struct Lowering<'a> {
     /// Path of the runtime crate in generated code (`::clustergo`, or the
     /// front-end's override).
     pub(crate) runtime: TokenStream,
+    /// The trait form of every service lowered.
+    pub(crate) handler: HandlerForm,
 }
 
 impl Lowering<'_> {
     fn service(&self, name: &str) -> Service {
         let mut service = Service::new(name, Span::call_site());
         service.runtime = self.runtime.clone();
+        service.handler = self.handler;
         service
     }
 

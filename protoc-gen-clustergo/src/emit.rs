@@ -7,7 +7,7 @@
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
 
-use crate::model::{Method, Service};
+use crate::model::{HandlerForm, Method, Service};
 use crate::naming::{MethodNames, ServiceNames, ident};
 
 /// Lints that generated modules switch off so user crates are not spammed.
@@ -98,7 +98,11 @@ pub fn items(svc: &Service) -> TokenStream {
         .collect();
     let consts = methods.iter().map(|m| {
         let c = gen_const(m);
-        let r = gen_replyer(&cx, m);
+        // The replyer aliases belong to the replyer form's trait only.
+        let r = match svc.handler {
+            HandlerForm::Replyer => gen_replyer(&cx, m),
+            HandlerForm::Async => TokenStream::new(),
+        };
         quote!(#c #r)
     });
     let service_trait = gen_trait(&cx, &methods);
@@ -181,17 +185,32 @@ fn gen_trait(cx: &Ctx<'_>, methods: &[MethodCx<'_>]) -> TokenStream {
         // The method's span, so a mismatching impl points at the declaration.
         let r = ident(&m.names.replyer, m.method.span);
         let input = &m.method.input;
+        let output = &m.method.output;
+        let how = match cx.svc.handler {
+            HandlerForm::Replyer => "answer through `replyer`, now or later from any task",
+            HandlerForm::Async => {
+                "the future is dropped when the caller's deadline passes or its link is lost"
+            }
+        };
         let doc = if m.method.docs.is_empty() {
-            docs(&[format!(
-                "Handles one `{}` request; answer through `replyer`, now or later from any task.",
-                m.method.wire
-            )])
+            docs(&[format!("Handles one `{}` request; {how}.", m.method.wire)])
         } else {
             docs(&m.method.docs)
         };
-        quote! {
-            #doc
-            fn #f(&self, ctx: #rt::RpcContext, replyer: #r, request: #input);
+        match cx.svc.handler {
+            HandlerForm::Replyer => quote! {
+                #doc
+                fn #f(&self, ctx: #rt::RpcContext, replyer: #r, request: #input);
+            },
+            // Not `async fn`: the future must be `Send` for the server to spawn it.
+            // Implementors may still write `async fn`.
+            HandlerForm::Async => quote! {
+                #doc
+                fn #f(&self, ctx: #rt::RpcContext, request: #input)
+                    -> impl ::core::future::Future<
+                        Output = ::core::result::Result<#output, #rt::RpcError>,
+                    > + ::core::marker::Send;
+            },
         }
     });
     quote! {
@@ -210,15 +229,30 @@ fn gen_register(cx: &Ctx<'_>, methods: &[MethodCx<'_>]) -> TokenStream {
         let ids = m.ids();
         let (c, f) = (ids.method_const, ids.trait_fn);
         let (input, output) = (&m.method.input, &m.method.output);
-        quote! {
-            {
-                let svc = ::core::clone::Clone::clone(&svc);
-                #rt::register::<#codec, #input, #output, _>(
-                    node,
-                    #c,
-                    move |ctx, replyer, request| #t::#f(&*svc, ctx, replyer, request),
-                );
-            }
+        match cx.svc.handler {
+            HandlerForm::Replyer => quote! {
+                {
+                    let svc = ::core::clone::Clone::clone(&svc);
+                    #rt::register::<#codec, #input, #output, _>(
+                        node,
+                        #c,
+                        move |ctx, replyer, request| #t::#f(&*svc, ctx, replyer, request),
+                    );
+                }
+            },
+            HandlerForm::Async => quote! {
+                {
+                    let svc = ::core::clone::Clone::clone(&svc);
+                    #rt::register_async::<#codec, #input, #output, _, _>(
+                        node,
+                        #c,
+                        move |ctx, request| {
+                            let svc = ::core::clone::Clone::clone(&svc);
+                            async move { #t::#f(&*svc, ctx, request).await }
+                        },
+                    );
+                }
+            },
         }
     });
     let doc_on = format!(" Registers every method of `{t}` on `node`.");

@@ -58,5 +58,6 @@ mod tree;
 
 #[cfg(feature = "build")]
 pub use build::{Builder, configure};
+pub use model::HandlerForm;
 #[cfg(feature = "protoc")]
 pub use plugin::execute;

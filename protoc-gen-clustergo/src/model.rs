@@ -21,8 +21,34 @@ pub struct Service {
     /// Path of the runtime crate (`::clustergo` by default; set it when the
     /// dependency is renamed). Generated code uses only `<runtime>::codegen::…`.
     pub runtime: TokenStream,
+    /// How the server side is written: replyer or async trait methods.
+    pub handler: HandlerForm,
     /// Where the service was declared (macro diagnostics).
     pub span: Span,
+}
+
+/// The shape of a service's trait methods. One per service: a service is served
+/// one way, so `register` stays unambiguous. Clients are the same for both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HandlerForm {
+    /// `fn m(&self, ctx: RpcContext, replyer: MReplyer, request: Req)`: answer
+    /// through the replyer, now or later (the seed's shape, and the fastest).
+    #[default]
+    Replyer,
+    /// `async fn m(&self, ctx: RpcContext, request: Req) -> Result<Resp, RpcError>`:
+    /// the future is dropped at the caller's deadline or when its link is lost.
+    Async,
+}
+
+impl HandlerForm {
+    /// Parses a plugin parameter value: `replyer` or `async`.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "replyer" => Some(Self::Replyer),
+            "async" => Some(Self::Async),
+            _ => None,
+        }
+    }
 }
 
 /// One unary method.
@@ -60,6 +86,7 @@ impl Service {
             methods: Vec::new(),
             codec: None,
             runtime: quote!(::clustergo),
+            handler: HandlerForm::Replyer,
             span,
         }
     }

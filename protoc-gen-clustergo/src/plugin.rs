@@ -16,7 +16,8 @@
 //! # Parameters (`--clustergo_opt=key=value,...`)
 //! - `include_file=NAME`: also write the module tree file `NAME`;
 //! - `runtime_crate=PATH`: path of the clustergo crate in generated code (default
-//!   `::clustergo`; set it when the dependency is renamed).
+//!   `::clustergo`; set it when the dependency is renamed);
+//! - `handler=replyer|async`: the trait form of every service (default `replyer`).
 //!
 //! Unknown keys are errors.
 
@@ -25,6 +26,7 @@ use prost_types::compiler::code_generator_response::{Feature, File};
 use prost_types::compiler::{CodeGeneratorRequest, CodeGeneratorResponse};
 
 use crate::descriptor::{Lowering, TypeIndex};
+use crate::model::HandlerForm;
 use crate::tree::Tree;
 use crate::{emit, generate};
 
@@ -37,6 +39,8 @@ pub struct Params {
     pub include_file: Option<String>,
     /// Path of the runtime crate, if not `::clustergo`.
     pub runtime_crate: Option<String>,
+    /// The trait form of every service (`handler=replyer|async`).
+    pub handler: HandlerForm,
 }
 
 impl Params {
@@ -62,9 +66,14 @@ impl Params {
                     }
                     params.runtime_crate = Some(value.to_owned());
                 }
+                "handler" => {
+                    params.handler = HandlerForm::parse(value.trim()).ok_or_else(|| {
+                        format!("handler must be `replyer` or `async`, got `{value}`")
+                    })?;
+                }
                 other => {
                     return Err(format!(
-                        "unknown parameter `{other}` (known: include_file, runtime_crate)"
+                        "unknown parameter `{other}` (known: include_file, runtime_crate, handler)"
                     ));
                 }
             }
@@ -131,6 +140,7 @@ pub fn generate(req: &CodeGeneratorRequest) -> Result<Vec<File>, String> {
     let lowering = Lowering {
         index: &index,
         runtime: params.runtime(),
+        handler: params.handler,
     };
     let to_generate = req
         .file_to_generate

@@ -52,6 +52,19 @@ fn seed_files_and_services_from_repo_protos() {
 }
 
 #[test]
+fn seed_echo_async_form() {
+    let out = tempfile::tempdir().unwrap();
+    let proto = common::root().join("../proto");
+    protoc_gen_clustergo::configure()
+        .out_dir(out.path())
+        .emit_rerun_if_changed(false)
+        .handler(protoc_gen_clustergo::HandlerForm::Async)
+        .compile_protos(&[proto.join("echo.proto")], &[&proto])
+        .unwrap();
+    common::snapshot("build_echo_async.rs.txt", &generated(out.path()));
+}
+
+#[test]
 fn keywords_and_nested_packages() {
     let out = tempfile::tempdir().unwrap();
     protoc_gen_clustergo::configure()

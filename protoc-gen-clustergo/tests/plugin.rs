@@ -40,6 +40,19 @@ fn seed_echo() {
 }
 
 #[test]
+fn seed_echo_async_form() {
+    let resp = run(&common::request(
+        &["echo.proto"],
+        &[repo_proto()],
+        "handler=async",
+    ));
+    common::snapshot(
+        "plugin_seed_echo_async.rs.txt",
+        &common::joined(&files(&resp)),
+    );
+}
+
+#[test]
 fn lobby_with_package_imports_and_two_services() {
     let resp = run(&common::request(
         &["common.proto", "lobby.proto"],
@@ -101,6 +114,7 @@ fn bad_parameters_are_errors() {
         ("include_file", "needs a value"),
         ("include_file=mod.txt", "must name a .rs file"),
         ("runtime_crate=not a path", "must be a Rust path"),
+        ("handler=sync", "handler must be `replyer` or `async`"),
     ] {
         let resp = run(&common::request(&["echo.proto"], &[repo_proto()], param));
         let err = resp.error.unwrap_or_default();
@@ -111,6 +125,7 @@ fn bad_parameters_are_errors() {
         Ok(Params {
             include_file: Some("x.rs".into()),
             runtime_crate: None,
+            handler: protoc_gen_clustergo::HandlerForm::Replyer,
         })
     );
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use clustergo::membership::{InProcess, Member};
-use clustergo::{Addr, Config, LogicAddr, Node, NodeTls, SendError};
+use clustergo::{Addr, Config, LogicAddr, Node, NodeTls, ProstCodec, SendError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Outcome;
@@ -28,7 +28,7 @@ const ONEWAY_CMD: u16 = 1;
 pub(crate) async fn run(w: Workload, s: Sizes) -> Result<Outcome, String> {
     match w {
         Workload::RpcInflight | Workload::RpcTasks | Workload::RpcSeq => {
-            rpc(w, s, Security::Plain).await
+            rpc(w, s, Security::Plain, Form::Replyer).await
         }
         Workload::Oneway => oneway(s).await.map(Outcome::Done),
         Workload::Stream => stream(s, Security::Plain).await.map(Outcome::Done),
@@ -39,7 +39,7 @@ pub(crate) async fn run(w: Workload, s: Sizes) -> Result<Outcome, String> {
 /// The in-flight RPC and stream workloads over mutual TLS.
 pub(crate) async fn run_tls(w: Workload, s: Sizes) -> Result<Outcome, String> {
     match w {
-        Workload::RpcInflight => rpc(w, s, Security::Tls).await,
+        Workload::RpcInflight => rpc(w, s, Security::Tls, Form::Replyer).await,
         Workload::Stream => stream(s, Security::Tls).await.map(Outcome::Done),
         _ => Ok(Outcome::NotApplicable(
             "TLS variants of rpc_inflight500 and stream_64k only",
@@ -48,8 +48,8 @@ pub(crate) async fn run_tls(w: Workload, s: Sizes) -> Result<Outcome, String> {
 }
 
 /// An RPC workload between a pair of nodes.
-async fn rpc(w: Workload, s: Sizes, security: Security) -> Result<Outcome, String> {
-    let pair = Pair::start(security).await?;
+async fn rpc(w: Workload, s: Sizes, security: Security, form: Form) -> Result<Outcome, String> {
+    let pair = Pair::start(security, form).await?;
     let caller = ClustergoClient {
         node: pair.client.clone(),
         to: pair.server_addr,
@@ -163,6 +163,24 @@ async fn harbor(s: Sizes) -> Result<Run, String> {
     run
 }
 
+/// The in-flight workload against an async-form handler (`register_async`):
+/// the same client, the server spawning a task per request.
+pub(crate) async fn run_async(w: Workload, s: Sizes) -> Result<Outcome, String> {
+    if w != Workload::RpcInflight {
+        return Ok(Outcome::NotApplicable(
+            "async variant of rpc_inflight500 only",
+        ));
+    }
+    rpc(w, s, Security::Plain, Form::Async).await
+}
+
+/// The server's handler form.
+#[derive(Debug, Clone, Copy)]
+enum Form {
+    Replyer,
+    Async,
+}
+
 /// The in-flight workload driven by `call_with_callback` instead of futures.
 pub(crate) async fn run_callbacks(w: Workload, s: Sizes) -> Result<Outcome, String> {
     if w != Workload::RpcInflight {
@@ -171,7 +189,7 @@ pub(crate) async fn run_callbacks(w: Workload, s: Sizes) -> Result<Outcome, Stri
         ));
     }
     // Same warm-up and timed part as the futures variant, through callbacks.
-    let pair = Pair::start(Security::Plain).await?;
+    let pair = Pair::start(Security::Plain, Form::Replyer).await?;
     let (node, to) = (pair.client.clone(), pair.server_addr);
     let task = async move {
         inflight_callbacks(&node, to, s.warmup, 100.min(s.inflight))
@@ -258,7 +276,7 @@ struct Pair {
 }
 
 impl Pair {
-    async fn start(security: Security) -> Result<Self, String> {
+    async fn start(security: Security, form: Form) -> Result<Self, String> {
         let server_addr = LogicAddr::new(1, 1, 1).map_err(|e| e.to_string())?;
         let client_addr = LogicAddr::new(1, 2, 1).map_err(|e| e.to_string())?;
         let [server_config, client_config] = configs(security, [server_addr, client_addr])?;
@@ -267,9 +285,16 @@ impl Pair {
             Member::new(Addr::new(client_addr, free_port()?)),
         ]);
         let server = node(server_config);
-        server.register_rpc(METHOD, |_ctx, replyer, req: Request| {
-            replyer.reply(workload::reply_to(&req));
-        });
+        match form {
+            Form::Replyer => server.register_rpc(METHOD, |_ctx, replyer, req: Request| {
+                replyer.reply(workload::reply_to(&req));
+            }),
+            Form::Async => clustergo::rpc::register_async::<ProstCodec, Request, Response, _, _>(
+                &server,
+                METHOD,
+                |_ctx, req| async move { Ok(workload::reply_to(&req)) },
+            ),
+        }
         let client = node(client_config);
         server
             .start(members.clone(), server_addr)
@@ -320,7 +345,7 @@ impl Caller for ClustergoClient {
 /// One-way: `send_pb` from the client node, counted by a pb handler on the server
 /// node. A full queue (`Busy`) is waited out and counted, never dropped.
 async fn oneway(s: Sizes) -> Result<Run, String> {
-    let pair = Pair::start(Security::Plain).await?;
+    let pair = Pair::start(Security::Plain, Form::Replyer).await?;
     let arrivals = Arc::new(Arrivals::default());
     let counter = arrivals.clone();
     pair.server
@@ -371,7 +396,7 @@ async fn oneway(s: Sizes) -> Result<Run, String> {
 /// Stream: `open_stream` from the client node, `stream_chunk`-sized writes, bytes
 /// counted by the server node's `on_new_stream` handler.
 async fn stream(s: Sizes, security: Security) -> Result<Run, String> {
-    let pair = Pair::start(security).await?;
+    let pair = Pair::start(security, Form::Replyer).await?;
     let arrivals = Arc::new(Arrivals::default());
     let counter = arrivals.clone();
     let chunk = s.stream_chunk;

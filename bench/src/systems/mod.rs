@@ -17,6 +17,8 @@ pub(crate) enum System {
     ClustergoCallback,
     /// clustergo over mutual TLS 1.3 (in-flight RPC and stream only).
     ClustergoTls,
+    /// clustergo's in-flight workload served by an async-form handler.
+    ClustergoAsync,
 }
 
 /// What one run of one workload on one system produced.
@@ -28,12 +30,13 @@ pub(crate) enum Outcome {
 
 impl System {
     /// Every system, in report order; raw first, since ratios are against it.
-    pub(crate) const ALL: [System; 5] = [
+    pub(crate) const ALL: [System; 6] = [
         System::Raw,
         System::Tonic,
         System::Clustergo,
         System::ClustergoCallback,
         System::ClustergoTls,
+        System::ClustergoAsync,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -43,13 +46,14 @@ impl System {
             System::Clustergo => "clustergo",
             System::ClustergoCallback => "clustergo-cb",
             System::ClustergoTls => "clustergo-tls",
+            System::ClustergoAsync => "clustergo-async",
         }
     }
 
     /// Whether this system has a row for `w` at all (variants cover one workload).
     pub(crate) fn applies_to(self, w: Workload) -> bool {
         match self {
-            System::ClustergoCallback => w == Workload::RpcInflight,
+            System::ClustergoCallback | System::ClustergoAsync => w == Workload::RpcInflight,
             System::ClustergoTls => matches!(w, Workload::RpcInflight | Workload::Stream),
             // Harbors are clustergo's; its direct call is the comparison there.
             System::Raw | System::Tonic => w != Workload::Harbor,
@@ -65,6 +69,7 @@ impl System {
             System::Clustergo => clustergo::run(w, s).await,
             System::ClustergoCallback => clustergo::run_callbacks(w, s).await,
             System::ClustergoTls => clustergo::run_tls(w, s).await,
+            System::ClustergoAsync => clustergo::run_async(w, s).await,
         }
     }
 }

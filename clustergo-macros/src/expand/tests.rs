@@ -24,7 +24,8 @@ fn collects_every_error() {
     .to_string();
     for needle in [
         "unknown argument",
-        "async methods are not supported",
+        "all methods of a service use one form",
+        "async service methods return `Result<Response, RpcError>`",
         "the first argument must be `&self`",
         "the request must be an owned type",
         "service methods return nothing",
@@ -103,6 +104,43 @@ fn snapshot_seed() {
         },
     );
     snapshot("macro_seed.rs.txt", &out);
+}
+
+#[test]
+fn snapshot_seed_async() {
+    let out = expand(
+        TokenStream::new(),
+        quote! {
+            /// Echoes.
+            pub trait EchoService {
+                /// Answers.
+                async fn on_call(&self, ctx: RpcContext, request: Request) -> Result<Response, RpcError>;
+            }
+        },
+    );
+    snapshot("macro_seed_async.rs.txt", &out);
+}
+
+#[test]
+fn async_form_errors() {
+    let out = service(
+        TokenStream::new(),
+        quote! {
+            trait Bad {
+                async fn a(&self, ctx: RpcContext, request: Q) -> R;
+                async fn b(&self, ctx: RpcContext, replyer: Replyer<R>, request: Q) -> Result<R, RpcError>;
+                fn c(&self, ctx: RpcContext, replyer: Replyer<R>, request: Q);
+            }
+        },
+    )
+    .to_string();
+    for needle in [
+        "async service methods return `Result<Response, RpcError>`",
+        "expected arguments `&self, ctx: RpcContext, request: Request`",
+        "all methods of a service use one form",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in {out}");
+    }
 }
 
 #[test]

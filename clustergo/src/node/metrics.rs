@@ -29,6 +29,7 @@ pub(crate) struct Counters {
     bytes_sent: AtomicU64,
     frames_received: AtomicU64,
     bytes_received: AtomicU64,
+    handlers_cancelled: AtomicU64,
     relay_log: RelayLog,
 }
 
@@ -113,6 +114,11 @@ impl Counters {
         self.relay_log.0.lock().hit(Instant::now())
     }
 
+    /// An async handler's future was dropped: deadline passed or caller's link lost.
+    pub(crate) fn handler_cancelled(&self) {
+        self.handlers_cancelled.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The current values.
     pub(crate) fn snapshot(&self) -> Metrics {
         Metrics {
@@ -131,6 +137,7 @@ impl Counters {
             bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
             frames_received: self.frames_received.load(Ordering::Relaxed),
             bytes_received: self.bytes_received.load(Ordering::Relaxed),
+            handlers_cancelled: self.handlers_cancelled.load(Ordering::Relaxed),
         }
     }
 }
@@ -174,6 +181,9 @@ pub struct Metrics {
     pub frames_received: u64,
     /// Body bytes of the frames read from node-to-node links.
     pub bytes_received: u64,
+    /// Async handlers whose future was dropped unfinished: the caller's deadline
+    /// passed, or the link its request came through was lost.
+    pub handlers_cancelled: u64,
 }
 
 #[cfg(test)]

@@ -73,6 +73,8 @@ pub(crate) struct NodeInner {
     messages: Registry,
     rpc_server: rpc::server::Server,
     rpc_client: rpc::client::Client,
+    /// Async handlers to cancel when the link their request came on is lost.
+    async_cancels: rpc::LinkCancels,
     client_interceptors: rpc::Interceptors<dyn rpc::ClientInterceptor>,
     server_interceptors: rpc::Interceptors<dyn rpc::ServerInterceptor>,
     run: OnceLock<Running>,
@@ -134,6 +136,7 @@ impl Node {
                 incarnation: fastrand::u64(1..),
                 messages: Registry::default(),
                 rpc_server: rpc::server::Server::default(),
+                async_cancels: rpc::LinkCancels::default(),
                 rpc_client: rpc::client::Client::default(),
                 client_interceptors: Default::default(),
                 server_interceptors: Default::default(),
@@ -324,6 +327,11 @@ impl NodeInner {
     /// A live connection of `peer` ended: calls through it cannot be answered.
     pub(crate) fn link_lost(&self, peer: &Peer) {
         self.rpc_client.fail_via(peer.id());
+        self.async_cancels.link_lost(peer.id());
+    }
+
+    pub(crate) fn async_cancels(&self) -> &rpc::LinkCancels {
+        &self.async_cancels
     }
 
     /// A dial to `peer` failed and no link is up: calls through it were never

@@ -12,6 +12,7 @@
 pub(crate) mod client;
 mod codec;
 mod error;
+mod handler;
 mod intercept;
 mod meta;
 pub(crate) mod server;
@@ -30,6 +31,8 @@ pub use client::CallHandle;
 use client::Completion;
 pub use codec::{BytesCodec, Codec, CodecError, ProstCodec};
 pub use error::{ErrorCode, RpcError};
+pub(crate) use handler::LinkCancels;
+pub use handler::register_async;
 pub(crate) use intercept::Interceptors;
 pub use intercept::{ClientInterceptor, ServerInterceptor};
 pub use server::{RawReplyer, RpcContext};

@@ -59,6 +59,7 @@ pub struct RpcContext {
     deadline: Option<Instant>,
     meta: Bytes,
     trace: Option<TraceContext>,
+    node: Arc<NodeInner>,
 }
 
 impl RpcContext {
@@ -86,6 +87,11 @@ impl RpcContext {
     /// when that span is enabled. Calls made inside the span carry it on.
     pub fn trace(&self) -> Option<TraceContext> {
         self.trace
+    }
+
+    /// The serving node (calls through the context: `handler.rs`).
+    pub(super) fn node_inner(&self) -> &Arc<NodeInner> {
+        &self.node
     }
 }
 
@@ -127,6 +133,7 @@ pub(crate) fn dispatch(node: &Arc<NodeInner>, from: LogicAddr, body: Bytes) {
         deadline,
         meta: meta::get(&head.meta, meta::APP).unwrap_or_default(),
         trace,
+        node: node.clone(),
     };
     let observed = match node.server_interceptors().get() {
         None => None,

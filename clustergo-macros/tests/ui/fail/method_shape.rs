@@ -4,7 +4,6 @@ pub struct M;
 
 #[clustergo::service]
 pub trait Methods {
-    async fn is_async(&self, ctx: RpcContext, replyer: Replyer<M>, request: M);
     unsafe fn is_unsafe(&self, ctx: RpcContext, replyer: Replyer<M>, request: M);
     fn generic<T>(&self, ctx: RpcContext, replyer: Replyer<M>, request: M);
     fn returns(&self, ctx: RpcContext, replyer: Replyer<M>, request: M) -> u32;

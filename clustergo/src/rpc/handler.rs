@@ -1,0 +1,155 @@
+//! The async handler form: `async fn m(&self, ctx, req) -> Result<Resp, RpcError>`.
+//!
+//! Each request runs as its own task. The task drops the handler's future — and
+//! counts it in [`crate::Metrics::handlers_cancelled`] — when the caller's deadline
+//! passes or the link its request came through is lost: nobody waits for the
+//! answer any more, so the work (and the calls it makes) should stop.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{Codec, ProstCodec, RawReplyer, RpcContext, RpcError};
+use crate::addr::LogicAddr;
+use crate::node::{Node, NodeInner, Route};
+
+/// One cancellation token per link that brought requests to async handlers;
+/// cancelled (and forgotten) when that link is lost. Bounded by the peers.
+#[derive(Debug, Default)]
+pub(crate) struct LinkCancels {
+    by_link: Mutex<HashMap<u64, CancellationToken>>,
+}
+
+impl LinkCancels {
+    /// A token cancelled when the link `via` is lost.
+    fn token(&self, via: u64) -> CancellationToken {
+        self.by_link.lock().entry(via).or_default().child_token()
+    }
+
+    /// The link `via` is lost: cancel the handlers serving requests it brought.
+    pub(crate) fn link_lost(&self, via: u64) {
+        if let Some(token) = self.by_link.lock().remove(&via) {
+            token.cancel();
+        }
+    }
+}
+
+/// Registers `method` with an async handler: its future runs as a task per
+/// request and is dropped at the caller's deadline or when the caller's link is
+/// lost. A request that does not decode is answered with [`RpcError::Codec`].
+pub fn register_async<C, Req, Resp, F, Fut>(node: &Node, method: &str, handler: F)
+where
+    C: Codec<Req> + Codec<Resp>,
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    F: Fn(RpcContext, Req) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Resp, RpcError>> + Send + 'static,
+{
+    let inner = node.inner.clone();
+    super::register_raw(node, method, move |ctx, raw: RawReplyer, arg: Bytes| {
+        let req = match <C as Codec<Req>>::decode(arg) {
+            Ok(req) => req,
+            Err(e) => return raw.error(RpcError::Codec(format!("cannot decode request: {e}"))),
+        };
+        let deadline = ctx.deadline();
+        let lost = link_token(&inner, ctx.from());
+        let fut = handler(ctx, req);
+        let counters = inner.clone();
+        inner.spawn_detached(async move {
+            let expired = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                result = fut => match result {
+                    Ok(resp) => raw.reply_with(|buf| <C as Codec<Resp>>::encode(&resp, buf)),
+                    Err(e) => raw.error(e),
+                },
+                () = expired => {
+                    counters.counters().handler_cancelled();
+                    raw.error(RpcError::Timeout);
+                }
+                () = lost.cancelled() => {
+                    counters.counters().handler_cancelled();
+                    // The reply has no way back; dropping the replyer is enough.
+                    drop(raw);
+                }
+            }
+        });
+    });
+}
+
+/// A token cancelled when the link toward `from` (the caller, or the harbor its
+/// request came through) is lost.
+fn link_token(inner: &Arc<NodeInner>, from: LogicAddr) -> CancellationToken {
+    match inner.route(from) {
+        Ok(Route::Peer(p)) => inner.async_cancels().token(p.id()),
+        // Local callers and unroutable ones: only the deadline applies.
+        _ => CancellationToken::new(),
+    }
+}
+
+impl RpcContext {
+    /// How long the caller still waits, if it said: zero once the deadline passed.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline()
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// The timeout for a call made while serving this request: the caller's
+    /// remaining time, capped by [`crate::Config::call_timeout`]. Pass it to the
+    /// generated `*_with_timeout` calls so the budget shrinks across hops.
+    pub fn timeout(&self) -> Duration {
+        let own = self.node_inner().config().call_timeout;
+        self.remaining().map_or(own, |r| r.min(own))
+    }
+
+    /// The node serving this request (to build clients from).
+    pub fn node(&self) -> Node {
+        Node {
+            inner: self.node_inner().clone(),
+        }
+    }
+
+    /// Calls a prost-typed method within this request's remaining time: the
+    /// callee sees a deadline no later than this one, minus the time spent.
+    pub async fn call<Req, Resp>(
+        &self,
+        to: LogicAddr,
+        method: &str,
+        req: &Req,
+    ) -> Result<Resp, RpcError>
+    where
+        Req: prost::Message + Default,
+        Resp: prost::Message + Default,
+    {
+        self.call_with::<ProstCodec, Req, Resp>(to, method, req)
+            .await
+    }
+
+    /// [`call`](Self::call) with any codec.
+    pub async fn call_with<C, Req, Resp>(
+        &self,
+        to: LogicAddr,
+        method: &str,
+        req: &Req,
+    ) -> Result<Resp, RpcError>
+    where
+        C: Codec<Req> + Codec<Resp>,
+    {
+        let timeout = self.timeout();
+        if timeout.is_zero() {
+            return Err(RpcError::Timeout);
+        }
+        super::call::<C, Req, Resp>(&self.node(), to, method, req, Some(timeout)).await
+    }
+}
