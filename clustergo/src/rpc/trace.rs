@@ -211,6 +211,19 @@ fn in_registry<R>(
     .flatten()
 }
 
+/// With an OpenTelemetry layer its ids are the ones that travel, so the exported
+/// spans of every node join up.
+#[cfg(feature = "otel")]
+fn otel_join(span: &Span, remote: Option<TraceContext>) -> Option<TraceContext> {
+    crate::otel::join(span, remote)
+}
+
+/// Without the `otel` feature the ids are our own.
+#[cfg(not(feature = "otel"))]
+fn otel_join(_span: &Span, _remote: Option<TraceContext>) -> Option<TraceContext> {
+    None
+}
+
 /// Gives a just-opened span its context: a child of `remote` when a request
 /// carried one, else of the nearest context above it, else a new trace. Records
 /// the ids as fields. `None` (and no work) when the span is disabled.
@@ -226,13 +239,8 @@ pub(crate) fn begin(span: &Span, remote: Option<TraceContext>) -> Option<TraceCo
         })
         .flatten()
     });
-    // With an OpenTelemetry layer its ids are the ones that travel, so the
-    // exported spans of every node join up.
-    #[cfg(feature = "otel")]
-    let ctx = crate::otel::join(span, remote);
-    #[cfg(not(feature = "otel"))]
-    let ctx = None;
-    let ctx = ctx.unwrap_or_else(|| parent.map_or_else(TraceContext::new_root, |p| p.child()));
+    let ctx = otel_join(span, remote)
+        .unwrap_or_else(|| parent.map_or_else(TraceContext::new_root, |p| p.child()));
     in_registry(span, |s| s.extensions_mut().insert(ctx));
     span.record("trace_id", hex(&ctx.trace_id));
     span.record("span_id", hex(&ctx.span_id));

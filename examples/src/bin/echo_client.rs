@@ -10,8 +10,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clustergo::LogicAddr;
 use clustergo::membership::FileMembership;
+use clustergo::{LogicAddr, RpcError};
 use service::echo;
 use tokio::sync::mpsc;
 
@@ -29,6 +29,25 @@ async fn run(members: &str) -> Result<usize, String> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    // The server may still be starting: a refused dial marks it down and calls fail
+    // at once with `Unreachable` (they never wait out their timeout), while the node
+    // keeps probing. Wait until it answers.
+    let started = tokio::time::Instant::now();
+    loop {
+        match echo::call(
+            server,
+            &echo::Request {
+                msg: "ready?".into(),
+            },
+        )
+        .await
+        {
+            Err(RpcError::Unreachable(_)) if started.elapsed() < LIMIT => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            _ => break,
+        }
+    }
     let mut good = 0;
     for i in 0..10 {
         let msg = format!("hello {i}");

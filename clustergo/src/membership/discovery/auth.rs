@@ -26,9 +26,10 @@ pub(crate) fn default_secret() -> Secret {
 }
 
 /// Client side: proves the secret and checks that the server knows it too.
+/// `secrets`: current first, then older ones still accepted (rotation).
 pub(crate) async fn client<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
-    secret: &[u8],
+    secrets: &[&[u8]],
     timeout: Duration,
 ) -> Result<(), HandshakeError> {
     let hello = Hello {
@@ -37,7 +38,7 @@ pub(crate) async fn client<S: AsyncRead + AsyncWrite + Unpin>(
         incarnation: 0,
         listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
     };
-    handshake::dial(stream, secret, &hello, DISCOVERY_ID, timeout)
+    handshake::dial_any(stream, secrets, &hello, DISCOVERY_ID, timeout)
         .await
         .map(drop)
 }
@@ -46,14 +47,14 @@ pub(crate) async fn client<S: AsyncRead + AsyncWrite + Unpin>(
 /// [`DISCOVERY_ID`].
 pub(crate) async fn server<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
-    secret: &[u8],
+    secrets: &[&[u8]],
     timeout: Duration,
 ) -> Result<(), HandshakeError> {
     let me = AcceptorId {
         logic: DISCOVERY_ID,
         incarnation: 0,
     };
-    let pending = handshake::accept(stream, secret, me, timeout).await?;
+    let pending = handshake::accept_any(stream, secrets, me, timeout).await?;
     let verdict = if pending.hello.logic == DISCOVERY_ID {
         Ok(())
     } else {
@@ -75,13 +76,13 @@ mod tests {
     #[tokio::test]
     async fn same_secret_passes_and_a_wrong_one_fails_both_sides() {
         let (mut a, mut b) = tokio::io::duplex(1024);
-        let srv = tokio::spawn(async move { server(&mut b, b"k", T).await });
-        client(&mut a, b"k", T).await.unwrap();
+        let srv = tokio::spawn(async move { server(&mut b, &[b"k"], T).await });
+        client(&mut a, &[b"k"], T).await.unwrap();
         srv.await.unwrap().unwrap();
 
         let (mut a, mut b) = tokio::io::duplex(1024);
-        let srv = tokio::spawn(async move { server(&mut b, b"other", T).await });
-        let err = client(&mut a, b"k", T).await.unwrap_err();
+        let srv = tokio::spawn(async move { server(&mut b, &[b"other"], T).await });
+        let err = client(&mut a, &[b"k"], T).await.unwrap_err();
         assert!(matches!(err, HandshakeError::BadMac), "{err}");
         drop(a);
         assert!(srv.await.unwrap().is_err());
@@ -97,7 +98,7 @@ mod tests {
         };
         // A node dialing the discovery port for its peer 1.2.1.
         let (mut a, mut b) = tokio::io::duplex(1024);
-        let srv = tokio::spawn(async move { server(&mut b, b"k", T).await });
+        let srv = tokio::spawn(async move { server(&mut b, &[b"k"], T).await });
         let err = handshake::dial(&mut a, b"k", &node_hello, "1.2.1".parse().unwrap(), T)
             .await
             .unwrap_err();
@@ -107,7 +108,7 @@ mod tests {
 
         // A node hello that expects the discovery identity is still refused.
         let (mut a, mut b) = tokio::io::duplex(1024);
-        let srv = tokio::spawn(async move { server(&mut b, b"k", T).await });
+        let srv = tokio::spawn(async move { server(&mut b, &[b"k"], T).await });
         let err = handshake::dial(&mut a, b"k", &node_hello, DISCOVERY_ID, T)
             .await
             .unwrap_err();
@@ -118,6 +119,31 @@ mod tests {
         assert!(srv.await.unwrap().is_err());
     }
 
-    #[test]
-    fn debug_hides_the_secret() {}
+    /// Rotation: a server holding `[new, old]` admits clients proving either; a
+    /// client holding only `new` is refused by a server that knows only `old`.
+    #[tokio::test]
+    async fn a_server_rolling_its_secret_admits_both() {
+        type Secrets = &'static [&'static str];
+        let cases: [(Secrets, Secrets, bool); 4] = [
+            (&["new", "old"], &["old"], true),
+            (&["new", "old"], &["new"], true),
+            (&["old"], &["new", "old"], true),
+            (&["old"], &["new"], false),
+        ];
+        for (server_secrets, client_secrets, ok) in cases {
+            let (mut a, mut b) = tokio::io::duplex(1024);
+            let srv_secrets: Vec<&'static [u8]> =
+                server_secrets.iter().map(|s| s.as_bytes()).collect();
+            let srv = tokio::spawn(async move { server(&mut b, &srv_secrets, T).await });
+            let mine: Vec<&[u8]> = client_secrets.iter().map(|s| s.as_bytes()).collect();
+            let got = client(&mut a, &mine, T).await;
+            drop(a);
+            let served = srv.await.unwrap();
+            assert_eq!(
+                (got.is_ok(), served.is_ok()),
+                (ok, ok),
+                "server {server_secrets:?}, client {client_secrets:?}"
+            );
+        }
+    }
 }

@@ -51,6 +51,8 @@ struct ClientConfig {
     heartbeat: Duration,
     /// `None`: anonymous (see [`DiscoveryClient::insecure_anonymous_reads`]).
     secret: Option<Secret>,
+    /// Older secrets still accepted from the server while a new one rolls out.
+    accepted_secrets: Vec<Secret>,
     /// TLS trust anchors and the name the server's certificate must carry.
     tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
 }
@@ -72,6 +74,7 @@ impl DiscoveryClient {
                 max_frame: DISCOVERY_MAX_FRAME,
                 heartbeat: Duration::from_secs(10),
                 secret: Some(auth::default_secret()),
+                accepted_secrets: Vec::new(),
                 tls: None,
             }),
         }
@@ -114,6 +117,14 @@ impl DiscoveryClient {
     /// default), or the server closes the subscription as idle.
     pub fn with_heartbeat(mut self, interval: Duration) -> Self {
         self.config_mut().heartbeat = interval.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Older secrets this client still accepts from the server while a new secret
+    /// rolls out (as [`Config::accepted_secrets`](crate::Config::accepted_secrets));
+    /// it proves [`with_secret`](Self::with_secret)'s.
+    pub fn with_accepted_secrets(mut self, secrets: Vec<Secret>) -> Self {
+        self.config_mut().accepted_secrets = secrets;
         self
     }
 
@@ -177,7 +188,11 @@ impl ClientConfig {
         let Some(secret) = &self.secret else {
             return Ok(Framed::new(stream, proto::codec(self.max_frame)));
         };
-        match auth::client(&mut stream, secret.expose(), self.request_timeout).await {
+        let secrets: Vec<&[u8]> = std::iter::once(secret)
+            .chain(&self.accepted_secrets)
+            .map(Secret::expose)
+            .collect();
+        match auth::client(&mut stream, &secrets, self.request_timeout).await {
             Ok(()) => {}
             Err(HandshakeError::BadMac) => {
                 return Err(refused(

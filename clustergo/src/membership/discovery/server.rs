@@ -45,6 +45,10 @@ pub struct DiscoveryServerConfig {
     /// write. Default: as [`Config::secret`](crate::Config::secret)
     /// (`CLUSTERGO_SECRET`, else the development secret).
     pub secret: crate::node::Secret,
+    /// Older secrets still accepted from clients while a new one rolls out (as
+    /// [`Config::accepted_secrets`](crate::Config::accepted_secrets)). Default: a
+    /// none.
+    pub accepted_secrets: Vec<crate::node::Secret>,
     /// Time a new connection has to complete the handshake. Default 5 s.
     pub handshake_timeout: Duration,
     /// A connection that delivers no complete frame for this long (silent, or stuck
@@ -79,6 +83,7 @@ impl Default for DiscoveryServerConfig {
             subscriber_queue: 1024,
             write_timeout: Duration::from_secs(10),
             secret: auth::default_secret(),
+            accepted_secrets: Vec::new(),
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
             max_members: 10_000,
@@ -297,6 +302,7 @@ impl DiscoveryServer {
     pub fn client(&self) -> super::DiscoveryClient {
         super::DiscoveryClient::new(self.local_addr)
             .with_secret(self.shared.config.secret.expose().to_vec())
+            .with_accepted_secrets(self.shared.config.accepted_secrets.clone())
     }
 
     /// Current members.
@@ -441,13 +447,17 @@ async fn open_session(
     stream: &mut Stream,
     config: &DiscoveryServerConfig,
 ) -> Result<Session, HandshakeError> {
-    let (secret, timeout) = (&config.secret, config.handshake_timeout);
+    let timeout = config.handshake_timeout;
+    let secrets: Vec<&[u8]> = std::iter::once(&config.secret)
+        .chain(&config.accepted_secrets)
+        .map(crate::node::Secret::expose)
+        .collect();
     let authenticated = Session {
         anonymous: false,
         read: BytesMut::new(),
     };
     if !config.insecure_anonymous_reads {
-        auth::server(stream, secret.expose(), timeout).await?;
+        auth::server(stream, &secrets, timeout).await?;
         return Ok(authenticated);
     }
     let mut head = [0u8; 2];
@@ -462,7 +472,7 @@ async fn open_session(
     }
     let (read, write) = tokio::io::split(stream);
     let mut io = tokio::io::join(std::io::Cursor::new(head).chain(read), write);
-    auth::server(&mut io, secret.expose(), timeout).await?;
+    auth::server(&mut io, &secrets, timeout).await?;
     Ok(authenticated)
 }
 
