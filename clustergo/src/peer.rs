@@ -498,7 +498,12 @@ impl Driver {
                             break;
                         }
                     }
+                    // A socket read's worth of frames handled: count them.
+                    if frames.read_buffer().is_empty() {
+                        arrivals.flush(&node);
+                    }
                 }
+                arrivals.flush(&node);
                 dead.cancel();
             })
         };

@@ -95,11 +95,10 @@ impl Counters {
         self.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
-    /// A frame with a body of `bytes` bytes arrived from a link.
-    pub(crate) fn received(&self, bytes: usize) {
-        self.frames_received.fetch_add(1, Ordering::Relaxed);
-        self.bytes_received
-            .fetch_add(bytes as u64, Ordering::Relaxed);
+    /// `frames` frames with `bytes` body bytes in total arrived from a link.
+    pub(crate) fn received(&self, frames: u64, bytes: u64) {
+        self.frames_received.fetch_add(frames, Ordering::Relaxed);
+        self.bytes_received.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// A harbor forwarded a frame.
