@@ -638,6 +638,18 @@ async fn anonymous_reads_only_when_the_server_opts_in_and_never_writes() {
     );
     assert_eq!(open.members(), vec![member("1.1.1", 9001)]);
 
+    // An anonymous client announcing a large frame (under 64 KiB: its first two bytes
+    // are zero, which is what makes it anonymous) is cut off at once instead of making
+    // the server reserve room for it and wait for the idle timeout.
+    let mut big = TcpStream::connect(open.local_addr()).await.unwrap();
+    big.write_all(&60_000u32.to_be_bytes()).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(WAIT, big.read(&mut buf))
+        .await
+        .expect("closed at once, not waiting for the body")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "no answer to an oversize anonymous frame");
+
     // Authenticated clients still write, and the anonymous reader sees it.
     client(&open).put(member("1.2.1", 9002)).await.unwrap();
     assert_eq!(

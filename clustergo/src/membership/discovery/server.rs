@@ -24,6 +24,9 @@ use crate::membership::{
     BoxFuture, Member, MemberSet, MembershipAdmin, MembershipChange, MembershipError,
 };
 
+/// Largest frame an anonymous reader may send (its requests are a few dozen bytes).
+const ANONYMOUS_MAX_FRAME: usize = 4096;
+
 /// The answer to an anonymous put or remove.
 const ANONYMOUS_WRITE: &str =
     "anonymous clients may only read: prove the cluster secret to change the list";
@@ -422,7 +425,14 @@ async fn serve_connection(
             return;
         }
     };
-    let mut parts = FramedParts::new::<Bytes>(stream, proto::codec(config.max_frame));
+    // An anonymous reader only sends small requests: a frame length it announces is
+    // capped low, so it cannot make the server reserve `max_frame` per connection.
+    let max_frame = if session.anonymous {
+        config.max_frame.min(ANONYMOUS_MAX_FRAME)
+    } else {
+        config.max_frame
+    };
+    let mut parts = FramedParts::new::<Bytes>(stream, proto::codec(max_frame));
     parts.read_buf = session.read;
     let framed = Framed::from_parts(parts);
     match connection_loop(framed, session.anonymous, &shared, &token).await {
