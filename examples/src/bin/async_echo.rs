@@ -103,12 +103,5 @@ async fn run() -> bool {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match tokio::time::timeout(support::LIMIT, run()).await {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(_) => {
-            eprintln!("async_echo: gave up after {:?}", support::LIMIT);
-            ExitCode::FAILURE
-        }
-    }
+    support::exit_code("async_echo", run()).await
 }

@@ -162,12 +162,5 @@ async fn run() -> bool {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match tokio::time::timeout(support::LIMIT, run()).await {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(_) => {
-            eprintln!("buildrs_echo: gave up after {:?}", support::LIMIT);
-            ExitCode::FAILURE
-        }
-    }
+    support::exit_code("buildrs_echo", run()).await
 }

@@ -1,5 +1,7 @@
 //! Helpers for the examples that run server and client nodes in one process.
 
+use std::future::Future;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clustergo::membership::{InProcess, Member};
@@ -8,6 +10,18 @@ use tokio::net::TcpListener;
 
 /// Every example gives up after this.
 pub const LIMIT: Duration = Duration::from_secs(10);
+
+/// Runs an example's checks within [`LIMIT`]: success only if they all passed in time.
+pub async fn exit_code(name: &str, checks: impl Future<Output = bool>) -> ExitCode {
+    match tokio::time::timeout(LIMIT, checks).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(_) => {
+            eprintln!("{name}: gave up after {LIMIT:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// Starts `node` as `logic` on a fresh 127.0.0.1 port listed in `m`.
 pub async fn start(node: &Node, m: &InProcess, logic: &str) -> LogicAddr {
