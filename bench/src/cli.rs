@@ -14,7 +14,8 @@ usage: cargo run --release -p bench -- [options]
   --workloads a,b,..     only workloads whose name contains one of these
                          (rpc_inflight500 rpc_25tasks rpc_seq oneway_pb stream_64k harbor_rpc)
   --systems a,b,..       only systems whose name contains one of these
-                         (raw tonic clustergo clustergo-cb clustergo-tls clustergo-async)
+                         (raw tonic clustergo clustergo-cb clustergo-tls clustergo-async);
+                         a name after `=` (`--systems =clustergo`) matches only itself
   -h, --help             this text";
 
 /// What the user asked for.
@@ -94,7 +95,15 @@ fn split(list: &str) -> impl Iterator<Item = String> + '_ {
         .map(str::to_owned)
 }
 
-/// The items whose name contains one of `filters` (all of them if there is none).
+/// Whether `name` is picked by `filter`: `=name` only by itself, else by a part.
+fn matches(name: &str, filter: &str) -> bool {
+    match filter.strip_prefix('=') {
+        Some(exact) => name == exact,
+        None => name.contains(filter),
+    }
+}
+
+/// The items whose name matches one of `filters` (all of them if there is none).
 fn select<T: Copy>(
     all: &[T],
     filters: &[String],
@@ -103,14 +112,14 @@ fn select<T: Copy>(
 ) -> Result<Vec<T>, String> {
     if let Some(f) = filters
         .iter()
-        .find(|f| !all.iter().any(|&t| name(t).contains(f.as_str())))
+        .find(|f| !all.iter().any(|&t| matches(name(t), f)))
     {
         return Err(format!("no {what} matches {f:?}"));
     }
     Ok(all
         .iter()
         .copied()
-        .filter(|&t| filters.is_empty() || filters.iter().any(|f| name(t).contains(f.as_str())))
+        .filter(|&t| filters.is_empty() || filters.iter().any(|f| matches(name(t), f)))
         .collect())
 }
 
@@ -150,6 +159,8 @@ mod tests {
             ]
         );
         assert_eq!(o.systems, [System::Raw]);
+        let o = parse(args("--systems =clustergo")).unwrap().unwrap();
+        assert_eq!(o.systems, [System::Clustergo]);
     }
 
     #[test]

@@ -237,6 +237,29 @@ impl Decoder for FrameCodec {
     type Error = CodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        let Some((kind, header_len, total)) = self.next_frame(src)? else {
+            return Ok(None);
+        };
+        let mut frame = src.split_to(total);
+        let (to, from, cmd) = read_route(kind, &frame);
+        frame.advance(header_len);
+        Ok(Some(Frame {
+            kind,
+            to,
+            from,
+            cmd,
+            body: frame.freeze(),
+        }))
+    }
+}
+
+impl FrameCodec {
+    /// Checks the frame at the start of `src`: its kind, header length (length
+    /// field included) and wire length once it is whole; `None` until then.
+    fn next_frame(
+        &self,
+        src: &mut BytesMut,
+    ) -> Result<Option<(FrameKind, usize, usize)>, CodecError> {
         if src.len() < LEN_SIZE + 1 {
             if src.len() >= LEN_SIZE {
                 check_len(read_len(src), self.max_frame, 1)?;
@@ -252,18 +275,55 @@ impl Decoder for FrameCodec {
             src.reserve(total - src.len());
             return Ok(None);
         }
-        let mut frame = src.split_to(total);
-        frame.advance(LEN_SIZE + 1);
-        let to = LogicAddr::from_raw(frame.get_u32());
-        let from = LogicAddr::from_raw(frame.get_u32());
-        let cmd = if kind.has_cmd() { frame.get_u16() } else { 0 };
-        Ok(Some(Frame {
+        Ok(Some((kind, LEN_SIZE + kind.header_len(), total)))
+    }
+}
+
+/// `to`, `from` and `cmd` of the whole frame `wire` of `kind`.
+fn read_route(kind: FrameKind, wire: &[u8]) -> (LogicAddr, LogicAddr, u16) {
+    let word = |at: usize| u32::from_be_bytes([wire[at], wire[at + 1], wire[at + 2], wire[at + 3]]);
+    let to = LogicAddr::from_raw(word(LEN_SIZE + 1));
+    let from = LogicAddr::from_raw(word(LEN_SIZE + 5));
+    let cmd = if kind.has_cmd() {
+        u16::from_be_bytes([wire[LEN_SIZE + ROUTE_SIZE], wire[LEN_SIZE + ROUTE_SIZE + 1]])
+    } else {
+        0
+    };
+    (to, from, cmd)
+}
+
+/// A frame read from a link, with its bytes as they came: a harbor forwards
+/// `wire` as is (the header does not change on the way), so relaying copies
+/// nothing. `frame.body` is a slice of `wire`.
+#[derive(Debug)]
+pub(crate) struct Arrived {
+    pub(crate) frame: Frame,
+    pub(crate) wire: Bytes,
+}
+
+/// The decoder of a node link's reader: [`FrameCodec`]'s checks, each frame
+/// with its wire bytes ([`Arrived`]).
+#[derive(Debug)]
+pub(crate) struct LinkCodec(pub(crate) FrameCodec);
+
+impl Decoder for LinkCodec {
+    type Item = Arrived;
+    type Error = CodecError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Arrived>, CodecError> {
+        let Some((kind, header_len, total)) = self.0.next_frame(src)? else {
+            return Ok(None);
+        };
+        let wire = src.split_to(total).freeze();
+        let (to, from, cmd) = read_route(kind, &wire);
+        let frame = Frame {
             kind,
             to,
             from,
             cmd,
-            body: frame.freeze(),
-        }))
+            body: wire.slice(header_len..),
+        };
+        Ok(Some(Arrived { frame, wire }))
     }
 }
 
@@ -390,6 +450,37 @@ mod tests {
             }
         }
         assert_eq!(out, frames);
+    }
+
+    #[test]
+    fn link_codec_keeps_each_frames_wire_bytes() {
+        let frames = sample();
+        let wire = encode_all(&frames);
+        for split in 0..=wire.len() {
+            let mut codec = LinkCodec(FrameCodec::default());
+            let mut buf = BytesMut::new();
+            let mut out = Vec::new();
+            for chunk in [&wire[..split], &wire[split..]] {
+                buf.extend_from_slice(chunk);
+                while let Some(a) = codec.decode(&mut buf).unwrap() {
+                    out.push(a);
+                }
+            }
+            assert_eq!(out.len(), frames.len(), "split at {split}");
+            for (a, f) in out.iter().zip(&frames) {
+                assert_eq!(&a.frame, f, "split at {split}");
+                assert_eq!(a.wire, f.to_bytes(), "split at {split}");
+                // The body is the tail of the wire bytes, not a copy.
+                let tail = &a.wire[a.wire.len() - f.body.len()..];
+                assert_eq!(tail.as_ptr(), a.frame.body.as_ptr(), "split at {split}");
+            }
+        }
+        // The same checks as the public codec.
+        let mut buf = BytesMut::from(&[0u8, 0, 0, 65][..]);
+        assert!(matches!(
+            LinkCodec(FrameCodec::new(64)).decode(&mut buf),
+            Err(CodecError::TooLarge { len: 65, max: 64 })
+        ));
     }
 
     #[test]

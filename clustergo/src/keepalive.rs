@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use crate::node::Config;
@@ -27,7 +27,8 @@ pub(crate) fn mark(flag: &AtomicBool) {
     }
 }
 
-/// A socket's read half that sets `heard` on each read that delivers bytes.
+/// A socket (or its read half) that sets `heard` on each read that delivers bytes;
+/// writes pass through.
 #[derive(Debug)]
 pub(crate) struct Heard<R> {
     inner: R,
@@ -52,6 +53,36 @@ impl<R: AsyncRead + Unpin> AsyncRead for Heard<R> {
             mark(&self.heard);
         }
         r
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Heard<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

@@ -8,14 +8,16 @@
 //! - [`addr`]: logical addresses.
 //! - [`codec`]: the frame format between nodes.
 //! - [`handshake`]: authenticated connection setup.
-//! - `peer`: one remote node: lazy connection, pending queue, writer and reader.
+//! - `peer`: one remote node: lazy connection, pending queue, writer and reader;
+//!   `batch`: what its writer sends in one vectored write.
 //! - `link`: the pure state of a peer's link (which connection wins a dial race).
 //! - `backoff`: jittered reconnect delays for peers and membership backends.
 //! - `message`: protobuf and binary message handlers.
 //! - [`node`]: the [`Node`] handle and its parts: config, start, routing (direct or
 //!   through harbors), dispatch and relay, accept/dial, membership changes, stop.
 //! - [`rpc`]: calls, replies, errors, codecs.
-//! - [`stream`]: multiplexed byte streams between nodes (yamux).
+//! - [`stream`]: multiplexed byte streams between nodes (yamux); `coalesce`: the
+//!   writer that sends yamux's frame headers with their bodies.
 //! - [`membership`]: who is in the cluster, backends, and the visibility rules.
 //! - [`gate`]: client-facing transports (TCP, WebSocket, KCP) with one packet API.
 //! - `global`: the process-wide default node and free functions over it.
@@ -25,6 +27,8 @@
 pub mod addr;
 mod admin;
 mod backoff;
+mod batch;
+mod coalesce;
 pub mod codec;
 #[doc(hidden)]
 pub mod codegen;

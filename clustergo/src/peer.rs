@@ -9,8 +9,9 @@
 //!    adopted meanwhile wins. A failed dial makes the remote *known down*
 //!    ([`LinkState::dial_failed`]): what is queued is dropped, calls through it end
 //!    `Unreachable`, new sends fail at once, and the driver keeps probing;
-//! 3. write: drain the queue into one buffer per write; a reader task hands inbound
-//!    frames to the node. A write that makes no progress for `write_stall_timeout`
+//! 3. write: drain the queue into one batch per write (`batch.rs`: small frames
+//!    copied together, big ones sent from their own buffers); a reader task hands
+//!    inbound frames to the node. A write that makes no progress for `write_stall_timeout`
 //!    ends the link and drops what is queued (the peer stopped reading). An idle
 //!    writer sends a keepalive every `keepalive_interval`, and ends the link when
 //!    nothing was read for `keepalive_timeout` (the network went silent;
@@ -34,10 +35,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use parking_lot::Mutex;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
@@ -45,7 +46,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::addr::LogicAddr;
 use crate::backoff::Backoff;
-use crate::codec::{Frame, FrameCodec, FrameKind};
+use crate::batch::Batch;
+use crate::codec::{Frame, FrameCodec, FrameKind, LinkCodec};
 use crate::conn::Conn;
 use crate::handshake::{ConnKind, HandshakeError, Refusal};
 use crate::keepalive::{Heard, Tick, Watchdog};
@@ -487,12 +489,12 @@ impl Driver {
             let max = config.max_frame;
             // Ends at EOF or bad input, or is aborted when the writer side ends.
             tokio::spawn(async move {
-                let mut frames = FramedRead::new(rd, FrameCodec::new(max));
+                let mut frames = FramedRead::new(rd, LinkCodec(FrameCodec::new(max)));
                 let mut arrivals = Arrivals::new(remote);
                 while let Some(next) = frames.next().await {
                     match next {
-                        Ok(frame) if frame.kind == FrameKind::Keepalive => {}
-                        Ok(frame) => node.dispatch_arrived(&mut arrivals, frame),
+                        Ok(arrived) if arrived.frame.kind == FrameKind::Keepalive => {}
+                        Ok(arrived) => node.dispatch_arrived(&mut arrivals, arrived),
                         Err(e) => {
                             tracing::warn!(peer = %remote, error = %e, "closing link: bad input");
                             break;
@@ -509,7 +511,7 @@ impl Driver {
         };
 
         let mut batch: Vec<Outgoing> = Vec::with_capacity(BATCH);
-        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let mut buf = Batch::default();
         // Checked when the writer is idle: a busy writer on a silent network stalls.
         let mut watchdog = Watchdog::new(config);
         let mut wrote = false;
@@ -529,7 +531,7 @@ impl Driver {
                             break;
                         }
                         fill(&mut buf, &mut batch, counters, &self.peer.queued);
-                        wr.write_all(&buf).await?;
+                        buf.write_to(&mut wr, stall).await?;
                     }
                     wr.flush().await?;
                     wr.shutdown().await
@@ -569,12 +571,12 @@ impl Driver {
             }
             wrote |= !buf.is_empty();
             if keepalive {
-                buf.extend_from_slice(&Frame::KEEPALIVE);
+                buf.push_slice(&Frame::KEEPALIVE);
             }
             tokio::select! {
                 biased;
                 _ = dead.cancelled() => break Ended::Lost,
-                r = write_or_stall(&mut wr, &buf, stall) => match r {
+                r = buf.write_to(&mut wr, stall) => match r {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                         tracing::warn!(peer = %remote, "closing link: the peer stopped reading");
@@ -586,9 +588,6 @@ impl Driver {
                         break Ended::Lost;
                     }
                 },
-            }
-            if buf.capacity() > 1024 * 1024 {
-                buf = BytesMut::with_capacity(64 * 1024);
             }
         };
         dead.cancel();
@@ -607,29 +606,6 @@ impl Driver {
     }
 }
 
-/// Writes all of `buf`, failing with `TimedOut` if a write makes no progress for
-/// `stall`: a peer that stops reading cannot hold the link (or stop) forever.
-async fn write_or_stall<W: AsyncWrite + Unpin>(
-    wr: &mut W,
-    mut buf: &[u8],
-    stall: Duration,
-) -> io::Result<()> {
-    while !buf.is_empty() {
-        match tokio::time::timeout(stall, wr.write(buf)).await {
-            Ok(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(Ok(n)) => buf = &buf[n..],
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(io::ErrorKind::TimedOut.into()),
-        }
-    }
-    // TLS may hold back what the socket did not take: flush before going idle (a
-    // no-op on plain TCP), within the same stall bound.
-    match tokio::time::timeout(stall, wr.flush()).await {
-        Ok(r) => r,
-        Err(_) => Err(io::ErrorKind::TimedOut.into()),
-    }
-}
-
 /// Clears the `dialing` mark however the dial ends (done, failed, or abandoned).
 struct Dialing<'a>(&'a Mutex<Shared>);
 
@@ -639,16 +615,15 @@ impl Drop for Dialing<'_> {
     }
 }
 
-/// Moves the batch's unexpired frames into `buf` (cleared first) and counts the
-/// whole batch out of the queue.
-fn fill(buf: &mut BytesMut, batch: &mut Vec<Outgoing>, counters: &Counters, queued: &Queued) {
-    buf.clear();
+/// Moves the taken frames' unexpired ones into `buf` (empty: the last write
+/// completed) and counts all of them out of the queue.
+fn fill(buf: &mut Batch, batch: &mut Vec<Outgoing>, counters: &Counters, queued: &Queued) {
     let now = Instant::now();
     let (frames, mut bytes, mut expired) = (batch.len(), 0usize, 0usize);
     for out in batch.drain(..) {
         bytes += out.frame.len();
         if out.deadline >= now {
-            buf.extend_from_slice(&out.frame);
+            buf.push(out.frame);
         } else {
             expired += 1;
         }

@@ -18,7 +18,7 @@ use super::route::plausible_from;
 use super::throttle::Throttle;
 use super::{NodeInner, SendError};
 use crate::addr::LogicAddr;
-use crate::codec::{Frame, FrameKind};
+use crate::codec::{Arrived, Frame, FrameKind};
 use crate::rpc::{self, RpcError};
 
 /// How often a link may log a forged frame.
@@ -62,12 +62,16 @@ impl Arrivals {
 
 impl NodeInner {
     /// Handles a frame read from the link of `arrivals`: dropped if its sender is
-    /// not plausible for that link, else [`dispatch`](Self::dispatch)ed.
-    pub(crate) fn dispatch_arrived(self: &Arc<Self>, arrivals: &mut Arrivals, frame: Frame) {
+    /// not plausible for that link, else handled here or relayed as it came.
+    pub(crate) fn dispatch_arrived(self: &Arc<Self>, arrivals: &mut Arrivals, arrived: Arrived) {
         let Some(run) = self.run.get() else { return };
+        let Arrived { frame, wire } = arrived;
         arrivals.frames += 1;
         arrivals.bytes += frame.body.len() as u64;
         if plausible_from(run.local, arrivals.peer, frame.from) {
+            if frame.to != run.local {
+                return self.relay(frame, wire, run.local);
+            }
             self.dispatch(frame);
             return;
         }
@@ -83,7 +87,8 @@ impl NodeInner {
     pub(crate) fn dispatch(self: &Arc<Self>, frame: Frame) {
         let Some(run) = self.run.get() else { return };
         if frame.to != run.local {
-            self.relay(frame, run.local);
+            let wire = frame.to_bytes();
+            self.relay(frame, wire, run.local);
             return;
         }
         match frame.kind {
@@ -104,15 +109,17 @@ impl NodeInner {
 
     /// Forwards a frame addressed to another node (harbors only), on the path its
     /// origin's pair picks (so a reply retraces its request). The body is not
-    /// decoded. A frame that cannot be forwarded is counted and logged (rate-limited);
-    /// an RPC request among them is answered with an error in the name of its target:
-    /// a reply must come from the call's target.
-    fn relay(self: &Arc<Self>, frame: Frame, local: LogicAddr) {
+    /// decoded. `wire` is the whole frame as it arrived: it is queued as is, so the
+    /// body is never copied on the way (the link's writer sends big ones from their
+    /// own buffer, `batch.rs`). A frame that cannot be forwarded is counted and
+    /// logged (rate-limited); an RPC request among them is answered with an error in
+    /// the name of its target: a reply must come from the call's target.
+    fn relay(self: &Arc<Self>, frame: Frame, wire: Bytes, local: LogicAddr) {
         let span = rpc::trace::relay_span(&frame);
         let _entered = span.enter();
         let result = if local.is_harbor() {
             self.route_from(frame.from, frame.to)
-                .and_then(|route| self.send_on(&route, frame.to_bytes(), None))
+                .and_then(|route| self.send_on(&route, wire, None))
         } else {
             Err(SendError::Unreachable(frame.to))
         };

@@ -1,0 +1,277 @@
+//! What a link's writer sends in one go: the frames taken from its queue, in
+//! order. Small frames are copied together into one buffer (one iovec entry for
+//! hundreds of RPCs); a frame of [`BY_REFERENCE`] bytes or more is sent from its
+//! own buffer, so a big body (a relayed frame's above all, forwarded as it arrived)
+//! is never copied on its way to the socket. The batch is written vectored.
+
+use std::io::{self, IoSlice};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// Frames at least this long are written from their own buffer instead of copied.
+pub(crate) const BY_REFERENCE: usize = 4 * 1024;
+
+/// Buffers handed to one vectored write at most.
+const MAX_IOV: usize = 64;
+
+/// The joining buffer's usual size; a bigger one (after a burst) is let go.
+const STAGING: usize = 64 * 1024;
+
+/// The bytes of one write, as buffers in order.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    /// Sealed buffers, in order, the first possibly part-written.
+    chunks: Vec<Bytes>,
+    /// Small frames being joined into the next chunk.
+    staging: BytesMut,
+    /// Bytes held in `chunks` and `staging`.
+    len: usize,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self {
+            chunks: Vec::new(),
+            staging: BytesMut::with_capacity(STAGING),
+            len: 0,
+        }
+    }
+}
+
+impl Batch {
+    /// Adds a whole encoded frame.
+    pub(crate) fn push(&mut self, frame: Bytes) {
+        if frame.len() >= BY_REFERENCE {
+            self.len += frame.len();
+            self.seal();
+            self.chunks.push(frame);
+        } else {
+            self.push_slice(&frame);
+        }
+    }
+
+    /// Adds bytes by copying them.
+    pub(crate) fn push_slice(&mut self, bytes: &[u8]) {
+        self.len += bytes.len();
+        self.staging.extend_from_slice(bytes);
+    }
+
+    /// Bytes not yet written.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Ends the chunk being joined.
+    fn seal(&mut self) {
+        if !self.staging.is_empty() {
+            self.chunks.push(self.staging.split().freeze());
+        }
+    }
+
+    /// Writes everything, failing with `TimedOut` if a write makes no progress for
+    /// `stall`, then flushes within the same bound (TLS may hold back what the
+    /// socket did not take). Empty afterwards, unless it failed.
+    pub(crate) async fn write_to<W: AsyncWrite + Unpin>(
+        &mut self,
+        wr: &mut W,
+        stall: Duration,
+    ) -> io::Result<()> {
+        self.seal();
+        while !self.chunks.is_empty() {
+            let mut iov = [IoSlice::new(&[]); MAX_IOV];
+            let n = self.chunks.len().min(MAX_IOV);
+            for (slot, chunk) in iov.iter_mut().zip(&self.chunks) {
+                *slot = IoSlice::new(chunk);
+            }
+            let wrote = match tokio::time::timeout(stall, wr.write_vectored(&iov[..n])).await {
+                Ok(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(Ok(wrote)) => wrote,
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+            };
+            self.consume(wrote);
+        }
+        if self.staging.capacity() > 16 * STAGING {
+            self.staging = BytesMut::with_capacity(STAGING);
+        }
+        match tokio::time::timeout(stall, wr.flush()).await {
+            Ok(r) => r,
+            Err(_) => Err(io::ErrorKind::TimedOut.into()),
+        }
+    }
+
+    /// Drops the first `n` bytes, written.
+    fn consume(&mut self, mut n: usize) {
+        self.len -= n;
+        let mut done = 0;
+        for chunk in &mut self.chunks {
+            if n < chunk.len() {
+                chunk.advance(n);
+                break;
+            }
+            n -= chunk.len();
+            done += 1;
+        }
+        self.chunks.drain(..done);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// Takes at most the next of `limits` bytes per write (all, once they are used
+    /// up), recording the buffers of each write.
+    #[derive(Default)]
+    struct Recorder {
+        limits: std::collections::VecDeque<usize>,
+        writes: Vec<Vec<usize>>,
+        out: Vec<u8>,
+    }
+
+    impl AsyncWrite for Recorder {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let this = self.get_mut();
+            this.writes.push(bufs.iter().map(|b| b.len()).collect());
+            let limit = this.limits.pop_front().unwrap_or(usize::MAX);
+            let mut left = limit;
+            for b in bufs {
+                let n = b.len().min(left);
+                this.out.extend_from_slice(&b[..n]);
+                left -= n;
+            }
+            Poll::Ready(Ok(limit - left))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn frame(n: usize, seed: u8) -> Bytes {
+        (0..n).map(|i| seed.wrapping_add(i as u8)).collect()
+    }
+
+    const BIG: usize = BY_REFERENCE;
+
+    #[tokio::test]
+    async fn small_frames_joined_big_ones_by_reference() {
+        // (frame sizes, what the writer takes per write, the buffers of each write)
+        let cases: &[(&[usize], &[usize], &[&[usize]])] = &[
+            (&[10, 20, 30], &[], &[&[60]]),
+            (&[10, BIG, 20], &[], &[&[10, BIG, 20]]),
+            (&[BIG, BIG], &[], &[&[BIG, BIG]]),
+            (
+                &[10, 20, BIG, BIG + 1, 5, 5],
+                &[],
+                &[&[30, BIG, BIG + 1, 10]],
+            ),
+            // Part of a buffer written: the rest goes first next time.
+            (&[10, BIG, 20], &[5], &[&[10, BIG, 20], &[5, BIG, 20]]),
+            (&[10, BIG, 20], &[10 + 7], &[&[10, BIG, 20], &[BIG - 7, 20]]),
+            (
+                &[10, BIG, 20],
+                &[10 + BIG, 3],
+                &[&[10, BIG, 20], &[20], &[17]],
+            ),
+        ];
+        for (sizes, limits, want) in cases {
+            let mut batch = Batch::default();
+            let mut expect = Vec::new();
+            let mut frames = Vec::new();
+            for (i, &n) in sizes.iter().enumerate() {
+                let f = frame(n, i as u8);
+                expect.extend_from_slice(&f);
+                frames.push(f.clone());
+                batch.push(f);
+            }
+            assert_eq!(batch.len(), expect.len());
+            let mut wr = Recorder {
+                limits: limits.iter().copied().collect(),
+                ..Default::default()
+            };
+            batch
+                .write_to(&mut wr, Duration::from_secs(5))
+                .await
+                .unwrap();
+            assert_eq!(wr.out, expect, "{sizes:?} {limits:?}");
+            let got: Vec<&[usize]> = wr.writes.iter().map(Vec::as_slice).collect();
+            assert_eq!(&got, want, "{sizes:?} {limits:?}");
+            assert!(batch.is_empty() && batch.chunks.is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn more_buffers_than_one_write_takes() {
+        let mut batch = Batch::default();
+        let mut expect = Vec::new();
+        for i in 0..MAX_IOV + 10 {
+            let f = frame(BIG, i as u8);
+            expect.extend_from_slice(&f);
+            batch.push(f);
+        }
+        let mut wr = Recorder::default();
+        batch
+            .write_to(&mut wr, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(wr.out, expect);
+        let lens: Vec<usize> = wr.writes.iter().map(Vec::len).collect();
+        assert_eq!(lens, [MAX_IOV, 10]);
+    }
+
+    #[tokio::test]
+    async fn a_big_frame_is_written_from_its_own_buffer() {
+        let big = frame(BIG, 1);
+        let mut batch = Batch::default();
+        batch.push(Bytes::from_static(b"head"));
+        batch.push(big.clone());
+        batch.seal();
+        assert_eq!(batch.chunks.len(), 2);
+        assert_eq!(batch.chunks[1].as_ptr(), big.as_ptr(), "not copied");
+    }
+
+    #[tokio::test]
+    async fn a_writer_that_takes_nothing_fails_the_write() {
+        let mut batch = Batch::default();
+        batch.push(frame(10, 0));
+        let mut wr = Recorder {
+            limits: [0].into_iter().collect(),
+            ..Default::default()
+        };
+        let e = batch
+            .write_to(&mut wr, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WriteZero);
+    }
+}

@@ -1,0 +1,205 @@
+//! A writer that joins small writes with the next one: yamux writes each frame's
+//! 12-byte header and its body in two calls, which on a plain socket cost two
+//! syscalls (and two TCP segments), and over TLS a record of its own for the
+//! header. Held bytes go out with the following write in one vectored write, or
+//! on flush (yamux flushes after every frame), so nothing waits for more data.
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Writes up to this size are held for the next write or flush.
+const HOLD: usize = 1024;
+
+/// An [`AsyncWrite`] that holds small writes until the next write or a flush;
+/// reads pass through.
+#[derive(Debug)]
+pub(crate) struct Coalesce<W> {
+    inner: W,
+    /// Accepted bytes not yet written to `inner` (at most [`HOLD`]).
+    held: Vec<u8>,
+}
+
+impl<W> Coalesce<W> {
+    pub(crate) fn new(inner: W) -> Self {
+        Self {
+            inner,
+            held: Vec::with_capacity(HOLD),
+        }
+    }
+}
+
+impl<W: AsyncWrite + Unpin> Coalesce<W> {
+    /// Writes what is held, and as much of `buf` as the writer takes with it.
+    /// `Ready(n)` counts bytes of `buf` only; it is `Ready(0)` once the held bytes
+    /// are out and `buf` is empty.
+    fn poll_write_with(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        while !self.held.is_empty() {
+            let n = if buf.is_empty() {
+                ready!(Pin::new(&mut self.inner).poll_write(cx, &self.held))?
+            } else {
+                let bufs = [IoSlice::new(&self.held), IoSlice::new(buf)];
+                ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, &bufs))?
+            };
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            if n <= self.held.len() {
+                self.held.drain(..n);
+            } else {
+                let of_buf = n - self.held.len();
+                self.held.clear();
+                return Poll::Ready(Ok(of_buf));
+            }
+        }
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Coalesce<W> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.held.len() + buf.len() <= HOLD {
+            this.held.extend_from_slice(buf);
+            return Poll::Ready(Ok(buf.len()));
+        }
+        this.poll_write_with(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_write_with(cx, &[]))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_write_with(cx, &[]))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+impl<W: AsyncRead + Unpin> AsyncRead for Coalesce<W> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that takes at most the next of `limits` bytes per call (all once
+    /// they are used up) and records each call's slices.
+    #[derive(Default)]
+    struct Recorder {
+        limits: std::collections::VecDeque<usize>,
+        calls: Vec<Vec<usize>>,
+        out: Vec<u8>,
+        flushes: usize,
+    }
+
+    impl AsyncWrite for Recorder {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let this = self.get_mut();
+            this.calls.push(bufs.iter().map(|b| b.len()).collect());
+            let limit = this.limits.pop_front().unwrap_or(usize::MAX);
+            let mut left = limit;
+            for b in bufs {
+                let n = b.len().min(left);
+                this.out.extend_from_slice(&b[..n]);
+                left -= n;
+            }
+            Poll::Ready(Ok(limit - left))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.get_mut().flushes += 1;
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.poll_flush(cx)
+        }
+    }
+
+    fn bytes(n: usize, seed: u8) -> Vec<u8> {
+        (0..n).map(|i| seed.wrapping_add(i as u8)).collect()
+    }
+
+    /// Writes `writes` in order (each with `write_all`), then flushes; returns the
+    /// inner writer's calls, and checks the bytes arrived whole and in order.
+    async fn run(limits: &[usize], writes: &[usize]) -> Vec<Vec<usize>> {
+        use tokio::io::AsyncWriteExt;
+        let mut w = Coalesce::new(Recorder {
+            limits: limits.iter().copied().collect(),
+            ..Default::default()
+        });
+        let mut want = Vec::new();
+        for (i, &n) in writes.iter().enumerate() {
+            let b = bytes(n, i as u8);
+            w.write_all(&b).await.unwrap();
+            want.extend_from_slice(&b);
+        }
+        w.flush().await.unwrap();
+        assert_eq!(w.inner.out, want, "limits {limits:?}, writes {writes:?}");
+        assert!(w.held.is_empty());
+        assert_eq!(w.inner.flushes, 1);
+        w.inner.calls
+    }
+
+    #[tokio::test]
+    async fn joins_small_writes_with_the_next() {
+        // (what the inner writer takes per call, writes, the inner writer's calls)
+        let cases: &[(&[usize], &[usize], &[&[usize]])] = &[
+            // A header and its body: one vectored write.
+            (&[], &[12, 65536], &[&[12, 65536]]),
+            // Two headers, then a body.
+            (&[], &[12, 12, 4096], &[&[24, 4096]]),
+            // Small writes only: written on flush.
+            (&[], &[12, 12], &[&[24]]),
+            // A big write with nothing held goes straight through.
+            (&[], &[65536, 12], &[&[65536], &[12]]),
+            // The writer takes part of the held bytes: the rest goes first.
+            (&[10], &[12, 1030], &[&[12, 1030], &[2, 1030]]),
+            // The writer takes the held bytes and part of the body.
+            (&[1000], &[12, 3000], &[&[12, 3000], &[2012]]),
+            // Exactly HOLD is still held; one more is not.
+            (&[], &[HOLD, 1], &[&[HOLD, 1]]),
+        ];
+        for (limits, writes, want) in cases {
+            let got = run(limits, writes).await;
+            let got: Vec<&[usize]> = got.iter().map(Vec::as_slice).collect();
+            assert_eq!(&got, want, "limits {limits:?}, writes {writes:?}");
+        }
+    }
+}
