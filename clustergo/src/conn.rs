@@ -1,30 +1,15 @@
 //! A node-to-node connection: plain TCP, or TLS over TCP. An enum, not a boxed
 //! trait object, so the plain path stays a direct call to the socket.
-//!
-//! Under TLS the socket is read through a buffer: rustls asks for at most 4 KiB
-//! per read, which cost a syscall each (16 per 64 KiB) reading straight from the
-//! socket.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use rustls::pki_types::CertificateDer;
-use tokio::io::{AsyncRead, AsyncWrite, BufReader, ReadBuf, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_rustls::TlsStream;
-
-/// Bytes read from the socket at once under TLS.
-const TLS_READ_BUFFER: usize = 64 * 1024;
-
-/// The socket under TLS: reads buffered, writes straight through.
-pub(crate) type TlsSocket = BufReader<TcpStream>;
-
-/// Wraps a TCP stream for TLS to run over.
-pub(crate) fn tls_socket(tcp: TcpStream) -> TlsSocket {
-    BufReader::with_capacity(TLS_READ_BUFFER, tcp)
-}
 
 /// One connection to another node.
 #[derive(Debug)]
@@ -32,21 +17,21 @@ pub(crate) enum Conn {
     /// Plain TCP (no [`Config::tls`](crate::Config::tls)).
     Plain(TcpStream),
     /// TLS 1.3 over TCP.
-    Tls(Box<TlsStream<TlsSocket>>),
+    Tls(Box<TlsStream<TcpStream>>),
 }
 
 /// The reading half of a [`Conn`].
 #[derive(Debug)]
 pub(crate) enum ConnRead {
     Plain(OwnedReadHalf),
-    Tls(ReadHalf<Box<TlsStream<TlsSocket>>>),
+    Tls(ReadHalf<Box<TlsStream<TcpStream>>>),
 }
 
 /// The writing half of a [`Conn`].
 #[derive(Debug)]
 pub(crate) enum ConnWrite {
     Plain(OwnedWriteHalf),
-    Tls(WriteHalf<Box<TlsStream<TlsSocket>>>),
+    Tls(WriteHalf<Box<TlsStream<TcpStream>>>),
 }
 
 impl Conn {

@@ -32,7 +32,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::addr::LogicAddr;
-use crate::conn::{Conn, tls_socket};
+use crate::conn::Conn;
 
 /// The DNS name a node's certificate must carry (as a subject alternative name)
 /// for logic address `addr`: `1.2.3` → `1-2-3.node.clustergo`.
@@ -178,16 +178,14 @@ impl NodeTls {
     /// Runs the dialer's TLS handshake, requiring a certificate for `remote`.
     pub(crate) async fn connect(&self, remote: LogicAddr, tcp: TcpStream) -> std::io::Result<Conn> {
         let tls = TlsConnector::from(self.client.clone())
-            .connect(server_name(remote), tls_socket(tcp))
+            .connect(server_name(remote), tcp)
             .await?;
         Ok(Conn::Tls(Box::new(tls.into())))
     }
 
     /// Runs the acceptor's TLS handshake.
     pub(crate) async fn accept(&self, tcp: TcpStream) -> std::io::Result<Conn> {
-        let tls = TlsAcceptor::from(self.server.clone())
-            .accept(tls_socket(tcp))
-            .await?;
+        let tls = TlsAcceptor::from(self.server.clone()).accept(tcp).await?;
         Ok(Conn::Tls(Box::new(tls.into())))
     }
 }
