@@ -183,10 +183,17 @@ mod tests {
 
     const BIG: usize = BY_REFERENCE;
 
+    /// (frame sizes, what the writer takes per write, the buffers of each write)
+    type Case = (
+        &'static [usize],
+        &'static [usize],
+        &'static [&'static [usize]],
+    );
+
     #[tokio::test]
     async fn small_frames_joined_big_ones_by_reference() {
         // (frame sizes, what the writer takes per write, the buffers of each write)
-        let cases: &[(&[usize], &[usize], &[&[usize]])] = &[
+        let cases: &[Case] = &[
             (&[10, 20, 30], &[], &[&[60]]),
             (&[10, BIG, 20], &[], &[&[10, BIG, 20]]),
             (&[BIG, BIG], &[], &[&[BIG, BIG]]),

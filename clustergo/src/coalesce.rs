@@ -177,10 +177,17 @@ mod tests {
         w.inner.calls
     }
 
+    /// (what the inner writer takes per call, writes, the inner writer's calls)
+    type Case = (
+        &'static [usize],
+        &'static [usize],
+        &'static [&'static [usize]],
+    );
+
     #[tokio::test]
     async fn joins_small_writes_with_the_next() {
         // (what the inner writer takes per call, writes, the inner writer's calls)
-        let cases: &[(&[usize], &[usize], &[&[usize]])] = &[
+        let cases: &[Case] = &[
             // A header and its body: one vectored write.
             (&[], &[12, 65536], &[&[12, 65536]]),
             // Two headers, then a body.
