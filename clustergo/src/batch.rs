@@ -126,59 +126,10 @@ impl Batch {
 mod tests {
     use super::*;
 
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    /// Takes at most the next of `limits` bytes per write (all, once they are used
-    /// up), recording the buffers of each write.
-    #[derive(Default)]
-    struct Recorder {
-        limits: std::collections::VecDeque<usize>,
-        writes: Vec<Vec<usize>>,
-        out: Vec<u8>,
-    }
-
-    impl AsyncWrite for Recorder {
-        fn poll_write(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            self.poll_write_vectored(cx, &[IoSlice::new(buf)])
-        }
-
-        fn poll_write_vectored(
-            self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-            bufs: &[IoSlice<'_>],
-        ) -> Poll<io::Result<usize>> {
-            let this = self.get_mut();
-            this.writes.push(bufs.iter().map(|b| b.len()).collect());
-            let limit = this.limits.pop_front().unwrap_or(usize::MAX);
-            let mut left = limit;
-            for b in bufs {
-                let n = b.len().min(left);
-                this.out.extend_from_slice(&b[..n]);
-                left -= n;
-            }
-            Poll::Ready(Ok(limit - left))
-        }
-
-        fn is_write_vectored(&self) -> bool {
-            true
-        }
-
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-
-        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-    }
+    use crate::test_io::{Recorder, bytes};
 
     fn frame(n: usize, seed: u8) -> Bytes {
-        (0..n).map(|i| seed.wrapping_add(i as u8)).collect()
+        bytes(n, seed).into()
     }
 
     const BIG: usize = BY_REFERENCE;
@@ -222,10 +173,7 @@ mod tests {
                 batch.push(f);
             }
             assert_eq!(batch.len(), expect.len());
-            let mut wr = Recorder {
-                limits: limits.iter().copied().collect(),
-                ..Default::default()
-            };
+            let mut wr = Recorder::taking(limits);
             batch
                 .write_to(&mut wr, Duration::from_secs(5))
                 .await
@@ -271,10 +219,7 @@ mod tests {
     async fn a_writer_that_takes_nothing_fails_the_write() {
         let mut batch = Batch::default();
         batch.push(frame(10, 0));
-        let mut wr = Recorder {
-            limits: [0].into_iter().collect(),
-            ..Default::default()
-        };
+        let mut wr = Recorder::taking(&[0]);
         let e = batch
             .write_to(&mut wr, Duration::from_secs(5))
             .await

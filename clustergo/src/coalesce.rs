@@ -101,69 +101,13 @@ impl<W: AsyncRead + Unpin> AsyncRead for Coalesce<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A writer that takes at most the next of `limits` bytes per call (all once
-    /// they are used up) and records each call's slices.
-    #[derive(Default)]
-    struct Recorder {
-        limits: std::collections::VecDeque<usize>,
-        calls: Vec<Vec<usize>>,
-        out: Vec<u8>,
-        flushes: usize,
-    }
-
-    impl AsyncWrite for Recorder {
-        fn poll_write(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            self.poll_write_vectored(cx, &[IoSlice::new(buf)])
-        }
-
-        fn poll_write_vectored(
-            self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-            bufs: &[IoSlice<'_>],
-        ) -> Poll<io::Result<usize>> {
-            let this = self.get_mut();
-            this.calls.push(bufs.iter().map(|b| b.len()).collect());
-            let limit = this.limits.pop_front().unwrap_or(usize::MAX);
-            let mut left = limit;
-            for b in bufs {
-                let n = b.len().min(left);
-                this.out.extend_from_slice(&b[..n]);
-                left -= n;
-            }
-            Poll::Ready(Ok(limit - left))
-        }
-
-        fn is_write_vectored(&self) -> bool {
-            true
-        }
-
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            self.get_mut().flushes += 1;
-            Poll::Ready(Ok(()))
-        }
-
-        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            self.poll_flush(cx)
-        }
-    }
-
-    fn bytes(n: usize, seed: u8) -> Vec<u8> {
-        (0..n).map(|i| seed.wrapping_add(i as u8)).collect()
-    }
+    use crate::test_io::{Recorder, bytes};
 
     /// Writes `writes` in order (each with `write_all`), then flushes; returns the
     /// inner writer's calls, and checks the bytes arrived whole and in order.
     async fn run(limits: &[usize], writes: &[usize]) -> Vec<Vec<usize>> {
         use tokio::io::AsyncWriteExt;
-        let mut w = Coalesce::new(Recorder {
-            limits: limits.iter().copied().collect(),
-            ..Default::default()
-        });
+        let mut w = Coalesce::new(Recorder::taking(limits));
         let mut want = Vec::new();
         for (i, &n) in writes.iter().enumerate() {
             let b = bytes(n, i as u8);
@@ -174,7 +118,7 @@ mod tests {
         assert_eq!(w.inner.out, want, "limits {limits:?}, writes {writes:?}");
         assert!(w.held.is_empty());
         assert_eq!(w.inner.flushes, 1);
-        w.inner.calls
+        w.inner.writes
     }
 
     /// (what the inner writer takes per call, writes, the inner writer's calls)

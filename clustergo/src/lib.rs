@@ -50,6 +50,8 @@ pub mod otel;
 mod peer;
 pub mod rpc;
 pub mod stream;
+#[cfg(test)]
+mod test_io;
 pub mod tls;
 
 pub use addr::{Addr, AddrError, LogicAddr};
