@@ -82,20 +82,24 @@ impl Batch {
         wr: &mut W,
         stall: Duration,
     ) -> io::Result<()> {
-        self.seal();
-        while !self.chunks.is_empty() {
-            let mut iov = [IoSlice::new(&[]); MAX_IOV];
-            let n = self.chunks.len().min(MAX_IOV);
-            for (slot, chunk) in iov.iter_mut().zip(&self.chunks) {
-                *slot = IoSlice::new(chunk);
+        if self.chunks.is_empty() {
+            // Small frames only (the usual case): one buffer, written in place.
+            while self.len > 0 {
+                let at = self.staging.len() - self.len;
+                self.len -= bounded(stall, wr.write(&self.staging[at..])).await?;
             }
-            let wrote = match tokio::time::timeout(stall, wr.write_vectored(&iov[..n])).await {
-                Ok(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(Ok(wrote)) => wrote,
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Err(io::ErrorKind::TimedOut.into()),
-            };
-            self.consume(wrote);
+            self.staging.clear();
+        } else {
+            self.seal();
+            while !self.chunks.is_empty() {
+                let mut iov = [IoSlice::new(&[]); MAX_IOV];
+                let n = self.chunks.len().min(MAX_IOV);
+                for (slot, chunk) in iov.iter_mut().zip(&self.chunks) {
+                    *slot = IoSlice::new(chunk);
+                }
+                let wrote = bounded(stall, wr.write_vectored(&iov[..n])).await?;
+                self.consume(wrote);
+            }
         }
         if self.staging.capacity() > 16 * STAGING {
             self.staging = BytesMut::with_capacity(STAGING);
@@ -119,6 +123,19 @@ impl Batch {
             done += 1;
         }
         self.chunks.drain(..done);
+    }
+}
+
+/// One write that must make progress within `stall`: a write of nothing is
+/// `WriteZero`, none within `stall` is `TimedOut`.
+async fn bounded(
+    stall: Duration,
+    write: impl std::future::Future<Output = io::Result<usize>>,
+) -> io::Result<usize> {
+    match tokio::time::timeout(stall, write).await {
+        Ok(Ok(0)) => Err(io::ErrorKind::WriteZero.into()),
+        Ok(r) => r,
+        Err(_) => Err(io::ErrorKind::TimedOut.into()),
     }
 }
 
@@ -146,6 +163,8 @@ mod tests {
         // (frame sizes, what the writer takes per write, the buffers of each write)
         let cases: &[Case] = &[
             (&[10, 20, 30], &[], &[&[60]]),
+            // Small frames only, part written: the rest from the same buffer.
+            (&[10, 20, 30], &[25], &[&[60], &[35]]),
             (&[10, BIG, 20], &[], &[&[10, BIG, 20]]),
             (&[BIG, BIG], &[], &[&[BIG, BIG]]),
             (

@@ -292,38 +292,54 @@ fn read_route(kind: FrameKind, wire: &[u8]) -> (LogicAddr, LogicAddr, u16) {
     (to, from, cmd)
 }
 
-/// A frame read from a link, with its bytes as they came: a harbor forwards
-/// `wire` as is (the header does not change on the way), so relaying copies
-/// nothing. `frame.body` is a slice of `wire`.
+/// A frame read from a link. One addressed to another node (a harbor relays it)
+/// comes with its bytes as they arrived, `wire`: the header does not change on the
+/// way, so the harbor forwards them as they are and copies nothing (`frame.body` is
+/// then a slice of `wire`). Frames for the node itself come without: the extra
+/// reference would cost two more atomic operations per frame on the read buffer's
+/// count, which the threads consuming the bodies share.
 #[derive(Debug)]
 pub(crate) struct Arrived {
     pub(crate) frame: Frame,
-    pub(crate) wire: Bytes,
+    pub(crate) wire: Option<Bytes>,
 }
 
-/// The decoder of a node link's reader: [`FrameCodec`]'s checks, each frame
-/// with its wire bytes ([`Arrived`]).
+/// The decoder of a node link's reader: [`FrameCodec`]'s checks, each frame as
+/// an [`Arrived`], with its wire bytes if it is not for `local`.
 #[derive(Debug)]
-pub(crate) struct LinkCodec(pub(crate) FrameCodec);
+pub(crate) struct LinkCodec {
+    pub(crate) codec: FrameCodec,
+    pub(crate) local: LogicAddr,
+}
 
 impl Decoder for LinkCodec {
     type Item = Arrived;
     type Error = CodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Arrived>, CodecError> {
-        let Some((kind, header_len, total)) = self.0.next_frame(src)? else {
+        let Some((kind, header_len, total)) = self.codec.next_frame(src)? else {
             return Ok(None);
         };
-        let wire = src.split_to(total).freeze();
-        let (to, from, cmd) = read_route(kind, &wire);
-        let frame = Frame {
+        let (to, from, cmd) = read_route(kind, src);
+        let mut frame = Frame {
             kind,
             to,
             from,
             cmd,
-            body: wire.slice(header_len..),
+            body: Bytes::new(),
         };
-        Ok(Some(Arrived { frame, wire }))
+        if to == self.local {
+            let mut body = src.split_to(total);
+            body.advance(header_len);
+            frame.body = body.freeze();
+            return Ok(Some(Arrived { frame, wire: None }));
+        }
+        let wire = src.split_to(total).freeze();
+        frame.body = wire.slice(header_len..);
+        Ok(Some(Arrived {
+            frame,
+            wire: Some(wire),
+        }))
     }
 }
 
@@ -456,8 +472,13 @@ mod tests {
     fn link_codec_keeps_each_frames_wire_bytes() {
         let frames = sample();
         let wire = encode_all(&frames);
+        // sample()'s frames go to 1.2.3 (two of them), 2.2.2 and 1.1.1.
+        let local = addr("1.2.3");
         for split in 0..=wire.len() {
-            let mut codec = LinkCodec(FrameCodec::default());
+            let mut codec = LinkCodec {
+                codec: FrameCodec::default(),
+                local,
+            };
             let mut buf = BytesMut::new();
             let mut out = Vec::new();
             for chunk in [&wire[..split], &wire[split..]] {
@@ -469,16 +490,25 @@ mod tests {
             assert_eq!(out.len(), frames.len(), "split at {split}");
             for (a, f) in out.iter().zip(&frames) {
                 assert_eq!(&a.frame, f, "split at {split}");
-                assert_eq!(a.wire, f.to_bytes(), "split at {split}");
+                let Some(wire) = &a.wire else {
+                    assert_eq!(f.to, local, "split at {split}: only local frames lack wire");
+                    continue;
+                };
+                assert_ne!(f.to, local, "split at {split}");
+                assert_eq!(wire, &f.to_bytes(), "split at {split}");
                 // The body is the tail of the wire bytes, not a copy.
-                let tail = &a.wire[a.wire.len() - f.body.len()..];
+                let tail = &wire[wire.len() - f.body.len()..];
                 assert_eq!(tail.as_ptr(), a.frame.body.as_ptr(), "split at {split}");
             }
         }
         // The same checks as the public codec.
         let mut buf = BytesMut::from(&[0u8, 0, 0, 65][..]);
         assert!(matches!(
-            LinkCodec(FrameCodec::new(64)).decode(&mut buf),
+            LinkCodec {
+                codec: FrameCodec::new(64),
+                local: addr("1.2.3"),
+            }
+            .decode(&mut buf),
             Err(CodecError::TooLarge { len: 65, max: 64 })
         ));
     }

@@ -487,9 +487,19 @@ impl Driver {
             let dead = dead.clone();
             let rd = Heard::new(rd, heard.clone());
             let max = config.max_frame;
+            // Links are served once the node runs; were it not, every frame would
+            // merely keep its wire bytes.
+            let local = self
+                .node
+                .running()
+                .map_or(LogicAddr::from_raw(0), |r| r.local);
             // Ends at EOF or bad input, or is aborted when the writer side ends.
             tokio::spawn(async move {
-                let mut frames = FramedRead::new(rd, LinkCodec(FrameCodec::new(max)));
+                let codec = LinkCodec {
+                    codec: FrameCodec::new(max),
+                    local,
+                };
+                let mut frames = FramedRead::new(rd, codec);
                 let mut arrivals = Arrivals::new(remote);
                 while let Some(next) = frames.next().await {
                     match next {

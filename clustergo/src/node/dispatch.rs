@@ -69,10 +69,10 @@ impl NodeInner {
         arrivals.frames += 1;
         arrivals.bytes += frame.body.len() as u64;
         if plausible_from(run.local, arrivals.peer, frame.from) {
-            if frame.to != run.local {
-                return self.relay(frame, wire, run.local);
+            match wire {
+                Some(wire) if frame.to != run.local => self.relay(frame, wire, run.local),
+                _ => self.dispatch(frame),
             }
-            self.dispatch(frame);
             return;
         }
         self.counters.frame_forged();
