@@ -114,6 +114,31 @@ async fn messages_and_calls_cross_clusters() {
     w.shutdown().await;
 }
 
+/// Harbors forward frames as they arrived and their writers send big ones from
+/// their own buffers beside small ones copied together: bodies of every size
+/// around that 4 KiB line cross both harbors whole and in order.
+#[tokio::test]
+async fn big_and_small_bodies_cross_harbors_whole_and_in_order() {
+    let w = world().await;
+    let got = Arc::new(Mutex::new(Vec::<Bytes>::new()));
+    let g = got.clone();
+    w.b.register_bin_handler(BIN, move |_, _, body: Bytes| g.lock().push(body));
+    let sizes = [10, 4095, 4096, 4097, 100, 70_000, 1, 300_000, 5000, 20];
+    let bodies: Vec<Bytes> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| (0..n).map(|j| (i * 31 + j) as u8).collect())
+        .collect();
+    for body in &bodies {
+        w.a.send_bin(addr("2.1.1"), BIN, body).unwrap();
+    }
+    eventually("all bodies across", || got.lock().len() == bodies.len()).await;
+    assert_eq!(*got.lock(), bodies);
+    assert!(w.h1.metrics().frames_relayed >= bodies.len() as u64);
+    assert!(w.h2.metrics().frames_relayed >= bodies.len() as u64);
+    w.shutdown().await;
+}
+
 #[tokio::test]
 async fn many_calls_across_harbors() {
     let w = world().await;
