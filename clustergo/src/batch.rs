@@ -143,7 +143,7 @@ async fn bounded(
 mod tests {
     use super::*;
 
-    use crate::test_io::{Recorder, bytes};
+    use crate::test_io::{Recorder, WriteCase, bytes};
 
     fn frame(n: usize, seed: u8) -> Bytes {
         bytes(n, seed).into()
@@ -151,17 +151,10 @@ mod tests {
 
     const BIG: usize = BY_REFERENCE;
 
-    /// (frame sizes, what the writer takes per write, the buffers of each write)
-    type Case = (
-        &'static [usize],
-        &'static [usize],
-        &'static [&'static [usize]],
-    );
-
     #[tokio::test]
     async fn small_frames_joined_big_ones_by_reference() {
         // (frame sizes, what the writer takes per write, the buffers of each write)
-        let cases: &[Case] = &[
+        let cases: &[WriteCase] = &[
             (&[10, 20, 30], &[], &[&[60]]),
             // Small frames only, part written: the rest from the same buffer.
             (&[10, 20, 30], &[25], &[&[60], &[35]]),

@@ -101,7 +101,7 @@ impl<W: AsyncRead + Unpin> AsyncRead for Coalesce<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_io::{Recorder, bytes};
+    use crate::test_io::{Recorder, WriteCase, bytes};
 
     /// Writes `writes` in order (each with `write_all`), then flushes; returns the
     /// inner writer's calls, and checks the bytes arrived whole and in order.
@@ -121,17 +121,10 @@ mod tests {
         w.inner.writes
     }
 
-    /// (what the inner writer takes per call, writes, the inner writer's calls)
-    type Case = (
-        &'static [usize],
-        &'static [usize],
-        &'static [&'static [usize]],
-    );
-
     #[tokio::test]
     async fn joins_small_writes_with_the_next() {
         // (what the inner writer takes per call, writes, the inner writer's calls)
-        let cases: &[Case] = &[
+        let cases: &[WriteCase] = &[
             // A header and its body: one vectored write.
             (&[], &[12, 65536], &[&[12, 65536]]),
             // Two headers, then a body.

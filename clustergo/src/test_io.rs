@@ -28,6 +28,14 @@ impl Recorder {
     }
 }
 
+/// A table row of a write-path test: (sizes written, what the [`Recorder`] takes
+/// per write, the buffer lengths of each write it sees).
+pub(crate) type WriteCase = (
+    &'static [usize],
+    &'static [usize],
+    &'static [&'static [usize]],
+);
+
 /// `n` bytes counting up from `seed`, so that misplaced bytes show.
 pub(crate) fn bytes(n: usize, seed: u8) -> Vec<u8> {
     (0..n).map(|i| seed.wrapping_add(i as u8)).collect()
