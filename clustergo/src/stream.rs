@@ -33,7 +33,7 @@ use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt, TokioAsyncReadCompat
 use tracing::Instrument;
 
 use crate::addr::LogicAddr;
-use crate::coalesce::Coalesce;
+use crate::coalesce::{self, Coalesce};
 use crate::conn::Conn;
 use crate::handshake::{ConnKind, HandshakeError};
 use crate::keepalive::{self, Heard, Tick, Watchdog};
@@ -342,7 +342,13 @@ fn start_session(inner: &Arc<NodeInner>, peer: LogicAddr, tcp: Conn, mode: yamux
     let liveness = Arc::new(Liveness::default());
     // One task drives the whole session, so the connection is not split (a split
     // TLS stream takes a lock on every read and write).
-    let socket: Socket = Coalesce::new(Heard::new(tcp, liveness.heard.clone()));
+    // yamux's frame headers are joined with their bodies on plain TCP only (over
+    // TLS that cost more than it saved: `coalesce.rs`).
+    let hold = match tcp {
+        Conn::Plain(_) => coalesce::HOLD,
+        Conn::Tls(_) => 0,
+    };
+    let socket: Socket = Coalesce::new(Heard::new(tcp, liveness.heard.clone()), hold);
     let conn = yamux::Connection::new(socket.compat(), cfg, mode);
     let (open_tx, open_rx) = mpsc::unbounded_channel();
     let session = Session {
@@ -394,7 +400,7 @@ enum SessionEnd {
 }
 
 /// A session's socket: reads watched for the keepalive, yamux's frame headers
-/// written together with their bodies.
+/// written together with their bodies (plain TCP).
 type Socket = Coalesce<Heard<Conn>>;
 
 /// What drives one session.
