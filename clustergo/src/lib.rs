@@ -57,7 +57,7 @@ pub use global::{
 pub use node::{Config, DEV_SECRET, Metrics, Node, Secret, SendError, StartError};
 pub use rpc::{
     CallHandle, Codec, CodecError, ProstCodec, RawReplyer, Replyer, RpcContext, RpcError,
-    TraceContext,
+    StreamResponse, StreamSender, Streaming, TraceContext,
 };
 pub use stream::{Stream, StreamError};
 pub use tls::{NodeTls, TlsError};

@@ -15,6 +15,12 @@
 //! ends cuts its streams, and a stream cut (reset by the peer, or its session lost)
 //! reads as an error (`ConnectionReset`, `ConnectionAborted`), never as a clean
 //! end-of-stream: only a `shutdown()` by the peer reads as end-of-stream.
+//!
+//! Streaming RPC calls (`rpc/streaming.rs`) ride the same sessions. To tell them
+//! apart on accept, the opener of every stream writes one kind byte first —
+//! [`USER_STREAM`] for `open_stream`, [`RPC_STREAM`] for a call — and the acceptor
+//! reads it before handing the stream over, so a user's `Stream` carries exactly
+//! the bytes the other user wrote, as before.
 
 use std::collections::HashMap;
 use std::collections::VecDeque;
@@ -41,6 +47,11 @@ use crate::rpc::trace;
 
 /// Streams one session carries at most.
 const MAX_STREAMS: usize = 4096;
+
+/// First byte of a stream opened by [`Node::open_stream`].
+const USER_STREAM: u8 = 0;
+/// First byte of a stream carrying a streaming RPC call.
+const RPC_STREAM: u8 = 1;
 
 /// Why a stream could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -248,7 +259,29 @@ impl Node {
         result
     }
 
+    /// Opens a stream carrying a streaming RPC call (its kind byte written).
+    pub(crate) async fn open_rpc_stream(&self, peer: LogicAddr) -> Result<Stream, StreamError> {
+        self.open_tagged(peer, RPC_STREAM).await
+    }
+
     async fn open_stream_untraced(&self, peer: LogicAddr) -> Result<Stream, StreamError> {
+        self.open_tagged(peer, USER_STREAM).await
+    }
+
+    /// Opens a stream and writes its kind byte (a fresh stream has window for it).
+    async fn open_tagged(&self, peer: LogicAddr, kind: u8) -> Result<Stream, StreamError> {
+        use tokio::io::AsyncWriteExt;
+        let mut s = self.open_untagged(peer).await?;
+        s.write_all(&[kind])
+            .await
+            .map_err(|e| StreamError::Session {
+                peer,
+                reason: e.to_string(),
+            })?;
+        Ok(s)
+    }
+
+    async fn open_untagged(&self, peer: LogicAddr) -> Result<Stream, StreamError> {
         let inner = &self.inner;
         let run = inner.running().ok_or(StreamError::NotRunning)?;
         if peer == run.local {
@@ -495,20 +528,41 @@ impl Driven<'_> {
         result
     }
 
-    /// Gives an inbound stream to the node's handler, on a task of its own.
+    /// Gives an inbound stream, on a task of its own, to the node's handler or to
+    /// the RPC server, by its kind byte (read within the handshake timeout; a
+    /// stream without one is reset).
     fn hand_over(&self, stream: yamux::Stream) {
         let peer = self.peer;
-        let handler = self.node.streams().handler.read().clone();
-        match handler {
-            Some(h) => {
-                let span = trace::stream_serve_span(peer);
-                trace::begin(&span, None);
-                self.node
-                    .spawn_detached(h(Stream::new(stream, peer, self.liveness)).instrument(span))
+        let node = self.node.clone();
+        let mut stream = Stream::new(stream, peer, self.liveness);
+        self.node.spawn_detached(async move {
+            use tokio::io::AsyncReadExt;
+            let wait = node.config().handshake_timeout;
+            let kind = match tokio::time::timeout(wait, stream.read_u8()).await {
+                Ok(Ok(kind)) => kind,
+                _ => return,
+            };
+            match kind {
+                USER_STREAM => serve_user(&node, stream).await,
+                RPC_STREAM => crate::rpc::streaming::serve(node, stream).await,
+                other => {
+                    tracing::debug!(%peer, kind = other, "stream of unknown kind; resetting it")
+                }
             }
-            None => {
-                tracing::warn!(%peer, "inbound stream but no on_new_stream handler; closing it")
-            }
+        });
+    }
+}
+
+/// Runs the node's `on_new_stream` handler for a user stream.
+async fn serve_user(node: &Arc<NodeInner>, stream: Stream) {
+    let peer = stream.peer;
+    let handler = node.streams().handler.read().clone();
+    match handler {
+        Some(h) => {
+            let span = trace::stream_serve_span(peer);
+            trace::begin(&span, None);
+            h(stream).instrument(span).await
         }
+        None => tracing::warn!(%peer, "inbound stream but no on_new_stream handler; closing it"),
     }
 }

@@ -7,7 +7,8 @@
 //!
 //! Layout: [`wire`] (request and response frames: the only code that knows their
 //! layout), `client` (pending calls), `server` (method table, replyers), `codec`
-//! (argument encodings, [`CodecError`]), `error`.
+//! (argument encodings, [`CodecError`]), `error`, `streaming` (streaming calls:
+//! [`Streaming`], [`StreamSender`]) and `stream_frame` (their frames).
 
 pub(crate) mod client;
 mod codec;
@@ -16,6 +17,8 @@ mod handler;
 mod intercept;
 mod meta;
 pub(crate) mod server;
+mod stream_frame;
+pub(crate) mod streaming;
 pub mod trace;
 pub mod wire;
 
@@ -36,6 +39,10 @@ pub use handler::register_async;
 pub(crate) use intercept::Interceptors;
 pub use intercept::{ClientInterceptor, ServerInterceptor};
 pub use server::{RawReplyer, RpcContext};
+pub use streaming::{
+    QUEUE_BYTES, StreamResponse, StreamSender, Streaming, call_bidi, call_client_stream,
+    call_server_stream, register_bidi, register_client_stream, register_server_stream,
+};
 pub use trace::TraceContext;
 
 use crate::addr::LogicAddr;

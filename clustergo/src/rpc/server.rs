@@ -15,6 +15,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use parking_lot::RwLock;
 use tokio::time::Instant;
 
+use super::streaming::RawStreamHandler;
 use super::wire::{RequestView, ResponseFrame};
 use super::{CodecError, ErrorCode, RpcError, ServerInterceptor, TraceContext, meta, trace};
 use crate::addr::LogicAddr;
@@ -24,11 +25,15 @@ use crate::node::NodeInner;
 /// A method as the server stores it: bytes in, reply through the replyer.
 pub(crate) type RawHandler = Arc<dyn Fn(RpcContext, RawReplyer, Bytes) + Send + Sync>;
 
-/// Methods by name.
+/// Methods by name: unary ones, and streaming ones (`streaming.rs`).
 #[derive(Default)]
 pub(crate) struct Server {
     methods: RwLock<HashMap<Arc<str>, RawHandler>>,
+    streams: RwLock<HashMap<Arc<str>, RawStreamHandler>>,
 }
+
+/// Server interceptors to tell when a call ends, and when it arrived.
+pub(crate) type Observed = Option<(Vec<Arc<dyn ServerInterceptor>>, Instant)>;
 
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -41,6 +46,52 @@ impl fmt::Debug for Server {
 impl Server {
     pub(crate) fn register(&self, method: &str, handler: RawHandler) {
         self.methods.write().insert(Arc::from(method), handler);
+    }
+
+    pub(crate) fn register_stream(&self, method: &str, handler: RawStreamHandler) {
+        self.streams.write().insert(Arc::from(method), handler);
+    }
+
+    /// Admits a streaming call as `dispatch` admits a request: refused while
+    /// stopping, looked up, passed through the server interceptors.
+    pub(crate) fn accept_stream(
+        &self,
+        node: &Arc<NodeInner>,
+        from: LogicAddr,
+        head: &RequestView<'_>,
+        deadline: Option<Instant>,
+        trace: Option<TraceContext>,
+    ) -> Result<(RpcContext, RawStreamHandler, Observed), RpcError> {
+        if node.is_stopping() {
+            return Err(RpcError::ServiceUnavailable("node stopping".into()));
+        }
+        let found = self
+            .streams
+            .read()
+            .get_key_value(head.method)
+            .map(|(k, v)| (k.clone(), v.clone()));
+        let Some((method, handler)) = found else {
+            tracing::debug!(%from, method = head.method, "invalid streaming method");
+            return Err(RpcError::InvalidMethod(head.method.to_owned()));
+        };
+        let ctx = RpcContext {
+            from,
+            method,
+            deadline,
+            meta: meta::get(&head.meta, meta::APP).unwrap_or_default(),
+            trace,
+            node: node.clone(),
+        };
+        let observed = match node.server_interceptors().get() {
+            None => None,
+            Some(list) => {
+                for i in &list {
+                    i.before_dispatch(&ctx)?;
+                }
+                Some((list, Instant::now()))
+            }
+        };
+        Ok((ctx, handler, observed))
     }
 
     fn lookup(&self, method: &str) -> Option<(Arc<str>, RawHandler)> {
@@ -230,7 +281,7 @@ pub struct RawReplyer {
     method: Arc<str>,
     done: bool,
     /// Server interceptors to tell, and when the request arrived.
-    observed: Option<(Vec<Arc<dyn ServerInterceptor>>, Instant)>,
+    observed: Observed,
     /// The request's span and when it arrived, when the span is enabled.
     traced: Option<(tracing::Span, Instant)>,
 }

@@ -218,6 +218,21 @@ pub(crate) fn request_frame<E>(
     Ok(buf.freeze())
 }
 
+/// Appends a request body with an empty argument: the opening of a streaming call
+/// (`rpc/stream_frame.rs`), whose messages follow in frames of their own.
+pub(crate) fn put_request_head(dst: &mut BytesMut, head: &RequestHead<'_>) {
+    let Ok(()) = put_request(dst, head, |_| Ok::<_, Infallible>(()));
+}
+
+/// Appends a response body with sequence number 0 and no result: the status that
+/// ends one direction of a streaming call.
+pub(crate) fn put_status(dst: &mut BytesMut, err: Option<&RpcError>) {
+    match err {
+        None => put_error_response(dst, 0, 0, ""),
+        Some(e) => put_error_response(dst, 0, e.code() as u16, &e.wire_text()),
+    }
+}
+
 /// A response frame being written (the server's reply path): the header first,
 /// then a result or an error, then [`finish`](Self::finish) fills in the length.
 #[derive(Debug)]
