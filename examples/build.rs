@@ -12,6 +12,7 @@ fn main() -> std::io::Result<()> {
             "../proto/common.proto",
             "../proto/lobby.proto",
             "../proto/profile.proto",
+            "../proto/room.proto",
             "proto/greeter.proto",
         ],
         &["../proto", "proto"],

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use proc_macro2::{Span, TokenStream};
 use prost_types::{DescriptorProto, FileDescriptorProto};
 
-use crate::model::{HandlerForm, Method, Service};
+use crate::model::{HandlerForm, Method, MethodKind, Service};
 use crate::naming::{self, ServiceNames, to_snake, to_upper_camel, wire_name};
 
 /// Where a message type lives: Rust module path (from the generated tree's root) and
@@ -200,6 +200,7 @@ impl Lowering<'_> {
             wire: wire_name("", stem(file), naming::SEED_METHOD),
             input: quote::quote!(Request),
             output: quote::quote!(Response),
+            kind: MethodKind::Unary,
             docs: Vec::new(),
             span: Span::call_site(),
         });
@@ -281,11 +282,6 @@ impl Lowering<'_> {
         service.docs = comments(file, &[6, si as i32]);
         for (mi, m) in s.method.iter().enumerate() {
             let what = format!("{fname}: method `{}.{}`", s.name(), m.name());
-            if m.client_streaming() || m.server_streaming() {
-                return Err(format!(
-                    "{what}: streaming methods are not supported (clustergo RPCs are unary)"
-                ));
-            }
             let resolve = |t: &str| {
                 self.index
                     .path(t, &here)
@@ -296,6 +292,7 @@ impl Lowering<'_> {
                 wire: wire_name(file.package(), s.name(), m.name()),
                 input: resolve(m.input_type())?,
                 output: resolve(m.output_type())?,
+                kind: MethodKind::new(m.client_streaming(), m.server_streaming()),
                 docs: comments(file, &[6, si as i32, 2, mi as i32]),
                 span: Span::call_site(),
             });

@@ -80,6 +80,27 @@ fn keywords_and_nested_packages() {
 }
 
 #[test]
+fn streaming_methods_of_the_three_kinds() {
+    let out = tempfile::tempdir().unwrap();
+    protoc_gen_clustergo::configure()
+        .out_dir(out.path())
+        .emit_rerun_if_changed(false)
+        .compile_protos(&[fixtures("streaming.proto")], &[fixtures("")])
+        .unwrap();
+    let services = std::fs::read_to_string(out.path().join("s.clustergo.rs")).unwrap();
+    for needle in [
+        "register_server_stream",
+        "register_client_stream",
+        "register_bidi",
+        "call_server_stream",
+        "call_client_stream",
+        "call_bidi",
+    ] {
+        assert!(services.contains(needle), "{needle} not in {services}");
+    }
+}
+
+#[test]
 fn clashes_and_unsupported_input_are_errors_naming_file_and_items() {
     for (files, needles) in common::REJECTED {
         let out = tempfile::tempdir().unwrap();

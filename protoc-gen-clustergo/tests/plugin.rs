@@ -79,13 +79,18 @@ fn nested_packages_and_several_services() {
 }
 
 #[test]
-fn streaming_method_is_an_error_naming_file_and_method() {
+fn streaming_methods_of_the_three_kinds() {
     let resp = run(&common::request(&["streaming.proto"], &[fixtures()], ""));
-    let err = resp.error.expect("error response");
-    assert!(err.contains("streaming.proto"), "{err}");
-    assert!(err.contains("Feed.Watch"), "{err}");
-    assert!(err.contains("streaming methods are not supported"), "{err}");
-    assert!(resp.file.is_empty());
+    common::snapshot("plugin_streaming.rs.txt", &common::joined(&files(&resp)));
+    // In the replyer form too, only the unary method gets a replyer.
+    let resp = run(&common::request(
+        &["streaming.proto"],
+        &[fixtures()],
+        "handler=async",
+    ));
+    let async_form = common::joined(&files(&resp));
+    assert!(async_form.contains("fn watch("), "{async_form}");
+    assert!(!async_form.contains("WatchReplyer"), "{async_form}");
 }
 
 #[test]

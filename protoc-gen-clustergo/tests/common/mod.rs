@@ -91,11 +91,4 @@ pub const REJECTED: &[(&[&str], &[&str])] = &[
             "package `pp.child`",
         ],
     ),
-    (
-        &["streaming.proto"],
-        &[
-            "streaming.proto: method `Feed.Watch`",
-            "streaming methods are not supported",
-        ],
-    ),
 ];
