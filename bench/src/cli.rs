@@ -12,7 +12,8 @@ usage: cargo run --release -p bench -- [options]
   --wait-idle PCT        before each run, wait (up to 60 s) until other processes use
                          less than PCT % of the machine over half a second
   --workloads a,b,..     only workloads whose name contains one of these
-                         (rpc_inflight500 rpc_25tasks rpc_seq oneway_pb stream_64k harbor_rpc)
+                         (rpc_inflight500 rpc_25tasks rpc_seq oneway_pb stream_64k harbor_rpc
+                          stream_rpc)
   --systems a,b,..       only systems whose name contains one of these
                          (raw tonic clustergo clustergo-cb clustergo-tls clustergo-async)
   -h, --help             this text";

@@ -53,6 +53,8 @@ pub(crate) enum Workload {
     Stream,
     /// RPC relayed through harbors (cross-cluster), beside the direct call.
     Harbor,
+    /// One server-streaming RPC call, its messages counted as the caller reads them.
+    StreamRpc,
 }
 
 /// Whether bigger or smaller is better, and the DESIGN.md target, if any.
@@ -93,13 +95,14 @@ const fn latency(name: &'static str, target: Option<f64>) -> Metric {
 
 impl Workload {
     /// Every workload, in report order.
-    pub(crate) const ALL: [Workload; 6] = [
+    pub(crate) const ALL: [Workload; 7] = [
         Workload::RpcInflight,
         Workload::RpcTasks,
         Workload::RpcSeq,
         Workload::Oneway,
         Workload::Stream,
         Workload::Harbor,
+        Workload::StreamRpc,
     ];
 
     /// The name used in filters and reports.
@@ -111,6 +114,7 @@ impl Workload {
             Workload::Oneway => "oneway_pb",
             Workload::Stream => "stream_64k",
             Workload::Harbor => "harbor_rpc",
+            Workload::StreamRpc => "stream_rpc",
         }
     }
 
@@ -134,6 +138,11 @@ impl Workload {
                 ..throughput("harbor_rpc_relayed", "calls/s", None)
             },
         ];
+        // Issue 13's target: ≥ 0.7 × the one-way messages of the same system.
+        const STREAM_RPC: [Metric; 1] = [Metric {
+            relative_to: Some("oneway_pb"),
+            ..throughput("stream_rpc", "msgs/s", None)
+        }];
         match self {
             Workload::RpcInflight => &INFLIGHT,
             Workload::RpcTasks => &TASKS,
@@ -141,6 +150,7 @@ impl Workload {
             Workload::Oneway => &ONEWAY,
             Workload::Stream => &STREAM,
             Workload::Harbor => &HARBOR,
+            Workload::StreamRpc => &STREAM_RPC,
         }
     }
 }

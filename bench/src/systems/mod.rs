@@ -55,8 +55,9 @@ impl System {
         match self {
             System::ClustergoCallback | System::ClustergoAsync => w == Workload::RpcInflight,
             System::ClustergoTls => matches!(w, Workload::RpcInflight | Workload::Stream),
-            // Harbors are clustergo's; its direct call is the comparison there.
-            System::Raw | System::Tonic => w != Workload::Harbor,
+            // Harbors are clustergo's; its direct call is the comparison there. The
+            // streaming call compares with clustergo's own one-way messages.
+            System::Raw | System::Tonic => !matches!(w, Workload::Harbor | Workload::StreamRpc),
             System::Clustergo => true,
         }
     }

@@ -86,9 +86,13 @@ impl QueueTx {
     /// Queues a message once there is room; `false` if the receiver is gone.
     async fn send(&self, msg: Bytes) -> bool {
         let need = msg.len().clamp(1, QUEUE_BYTES) as u32;
-        let room = tokio::select! {
-            room = self.room.clone().acquire_many_owned(need) => room.ok(),
-            () = self.tx.closed() => None,
+        // Room is usually there: no future, no select on the hot path.
+        let room = match self.room.clone().try_acquire_many_owned(need) {
+            Ok(room) => Some(room),
+            Err(_) => tokio::select! {
+                room = self.room.clone().acquire_many_owned(need) => room.ok(),
+                () = self.tx.closed() => None,
+            },
         };
         let Some(room) = room else { return false };
         self.tx
