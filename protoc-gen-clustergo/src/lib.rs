@@ -52,6 +52,8 @@ mod descriptor;
 #[cfg(feature = "protoc")]
 mod generate;
 #[cfg(feature = "protoc")]
+mod options;
+#[cfg(feature = "protoc")]
 pub mod plugin;
 #[cfg(feature = "protoc")]
 mod tree;
@@ -59,5 +61,7 @@ mod tree;
 #[cfg(feature = "build")]
 pub use build::{Builder, configure};
 pub use model::HandlerForm;
+#[cfg(feature = "protoc")]
+pub use options::{OPTIONS_FILE, OPTIONS_PROTO};
 #[cfg(feature = "protoc")]
 pub use plugin::execute;

@@ -120,3 +120,51 @@ fn unparsable_proto_is_an_error() {
         .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
 }
+
+#[test]
+fn options_import_needs_no_include_path_and_makes_no_module() {
+    // `includes` holds only the fixtures: `clustergo/options.proto` is served by the
+    // builder itself.
+    let out = tempfile::tempdir().unwrap();
+    protoc_gen_clustergo::configure()
+        .out_dir(out.path())
+        .emit_rerun_if_changed(false)
+        .compile_protos(
+            &[fixtures("cmds.proto"), fixtures("cmd_seed_ok.proto")],
+            &[fixtures("")],
+        )
+        .unwrap();
+    let read = |f: &str| std::fs::read_to_string(out.path().join(f)).unwrap();
+    let ids = read("ids.clustergo.rs");
+    for want in [
+        "pub const MOVE_CMD: u16 = 12;",
+        "pub const ROOM_INFO_CMD: u16 = 65535;",
+        "pub const TYPE_CMD: u16 = 1;",
+        "register_pb_message::<room::Info>(node, ROOM_INFO_CMD)",
+    ] {
+        assert!(ids.contains(want), "{want:?} not in {ids}");
+    }
+    assert!(!ids.contains("NO_ID_CMD"), "{ids}");
+    let seed = read("cmd_seed_ok.rs");
+    assert!(seed.contains("pub const RESPONSE_CMD: u16 = 6;"), "{seed}");
+    let tree = read("clustergo.rs");
+    assert!(!tree.contains("mod clustergo"), "{tree}");
+    assert!(!tree.contains("mod google"), "{tree}");
+}
+
+#[test]
+fn bad_message_ids_are_errors_naming_file_and_messages() {
+    for (files, needles) in common::BAD_IDS {
+        let out = tempfile::tempdir().unwrap();
+        let paths: Vec<String> = files.iter().map(|f| fixtures(f)).collect();
+        let err = protoc_gen_clustergo::configure()
+            .out_dir(out.path())
+            .emit_rerun_if_changed(false)
+            .compile_protos(&paths, &[fixtures("")])
+            .unwrap_err()
+            .to_string();
+        for needle in *needles {
+            assert!(err.contains(needle), "{files:?}: {needle:?} not in {err:?}");
+        }
+    }
+}
