@@ -28,11 +28,7 @@ impl TypeIndex {
         let mut index = Self::default();
         for file in files {
             let module = file_module(file);
-            let prefix = if file.package().is_empty() {
-                String::new()
-            } else {
-                format!(".{}", file.package())
-            };
+            let prefix = fq_prefix(file.package());
             for msg in &file.message_type {
                 index.add_message(&prefix, &module, msg);
             }
@@ -71,6 +67,16 @@ impl TypeIndex {
             }
         };
         text.parse().ok()
+    }
+}
+
+/// What fully qualified names of package `package` start with: `.a.b`, or
+/// nothing without a package (`.Msg`).
+pub(crate) fn fq_prefix(package: &str) -> String {
+    if package.is_empty() {
+        String::new()
+    } else {
+        format!(".{package}")
     }
 }
 
@@ -298,11 +304,7 @@ impl Lowering<'_> {
         let mut declared = Vec::new();
         let mut fqs = Vec::new();
         for file in files {
-            let prefix = if file.package().is_empty() {
-                String::new()
-            } else {
-                format!(".{}", file.package())
-            };
+            let prefix = fq_prefix(file.package());
             let mut messages = Vec::new();
             walk(&file.message_type, &prefix, "", &mut messages);
             for (fq, message) in messages {

@@ -18,6 +18,9 @@
 //! `call_with_callback`, `post`. Its wire name is the snake-case base (`"echo"`).
 //! Other methods have the wire name `package.Base.Method` (no leading dot; no
 //! package → `Base.Method`), with `UpperCamel` base and method (see [`wire_name`]).
+//!
+//! Message ids add, beside the messages, one constant per message
+//! ([`cmd_const`]: `Room.Info` → `ROOM_INFO_CMD`) and [`REGISTER_MESSAGES`].
 
 use heck::{ToShoutySnakeCase, ToSnakeCase, ToUpperCamelCase};
 use proc_macro2::{Ident, Span};

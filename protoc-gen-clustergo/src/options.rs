@@ -14,7 +14,7 @@ use prost::Message;
 use prost_types::FileDescriptorProto;
 use prost_types::field_descriptor_proto::Type;
 
-use crate::naming;
+use crate::{descriptor, naming};
 
 /// The import name of the options file: `import "clustergo/options.proto";`.
 pub const OPTIONS_FILE: &str = "clustergo/options.proto";
@@ -29,6 +29,7 @@ pub const OPTIONS_PROTO: &str = include_str!("../proto/clustergo/options.proto")
 pub(crate) const CMD_FIELD: i32 = 52013;
 
 /// An encoded `FileDescriptorSet`, its files left encoded.
+#[cfg(feature = "build")]
 #[derive(Clone, PartialEq, Message)]
 pub(crate) struct EncodedSet {
     #[prost(bytes = "vec", repeated, tag = "1")]
@@ -91,10 +92,7 @@ impl Cmds {
         for bytes in encoded {
             let file = RawFile::decode(bytes)
                 .map_err(|e| format!("protoc-gen-clustergo: undecodable file descriptor: {e}"))?;
-            let prefix = match file.package.as_deref() {
-                None | Some("") => String::new(),
-                Some(p) => format!(".{p}"),
-            };
+            let prefix = descriptor::fq_prefix(file.package.as_deref().unwrap_or_default());
             for m in &file.message_type {
                 cmds.add(&prefix, m);
             }
@@ -216,7 +214,8 @@ mod tests {
     #[test]
     fn check_rules() {
         // Declared ids, expected ids or the texts every error must contain.
-        let cases: Vec<(Vec<Declared>, Result<Vec<u16>, Vec<&str>>)> = vec![
+        type Case<'a> = (Vec<Declared>, Result<Vec<u16>, Vec<&'a str>>);
+        let cases: Vec<Case<'_>> = vec![
             (vec![], Ok(vec![])),
             (
                 vec![d("a.proto", "Move", 12), d("a.proto", "Room.Info", 65535)],

@@ -7,8 +7,9 @@
 //!   alone with `--prost_out=OUT/x`, as `gen.sh` does) and the service items. Seed
 //!   files all define `request`/`response` in the root namespace, so protoc needs one
 //!   run per seed file;
-//! - package `a.b` with `service` blocks → `a.b.clustergo.rs`: one module per service,
-//!   to sit inside the package module beside prost's `a.b.rs`;
+//! - package `a.b` with `service` blocks or message ids → `a.b.clustergo.rs`: the
+//!   message-id items and one module per service, to sit inside the package module
+//!   beside prost's `a.b.rs`;
 //! - with `include_file=NAME`: a module tree `NAME` that nests package modules
 //!   (`pub mod a { pub mod b { include!("a.b.rs"); include!("a.b.clustergo.rs"); } }`)
 //!   and seed modules of this run (`pub mod x { include!("x.rs"); }`).
@@ -20,6 +21,11 @@
 //! - `handler=replyer|async`: the trait form of every service (default `replyer`).
 //!
 //! Unknown keys are errors.
+//!
+//! # Message ids
+//! `option (clustergo.cmd)` needs `clustergo/options.proto` on protoc's include
+//! path: `-I <this crate>/proto`, or `protoc-gen-clustergo --write-include DIR`
+//! and `-I DIR`.
 
 use prost::Message;
 use prost_types::compiler::code_generator_response::{Feature, File};

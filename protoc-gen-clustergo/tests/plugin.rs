@@ -271,6 +271,18 @@ fn message_ids_make_constants_and_register_messages() {
     // The options file is an import, never a module.
     let tree = &files.iter().find(|(n, _)| n == "tree.rs").unwrap().1;
     assert!(!tree.contains("mod clustergo"), "{tree}");
+
+    let resp = run_encoded(&common::request_bytes(
+        &["cmds.proto"],
+        &[fixtures()],
+        "runtime_crate=::cg",
+    ));
+    let (_, text) = &self::files(&resp)[0];
+    assert!(
+        text.contains("fn register_messages(node: &::cg::codegen::Node)"),
+        "{text}"
+    );
+    assert!(!text.contains("::clustergo::"), "{text}");
 }
 
 #[test]
