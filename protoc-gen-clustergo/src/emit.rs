@@ -7,8 +7,8 @@
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
 
-use crate::model::{HandlerForm, Method, MethodKind, Service};
-use crate::naming::{MethodNames, ServiceNames, ident};
+use crate::model::{HandlerForm, MessageId, MessageIds, Method, MethodKind, Service};
+use crate::naming::{self, MethodNames, ServiceNames, ident};
 
 /// Lints that generated modules switch off so user crates are not spammed.
 pub(crate) fn allow_attrs() -> TokenStream {
@@ -552,6 +552,57 @@ fn gen_client(cx: &Ctx<'_>, methods: &[MethodCx<'_>]) -> TokenStream {
     }
 }
 
+/// The message-id items of a module: one constant per message and
+/// `register_messages`.
+pub fn message_ids(ids: &MessageIds) -> TokenStream {
+    let consts = ids.messages.iter().map(gen_cmd_const);
+    let register = gen_register_messages(ids);
+    quote! {
+        #(#consts)*
+        #register
+    }
+}
+
+fn gen_cmd_const(m: &MessageId) -> TokenStream {
+    let c = id(&naming::cmd_const(&m.name));
+    let cmd = proc_macro2::Literal::u16_unsuffixed(m.cmd);
+    let doc = format!(
+        " Id (`cmd`) of message `{}`, from its `option (clustergo.cmd)`.",
+        m.name
+    );
+    quote! {
+        #[doc = #doc]
+        pub const #c: u16 = #cmd;
+    }
+}
+
+fn gen_register_messages(ids: &MessageIds) -> TokenStream {
+    let rt = &ids.runtime;
+    let f = id(naming::REGISTER_MESSAGES);
+    let regs = ids.messages.iter().map(|m| {
+        let c = id(&naming::cmd_const(&m.name));
+        let path = &m.path;
+        quote!(#rt::codegen::Node::register_pb_message::<#path>(node, #c);)
+    });
+    let names: Vec<String> = ids
+        .messages
+        .iter()
+        .map(|m| format!("`{}` as `{}`", m.name, naming::cmd_const(&m.name)))
+        .collect();
+    let doc = format!(
+        " Registers the messages that declare an id ({}) on `node`, so that \
+         `Node::send_pb` sends them. A node that only receives them needs \
+         `Node::register_pb_handler(<id>, ..)` instead.",
+        names.join(", ")
+    );
+    quote! {
+        #[doc = #doc]
+        pub fn #f(node: &#rt::codegen::Node) {
+            #(#regs)*
+        }
+    }
+}
+
 /// Formats generated items as a file (prettyplease), with an `@generated` header.
 #[cfg(feature = "protoc")]
 pub fn format_file(header: &str, tokens: TokenStream) -> String {
@@ -563,11 +614,12 @@ pub fn format_file(header: &str, tokens: TokenStream) -> String {
     format!("{header}{}", prettyplease::unparse(&file))
 }
 
-/// The body of a seed module: prost's messages (`<module>/_.rs`) and the service
-/// items, formatted.
+/// The body of a seed module: prost's messages (`<module>/_.rs`), the message-id
+/// items if any, and the service items, formatted.
 #[cfg(feature = "protoc")]
-pub fn seed_file(header: &str, module: &str, svc: &Service) -> String {
+pub fn seed_file(header: &str, module: &str, svc: &Service, ids: Option<&MessageIds>) -> String {
     let messages = format!("{module}/_.rs");
+    let ids = ids.map(message_ids);
     let items = items(svc);
-    format_file(header, quote!(include!(#messages); #items))
+    format_file(header, quote!(include!(#messages); #ids #items))
 }

@@ -251,6 +251,28 @@ impl Scope {
     }
 }
 
+/// The message ids of one module (a package's or a seed file's), declared in
+/// `.proto` with `option (clustergo.cmd) = N;`: one `u16` constant per message and
+/// `register_messages(node)` (see [`crate::naming::cmd_const`]).
+#[derive(Debug, Clone)]
+pub struct MessageIds {
+    /// Path of the runtime crate, as in [`Service::runtime`].
+    pub runtime: TokenStream,
+    /// The messages, in declaration order (files, then nesting).
+    pub messages: Vec<MessageId>,
+}
+
+/// One message with an id.
+#[derive(Debug, Clone)]
+pub struct MessageId {
+    /// Proto name inside the package, nesting joined by `.` (`Room.Info`).
+    pub name: String,
+    /// The prost type, as a path valid inside the module (`room::Info`).
+    pub path: TokenStream,
+    /// The id: the runtime's `cmd`.
+    pub cmd: u16,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

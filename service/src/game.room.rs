@@ -29,7 +29,8 @@ pub mod event {
         Moved(super::Move),
     }
 }
-/// A player's move, posted to the room's node as a one-way message.
+/// A player's move, posted to the room's node as a one-way message: its id is
+/// declared here (`MOVE_CMD`, `register_messages`).
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Move {
     #[prost(string, tag="1")]
