@@ -81,6 +81,7 @@ fn in_process_examples_succeed() {
         env!("CARGO_BIN_EXE_macro_echo"),
         env!("CARGO_BIN_EXE_buildrs_echo"),
         env!("CARGO_BIN_EXE_async_echo"),
+        env!("CARGO_BIN_EXE_room"),
     ] {
         let out = Command::new(exe).output().unwrap();
         assert!(

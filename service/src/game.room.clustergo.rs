@@ -51,7 +51,7 @@ pub mod feed {
                 ::clustergo::codegen::RpcError,
             >,
         > + ::core::marker::Send;
-        /// Talks with the room: each line sent comes back to every talker.
+        /// Talks with the room: each line comes back, stamped by the room.
         fn talk(
             &self,
             ctx: ::clustergo::codegen::RpcContext,
