@@ -221,15 +221,21 @@ fn serve_idle(node: &Node, dropped: Arc<AtomicBool>) {
     });
 }
 
+/// Calls `idle` on `1.2.1` and reads its first message.
+async fn follow_idle(a: &Node) -> Streaming<Echo> {
+    let mut rx = call_server_stream::<C, Echo, Echo>(a, addr("1.2.1"), "idle", echo("x", 0), None)
+        .await
+        .unwrap();
+    assert_eq!(within("first", rx.next()).await.unwrap().unwrap().n, 0);
+    rx
+}
+
 #[tokio::test]
 async fn dropping_the_callers_stream_drops_the_handler() {
     let (_c, a, b) = two_nodes().await;
     let dropped = Arc::new(AtomicBool::new(false));
     serve_idle(&b, dropped.clone());
-    let mut rx = call_server_stream::<C, Echo, Echo>(&a, addr("1.2.1"), "idle", echo("x", 0), None)
-        .await
-        .unwrap();
-    assert_eq!(within("first", rx.next()).await.unwrap().unwrap().n, 0);
+    let rx = follow_idle(&a).await;
     assert!(!dropped.load(Ordering::SeqCst));
     drop(rx);
     eventually("the handler to be dropped", || {
@@ -294,10 +300,7 @@ async fn peer_lost_mid_stream_is_an_error_not_a_hang() {
     let proxy = start_behind_proxy(&c, &b, "1.2.1").await;
     let dropped = Arc::new(AtomicBool::new(false));
     serve_idle(&b, dropped.clone());
-    let mut rx = call_server_stream::<C, Echo, Echo>(&a, addr("1.2.1"), "idle", echo("x", 0), None)
-        .await
-        .unwrap();
-    assert_eq!(within("first", rx.next()).await.unwrap().unwrap().n, 0);
+    let mut rx = follow_idle(&a).await;
     // Every connection to b is cut, as when its process is killed.
     drop(proxy);
     let err = within("the loss", rx.next()).await.unwrap().unwrap_err();

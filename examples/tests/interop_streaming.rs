@@ -5,9 +5,13 @@
 
 use std::time::Duration;
 
-use clustergo::membership::{InProcess, Member};
-use clustergo::{Addr, LogicAddr, Node, RpcContext, RpcError, StreamSender, Streaming};
-use tokio::net::TcpListener;
+use clustergo::membership::InProcess;
+use clustergo::{LogicAddr, Node, RpcContext, RpcError, StreamSender, Streaming};
+
+/// The examples' helpers (one way to start a node on loopback).
+#[path = "../src/bin/support/mod.rs"]
+#[allow(dead_code)]
+mod support;
 
 #[allow(missing_docs, clippy::all, dead_code)]
 mod buildrs {
@@ -201,16 +205,10 @@ impl b::feed::FeedService for BuildServer {
     }
 }
 
+/// Starts a node as `logic` on a fresh loopback port listed in `m`.
 async fn start(m: &InProcess, logic: &str) -> (Node, LogicAddr) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let logic: LogicAddr = logic.parse().unwrap();
-    m.put_now(Member {
-        addr: Addr::new(logic, listener.local_addr().unwrap()),
-        export: false,
-        available: true,
-    });
     let node = Node::new();
-    node.start_on(listener, m.clone(), logic).await.unwrap();
+    let logic = support::start(&node, m, logic).await;
     (node, logic)
 }
 

@@ -59,7 +59,6 @@ impl Server {
         node: &Arc<NodeInner>,
         from: LogicAddr,
         head: &RequestView<'_>,
-        deadline: Option<Instant>,
         trace: Option<TraceContext>,
     ) -> Result<(RpcContext, RawStreamHandler, Observed), RpcError> {
         if node.is_stopping() {
@@ -74,23 +73,7 @@ impl Server {
             tracing::debug!(%from, method = head.method, "invalid streaming method");
             return Err(RpcError::InvalidMethod(head.method.to_owned()));
         };
-        let ctx = RpcContext {
-            from,
-            method,
-            deadline,
-            meta: meta::get(&head.meta, meta::APP).unwrap_or_default(),
-            trace,
-            node: node.clone(),
-        };
-        let observed = match node.server_interceptors().get() {
-            None => None,
-            Some(list) => {
-                for i in &list {
-                    i.before_dispatch(&ctx)?;
-                }
-                Some((list, Instant::now()))
-            }
-        };
+        let (ctx, observed) = admit(node, from, method, head, trace)?;
         Ok((ctx, handler, observed))
     }
 
@@ -176,27 +159,9 @@ pub(crate) fn dispatch(node: &Arc<NodeInner>, from: LogicAddr, body: Bytes) {
         reply_err(RpcError::InvalidMethod(head.method.to_owned()));
         return;
     };
-    let deadline = (head.timeout_ms > 0)
-        .then(|| Instant::now() + Duration::from_millis(head.timeout_ms.into()));
-    let ctx = RpcContext {
-        from,
-        method: method.clone(),
-        deadline,
-        meta: meta::get(&head.meta, meta::APP).unwrap_or_default(),
-        trace,
-        node: node.clone(),
-    };
-    let observed = match node.server_interceptors().get() {
-        None => None,
-        Some(list) => {
-            for i in &list {
-                if let Err(e) = i.before_dispatch(&ctx) {
-                    reply_err(e);
-                    return;
-                }
-            }
-            Some((list, Instant::now()))
-        }
+    let (ctx, observed) = match admit(node, from, method.clone(), &head, trace) {
+        Ok(admitted) => admitted,
+        Err(e) => return reply_err(e),
     };
     let mut replyer = RawReplyer::new(node.clone(), from, head.seq, head.one_way, method);
     replyer.observed = observed;
@@ -206,6 +171,47 @@ pub(crate) fn dispatch(node: &Arc<NodeInner>, from: LogicAddr, body: Bytes) {
         span.in_scope(|| handler(ctx, replyer, arg))
     })) {
         tracing::error!(%from, method = head.method, panic = %panic_text(&*panic), "rpc handler panicked");
+    }
+}
+
+/// The context of a request found in the method table, once the server
+/// interceptors let it in (unary and streaming calls alike).
+fn admit(
+    node: &Arc<NodeInner>,
+    from: LogicAddr,
+    method: Arc<str>,
+    head: &RequestView<'_>,
+    trace: Option<TraceContext>,
+) -> Result<(RpcContext, Observed), RpcError> {
+    let deadline = (head.timeout_ms > 0)
+        .then(|| Instant::now() + Duration::from_millis(head.timeout_ms.into()));
+    let ctx = RpcContext {
+        from,
+        method,
+        deadline,
+        meta: meta::get(&head.meta, meta::APP).unwrap_or_default(),
+        trace,
+        node: node.clone(),
+    };
+    let observed = match node.server_interceptors().get() {
+        None => None,
+        Some(list) => {
+            for i in &list {
+                i.before_dispatch(&ctx)?;
+            }
+            Some((list, Instant::now()))
+        }
+    };
+    Ok((ctx, observed))
+}
+
+/// Tells the server interceptors that observed a call how it ended.
+pub(crate) fn observed_end(observed: Observed, from: LogicAddr, method: &str, code: ErrorCode) {
+    if let Some((list, started)) = observed {
+        let elapsed = started.elapsed();
+        for i in list {
+            i.after_reply(from, method, code, elapsed);
+        }
     }
 }
 
@@ -316,12 +322,7 @@ impl RawReplyer {
         if let Some((span, started)) = self.traced.take() {
             trace::end(&span, code, started);
         }
-        if let Some((list, started)) = self.observed.take() {
-            let elapsed = started.elapsed();
-            for i in list {
-                i.after_reply(self.to, &self.method, code, elapsed);
-            }
-        }
+        observed_end(self.observed.take(), self.to, &self.method, code);
     }
 
     /// The caller.

@@ -685,11 +685,7 @@ pub(crate) async fn serve(node: Arc<NodeInner>, stream: Stream) {
     let started = Instant::now();
     let tctx = trace::started(&span)
         .and_then(|_| trace::begin(&span, super::TraceContext::from_meta(&head.meta)));
-    let deadline =
-        (head.timeout_ms > 0).then(|| started + Duration::from_millis(head.timeout_ms.into()));
-    let accepted = node
-        .rpc_server()
-        .accept_stream(&node, peer, &head, deadline, tctx);
+    let accepted = node.rpc_server().accept_stream(&node, peer, &head, tctx);
     let (ctx, handler, observed) = match accepted {
         Ok(a) => a,
         Err(e) => {
@@ -707,22 +703,17 @@ pub(crate) async fn serve(node: Arc<NodeInner>, stream: Stream) {
     let run = ServerCall {
         node: &node,
         peer,
-        deadline,
+        deadline: ctx.deadline(),
     };
     let status = run
         .run(ctx, handler, &mut frames, &mut wr)
         .instrument(span.clone())
         .await;
     trace::end(&span, super::outcome(&status), started);
-    if let Some((list, at)) = observed {
-        let elapsed = at.elapsed();
-        let code = status
-            .as_ref()
-            .map_or_else(RpcError::code, |_| ErrorCode::Ok);
-        for i in list {
-            i.after_reply(peer, &method, code, elapsed);
-        }
-    }
+    let code = status
+        .as_ref()
+        .map_or_else(RpcError::code, |_| ErrorCode::Ok);
+    super::server::observed_end(observed, peer, &method, code);
 }
 
 /// One call being served.
