@@ -207,6 +207,7 @@ fn every_target_is_run_here() {
         [
             "frame",
             "rpc",
+            "rpc_stream",
             "handshake",
             "gate_tcp",
             "gate_ws",
@@ -224,6 +225,11 @@ fn frame() {
 #[test]
 fn rpc() {
     fuzz("rpc");
+}
+
+#[test]
+fn rpc_stream() {
+    fuzz("rpc_stream");
 }
 
 #[test]

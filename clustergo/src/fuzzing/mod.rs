@@ -27,6 +27,7 @@ pub mod gate_tcp;
 pub mod gate_ws;
 pub mod handshake;
 pub mod rpc;
+pub mod rpc_stream;
 
 /// One fuzz target.
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +44,7 @@ pub struct Target {
 pub const TARGETS: &[Target] = &[
     frame::TARGET,
     rpc::TARGET,
+    rpc_stream::TARGET,
     handshake::TARGET,
     gate_tcp::TARGET,
     #[cfg(feature = "ws")]

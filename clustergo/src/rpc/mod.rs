@@ -17,7 +17,7 @@ mod handler;
 mod intercept;
 mod meta;
 pub(crate) mod server;
-mod stream_frame;
+pub(crate) mod stream_frame;
 pub(crate) mod streaming;
 pub mod trace;
 pub mod wire;

@@ -49,6 +49,16 @@ pub(crate) fn put_end(dst: &mut BytesMut, status: &Result<(), RpcError>) {
     put_frame(dst, END, |d| wire::put_status(d, status.as_ref().err()));
 }
 
+/// Appends `frame` as it was read (an `open` frame's body as is).
+#[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
+pub(crate) fn put(dst: &mut BytesMut, frame: &StreamFrame) {
+    match frame {
+        StreamFrame::Open(body) => put_frame(dst, OPEN, |d| d.put_slice(body)),
+        StreamFrame::Message(msg) => put_message(dst, msg),
+        StreamFrame::End(status) => put_end(dst, status),
+    }
+}
+
 fn put_frame(dst: &mut BytesMut, kind: u8, body: impl FnOnce(&mut BytesMut)) {
     let at = dst.len();
     dst.put_u32(0);
