@@ -14,7 +14,8 @@
 //! - `message`: protobuf and binary message handlers.
 //! - [`node`]: the [`Node`] handle and its parts: config, start, routing (direct or
 //!   through harbors), dispatch and relay, accept/dial, membership changes, stop.
-//! - [`rpc`]: calls, replies, errors, codecs.
+//! - [`rpc`]: calls, replies, errors, codecs; streaming calls ([`Streaming`],
+//!   [`StreamSender`]) over node streams.
 //! - [`stream`]: multiplexed byte streams between nodes (yamux).
 //! - [`membership`]: who is in the cluster, backends, and the visibility rules.
 //! - [`gate`]: client-facing transports (TCP, WebSocket, KCP) with one packet API.

@@ -18,7 +18,7 @@
 //!
 //! Streaming RPC calls (`rpc/streaming.rs`) ride the same sessions. To tell them
 //! apart on accept, the opener of every stream writes one kind byte first —
-//! [`USER_STREAM`] for `open_stream`, [`RPC_STREAM`] for a call — and the acceptor
+//! `USER_STREAM` (0) for `open_stream`, `RPC_STREAM` (1) for a call — and the acceptor
 //! reads it before handing the stream over, so a user's `Stream` carries exactly
 //! the bytes the other user wrote, as before.
 

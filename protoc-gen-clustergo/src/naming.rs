@@ -11,7 +11,9 @@
 //! trait `BService`, client struct `BClient` and the free functions `register` and
 //! `register_on`. Each method `m` adds the wire-name constant `M_METHOD`, the replyer
 //! alias `MReplyer`, the trait method `m` and the functions `m`, `m_with_timeout`,
-//! `m_with_callback` and `post_m` (also as `BClient` methods).
+//! `m_with_callback` and `post_m` (also as `BClient` methods). A streaming method
+//! gets only the constant, the trait method, `m` and `m_with_timeout` (the other
+//! names stay reserved in the clash checks).
 //!
 //! A method called `on_call` is the seed's single-method convention: its items are
 //! `METHOD`, `Replyer`, trait method `on_call`, and `call`, `call_with_timeout`,
