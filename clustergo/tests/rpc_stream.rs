@@ -189,11 +189,19 @@ async fn stalled_reader_blocks_the_producer_with_bounded_memory() {
             .unwrap();
     // Nobody reads: the producer stops once the queues and the window are full.
     eventually("producer to start", || sent.load(Ordering::SeqCst) > 0).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = sent.load(Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let stalled = sent.load(Ordering::SeqCst);
-    assert_eq!(before, stalled, "the producer is blocked");
+    // The producer is blocked: its count stops moving (sampled until it does).
+    let stalled = within("the producer to block", async {
+        let mut last = sent.load(Ordering::SeqCst);
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let now = sent.load(Ordering::SeqCst);
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    })
+    .await;
     // Two queues of QUEUE_BYTES and yamux's 256 KiB window, plus one message each.
     let bound = 2 * clustergo::rpc::QUEUE_BYTES + 256 * 1024 + 3 * BLOB;
     assert!(stalled * BLOB <= bound, "{stalled} messages in flight");
@@ -245,6 +253,63 @@ async fn dropping_the_callers_stream_drops_the_handler() {
     eventually("counted", || b.metrics().handlers_cancelled == 1).await;
     a.shutdown().await;
     b.shutdown().await;
+}
+
+#[tokio::test]
+async fn dropping_a_client_streaming_response_drops_the_handler() {
+    let (_c, a, b) = two_nodes().await;
+    let dropped = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(AtomicBool::new(false));
+    let (d, s) = (dropped.clone(), started.clone());
+    register_client_stream::<C, Echo, Echo, _, _>(&b, "hold", move |_ctx, _rx| {
+        let flag = DropFlag(d.clone());
+        s.store(true, Ordering::SeqCst);
+        async move {
+            let _flag = flag;
+            std::future::pending::<Result<Echo, RpcError>>().await
+        }
+    });
+    let (mut tx, resp) = call_client_stream::<C, Echo, Echo>(&a, addr("1.2.1"), "hold", None)
+        .await
+        .unwrap();
+    tx.send(echo("one", 1)).await.unwrap();
+    // The handler runs once the call is open; then the caller gives up.
+    eventually("the handler to start", || started.load(Ordering::SeqCst)).await;
+    assert!(!dropped.load(Ordering::SeqCst));
+    drop(resp);
+    eventually("the handler to be dropped", || {
+        dropped.load(Ordering::SeqCst)
+    })
+    .await;
+    // Sending on fails once the call is over.
+    let failed = within("send fails", async {
+        loop {
+            if let Err(e) = tx.send(echo("more", 2)).await {
+                return e;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert_eq!(failed, RpcError::Cancelled);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn server_stopping_mid_stream_ends_the_call() {
+    let (_c, a, b) = two_nodes().await;
+    let dropped = Arc::new(AtomicBool::new(false));
+    serve_idle(&b, dropped.clone());
+    let mut rx = follow_idle(&a).await;
+    within("b to stop", b.shutdown()).await;
+    let err = within("the end", rx.next()).await.unwrap().unwrap_err();
+    assert_eq!(err, RpcError::Disconnected(addr("1.2.1")));
+    eventually("the handler to be dropped", || {
+        dropped.load(Ordering::SeqCst)
+    })
+    .await;
+    a.shutdown().await;
 }
 
 #[tokio::test]
