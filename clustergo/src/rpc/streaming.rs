@@ -541,9 +541,11 @@ impl CallerPump {
             let write = async {
                 // A write error is a reset: the read side reports why.
                 let _ = write_loop(&mut wr, &mut out_rx, open).await;
-                std::future::pending::<()>().await
+                std::future::pending::<std::convert::Infallible>().await
             };
             let read = read_loop(&mut frames, &in_tx, Side::Caller, self.to);
+            // `write` never completes: after its end frame (or a failed write,
+            // which the read side reports) it waits with the rest.
             tokio::select! {
                 end = read => match end {
                     ReadEnd::Ended(status) => Some(status),
@@ -553,7 +555,7 @@ impl CallerPump {
                     }
                     ReadEnd::Dropped => None,
                 },
-                () = write => None,
+                never = write => match never {},
                 () = in_tx.tx.closed() => None,
                 () = expiry(self.deadline) => {
                     in_tx.end(Err(RpcError::Timeout));
@@ -562,14 +564,15 @@ impl CallerPump {
             }
         };
         let status = status.unwrap_or(Err(RpcError::Cancelled));
+        // Set before the sender's queue closes, so a failing `send` reports it.
+        let _ = self.outcome.set(status.clone());
+        drop(out_rx);
         if status.is_ok() {
             // A clean end both ways: close without a reset.
             let _ = wr.shutdown().await;
         }
         // Otherwise the halves drop unshut: the stream is reset, the server's
         // handler dropped.
-        drop(out_rx);
-        let _ = self.outcome.set(status.clone());
         trace::end(&self.span, super::outcome(&status), self.started);
         client_done(&self.node, self.to, &self.method, &status, self.started);
     }
