@@ -1,0 +1,1 @@
+//! Two Rust nodes in the Go seed's dialect.
