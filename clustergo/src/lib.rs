@@ -60,8 +60,8 @@ pub use global::{
 };
 pub use node::{Config, DEV_SECRET, Dialect, Metrics, Node, Secret, SendError, StartError};
 pub use rpc::{
-    CallHandle, Codec, CodecError, ProstCodec, RawReplyer, Replyer, RpcContext, RpcError,
-    TraceContext,
+    CallHandle, Codec, CodecError, JsonCodec, ProstCodec, RawReplyer, Replyer, RpcContext,
+    RpcError, TraceContext,
 };
 pub use stream::{Stream, StreamError};
 pub use tls::{NodeTls, TlsError};

@@ -1,1 +1,365 @@
-//! Two Rust nodes in the Go seed's dialect.
+//! Nodes in the Go seed's dialect (feature `go-compat`): two Rust nodes doing what
+//! the native tests do, a raw Go peer replaying captured bytes, harbors, and
+//! refusals across dialects (bounded, no hang).
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clustergo::gocompat::{GoHello, GoKey, handshake as go_handshake};
+use clustergo::{Config, Dialect, Instant, JsonCodec, Node, Replyer, RpcError, SendError};
+use parking_lot::Mutex;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const PB: u16 = 1;
+const BIN: u16 = 2;
+
+fn go_config() -> Config {
+    Config {
+        dialect: Dialect::go_seed(),
+        // Short, so that a keepalive would show within the tests' waits.
+        keepalive_interval: Duration::from_millis(20),
+        keepalive_timeout: Duration::from_millis(60),
+        ..config()
+    }
+}
+
+fn serve_echo(node: &Node) {
+    node.register_rpc("echo", |_ctx, replyer: Replyer<Echo>, req: Echo| {
+        replyer.reply(req)
+    });
+}
+
+fn inbox(node: &Node) -> Arc<Mutex<Vec<String>>> {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    node.register_pb_handler(PB, move |from, m: Echo| {
+        g.lock().push(format!("pb {from} {}", m.msg))
+    });
+    let g = got.clone();
+    node.register_bin_handler(BIN, move |from, _, body: Bytes| {
+        g.lock()
+            .push(format!("bin {from} {}", String::from_utf8_lossy(&body)))
+    });
+    got
+}
+
+async fn go_pair() -> (Cluster, Node, Node) {
+    let c = Cluster::new();
+    let a = c.start_with("1.1.1", false, go_config()).await;
+    let b = c.start_with("1.2.1", false, go_config()).await;
+    serve_echo(&a);
+    serve_echo(&b);
+    (c, a, b)
+}
+
+#[tokio::test]
+async fn messages_and_every_call_form() {
+    let (_c, a, b) = go_pair().await;
+    let got = inbox(&a);
+    b.register_pb_message::<Echo>(PB);
+    b.send_pb(addr("1.1.1"), &echo("hi", 0)).unwrap();
+    b.send_bin(addr("1.1.1"), BIN, b"raw").unwrap();
+    eventually("both messages", || got.lock().len() == 2).await;
+    assert_eq!(*got.lock(), ["pb 1.2.1 hi", "bin 1.2.1 raw"]);
+
+    // call, both ways (the second reuses the one link).
+    let r: Echo = within("call", b.call(addr("1.1.1"), "echo", &echo("x", 7)))
+        .await
+        .unwrap();
+    assert_eq!(r, echo("x", 7));
+    let r: Echo = within("call back", a.call(addr("1.2.1"), "echo", &echo("y", 8)))
+        .await
+        .unwrap();
+    assert_eq!(r, echo("y", 8));
+
+    // call_with_callback.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    b.call_with_callback(
+        addr("1.1.1"),
+        "echo",
+        &echo("cb", 1),
+        Instant::now() + WAIT,
+        move |r: Result<Echo, RpcError>| drop(tx.send(r)),
+    );
+    assert_eq!(
+        within("callback", rx).await.unwrap().unwrap(),
+        echo("cb", 1)
+    );
+
+    // post: one-way, served, never answered.
+    let posted = Arc::new(Mutex::new(Vec::new()));
+    let p = posted.clone();
+    a.register_rpc("note", move |_ctx, r: Replyer<Echo>, req: Echo| {
+        assert!(r.into_raw().is_one_way());
+        p.lock().push(req.msg);
+    });
+    b.post(addr("1.1.1"), "note", &echo("posted", 0)).unwrap();
+    eventually("the post", || posted.lock().len() == 1).await;
+
+    // Errors come back with their rpcgo code.
+    a.register_rpc("fail", |_ctx, r: Replyer<Echo>, _req: Echo| r.error("nope"));
+    let e = b
+        .call::<_, Echo>(addr("1.1.1"), "fail", &echo("", 0))
+        .await
+        .unwrap_err();
+    assert_eq!(e, RpcError::Method("nope".into()));
+    let e = b
+        .call::<_, Echo>(addr("1.1.1"), "missing", &echo("", 0))
+        .await
+        .unwrap_err();
+    assert_eq!(e, RpcError::InvalidMethod("missing".into()));
+
+    // The JSON codec (the seed's JsonCodec).
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct J {
+        #[serde(rename = "Msg")]
+        msg: String,
+    }
+    clustergo::rpc::register::<JsonCodec, J, J, _>(&a, "json", |_ctx, r, req: J| r.reply(req));
+    let req = J { msg: "j".into() };
+    let call = clustergo::rpc::call::<JsonCodec, J, J>(&b, addr("1.1.1"), "json", &req, None);
+    assert_eq!(
+        within("json call", call).await.unwrap(),
+        J { msg: "j".into() }
+    );
+}
+
+#[tokio::test]
+async fn no_deadline_travels_and_the_callers_timeout_stays_local() {
+    let (_c, a, b) = go_pair().await;
+    let deadlines = Arc::new(Mutex::new(Vec::new()));
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let (d, h) = (deadlines.clone(), held.clone());
+    a.register_rpc("hold", move |ctx, r: Replyer<Echo>, _req: Echo| {
+        d.lock().push(ctx.deadline());
+        h.lock().push(r);
+    });
+    let e = b
+        .call_with_timeout::<_, Echo>(
+            addr("1.1.1"),
+            "hold",
+            &echo("", 0),
+            Duration::from_millis(100),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e, RpcError::Timeout);
+    assert_eq!(*deadlines.lock(), [None]);
+}
+
+#[tokio::test]
+async fn frames_over_4096_bytes_are_too_large_not_dropped() {
+    let (_c, a, b) = go_pair().await;
+    b.register_pb_message::<Echo>(PB);
+    let big = Echo {
+        blob: vec![0; 4096],
+        ..echo("big", 0)
+    };
+    let e = b.send_pb(addr("1.1.1"), &big).unwrap_err();
+    assert!(matches!(e, SendError::TooLarge { max: 4096, .. }), "{e:?}");
+    let e = b.send_bin(addr("1.1.1"), BIN, &[0; 4082]).unwrap_err();
+    assert!(matches!(e, SendError::TooLarge { .. }), "{e:?}");
+    let got = inbox(&a);
+    b.send_bin(addr("1.1.1"), BIN, &[b'a'; 4081]).unwrap(); // exactly 4096 on the wire
+    eventually("the largest frame", || got.lock().len() == 1).await;
+    let e = b
+        .call::<_, Echo>(addr("1.1.1"), "echo", &big)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, RpcError::Codec(t) if t.contains("4096")),
+        "{e:?}"
+    );
+    // A result too large for the frame comes back as an error, not silence.
+    a.register_rpc("grow", |_ctx, r: Replyer<Echo>, _req: Echo| {
+        r.reply(Echo {
+            blob: vec![1; 5000],
+            ..echo("", 0)
+        })
+    });
+    let e = b
+        .call::<_, Echo>(addr("1.1.1"), "grow", &echo("", 0))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RpcError::Other(_)), "{e:?}");
+}
+
+/// A raw Go peer: the Go handshake, then bytes as captured from real Go traffic.
+async fn go_link(node: &Node, logic: &str, net: std::net::SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(node.listen_addr().unwrap())
+        .await
+        .unwrap();
+    let hello = GoHello {
+        logic: addr(logic),
+        net_addr: net.to_string(),
+        is_stream: false,
+    };
+    within(
+        "go handshake",
+        go_handshake::dial(&mut s, &GoKey::default(), &hello),
+    )
+    .await
+    .unwrap();
+    s
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    let s: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// GO-WIRE.md §4: a Go caller 1.2.1 sends the captured `echo` request; the Rust
+/// node 1.1.1 answers with exactly the captured response. No keepalive follows.
+#[tokio::test]
+async fn answers_a_captured_go_request_byte_for_byte() {
+    let c = Cluster::new();
+    let a = c.start_with("1.1.1", false, go_config()).await;
+    serve_echo(&a);
+    let go_net = free_addr().await;
+    c.m.put_now(member("1.2.1", go_net, false));
+    c.settle().await;
+    let mut s = go_link(&a, "1.2.1", go_net).await;
+    s.write_all(&unhex("00000026 03 00040401 00040801 075d09c200000001 00 0004 6563686f 0000 000a 0a08736e697065724857"))
+        .await
+        .unwrap();
+    let want =
+        unhex("00000021 04 00040801 00040401 075d09c200000001 0000 0000 000a 0a08736e697065724857");
+    let mut got = vec![0; want.len()];
+    within("the response", s.read_exact(&mut got))
+        .await
+        .unwrap();
+    assert_eq!(got, want);
+    // Several keepalive intervals of silence: nothing (a native kind-5 frame would
+    // close a Go link), and the link is not declared dead either.
+    let mut more = [0u8; 1];
+    let quiet = tokio::time::timeout(Duration::from_millis(300), s.read(&mut more)).await;
+    assert!(quiet.is_err(), "the Go dialect wrote {quiet:?}");
+    s.write_all(&unhex(
+        "00000015 01 00040401 00040801 0001 0a08736e697065724857",
+    ))
+    .await
+    .unwrap();
+    let got = inbox(&a);
+    // Registered after the write: the handler may miss it; send once more.
+    s.write_all(&unhex(
+        "00000015 01 00040401 00040801 0001 0a08736e697065724857",
+    ))
+    .await
+    .unwrap();
+    eventually("the captured pb message", || !got.lock().is_empty()).await;
+    assert_eq!(got.lock()[0], "pb 1.2.1 sniperHW");
+
+    // A frame over 4096 bytes closes the link, as on the Go side.
+    let mut big = unhex("00000ffd 02 00040401 00040801 0002");
+    big.resize(4 + 0xffd, 0);
+    s.write_all(&big).await.unwrap();
+    let mut rest = Vec::new();
+    let end = within("the link closed", s.read_to_end(&mut rest)).await;
+    assert!(end.is_err() || rest.is_empty(), "{end:?}");
+}
+
+/// The seed's acceptor rules: NetAddr must be the member's address string exactly;
+/// a node not in membership, or a second link, is refused by closing.
+#[tokio::test]
+async fn go_acceptor_refuses_by_closing() {
+    let c = Cluster::new();
+    let a = c.start_with("1.1.1", false, go_config()).await;
+    let go_net = free_addr().await;
+    c.m.put_now(member("1.2.1", go_net, false));
+    c.settle().await;
+    let key = GoKey::default();
+    let cases = [
+        ("1.2.1", format!("localhost:{}", go_net.port())), // same address, other string
+        ("1.3.1", go_net.to_string()),                     // not a member
+    ];
+    for (logic, net_addr) in cases {
+        let mut s = TcpStream::connect(a.listen_addr().unwrap()).await.unwrap();
+        let hello = GoHello {
+            logic: addr(logic),
+            net_addr,
+            is_stream: false,
+        };
+        let r = within("refusal", go_handshake::dial(&mut s, &key, &hello)).await;
+        assert!(
+            matches!(r, Err(clustergo::handshake::HandshakeError::Closed)),
+            "{logic}: {r:?}"
+        );
+    }
+    // The right claim is accepted; a second link from the same node is a duplicate.
+    let _first = go_link(&a, "1.2.1", go_net).await;
+    let mut s = TcpStream::connect(a.listen_addr().unwrap()).await.unwrap();
+    let hello = GoHello {
+        logic: addr("1.2.1"),
+        net_addr: go_net.to_string(),
+        is_stream: false,
+    };
+    let r = within("duplicate", go_handshake::dial(&mut s, &key, &hello)).await;
+    assert!(r.is_err(), "{r:?}");
+}
+
+/// A Go-dialect node and a native node in one membership do not understand each
+/// other: each side's calls end within their timeout, nothing hangs, and both
+/// keep serving their own dialect.
+#[tokio::test]
+async fn go_and_native_nodes_refuse_each_other_cleanly() {
+    let c = Cluster::new();
+    let go = c.start_with("1.1.1", false, go_config()).await;
+    let native = c.start_with("1.2.1", false, config()).await;
+    serve_echo(&go);
+    serve_echo(&native);
+    let short = Duration::from_millis(500);
+    let e = within(
+        "go -> native",
+        go.call_with_timeout::<_, Echo>(addr("1.2.1"), "echo", &echo("", 0), short),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(e, RpcError::Timeout | RpcError::Unreachable(_)),
+        "{e:?}"
+    );
+    let e = within(
+        "native -> go",
+        native.call_with_timeout::<_, Echo>(addr("1.1.1"), "echo", &echo("", 0), short),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(e, RpcError::Timeout | RpcError::Unreachable(_)),
+        "{e:?}"
+    );
+    // A second Go-dialect node still reaches the first.
+    let go2 = c.start_with("1.3.1", false, go_config()).await;
+    let r: Echo = within("go -> go", go2.call(addr("1.1.1"), "echo", &echo("ok", 0)))
+        .await
+        .unwrap();
+    assert_eq!(r.msg, "ok");
+    for n in [go, native, go2] {
+        within("shutdown", n.shutdown()).await;
+    }
+}
+
+/// Both nodes send first at once: the seed's rule (the lower address's dial wins)
+/// leaves one link and loses nothing.
+#[tokio::test]
+async fn simultaneous_dials_settle_on_one_link() {
+    let (_c, a, b) = go_pair().await;
+    let got_a = inbox(&a);
+    let got_b = inbox(&b);
+    for _ in 0..20 {
+        a.send_bin(addr("1.2.1"), BIN, b"a").unwrap();
+        b.send_bin(addr("1.1.1"), BIN, b"b").unwrap();
+    }
+    eventually("all messages", || {
+        got_a.lock().len() == 20 && got_b.lock().len() == 20
+    })
+    .await;
+}

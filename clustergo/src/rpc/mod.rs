@@ -29,7 +29,7 @@ use tracing::Instrument;
 
 pub use client::CallHandle;
 use client::Completion;
-pub use codec::{BytesCodec, Codec, CodecError, ProstCodec};
+pub use codec::{BytesCodec, Codec, CodecError, JsonCodec, ProstCodec};
 pub use error::{ErrorCode, RpcError};
 pub(crate) use handler::LinkCancels;
 pub use handler::register_async;
