@@ -363,3 +363,152 @@ async fn simultaneous_dials_settle_on_one_link() {
     })
     .await;
 }
+
+/// Echoes every stream back until the writer half-closes, then closes.
+fn echo_streams(node: &Node) {
+    node.on_new_stream(|mut s| async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n @ 1..) = s.read(&mut buf).await {
+            if s.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+        let _ = s.shutdown().await;
+    });
+}
+
+async fn round_trip(node: &Node, to: &str, data: &[u8]) -> Vec<u8> {
+    let mut s = within("open", node.open_stream(addr(to))).await.unwrap();
+    assert_eq!(s.peer(), addr(to));
+    let (mut rd, mut wr) = tokio::io::split(&mut s);
+    let write = async {
+        wr.write_all(data).await?;
+        wr.shutdown().await
+    };
+    let mut back = Vec::new();
+    let (w, r) = within("round trip", async {
+        tokio::join!(write, rd.read_to_end(&mut back))
+    })
+    .await;
+    w.unwrap();
+    r.unwrap();
+    back
+}
+
+/// Streams over smux both ways (each side opens on the session it dialed), many
+/// at once, with more data than one smux frame holds.
+#[tokio::test]
+async fn streams_over_smux() {
+    let (_c, a, b) = go_pair().await;
+    echo_streams(&a);
+    echo_streams(&b);
+    let big: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+    assert_eq!(round_trip(&b, "1.1.1", &big).await, big);
+    assert_eq!(round_trip(&a, "1.2.1", b"back").await, b"back");
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..16u8 {
+        let b = b.clone();
+        set.spawn(async move { round_trip(&b, "1.1.1", &[i; 1000]).await == [i; 1000] });
+    }
+    assert!(results(set).await.into_iter().all(|ok| ok));
+}
+
+/// A Go client session (the dialer opens, ids odd): the captured SYN 3, PSH 3
+/// "ping", FIN 3; the Rust node echoes "ping" back on stream 3 and closes it.
+#[tokio::test]
+async fn serves_a_captured_go_stream_session() {
+    use clustergo::gocompat::smux::{Cmd, SmuxCodec, SmuxFrame};
+    use tokio_util::codec::Decoder;
+    let c = Cluster::new();
+    let a = c.start_with("1.1.1", false, go_config()).await;
+    echo_streams(&a);
+    let go_net = free_addr().await;
+    c.m.put_now(member("1.2.1", go_net, false));
+    c.settle().await;
+    let mut s = TcpStream::connect(a.listen_addr().unwrap()).await.unwrap();
+    let hello = GoHello {
+        logic: addr("1.2.1"),
+        net_addr: go_net.to_string(),
+        is_stream: true,
+    };
+    within(
+        "go handshake",
+        go_handshake::dial(&mut s, &GoKey::default(), &hello),
+    )
+    .await
+    .unwrap();
+    s.write_all(&unhex(
+        "0100000003000000 010204000300000070696e67 0101000003000000",
+    ))
+    .await
+    .unwrap();
+    let mut buf = bytes::BytesMut::new();
+    let mut frames = Vec::new();
+    within("the echo and FIN", async {
+        while !frames.iter().any(|f: &SmuxFrame| f.cmd == Cmd::Fin) {
+            assert!(s.read_buf(&mut buf).await.unwrap() > 0, "closed early");
+            while let Some(f) = SmuxCodec.decode(&mut buf).unwrap() {
+                if f.cmd != Cmd::Nop {
+                    frames.push(f);
+                }
+            }
+        }
+    })
+    .await;
+    let psh: Vec<u8> = frames
+        .iter()
+        .filter(|f| f.cmd == Cmd::Psh)
+        .flat_map(|f| f.data.to_vec())
+        .collect();
+    assert_eq!(psh, b"ping");
+    assert!(frames.iter().all(|f| f.sid == 3), "{frames:?}");
+}
+
+/// The Rust node as the smux client of a Go server: an `IsStream` hello, then
+/// SYN and PSH on an odd stream id.
+#[tokio::test]
+async fn opens_streams_as_a_go_client_would() {
+    use clustergo::gocompat::smux::{Cmd, SmuxCodec, SmuxFrame};
+    use tokio_util::codec::Decoder;
+    let c = Cluster::new();
+    let a = c.start_with("1.1.1", false, go_config()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    c.m.put_now(member("1.2.1", listener.local_addr().unwrap(), false));
+    c.settle().await;
+    let go_side = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let hello = go_handshake::read_hello(&mut s, &GoKey::default())
+            .await
+            .unwrap();
+        go_handshake::accept(&mut s).await.unwrap();
+        let mut buf = bytes::BytesMut::new();
+        let mut frames: Vec<SmuxFrame> = Vec::new();
+        while frames
+            .iter()
+            .filter(|f| f.cmd == Cmd::Psh)
+            .map(|f| f.data.len())
+            .sum::<usize>()
+            < 4
+        {
+            assert!(s.read_buf(&mut buf).await.unwrap() > 0);
+            while let Some(f) = SmuxCodec.decode(&mut buf).unwrap() {
+                frames.push(f);
+            }
+        }
+        (hello, frames)
+    });
+    let mut st = within("open", a.open_stream(addr("1.2.1"))).await.unwrap();
+    st.write_all(b"ping").await.unwrap();
+    let (hello, frames) = within("the go side", go_side).await.unwrap();
+    assert_eq!(hello.logic, addr("1.1.1"));
+    assert!(hello.is_stream);
+    assert_eq!(hello.net_addr, a.listen_addr().unwrap().to_string());
+    let frames: Vec<_> = frames.into_iter().filter(|f| f.cmd != Cmd::Nop).collect();
+    assert_eq!(frames[0].cmd, Cmd::Syn);
+    assert_eq!(frames[0].sid % 2, 1, "client ids are odd");
+    assert!(
+        frames[1..]
+            .iter()
+            .all(|f| f.cmd == Cmd::Psh && f.sid == frames[0].sid)
+    );
+}

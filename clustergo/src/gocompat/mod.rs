@@ -22,6 +22,7 @@
 pub mod handshake;
 mod key;
 pub mod rpc;
+pub(crate) mod session;
 
 pub mod smux;
 
