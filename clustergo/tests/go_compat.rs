@@ -512,3 +512,43 @@ async fn opens_streams_as_a_go_client_would() {
             .all(|f| f.cmd == Cmd::Psh && f.sid == frames[0].sid)
     );
 }
+
+/// Harbors in the Go dialect: 1.1.1 → 1.255.1 → 2.255.1 → 2.1.1 and back, for
+/// messages and calls; frames are relayed unchanged, as the Go harbor does.
+#[tokio::test]
+async fn harbor_relay_across_clusters() {
+    let c = Cluster::new();
+    let a = c.start_with("1.1.1", false, go_config()).await;
+    let _h1 = c.start_with("1.255.1", false, go_config()).await;
+    let _h2 = c.start_with("2.255.1", false, go_config()).await;
+    let b = c.start_with("2.1.1", true, go_config()).await;
+    serve_echo(&b);
+    let got = inbox(&b);
+    a.register_pb_message::<Echo>(PB);
+    a.send_pb(addr("2.1.1"), &echo("far", 0)).unwrap();
+    a.send_bin(addr("2.1.1"), BIN, b"away").unwrap();
+    eventually("relayed messages", || got.lock().len() == 2).await;
+    assert_eq!(*got.lock(), ["pb 1.1.1 far", "bin 1.1.1 away"]);
+    let r: Echo = within("call across", a.call(addr("2.1.1"), "echo", &echo("x", 3)))
+        .await
+        .unwrap();
+    assert_eq!(r, echo("x", 3));
+    // A harbor that cannot deliver answers in the target's name, in rpcgo's
+    // layout: "unreachable" travels as code 5 with its text. (The first call may
+    // only find the target down and time out.)
+    let gone = free_addr().await;
+    c.m.put_now(member("2.1.2", gone, true));
+    c.settle().await;
+    let mut last = None;
+    let req = echo("", 0);
+    for _ in 0..3 {
+        let call =
+            a.call_with_timeout::<_, Echo>(addr("2.1.2"), "echo", &req, Duration::from_secs(1));
+        let e = within("call to a dead target", call).await.unwrap_err();
+        if matches!(&e, RpcError::Other(t) if t.contains("unreachable")) {
+            return;
+        }
+        last = Some(e);
+    }
+    panic!("no unreachable answer from the harbor: {last:?}");
+}
