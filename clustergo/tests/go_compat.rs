@@ -7,7 +7,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use clustergo::gocompat::smux::{Cmd, SmuxCodec, SmuxFrame};
 use clustergo::gocompat::{GoHello, GoKey, handshake as go_handshake};
 use clustergo::{Config, Dialect, Instant, JsonCodec, Node, Replyer, RpcError, SendError};
 use parking_lot::Mutex;
@@ -35,17 +35,7 @@ fn serve_echo(node: &Node) {
 }
 
 fn inbox(node: &Node) -> Arc<Mutex<Vec<String>>> {
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let g = got.clone();
-    node.register_pb_handler(PB, move |from, m: Echo| {
-        g.lock().push(format!("pb {from} {}", m.msg))
-    });
-    let g = got.clone();
-    node.register_bin_handler(BIN, move |from, _, body: Bytes| {
-        g.lock()
-            .push(format!("bin {from} {}", String::from_utf8_lossy(&body)))
-    });
-    got
+    support::inbox(node, PB, BIN)
 }
 
 async fn go_pair() -> (Cluster, Node, Node) {
@@ -413,12 +403,26 @@ async fn streams_over_smux() {
     assert!(results(set).await.into_iter().all(|ok| ok));
 }
 
+/// Reads smux frames from `s` (NOPs left out) until `done` holds for them.
+async fn read_smux(s: &mut TcpStream, done: impl Fn(&[SmuxFrame]) -> bool) -> Vec<SmuxFrame> {
+    use tokio_util::codec::Decoder;
+    let mut buf = bytes::BytesMut::new();
+    let mut frames = Vec::new();
+    while !done(&frames) {
+        assert!(s.read_buf(&mut buf).await.unwrap() > 0, "closed early");
+        while let Some(f) = SmuxCodec.decode(&mut buf).unwrap() {
+            if f.cmd != Cmd::Nop {
+                frames.push(f);
+            }
+        }
+    }
+    frames
+}
+
 /// A Go client session (the dialer opens, ids odd): the captured SYN 3, PSH 3
 /// "ping", FIN 3; the Rust node echoes "ping" back on stream 3 and closes it.
 #[tokio::test]
 async fn serves_a_captured_go_stream_session() {
-    use clustergo::gocompat::smux::{Cmd, SmuxCodec, SmuxFrame};
-    use tokio_util::codec::Decoder;
     let c = Cluster::new();
     let a = c.start_with("1.1.1", false, go_config()).await;
     echo_streams(&a);
@@ -442,18 +446,10 @@ async fn serves_a_captured_go_stream_session() {
     ))
     .await
     .unwrap();
-    let mut buf = bytes::BytesMut::new();
-    let mut frames = Vec::new();
-    within("the echo and FIN", async {
-        while !frames.iter().any(|f: &SmuxFrame| f.cmd == Cmd::Fin) {
-            assert!(s.read_buf(&mut buf).await.unwrap() > 0, "closed early");
-            while let Some(f) = SmuxCodec.decode(&mut buf).unwrap() {
-                if f.cmd != Cmd::Nop {
-                    frames.push(f);
-                }
-            }
-        }
-    })
+    let frames = within(
+        "the echo and FIN",
+        read_smux(&mut s, |frames| frames.iter().any(|f| f.cmd == Cmd::Fin)),
+    )
     .await;
     let psh: Vec<u8> = frames
         .iter()
@@ -468,8 +464,6 @@ async fn serves_a_captured_go_stream_session() {
 /// SYN and PSH on an odd stream id.
 #[tokio::test]
 async fn opens_streams_as_a_go_client_would() {
-    use clustergo::gocompat::smux::{Cmd, SmuxCodec, SmuxFrame};
-    use tokio_util::codec::Decoder;
     let c = Cluster::new();
     let a = c.start_with("1.1.1", false, go_config()).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -481,20 +475,15 @@ async fn opens_streams_as_a_go_client_would() {
             .await
             .unwrap();
         go_handshake::accept(&mut s).await.unwrap();
-        let mut buf = bytes::BytesMut::new();
-        let mut frames: Vec<SmuxFrame> = Vec::new();
-        while frames
-            .iter()
-            .filter(|f| f.cmd == Cmd::Psh)
-            .map(|f| f.data.len())
-            .sum::<usize>()
-            < 4
-        {
-            assert!(s.read_buf(&mut buf).await.unwrap() > 0);
-            while let Some(f) = SmuxCodec.decode(&mut buf).unwrap() {
-                frames.push(f);
-            }
-        }
+        let frames = read_smux(&mut s, |frames| {
+            let pushed: usize = frames
+                .iter()
+                .filter(|f| f.cmd == Cmd::Psh)
+                .map(|f| f.data.len())
+                .sum();
+            pushed >= 4
+        })
+        .await;
         (hello, frames)
     });
     let mut st = within("open", a.open_stream(addr("1.2.1"))).await.unwrap();
@@ -503,7 +492,6 @@ async fn opens_streams_as_a_go_client_would() {
     assert_eq!(hello.logic, addr("1.1.1"));
     assert!(hello.is_stream);
     assert_eq!(hello.net_addr, a.listen_addr().unwrap().to_string());
-    let frames: Vec<_> = frames.into_iter().filter(|f| f.cmd != Cmd::Nop).collect();
     assert_eq!(frames[0].cmd, Cmd::Syn);
     assert_eq!(frames[0].sid % 2, 1, "client ids are odd");
     assert!(
