@@ -12,7 +12,8 @@
 //! - `rpc`: rpcgo request/response bodies (u16 lengths, userdata, codes 0–7);
 //! - `smux`: the smux v1 frame layout of stream sessions (the sessions themselves
 //!   are the `async_smux` crate's);
-//! - `session`: stream sessions over smux for [`crate::stream`].
+//! - `session`: stream sessions over smux for [`crate::stream`];
+//! - `tcp_keepalive`: Go's default TCP keepalive on the dialect's sockets.
 //!
 //! **No real authentication.** The key is fixed (or shared), there is no nonce and
 //! the dialer does not check the answer: anyone who can reach a node's port and has
@@ -23,8 +24,8 @@ pub mod handshake;
 mod key;
 pub mod rpc;
 pub(crate) mod session;
-
 pub mod smux;
+pub(crate) mod tcp_keepalive;
 
 pub use handshake::{GoHello, MAX_HELLO};
 pub use key::{GoKey, GoKeyError, SEED_KEY};

@@ -34,6 +34,10 @@ impl NodeInner {
             .await
             .map_err(|_| HandshakeError::Timeout)??;
         tcp.set_nodelay(true)?;
+        #[cfg(feature = "go-compat")]
+        if let Dialect::GoSeed(_) = &self.config.dialect {
+            crate::gocompat::tcp_keepalive::enable(&tcp);
+        }
         let mut stream = match (&self.config.tls, &self.config.dialect) {
             (Some(tls), Dialect::Native) => tokio::time::timeout(timeout, tls.connect(remote, tcp))
                 .await
