@@ -540,3 +540,35 @@ async fn harbor_relay_across_clusters() {
     }
     panic!("no unreachable answer from the harbor: {last:?}");
 }
+
+/// Log lines written while a test runs, for the start-up warning.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A node in the Go dialect says at start that it has no real authentication.
+#[tokio::test(flavor = "current_thread")]
+async fn warns_at_start_that_there_is_no_authentication() {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let c = Cluster::new();
+    let _go = c.start_with("1.1.1", false, go_config()).await;
+    let text = String::from_utf8_lossy(&logs.0.lock()).into_owned();
+    assert!(text.contains("NO real"), "{text}");
+    assert!(!text.contains("development secret"), "{text}");
+}

@@ -11,8 +11,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clustergo::{LogicAddr, Node};
 use clustergo::membership::FileMembership;
+use clustergo::{LogicAddr, Node};
 use tokio::net::{TcpListener, TcpStream};
 
 const GAME_TYPE: u32 = 4;
