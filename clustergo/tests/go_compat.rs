@@ -24,6 +24,8 @@ fn go_config() -> Config {
         // Short, so that a keepalive would show within the tests' waits.
         keepalive_interval: Duration::from_millis(20),
         keepalive_timeout: Duration::from_millis(60),
+        // Messages sent before the first link is up wait for it, even on a busy machine.
+        send_timeout: Duration::from_secs(5),
         ..config()
     }
 }
@@ -90,6 +92,24 @@ async fn messages_and_every_call_form() {
     });
     b.post(addr("1.1.1"), "note", &echo("posted", 0)).unwrap();
     eventually("the post", || posted.lock().len() == 1).await;
+
+    // The async handler form, with a call made from inside the handler.
+    clustergo::rpc::register_async::<clustergo::ProstCodec, Echo, Echo, _, _>(
+        &a,
+        "relay",
+        |ctx, req: Echo| async move {
+            assert_eq!(ctx.deadline(), None, "no deadline travels");
+            let back: Echo = ctx.node().call(ctx.from(), "echo", &req).await?;
+            Ok(Echo {
+                n: back.n + 1,
+                ..back
+            })
+        },
+    );
+    let r: Echo = within("async form", b.call(addr("1.1.1"), "relay", &echo("z", 1)))
+        .await
+        .unwrap();
+    assert_eq!(r, echo("z", 2));
 
     // Errors come back with their rpcgo code.
     a.register_rpc("fail", |_ctx, r: Replyer<Echo>, _req: Echo| r.error("nope"));
