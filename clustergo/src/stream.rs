@@ -19,7 +19,8 @@
 //! In the Go seed's dialect sessions are smux v1 instead (`gocompat/session.rs`):
 //! the dialer opens streams, the acceptor serves them, smux's own NOPs keep the
 //! session alive, and a stream dropped without `shutdown()` sends FIN (smux v1 has
-//! no reset), so the other end reads end-of-stream.
+//! no reset), so the other end reads end-of-stream; a lost session may read as
+//! end-of-stream too (as on the Go side), not as an error.
 
 use std::collections::HashMap;
 use std::collections::VecDeque;
