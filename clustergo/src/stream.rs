@@ -145,6 +145,11 @@ impl AsyncRead for Stream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        // Without `go-compat` the match has one arm.
+        #[cfg_attr(
+            not(feature = "go-compat"),
+            allow(clippy::infallible_destructuring_match)
+        )]
         let yamux = match &mut self.inner {
             StreamInner::Yamux(s) => s,
             #[cfg(feature = "go-compat")]
