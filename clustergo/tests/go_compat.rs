@@ -592,3 +592,24 @@ async fn warns_at_start_that_there_is_no_authentication() {
     assert!(text.contains("NO real"), "{text}");
     assert!(!text.contains("development secret"), "{text}");
 }
+
+/// Two Go-dialect nodes with different keys cannot decrypt each other's hello:
+/// refused by closing, calls end within their timeout.
+#[tokio::test]
+async fn another_key_is_refused() {
+    let c = Cluster::new();
+    let a = c.start_with("1.1.1", false, go_config()).await;
+    let other = Config {
+        dialect: Dialect::GoSeed(clustergo::gocompat::GoSeed {
+            key: GoKey::new(b"other_key").unwrap(),
+        }),
+        ..go_config()
+    };
+    let b = c.start_with("1.2.1", false, other).await;
+    serve_echo(&a);
+    let short = Duration::from_millis(300);
+    let req = echo("", 0);
+    let call = b.call_with_timeout::<_, Echo>(addr("1.1.1"), "echo", &req, short);
+    let e = within("call with the wrong key", call).await.unwrap_err();
+    assert_eq!(e, RpcError::Timeout);
+}
