@@ -131,7 +131,7 @@ impl RpcContext {
 
 /// Serves one request body from `from`.
 pub(crate) fn dispatch(node: &Arc<NodeInner>, from: LogicAddr, body: Bytes) {
-    let head = match RequestView::parse(&body) {
+    let head = match RequestView::parse_as(node.rpc_form(), &body) {
         Ok(head) => head,
         Err(e) => {
             // Without a readable header there is no sequence number to answer.
@@ -224,7 +224,7 @@ pub(crate) fn reject(
     body: &Bytes,
     err: RpcError,
 ) {
-    match RequestView::parse(body) {
+    match RequestView::parse_as(node.rpc_form(), body) {
         Ok(req) if !req.one_way => send_response_from(node, from, to, req.seq, Err(&err)),
         Ok(_) => {}
         Err(e) => tracing::warn!(from = %to, error = %e, "dropping malformed rpc request"),
@@ -253,7 +253,7 @@ fn send_response_from(
     seq: u64,
     result: Result<&mut EncodeResult<'_>, &RpcError>,
 ) {
-    let mut frame = ResponseFrame::new(to, from);
+    let mut frame = ResponseFrame::new(node.rpc_form(), to, from);
     match result {
         Ok(encode) => {
             let max = node.config().max_frame;

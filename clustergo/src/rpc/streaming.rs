@@ -459,6 +459,11 @@ async fn open_call(
 ) -> Result<(Stream, BytesMut), RpcError> {
     let inner = &node.inner;
     inner.running().ok_or(RpcError::NotStarted)?;
+    if !matches!(inner.config().dialect, crate::node::Dialect::Native) {
+        return Err(RpcError::Other(
+            "streaming calls are not part of the Go seed's dialect".into(),
+        ));
+    }
     let meta = client_meta(inner, to, method, tctx)?;
     let timeout_ms = deadline.map_or(0, |d| {
         let left = d.saturating_duration_since(Instant::now());
