@@ -613,3 +613,23 @@ async fn another_key_is_refused() {
     let e = within("call with the wrong key", call).await.unwrap_err();
     assert_eq!(e, RpcError::Timeout);
 }
+
+/// Streaming calls are the native dialect's: in the Go dialect one fails at once,
+/// and user streams (no kind byte on smux) still work beside it.
+#[tokio::test]
+async fn streaming_calls_fail_at_once_in_the_go_dialect() {
+    let (_c, a, b) = go_pair().await;
+    let call = clustergo::rpc::call_bidi::<clustergo::ProstCodec, Echo, Echo>(
+        &b,
+        addr("1.1.1"),
+        "echo",
+        None,
+    );
+    let e = within("the refusal", call).await.unwrap_err();
+    assert!(
+        matches!(e, RpcError::Other(ref s) if s.contains("Go seed")),
+        "{e}"
+    );
+    echo_streams(&a);
+    assert_eq!(round_trip(&b, "1.1.1", b"still fine").await, b"still fine");
+}
