@@ -57,7 +57,7 @@ fn protoc_with_plugin_reproduces_checked_in_service_crate() {
     );
 
     let o = run(
-        &["common.proto", "lobby.proto", "profile.proto"],
+        &["common.proto", "lobby.proto", "profile.proto", "room.proto"],
         &proto,
         out.path(),
         "include_file=packages.rs",
@@ -66,6 +66,7 @@ fn protoc_with_plugin_reproduces_checked_in_service_crate() {
     for f in [
         "game.lobby.clustergo.rs",
         "game.profile.clustergo.rs",
+        "game.room.clustergo.rs",
         "packages.rs",
     ] {
         assert_eq!(read(&out.path().join(f)), read(&service.join(f)), "{f}");
