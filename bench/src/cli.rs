@@ -14,7 +14,7 @@ usage: cargo run --release -p bench -- [options]
   --workloads a,b,..     only workloads whose name contains one of these
                          (rpc_inflight500 rpc_25tasks rpc_seq oneway_pb stream_64k harbor_rpc)
   --systems a,b,..       only systems whose name contains one of these
-                         (raw tonic clustergo clustergo-cb clustergo-tls clustergo-async)
+                         (raw tonic tarpc clustergo clustergo-cb clustergo-tls clustergo-async)
   -h, --help             this text";
 
 /// What the user asked for.
