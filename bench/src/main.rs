@@ -6,8 +6,10 @@
 //! test; [`cpu`] reads `/proc` so each run shows how busy the rest of the machine
 //! was; [`report`] turns runs into medians, ratios, a table or JSON lines.
 
+mod child;
 mod cli;
 mod cpu;
+mod memory;
 mod report;
 mod systems;
 mod workload;
@@ -30,7 +32,11 @@ use workload::Sizes;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let opts = match cli::parse(std::env::args().skip(1)) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(child::FLAG) {
+        return child_main(&args[1..]).await;
+    }
+    let opts = match cli::parse(args) {
         Ok(Some(o)) => o,
         Ok(None) => {
             println!("{}", cli::USAGE);
@@ -167,5 +173,20 @@ async fn main() -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// The binary re-executed as a child process ([`child`]): `--child <what> ..`.
+async fn child_main(args: &[String]) -> ExitCode {
+    let result = match args.first().map(String::as_str) {
+        Some("memory") => memory::child(&args[1..]).await,
+        other => Err(format!("unknown child kind {other:?}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench child {args:?}: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

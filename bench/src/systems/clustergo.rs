@@ -21,7 +21,7 @@ use crate::workload::{
 };
 
 /// Wire method name of the echo RPC.
-const METHOD: &str = "echo";
+pub(crate) const METHOD: &str = "echo";
 /// Message command of the one-way workload.
 const ONEWAY_CMD: u16 = 1;
 
@@ -33,6 +33,7 @@ pub(crate) async fn run(w: Workload, s: Sizes) -> Result<Outcome, String> {
         Workload::Oneway => oneway(s).await.map(Outcome::Done),
         Workload::Stream => stream(s, Security::Plain).await.map(Outcome::Done),
         Workload::Harbor => harbor(s).await.map(Outcome::Done),
+        Workload::Memory => crate::memory::run(super::System::Clustergo, s).await,
     }
 }
 

@@ -1,7 +1,7 @@
 //! The systems under test. Each one answers every workload it can and says "n/a"
 //! (with the reason) for the rest.
 
-mod clustergo;
+pub(crate) mod clustergo;
 mod raw;
 mod tarpc;
 mod tonic;

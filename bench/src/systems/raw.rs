@@ -44,6 +44,7 @@ pub(crate) async fn run(w: Workload, s: Sizes) -> Result<Outcome, String> {
         Workload::Oneway => oneway(s).await.map(Outcome::Done),
         Workload::Stream => stream(s).await.map(Outcome::Done),
         Workload::Harbor => Ok(Outcome::NotApplicable("no harbors in raw TCP")),
+        Workload::Memory => crate::memory::run(super::System::Raw, s).await,
     }
 }
 

@@ -49,6 +49,7 @@ pub(crate) async fn run(w: Workload, s: Sizes) -> Result<Outcome, String> {
         Workload::Oneway => Ok(Outcome::NotApplicable("tarpc has no one-way message")),
         Workload::Stream => Ok(Outcome::NotApplicable("tarpc has no byte streams")),
         Workload::Harbor => Ok(Outcome::NotApplicable("no harbors in tarpc")),
+        Workload::Memory => crate::memory::run(super::System::Tarpc, s).await,
     }
 }
 
