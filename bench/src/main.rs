@@ -11,6 +11,7 @@ mod cli;
 mod cpu;
 mod memory;
 mod report;
+mod scale;
 mod systems;
 mod workload;
 
@@ -144,7 +145,9 @@ async fn main() -> ExitCode {
     }
     let rows: Vec<Row> = rows.into_values().collect();
 
-    if opts.json {
+    if rows.is_empty() {
+        // --scale-only: no peer table.
+    } else if opts.json {
         print!("{}", report::json_lines(&rows));
     } else {
         println!();
@@ -155,6 +158,20 @@ async fn main() -> ExitCode {
              machine used by other processes while each run was timed (median/max over \
              rounds); \"own\": this process."
         );
+    }
+    if opts.scale {
+        let sizes = if opts.quick {
+            scale::ScaleSizes::QUICK
+        } else {
+            scale::ScaleSizes::FULL
+        };
+        let (series, errors) = scale::run(sizes).await;
+        if opts.json {
+            print!("{}", scale::json_lines(&series));
+        } else {
+            print!("\n{}", scale::table(&series));
+        }
+        failed |= !errors.is_empty();
     }
     if let (Some(a), Some(b)) = (start, CpuSnap::now()) {
         let u = a.until(&b);
@@ -180,6 +197,9 @@ async fn main() -> ExitCode {
 async fn child_main(args: &[String]) -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("memory") => memory::child(&args[1..]).await,
+        Some("view-memory") => scale::membership::child_view_memory(&args[1..]).await,
+        Some("mesh") => scale::mesh::child_mesh(&args[1..]).await,
+        Some("proc") => scale::mesh::child_proc(&args[1..]).await,
         other => Err(format!("unknown child kind {other:?}")),
     };
     match result {
