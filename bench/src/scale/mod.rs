@@ -28,6 +28,9 @@ pub(crate) struct Series {
     pub(crate) points: Vec<(usize, f64)>,
     /// What the figure includes, or why a size is missing.
     pub(crate) note: Option<String>,
+    /// Sizes that failed, with the error; the other sizes are still reported.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) failed: Vec<String>,
 }
 
 impl Series {
@@ -38,6 +41,7 @@ impl Series {
             axis,
             points: Vec::new(),
             note: None,
+            failed: Vec::new(),
         }
     }
 }
@@ -85,7 +89,13 @@ pub(crate) async fn run(s: ScaleSizes) -> (Vec<Series>, Vec<String>) {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     let mut take = |name: &str, r: Result<Vec<Series>, String>| match r {
-        Ok(v) => out.extend(v),
+        Ok(v) => {
+            for f in v.iter().flat_map(|s| &s.failed) {
+                eprintln!("scale {name}: FAILED: {f}");
+                errors.push(format!("{name}: {f}"));
+            }
+            out.extend(v);
+        }
         Err(e) => {
             eprintln!("scale {name}: FAILED: {e}");
             errors.push(format!("{name}: {e}"));
@@ -148,7 +158,14 @@ pub(crate) fn table(series: &[Series]) -> String {
     }
     let notes: Vec<String> = series
         .iter()
-        .filter_map(|s| s.note.as_ref().map(|n| format!("  {}: {n}", s.name)))
+        .flat_map(|s| {
+            let failed = s.failed.iter().map(|f| format!("FAILED {f}"));
+            s.note
+                .iter()
+                .cloned()
+                .chain(failed)
+                .map(|n| format!("  {}: {n}", s.name))
+        })
         .collect();
     if !notes.is_empty() {
         let _ = writeln!(out, "notes:\n{}", notes.join("\n"));
