@@ -338,18 +338,23 @@ async fn wait_count(count: &AtomicUsize, n: usize, what: &str) -> Result<(), Str
     Ok(())
 }
 
+/// `n` plain tokio `TcpStream`s connected to `at`, one after another.
+async fn connect_n(at: std::net::SocketAddr, n: usize) -> Result<Vec<TcpStream>, String> {
+    let mut socks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let s = TcpStream::connect(at)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        socks.push(s);
+    }
+    Ok(socks)
+}
+
 /// `n` connected pairs of plain tokio `TcpStream`s, both ends in this process.
 async fn raw_pairs(n: usize) -> Result<Growth, String> {
     let (addr, accepted) = hold_tcp().await?;
     let before = settled_rss().await?;
-    let mut socks = Vec::with_capacity(n);
-    for _ in 0..n {
-        socks.push(
-            TcpStream::connect(addr)
-                .await
-                .map_err(|e| format!("connect: {e}"))?,
-        );
-    }
+    let socks = connect_n(addr, n).await?;
     wait_count(&accepted, n, "accepted").await?;
     let after = settled_rss().await?;
     drop(socks);
@@ -487,6 +492,8 @@ async fn streams(n: usize) -> Result<Growth, String> {
     Ok(Growth { before, after })
 }
 
+/// Calls issued before waiting for the server to hold them.
+const CALL_BATCH: usize = 512;
 /// Method whose handler keeps the replyer and never answers.
 const HOLD: &str = "hold";
 
@@ -533,16 +540,30 @@ async fn calls(n: usize) -> Result<Growth, String> {
     kept.lock().reserve(n);
     let before = settled_rss().await?;
     let deadline = clustergo::Instant::now() + Duration::from_secs(600);
-    for _ in 0..n {
-        let _ = client.call_with_callback(
-            server_addr,
-            HOLD,
-            &workload::request(),
-            deadline,
-            |_: Result<Response, _>| {},
-        );
+    let failed = Arc::new(AtomicUsize::new(0));
+    let mut issued = 0;
+    while issued < n {
+        // In batches the link's queue (1024 frames by default) takes whole.
+        let batch = CALL_BATCH.min(n - issued);
+        for _ in 0..batch {
+            let failed = failed.clone();
+            let _ = client.call_with_callback(
+                server_addr,
+                HOLD,
+                &workload::request(),
+                deadline,
+                move |_: Result<Response, _>| {
+                    failed.fetch_add(1, Ordering::AcqRel);
+                },
+            );
+        }
+        issued += batch;
+        wait_count(&count, issued, "calls held by the server").await?;
     }
-    wait_count(&count, n, "calls held by the server").await?;
+    let ended = failed.load(Ordering::Acquire);
+    if ended > 0 {
+        return Err(format!("{ended} held calls ended early"));
+    }
     let after = settled_rss().await?;
     Ok(Growth { before, after })
 }
@@ -569,14 +590,7 @@ async fn gate_conns(n: usize) -> Result<Growth, String> {
         .map_err(|e| format!("connect: {e}"))?;
     wait_count(&count, 1, "gate accepted").await?;
     let before = settled_rss().await?;
-    let mut socks = Vec::with_capacity(n);
-    for _ in 0..n {
-        socks.push(
-            TcpStream::connect(at)
-                .await
-                .map_err(|e| format!("connect: {e}"))?,
-        );
-    }
+    let socks = connect_n(at, n).await?;
     wait_count(&count, n + 1, "gate accepted").await?;
     let after = settled_rss().await?;
     drop((first, socks));

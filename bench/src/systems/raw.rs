@@ -49,7 +49,10 @@ pub(crate) async fn run(w: Workload, s: Sizes) -> Result<Outcome, String> {
 }
 
 /// Binds a loopback listener and serves every connection with `serve` in `tasks`.
-async fn listen<F, Fut>(tasks: &mut JoinSet<()>, serve: F) -> Result<std::net::SocketAddr, String>
+pub(super) async fn listen<F, Fut>(
+    tasks: &mut JoinSet<()>,
+    serve: F,
+) -> Result<std::net::SocketAddr, String>
 where
     F: Fn(TcpStream) -> Fut + Send + 'static,
     Fut: Future<Output = io::Result<()>> + Send + 'static,

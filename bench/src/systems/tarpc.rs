@@ -11,7 +11,7 @@ use tarpc::server::{BaseChannel, Channel};
 use tarpc::tokio_serde::formats::Bincode;
 use tarpc::tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tarpc::{client, context, serde_transport};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use super::Outcome;
@@ -65,29 +65,20 @@ impl Echo for EchoServer {
 /// Accepts on a loopback port and serves every connection in `tasks`, each request
 /// in a task of its own (tarpc's usual way to run a channel).
 async fn serve(tasks: &mut JoinSet<()>) -> Result<SocketAddr, String> {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| format!("bind: {e}"))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tasks.spawn(async move {
-        // Dropping this set (when the accept task is aborted) aborts the connections.
-        let mut conns = JoinSet::new();
-        while let Ok((sock, _)) = listener.accept().await {
-            let _ = sock.set_nodelay(true);
-            let transport = serde_transport::new(
-                Framed::new(sock, LengthDelimitedCodec::new()),
-                Bincode::default(),
-            );
-            conns.spawn(
-                BaseChannel::with_defaults(transport)
-                    .execute(EchoServer.serve())
-                    .for_each(|response| async {
-                        tokio::spawn(response);
-                    }),
-            );
-        }
-    });
-    Ok(addr)
+    super::raw::listen(tasks, |sock| async move {
+        let transport = serde_transport::new(
+            Framed::new(sock, LengthDelimitedCodec::new()),
+            Bincode::default(),
+        );
+        BaseChannel::with_defaults(transport)
+            .execute(EchoServer.serve())
+            .for_each(|response| async {
+                tokio::spawn(response);
+            })
+            .await;
+        Ok(())
+    })
+    .await
 }
 
 #[derive(Debug, Clone)]
