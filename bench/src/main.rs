@@ -1,10 +1,13 @@
-//! `cargo run --release -p bench` — clustergo beside a raw tokio TCP baseline and
-//! tonic, in one process, on loopback, with ratios against raw.
+//! `cargo run --release -p bench` — clustergo beside a raw tokio TCP baseline,
+//! tonic and tarpc, in one process, on loopback, with ratios against raw.
 //!
 //! Layout: [`cli`] parses options; [`workload`] holds the workloads, their sizes and
 //! the RPC drivers shared by all systems; [`systems`] has one module per system under
 //! test; [`cpu`] reads `/proc` so each run shows how busy the rest of the machine
-//! was; [`report`] turns runs into medians, ratios, a table or JSON lines.
+//! was; [`report`] turns runs into medians, ratios, a table or JSON lines;
+//! [`memory`] measures RSS and bytes per link, stream, call and gate connection, and
+//! [`scale`] how figures grow with the cluster (`--scale`), both in child processes
+//! of this binary ([`child`]).
 
 mod child;
 mod cli;
