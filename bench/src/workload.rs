@@ -55,6 +55,9 @@ pub(crate) enum Workload {
     Harbor,
     /// One server-streaming RPC call, its messages counted as the caller reads them.
     StreamRpc,
+    /// Memory: RSS after the RPC workloads, bytes per link, stream, call and gate
+    /// connection ([`crate::memory`]).
+    Memory,
 }
 
 /// Whether bigger or smaller is better, and the DESIGN.md target, if any.
@@ -82,6 +85,18 @@ const fn throughput(name: &'static str, unit: &'static str, target: Option<f64>)
     }
 }
 
+/// Bytes or megabytes: lower is better; `target` is an absolute ceiling.
+const fn memory(name: &'static str, unit: &'static str, target: Option<f64>) -> Metric {
+    Metric {
+        name,
+        unit,
+        higher_is_better: false,
+        target_ratio: None,
+        target_abs: target,
+        relative_to: None,
+    }
+}
+
 const fn latency(name: &'static str, target: Option<f64>) -> Metric {
     Metric {
         name,
@@ -95,7 +110,7 @@ const fn latency(name: &'static str, target: Option<f64>) -> Metric {
 
 impl Workload {
     /// Every workload, in report order.
-    pub(crate) const ALL: [Workload; 7] = [
+    pub(crate) const ALL: [Workload; 8] = [
         Workload::RpcInflight,
         Workload::RpcTasks,
         Workload::RpcSeq,
@@ -103,6 +118,7 @@ impl Workload {
         Workload::Stream,
         Workload::Harbor,
         Workload::StreamRpc,
+        Workload::Memory,
     ];
 
     /// The name used in filters and reports.
@@ -115,6 +131,7 @@ impl Workload {
             Workload::Stream => "stream_64k",
             Workload::Harbor => "harbor_rpc",
             Workload::StreamRpc => "stream_rpc",
+            Workload::Memory => "memory",
         }
     }
 
@@ -143,6 +160,14 @@ impl Workload {
             relative_to: Some("oneway_pb"),
             ..throughput("stream_rpc", "msgs/s", None)
         }];
+        // Go clustergo's two-node process: 14–18 MB; the target is well under it.
+        const MEMORY: [Metric; 5] = [
+            memory("rss_after_rpc", "MB", Some(10.0)),
+            memory("bytes_per_link", "B", None),
+            memory("bytes_per_stream", "B", None),
+            memory("bytes_per_call", "B", None),
+            memory("bytes_per_gate_conn", "B", None),
+        ];
         match self {
             Workload::RpcInflight => &INFLIGHT,
             Workload::RpcTasks => &TASKS,
@@ -151,6 +176,7 @@ impl Workload {
             Workload::Stream => &STREAM,
             Workload::Harbor => &HARBOR,
             Workload::StreamRpc => &STREAM_RPC,
+            Workload::Memory => &MEMORY,
         }
     }
 }
@@ -167,6 +193,8 @@ pub(crate) struct Sizes {
     pub(crate) stream_chunk: usize,
     /// Untimed calls (or messages) before each timed run.
     pub(crate) warmup: usize,
+    /// N of the memory workload: links, streams, calls, gate connections opened.
+    pub(crate) memory_items: usize,
 }
 
 impl Sizes {
@@ -180,6 +208,7 @@ impl Sizes {
         stream_bytes: 2 << 30,
         stream_chunk: 64 << 10,
         warmup: 2_000,
+        memory_items: 10_000,
     };
 
     /// A smoke run: same shapes, a tenth of the work or less.
@@ -192,6 +221,7 @@ impl Sizes {
         stream_bytes: 256 << 20,
         stream_chunk: 64 << 10,
         warmup: 500,
+        memory_items: 500,
     };
 }
 

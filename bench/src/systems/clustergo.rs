@@ -21,7 +21,7 @@ use crate::workload::{
 };
 
 /// Wire method name of the echo RPC.
-const METHOD: &str = "echo";
+pub(crate) const METHOD: &str = "echo";
 /// Message command of the one-way workload.
 const ONEWAY_CMD: u16 = 1;
 
@@ -34,6 +34,7 @@ pub(crate) async fn run(w: Workload, s: Sizes) -> Result<Outcome, String> {
         Workload::Stream => stream(s, Security::Plain).await.map(Outcome::Done),
         Workload::Harbor => harbor(s).await.map(Outcome::Done),
         Workload::StreamRpc => stream_rpc(s).await.map(Outcome::Done),
+        Workload::Memory => crate::memory::run(super::System::Clustergo, s).await,
     }
 }
 
