@@ -14,7 +14,8 @@
 #     module per `service` in src/<package>.clustergo.rs, the tree in
 #     src/packages.rs.
 # Output is formatted by the plugins themselves (prettyplease), so reruns give
-# byte-identical files.
+# byte-identical files. `-I protoc-gen-clustergo/proto` makes
+# `import "clustergo/options.proto";` (message ids) resolve.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -46,6 +47,7 @@ cargo build --quiet -p protoc-gen-clustergo --features protoc --bin protoc-gen-c
 PGC="${CARGO_TARGET_DIR:-target}/debug/protoc-gen-clustergo"
 
 plugins=(--plugin="protoc-gen-prost=$PGP" --plugin="protoc-gen-clustergo=$PGC")
+includes=(-I proto -I protoc-gen-clustergo/proto)
 prost_opt="--prost_opt=flat_output_dir,default_package_filename=_.rs"
 
 out=service/src
@@ -66,7 +68,7 @@ for f in proto/*.proto; do
     fi
     seeds+=("$stem")
     mkdir -p "$out/$stem"
-    "$PROTOC" -I proto "${plugins[@]}" \
+    "$PROTOC" "${includes[@]}" "${plugins[@]}" \
       --prost_out="$out/$stem" "$prost_opt" \
       --clustergo_out="$out" \
       "$name"
@@ -78,7 +80,7 @@ for f in proto/*.proto; do
 done
 
 if (( ${#packaged[@]} )); then
-  "$PROTOC" -I proto "${plugins[@]}" \
+  "$PROTOC" "${includes[@]}" "${plugins[@]}" \
     --prost_out="$out" "$prost_opt" \
     --clustergo_out="$out" --clustergo_opt=include_file=packages.rs \
     "${packaged[@]}"

@@ -58,5 +58,5 @@ cargo test --workspace --all-features
 
 if [ "$bench" -eq 1 ]; then
     step "benchmark smoke run (release)"
-    cargo run --release -p bench -- --quick --rounds 1
+    cargo run --release -p bench -- --quick --rounds 1 --scale
 fi

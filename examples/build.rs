@@ -12,13 +12,14 @@ fn main() -> std::io::Result<()> {
             "../proto/common.proto",
             "../proto/lobby.proto",
             "../proto/profile.proto",
+            "../proto/room.proto",
             "proto/greeter.proto",
         ],
         &["../proto", "proto"],
     )?;
     // Tricky inputs (keywords as names, deep packages, several services per file,
-    // imports, well-known types, a service without methods): generated here so that compiling the examples
-    // proves the output compiles.
+    // imports, well-known types, a service without methods, message ids): generated
+    // here so that compiling the examples proves the output compiles.
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("tricky");
     protoc_gen_clustergo::configure()
         .out_dir(out)
@@ -27,6 +28,7 @@ fn main() -> std::io::Result<()> {
                 "../protoc-gen-clustergo/tests/fixtures/keywords.proto",
                 "../protoc-gen-clustergo/tests/fixtures/nested.proto",
                 "../protoc-gen-clustergo/tests/fixtures/no_methods.proto",
+                "../protoc-gen-clustergo/tests/fixtures/cmds.proto",
             ],
             &["../protoc-gen-clustergo/tests/fixtures"],
         )

@@ -9,12 +9,17 @@ usage: cargo run --release -p bench -- [options]
   --json                 one JSON object per line (per metric and system) on stdout
   --rounds N             runs per workload and system; medians are reported (default 3)
   --quick                small smoke run (a tenth of the work or less)
+  --scale                also run the scale workloads (membership size, discovery
+                         fan-out, full meshes in one and in several processes);
+                         with --quick, small sizes only
+  --scale-only           only the scale workloads
   --wait-idle PCT        before each run, wait (up to 60 s) until other processes use
                          less than PCT % of the machine over half a second
   --workloads a,b,..     only workloads whose name contains one of these
-                         (rpc_inflight500 rpc_25tasks rpc_seq oneway_pb stream_64k harbor_rpc)
+                         (rpc_inflight500 rpc_25tasks rpc_seq oneway_pb stream_64k harbor_rpc
+                          stream_rpc memory)
   --systems a,b,..       only systems whose name contains one of these
-                         (raw tonic clustergo clustergo-cb clustergo-tls clustergo-async);
+                         (raw tonic tarpc clustergo clustergo-cb clustergo-tls clustergo-async);
                          a name after `=` (`--systems =clustergo`) matches only itself
   -h, --help             this text";
 
@@ -26,6 +31,8 @@ pub(crate) struct Options {
     /// Wait before each run until other processes use less than this share (percent).
     pub(crate) wait_idle: Option<f64>,
     pub(crate) quick: bool,
+    /// Run the scale workloads too.
+    pub(crate) scale: bool,
     pub(crate) workloads: Vec<Workload>,
     pub(crate) systems: Vec<System>,
 }
@@ -34,6 +41,8 @@ pub(crate) struct Options {
 pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
     let mut json = false;
     let mut quick = false;
+    let mut scale = false;
+    let mut scale_only = false;
     let mut rounds = 3;
     let mut wait_idle = None;
     let mut workloads: Vec<String> = Vec::new();
@@ -53,6 +62,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Opt
         match flag.as_str() {
             "--json" => json = true,
             "--quick" => quick = true,
+            "--scale" => scale = true,
+            "--scale-only" => scale_only = true,
             "--rounds" => {
                 let v = value()?;
                 rounds = v
@@ -76,13 +87,17 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Opt
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    let workloads = select(&Workload::ALL, &workloads, |w| w.name(), "workload")?;
+    let mut workloads = select(&Workload::ALL, &workloads, |w| w.name(), "workload")?;
+    if scale_only {
+        workloads.clear();
+    }
     let systems = select(&System::ALL, &systems, |s| s.name(), "system")?;
     Ok(Some(Options {
         json,
         rounds,
         wait_idle,
         quick,
+        scale: scale || scale_only,
         workloads,
         systems,
     }))
@@ -134,7 +149,7 @@ mod tests {
     #[test]
     fn defaults() {
         let o = parse(args("")).unwrap().unwrap();
-        assert!(!o.json && !o.quick);
+        assert!(!o.json && !o.quick && !o.scale);
         assert_eq!(o.rounds, 3);
         assert_eq!(o.workloads.len(), Workload::ALL.len());
         assert_eq!(o.systems.len(), System::ALL.len());
@@ -161,6 +176,15 @@ mod tests {
         assert_eq!(o.systems, [System::Raw]);
         let o = parse(args("--systems =clustergo")).unwrap().unwrap();
         assert_eq!(o.systems, [System::Clustergo]);
+    }
+
+    #[test]
+    fn scale_flags() {
+        let o = parse(args("--quick --scale")).unwrap().unwrap();
+        assert!(o.scale && o.quick);
+        assert_eq!(o.workloads.len(), Workload::ALL.len(), "--scale adds");
+        let o = parse(args("--scale-only")).unwrap().unwrap();
+        assert!(o.scale && o.workloads.is_empty(), "--scale-only replaces");
     }
 
     #[test]

@@ -1,14 +1,20 @@
-//! `cargo run --release -p bench` — clustergo beside a raw tokio TCP baseline and
-//! tonic, in one process, on loopback, with ratios against raw.
+//! `cargo run --release -p bench` — clustergo beside a raw tokio TCP baseline,
+//! tonic and tarpc, in one process, on loopback, with ratios against raw.
 //!
 //! Layout: [`cli`] parses options; [`workload`] holds the workloads, their sizes and
 //! the RPC drivers shared by all systems; [`systems`] has one module per system under
 //! test; [`cpu`] reads `/proc` so each run shows how busy the rest of the machine
-//! was; [`report`] turns runs into medians, ratios, a table or JSON lines.
+//! was; [`report`] turns runs into medians, ratios, a table or JSON lines;
+//! [`memory`] measures RSS and bytes per link, stream, call and gate connection, and
+//! [`scale`] how figures grow with the cluster (`--scale`), both in child processes
+//! of this binary ([`child`]).
 
+mod child;
 mod cli;
 mod cpu;
+mod memory;
 mod report;
+mod scale;
 mod systems;
 mod workload;
 
@@ -30,7 +36,11 @@ use workload::Sizes;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let opts = match cli::parse(std::env::args().skip(1)) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(child::FLAG) {
+        return child_main(&args[1..]).await;
+    }
+    let opts = match cli::parse(args) {
         Ok(Some(o)) => o,
         Ok(None) => {
             println!("{}", cli::USAGE);
@@ -138,7 +148,9 @@ async fn main() -> ExitCode {
     }
     let rows: Vec<Row> = rows.into_values().collect();
 
-    if opts.json {
+    if rows.is_empty() {
+        // --scale-only: no peer table.
+    } else if opts.json {
         print!("{}", report::json_lines(&rows));
     } else {
         println!();
@@ -149,6 +161,20 @@ async fn main() -> ExitCode {
              machine used by other processes while each run was timed (median/max over \
              rounds); \"own\": this process."
         );
+    }
+    if opts.scale {
+        let sizes = if opts.quick {
+            scale::ScaleSizes::QUICK
+        } else {
+            scale::ScaleSizes::FULL
+        };
+        let (series, errors) = scale::run(sizes).await;
+        if opts.json {
+            print!("{}", scale::json_lines(&series));
+        } else {
+            print!("\n{}", scale::table(&series));
+        }
+        failed |= !errors.is_empty();
     }
     if let (Some(a), Some(b)) = (start, CpuSnap::now()) {
         let u = a.until(&b);
@@ -167,5 +193,23 @@ async fn main() -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// The binary re-executed as a child process ([`child`]): `--child <what> ..`.
+async fn child_main(args: &[String]) -> ExitCode {
+    let result = match args.first().map(String::as_str) {
+        Some("memory") => memory::child(&args[1..]).await,
+        Some("view-memory") => scale::membership::child_view_memory(&args[1..]).await,
+        Some("mesh") => scale::mesh::child_mesh(&args[1..]).await,
+        Some("proc") => scale::mesh::child_proc(&args[1..]).await,
+        other => Err(format!("unknown child kind {other:?}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench child {args:?}: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -34,6 +34,12 @@ impl Row {
         }
     }
 
+    /// Whether anything was recorded: a system may leave some metrics of a workload
+    /// out (the memory workload measures links, streams.. on clustergo only).
+    pub(crate) fn measured(&self) -> bool {
+        !self.values.is_empty() || !self.errors.is_empty() || self.not_applicable.is_some()
+    }
+
     /// The median over rounds; `None` if any round failed or none ran.
     pub(crate) fn value(&self) -> Option<f64> {
         if self.errors.is_empty() {
@@ -102,7 +108,8 @@ fn target_text(row: &Row) -> Option<String> {
         parts.push(format!("{op}{t}×raw"));
     }
     if let Some(a) = m.target_abs {
-        parts.push(format!("≥{}", human(a, m.unit)));
+        let op = if m.higher_is_better { "≥" } else { "≤" };
+        parts.push(format!("{op}{} {}", human(a, m.unit), m.unit));
     }
     (!parts.is_empty()).then(|| parts.join(", "))
 }
@@ -118,7 +125,7 @@ fn meets_target(rows: &[Row], row: &Row) -> Option<bool> {
         ok &= if m.higher_is_better { r >= t } else { r <= t };
     }
     if let Some(a) = m.target_abs {
-        ok &= v >= a;
+        ok &= if m.higher_is_better { v >= a } else { v <= a };
     }
     Some(ok)
 }
@@ -129,7 +136,8 @@ fn human(v: f64, unit: &str) -> String {
         "calls/s" | "msgs/s" if v >= 1e6 => format!("{:.2} M", v / 1e6),
         "calls/s" | "msgs/s" if v >= 1e3 => format!("{:.1} k", v / 1e3),
         "calls/s" | "msgs/s" => format!("{v:.0}"),
-        "µs" => format!("{v:.1}"),
+        "µs" | "MB" => format!("{v:.1}"),
+        "B" => format!("{v:.0}"),
         _ => format!("{v:.2}"),
     }
 }
@@ -154,7 +162,7 @@ pub(crate) fn table(rows: &[Row]) -> String {
         "other CPU med/max",
         "own"
     );
-    for row in rows {
+    for row in rows.iter().filter(|r| r.measured()) {
         let (value, unit) = match (row.value(), row.not_applicable) {
             (Some(v), _) => (human(v, row.metric.unit), row.metric.unit.to_owned()),
             (None, Some(why)) => ("n/a".to_owned(), format!("({why})")),
@@ -240,7 +248,7 @@ struct JsonRow<'a> {
 /// One JSON object per row.
 pub(crate) fn json_lines(rows: &[Row]) -> String {
     let mut out = String::new();
-    for row in rows {
+    for row in rows.iter().filter(|r| r.measured()) {
         let note = row
             .not_applicable
             .map(|w| format!("n/a: {w}"))

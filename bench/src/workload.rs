@@ -53,6 +53,11 @@ pub(crate) enum Workload {
     Stream,
     /// RPC relayed through harbors (cross-cluster), beside the direct call.
     Harbor,
+    /// One server-streaming RPC call, its messages counted as the caller reads them.
+    StreamRpc,
+    /// Memory: RSS after the RPC workloads, bytes per link, stream, call and gate
+    /// connection ([`crate::memory`]).
+    Memory,
 }
 
 /// Whether bigger or smaller is better, and the DESIGN.md target, if any.
@@ -80,6 +85,18 @@ const fn throughput(name: &'static str, unit: &'static str, target: Option<f64>)
     }
 }
 
+/// Bytes or megabytes: lower is better; `target` is an absolute ceiling.
+const fn memory(name: &'static str, unit: &'static str, target: Option<f64>) -> Metric {
+    Metric {
+        name,
+        unit,
+        higher_is_better: false,
+        target_ratio: None,
+        target_abs: target,
+        relative_to: None,
+    }
+}
+
 const fn latency(name: &'static str, target: Option<f64>) -> Metric {
     Metric {
         name,
@@ -93,13 +110,15 @@ const fn latency(name: &'static str, target: Option<f64>) -> Metric {
 
 impl Workload {
     /// Every workload, in report order.
-    pub(crate) const ALL: [Workload; 6] = [
+    pub(crate) const ALL: [Workload; 8] = [
         Workload::RpcInflight,
         Workload::RpcTasks,
         Workload::RpcSeq,
         Workload::Oneway,
         Workload::Stream,
         Workload::Harbor,
+        Workload::StreamRpc,
+        Workload::Memory,
     ];
 
     /// The name used in filters and reports.
@@ -111,6 +130,8 @@ impl Workload {
             Workload::Oneway => "oneway_pb",
             Workload::Stream => "stream_64k",
             Workload::Harbor => "harbor_rpc",
+            Workload::StreamRpc => "stream_rpc",
+            Workload::Memory => "memory",
         }
     }
 
@@ -134,6 +155,19 @@ impl Workload {
                 ..throughput("harbor_rpc_relayed", "calls/s", None)
             },
         ];
+        // Issue 13's target: ≥ 0.7 × the one-way messages of the same system.
+        const STREAM_RPC: [Metric; 1] = [Metric {
+            relative_to: Some("oneway_pb"),
+            ..throughput("stream_rpc", "msgs/s", None)
+        }];
+        // Go clustergo's two-node process: 14–18 MB; the target is well under it.
+        const MEMORY: [Metric; 5] = [
+            memory("rss_after_rpc", "MB", Some(10.0)),
+            memory("bytes_per_link", "B", None),
+            memory("bytes_per_stream", "B", None),
+            memory("bytes_per_call", "B", None),
+            memory("bytes_per_gate_conn", "B", None),
+        ];
         match self {
             Workload::RpcInflight => &INFLIGHT,
             Workload::RpcTasks => &TASKS,
@@ -141,6 +175,8 @@ impl Workload {
             Workload::Oneway => &ONEWAY,
             Workload::Stream => &STREAM,
             Workload::Harbor => &HARBOR,
+            Workload::StreamRpc => &STREAM_RPC,
+            Workload::Memory => &MEMORY,
         }
     }
 }
@@ -157,6 +193,8 @@ pub(crate) struct Sizes {
     pub(crate) stream_chunk: usize,
     /// Untimed calls (or messages) before each timed run.
     pub(crate) warmup: usize,
+    /// N of the memory workload: links, streams, calls, gate connections opened.
+    pub(crate) memory_items: usize,
 }
 
 impl Sizes {
@@ -170,6 +208,7 @@ impl Sizes {
         stream_bytes: 2 << 30,
         stream_chunk: 64 << 10,
         warmup: 2_000,
+        memory_items: 10_000,
     };
 
     /// A smoke run: same shapes, a tenth of the work or less.
@@ -182,6 +221,7 @@ impl Sizes {
         stream_bytes: 256 << 20,
         stream_chunk: 64 << 10,
         warmup: 500,
+        memory_items: 500,
     };
 }
 

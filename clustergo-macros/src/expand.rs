@@ -2,7 +2,7 @@
 
 use proc_macro2::{Ident, Span, TokenStream};
 use protoc_gen_clustergo::emit;
-use protoc_gen_clustergo::model::{HandlerForm, Method, Service};
+use protoc_gen_clustergo::model::{HandlerForm, Method, MethodKind, Service};
 use protoc_gen_clustergo::naming::{self, ServiceNames};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::punctuated::Punctuated;
@@ -122,8 +122,6 @@ fn parse_method(
             format!("method names must be snake_case (expected `{snake}`)"),
         );
     }
-    // `async fn m(&self, ctx, request) -> Result<Resp, RpcError>`: the async form.
-    let is_async = sig.asyncness.is_some();
     if let Some(c) = &sig.constness {
         errors.at(c, "const methods are not supported");
     }
@@ -133,6 +131,75 @@ fn parse_method(
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
         errors.at(&sig.generics, "service methods cannot be generic");
     }
+    if let Some(body) = &f.default {
+        errors.at(body, "service methods cannot have a default body");
+    }
+    let parsed = if is_streaming(sig) {
+        stream_signature(sig, errors)
+    } else {
+        unary_signature(sig, errors)
+    };
+    let mut wire = None;
+    for attr in &f.attrs {
+        if attr.path().is_ident("rpc") {
+            let r = attr.parse_nested_meta(|meta| {
+                if meta.path.is_ident("name") {
+                    let s: syn::LitStr = meta.value()?.parse()?;
+                    if s.value().is_empty() {
+                        return Err(syn::Error::new_spanned(&s, "the wire name cannot be empty"));
+                    }
+                    wire = Some(s.value());
+                    Ok(())
+                } else {
+                    Err(meta.error("unknown `rpc` argument (expected `name = \"..\"`)"))
+                }
+            });
+            if let Err(e) = r {
+                errors.push(e);
+            }
+        } else if !attr.path().is_ident("doc") {
+            errors.at(
+                attr,
+                "only doc comments and `#[rpc(..)]` are allowed on service methods",
+            );
+        }
+    }
+    if errors.count > before {
+        return None;
+    }
+    let (input, output, kind) = parsed?;
+    let method = Method {
+        name: plain.to_owned(),
+        wire: wire.unwrap_or_else(|| naming::wire_name(&args.package, trait_name, plain)),
+        input: one_deeper(input),
+        output: one_deeper(output),
+        kind,
+        docs: docs(&f.attrs),
+        span: sig.ident.span(),
+    };
+    Some((method, [input.clone(), output.clone()]))
+}
+
+/// Whether a method streams: an argument is a `Streaming<..>` or `StreamSender<..>`.
+fn is_streaming(sig: &syn::Signature) -> bool {
+    sig.inputs.iter().any(|a| match a {
+        FnArg::Typed(t) => {
+            last_segment(&t.ty, "Streaming").is_some()
+                || last_segment(&t.ty, "StreamSender").is_some()
+        }
+        FnArg::Receiver(_) => false,
+    })
+}
+
+/// The request and response types of a unary method (replyer or async form).
+fn unary_signature<'a>(
+    sig: &'a syn::Signature,
+    errors: &mut Errors,
+) -> Option<(&'a Type, &'a Type, MethodKind)> {
+    let before = errors.count;
+    let name = sig.ident.to_string();
+    // `async fn m(&self, ctx, request) -> Result<Resp, RpcError>`: the async form.
+    let is_async = sig.asyncness.is_some();
     let mut output = None;
     match (&sig.output, is_async) {
         (ReturnType::Type(_, ty), false) => errors.at(
@@ -151,9 +218,6 @@ fn parse_method(
             "async service methods return `Result<Response, RpcError>`",
         ),
         (ReturnType::Default, false) => {}
-    }
-    if let Some(body) = &f.default {
-        errors.at(body, "service methods cannot have a default body");
     }
     let mut inputs = sig.inputs.iter();
     match inputs.next() {
@@ -227,44 +291,129 @@ fn parse_method(
         ),
         _ => {}
     }
-    let mut wire = None;
-    for attr in &f.attrs {
-        if attr.path().is_ident("rpc") {
-            let r = attr.parse_nested_meta(|meta| {
-                if meta.path.is_ident("name") {
-                    let s: syn::LitStr = meta.value()?.parse()?;
-                    if s.value().is_empty() {
-                        return Err(syn::Error::new_spanned(&s, "the wire name cannot be empty"));
-                    }
-                    wire = Some(s.value());
-                    Ok(())
-                } else {
-                    Err(meta.error("unknown `rpc` argument (expected `name = \"..\"`)"))
-                }
-            });
-            if let Err(e) = r {
-                errors.push(e);
-            }
-        } else if !attr.path().is_ident("doc") {
-            errors.at(
-                attr,
-                "only doc comments and `#[rpc(..)]` are allowed on service methods",
-            );
-        }
-    }
     if errors.count > before {
         return None;
     }
-    let output = output?;
-    let method = Method {
-        name: plain.to_owned(),
-        wire: wire.unwrap_or_else(|| naming::wire_name(&args.package, trait_name, plain)),
-        input: one_deeper(input),
-        output: one_deeper(output),
-        docs: docs(&f.attrs),
-        span: sig.ident.span(),
+    Some((&**input, output?, MethodKind::Unary))
+}
+
+/// `T` of `Name<T>` (the only argument), with an error at the type otherwise.
+fn one_type_argument<'a>(ty: &'a Type, name: &str, errors: &mut Errors) -> Option<&'a Type> {
+    let seg = last_segment(ty, name)?;
+    match &seg.arguments {
+        PathArguments::AngleBracketed(a) => match a.args.iter().collect::<Vec<_>>().as_slice() {
+            [GenericArgument::Type(t)] => Some(t),
+            [_, extra, ..] => {
+                errors.at(
+                    extra,
+                    format!(
+                        "give the codec as `#[service(codec = ..)]`, not as a `{name}` argument"
+                    ),
+                );
+                None
+            }
+            _ => {
+                errors.at(a, format!("expected `{name}<Message>`"));
+                None
+            }
+        },
+        _ => {
+            errors.at(ty, format!("expected `{name}<Message>`"));
+            None
+        }
+    }
+}
+
+/// The request and response types and the kind of a streaming method:
+/// `async fn m(&self, ctx: RpcContext, request: Req, responses: StreamSender<Resp>)
+/// -> Result<(), RpcError>` (server-streaming), `(.., requests: Streaming<Req>) ->
+/// Result<Resp, RpcError>` (client-streaming), or `(.., requests: Streaming<Req>,
+/// responses: StreamSender<Resp>) -> Result<(), RpcError>` (bidirectional).
+fn stream_signature<'a>(
+    sig: &'a syn::Signature,
+    errors: &mut Errors,
+) -> Option<(&'a Type, &'a Type, MethodKind)> {
+    const SHAPES: &str = "expected `&self, ctx: RpcContext, request: Request, responses: \
+         StreamSender<Response>`, `&self, ctx: RpcContext, requests: Streaming<Request>` or \
+         `&self, ctx: RpcContext, requests: Streaming<Request>, responses: \
+         StreamSender<Response>`";
+    let before = errors.count;
+    if sig.asyncness.is_none() {
+        errors.at(&sig.ident, "streaming methods are `async fn`");
+    }
+    let mut inputs = sig.inputs.iter();
+    match inputs.next() {
+        Some(FnArg::Receiver(r))
+            if r.reference.is_some() && r.mutability.is_none() && r.colon_token.is_none() => {}
+        other => {
+            errors.at(
+                other.map_or_else(|| sig.ident.to_token_stream(), |o| o.to_token_stream()),
+                "the first argument must be `&self`",
+            );
+            return None;
+        }
+    }
+    let rest: Vec<&Type> = inputs
+        .filter_map(|a| match a {
+            FnArg::Typed(t) => Some(&*t.ty),
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
+    if rest
+        .first()
+        .is_none_or(|t| last_segment(t, "RpcContext").is_none())
+    {
+        errors.at(&sig.inputs, "the second argument must be `ctx: RpcContext`");
+        return None;
+    }
+    let returned = match &sig.output {
+        ReturnType::Type(_, ty) => result_ok_type(ty),
+        ReturnType::Default => None,
     };
-    Some((method, [(**input).clone(), output.clone()]))
+    let is_unit = |t: &Type| matches!(t, Type::Tuple(t) if t.elems.is_empty());
+    let (input, output, kind) = match &rest[1..] {
+        [req, resp] if last_segment(resp, "StreamSender").is_some() => {
+            let output = one_type_argument(resp, "StreamSender", errors)?;
+            match last_segment(req, "Streaming") {
+                Some(_) => (
+                    one_type_argument(req, "Streaming", errors)?,
+                    output,
+                    MethodKind::Bidi,
+                ),
+                None => (*req, output, MethodKind::ServerStreaming),
+            }
+        }
+        [req] if last_segment(req, "Streaming").is_some() => {
+            let input = one_type_argument(req, "Streaming", errors)?;
+            match returned {
+                Some(t) if !is_unit(t) => (input, t, MethodKind::ClientStreaming),
+                _ => {
+                    errors.at(
+                        &sig.output,
+                        "a client-streaming method returns `Result<Response, RpcError>`",
+                    );
+                    return None;
+                }
+            }
+        }
+        _ => {
+            errors.at(&sig.inputs, SHAPES);
+            return None;
+        }
+    };
+    if kind.server_streams() && !returned.is_some_and(is_unit) {
+        errors.at(
+            &sig.output,
+            "a method streaming responses returns `Result<(), RpcError>`",
+        );
+    }
+    match input {
+        Type::Reference(_) | Type::ImplTrait(_) | Type::Infer(_) | Type::Never(_) => {
+            errors.at(input, "the request must be an owned type")
+        }
+        _ => {}
+    }
+    (errors.count == before).then_some((input, output, kind))
 }
 
 /// `T` of a return type `Result<T, _>` (the async form's response).
@@ -426,9 +575,10 @@ pub(crate) fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
         svc.runtime = path_one_deeper(rt);
     }
     svc.docs = docs(&item.attrs);
-    // The first method's form is the service's; the others must agree.
+    // The first unary method's form is the service's; the other unary methods
+    // must agree (streaming methods always take the async shape).
     let first_async = item.items.iter().find_map(|it| match it {
-        TraitItem::Fn(f) => Some(f.sig.asyncness.is_some()),
+        TraitItem::Fn(f) if !is_streaming(&f.sig) => Some(f.sig.asyncness.is_some()),
         _ => None,
     });
     if first_async == Some(true) {
@@ -436,6 +586,7 @@ pub(crate) fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
     }
     for it in &item.items {
         if let TraitItem::Fn(f) = it
+            && !is_streaming(&f.sig)
             && Some(f.sig.asyncness.is_some()) != first_async
         {
             errors.at(

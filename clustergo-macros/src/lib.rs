@@ -30,6 +30,14 @@ mod expand;
 /// `m`, `m_with_timeout`, `m_with_callback` and `post_m`; `on_call` is the
 /// seed's single method (`Replyer`, `call`, …, `post`).
 ///
+/// The async form writes `async fn name(&self, ctx: RpcContext, request: Req) ->
+/// Result<Resp, RpcError>`. A method with a `Streaming<Req>` or `StreamSender<Resp>`
+/// argument is a streaming method, always an `async fn`: `(.., request: Req,
+/// responses: StreamSender<Resp>) -> Result<(), RpcError>` (server-streaming),
+/// `(.., requests: Streaming<Req>) -> Result<Resp, RpcError>` (client-streaming) or
+/// `(.., requests: Streaming<Req>, responses: StreamSender<Resp>) -> Result<(),
+/// RpcError>` (bidirectional); it adds `M_METHOD`, `m` and `m_with_timeout`.
+///
 /// Wire names: `on_call` → snake-case service base (`EchoService` → `"echo"`);
 /// any other method `m` of trait `BService` or `B` → `"B.M"` (or `"pkg.B.M"` with
 /// `package`), which is what a `.proto` `service B` or `service BService`

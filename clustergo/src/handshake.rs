@@ -112,6 +112,11 @@ pub enum HandshakeError {
     /// Too slow.
     #[error("handshake timed out")]
     Timeout,
+    /// The acceptor closed the connection without an answer: how a Go seed node
+    /// refuses (unknown node, address mismatch, duplicate connection), or a node of
+    /// the other dialect. The acceptor is alive.
+    #[error("closed by the acceptor without an answer")]
+    Closed,
     /// The TLS handshake failed (bad or missing certificate, wrong peer, not TLS).
     #[error("tls: {0}")]
     Tls(std::io::Error),

@@ -15,10 +15,13 @@
 //! - `message`: protobuf and binary message handlers.
 //! - [`node`]: the [`Node`] handle and its parts: config, start, routing (direct or
 //!   through harbors), dispatch and relay, accept/dial, membership changes, stop.
-//! - [`rpc`]: calls, replies, errors, codecs.
+//! - [`rpc`]: calls, replies, errors, codecs; streaming calls ([`Streaming`],
+//!   [`StreamSender`]) over node streams.
 //! - [`stream`]: multiplexed byte streams between nodes (yamux); `coalesce`: the
 //!   writer that sends yamux's frame headers with their bodies.
 //! - [`membership`]: who is in the cluster, backends, and the visibility rules.
+//! - `gocompat` (feature `go-compat`): the Go seed's wire dialect, to join a Go
+//!   clustergo cluster ([`Dialect`]).
 //! - [`gate`]: client-facing transports (TCP, WebSocket, KCP) with one packet API.
 //! - `global`: the process-wide default node and free functions over it.
 //! - `fuzzing` (feature `fuzzing`, hidden): fuzz target bodies shared by `fuzz/` and
@@ -39,6 +42,8 @@ mod fastmap;
 pub mod fuzzing;
 pub mod gate;
 mod global;
+#[cfg(feature = "go-compat")]
+pub mod gocompat;
 pub mod handshake;
 mod keepalive;
 mod link;
@@ -60,10 +65,10 @@ pub use global::{
     default_node, get_addr_by_type, register_bin_handler, register_pb_handler, send_bin, send_pb,
     start, stop, wait,
 };
-pub use node::{Config, DEV_SECRET, Metrics, Node, Secret, SendError, StartError};
+pub use node::{Config, DEV_SECRET, Dialect, Metrics, Node, Secret, SendError, StartError};
 pub use rpc::{
-    CallHandle, Codec, CodecError, ProstCodec, RawReplyer, Replyer, RpcContext, RpcError,
-    TraceContext,
+    CallHandle, Codec, CodecError, JsonCodec, ProstCodec, RawReplyer, Replyer, RpcContext,
+    RpcError, StreamResponse, StreamSender, Streaming, TraceContext,
 };
 pub use stream::{Stream, StreamError};
 pub use tls::{NodeTls, TlsError};

@@ -439,6 +439,7 @@ fn means_down(e: &HandshakeError) -> bool {
     !matches!(
         e,
         HandshakeError::Refused(Refusal::Duplicate | Refusal::UnknownNode | Refusal::AddrMismatch)
+            | HandshakeError::Closed
     )
 }
 
@@ -523,7 +524,10 @@ impl Driver {
         let mut batch: Vec<Outgoing> = Vec::with_capacity(BATCH);
         let mut buf = Batch::default();
         // Checked when the writer is idle: a busy writer on a silent network stalls.
+        // The Go dialect has no keepalive frames: the Go side would close the link
+        // on one, and sends none, so silence there means nothing.
         let mut watchdog = Watchdog::new(config);
+        let keepalives = config.dialect.keepalives();
         let mut wrote = false;
         let node = self.node.clone();
         let counters = node.counters();
@@ -564,7 +568,7 @@ impl Driver {
                         None => break Ended::Closed,
                     },
                     n = self.rx.recv_many(&mut batch, BATCH) => if n == 0 { break Ended::Closed },
-                    tick = watchdog.tick(&heard) => match tick {
+                    tick = watchdog.tick(&heard), if keepalives => match tick {
                         Tick::Silent => {
                             tracing::warn!(peer = %remote, "closing link: nothing heard within the keepalive timeout");
                             counters.link_silent();
@@ -688,6 +692,7 @@ mod tests {
             (HandshakeError::Refused(Refusal::Duplicate), false),
             (HandshakeError::Refused(Refusal::UnknownNode), false),
             (HandshakeError::Refused(Refusal::AddrMismatch), false),
+            (HandshakeError::Closed, false),
         ];
         for (e, want) in cases {
             assert_eq!(means_down(&e), want, "{e}");

@@ -15,6 +15,20 @@
 //! ends cuts its streams, and a stream cut (reset by the peer, or its session lost)
 //! reads as an error (`ConnectionReset`, `ConnectionAborted`), never as a clean
 //! end-of-stream: only a `shutdown()` by the peer reads as end-of-stream.
+//!
+//! Streaming RPC calls (`rpc/streaming.rs`) ride the same sessions. To tell them
+//! apart on accept, the opener of every stream writes one kind byte first —
+//! `USER_STREAM` (0) for `open_stream`, `RPC_STREAM` (1) for a call — and the acceptor
+//! reads it before handing the stream over, so a user's `Stream` carries exactly
+//! the bytes the other user wrote, as before.
+//!
+//! In the Go seed's dialect sessions are smux v1 instead (`gocompat/session.rs`):
+//! the dialer opens streams, the acceptor serves them, smux's own NOPs keep the
+//! session alive, and a stream dropped without `shutdown()` sends FIN (smux v1 has
+//! no reset), so the other end reads end-of-stream; a lost session may read as
+//! end-of-stream too (as on the Go side), not as an error.
+//! Go streams carry no kind byte and no streaming calls: every inbound smux stream
+//! is a user stream.
 
 use std::collections::HashMap;
 use std::collections::VecDeque;
@@ -35,13 +49,20 @@ use tracing::Instrument;
 use crate::addr::LogicAddr;
 use crate::coalesce::{self, Coalesce};
 use crate::conn::Conn;
+#[cfg(feature = "go-compat")]
+use crate::gocompat::session as smux;
 use crate::handshake::{ConnKind, HandshakeError};
 use crate::keepalive::{self, Heard, Tick, Watchdog};
-use crate::node::{Node, NodeInner, is_direct};
+use crate::node::{Dialect, Node, NodeInner, is_direct};
 use crate::rpc::trace;
 
 /// Streams one session carries at most.
 const MAX_STREAMS: usize = 4096;
+
+/// First byte of a stream opened by [`Node::open_stream`].
+const USER_STREAM: u8 = 0;
+/// First byte of a stream carrying a streaming RPC call.
+const RPC_STREAM: u8 = 1;
 
 /// Why a stream could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -81,13 +102,20 @@ pub enum StreamError {
 /// `shutdown()` resets it: the other end reads an error (`ConnectionReset`), as it
 /// does when the session is lost (`ConnectionAborted`).
 pub struct Stream {
-    inner: Compat<yamux::Stream>,
+    inner: StreamInner,
     peer: LogicAddr,
     session: Arc<Liveness>,
     /// Our side was shut down: the stream may close with no reset.
     shut: bool,
     /// End-of-stream was read once: later reads read it again.
     eof: bool,
+}
+
+/// The multiplexer's stream under a [`Stream`]: the dialect's.
+pub(crate) enum StreamInner {
+    Yamux(Compat<yamux::Stream>),
+    #[cfg(feature = "go-compat")]
+    Smux(crate::gocompat::session::SmuxStream),
 }
 
 /// What a session's streams and its driver share: activity for the keepalive, and
@@ -109,9 +137,9 @@ impl fmt::Debug for Stream {
 }
 
 impl Stream {
-    fn new(inner: yamux::Stream, peer: LogicAddr, session: &Arc<Liveness>) -> Self {
+    fn new(inner: StreamInner, peer: LogicAddr, session: &Arc<Liveness>) -> Self {
         Self {
-            inner: inner.compat(),
+            inner,
             peer,
             session: session.clone(),
             shut: false,
@@ -131,8 +159,18 @@ impl AsyncRead for Stream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        // Without `go-compat` the match has one arm.
+        #[cfg_attr(
+            not(feature = "go-compat"),
+            allow(clippy::infallible_destructuring_match)
+        )]
+        let yamux = match &mut self.inner {
+            StreamInner::Yamux(s) => s,
+            #[cfg(feature = "go-compat")]
+            StreamInner::Smux(s) => return Pin::new(s).poll_read(cx, buf),
+        };
         let before = buf.filled().len();
-        std::task::ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        std::task::ready!(Pin::new(yamux).poll_read(cx, buf))?;
         if buf.filled().len() > before || buf.remaining() == 0 || self.eof {
             return Poll::Ready(Ok(()));
         }
@@ -145,7 +183,8 @@ impl AsyncRead for Stream {
                 "stream session lost",
             )));
         }
-        if self.inner.get_ref().is_closed() && !self.shut {
+        let closed = matches!(&self.inner, StreamInner::Yamux(s) if s.get_ref().is_closed());
+        if closed && !self.shut {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::ConnectionReset,
                 "stream reset by the peer",
@@ -163,15 +202,27 @@ impl AsyncWrite for Stream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         keepalive::mark(&self.session.wrote);
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        match &mut self.inner {
+            StreamInner::Yamux(s) => Pin::new(s).poll_write(cx, buf),
+            #[cfg(feature = "go-compat")]
+            StreamInner::Smux(s) => Pin::new(s).poll_write(cx, buf),
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        match &mut self.inner {
+            StreamInner::Yamux(s) => Pin::new(s).poll_flush(cx),
+            #[cfg(feature = "go-compat")]
+            StreamInner::Smux(s) => Pin::new(s).poll_flush(cx),
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        std::task::ready!(Pin::new(&mut self.inner).poll_shutdown(cx))?;
+        std::task::ready!(match &mut self.inner {
+            StreamInner::Yamux(s) => Pin::new(s).poll_shutdown(cx),
+            #[cfg(feature = "go-compat")]
+            StreamInner::Smux(s) => Pin::new(s).poll_shutdown(cx),
+        })?;
         self.shut = true;
         Poll::Ready(Ok(()))
     }
@@ -181,11 +232,25 @@ type OpenReply = oneshot::Sender<Result<yamux::Stream, String>>;
 type Handler = Arc<dyn Fn(Stream) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// One live session: where to send open requests.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Session {
     id: u64,
-    open_tx: mpsc::UnboundedSender<OpenReply>,
+    opener: Opener,
     liveness: Arc<Liveness>,
+}
+
+/// How a session opens streams: a request to its yamux driver, or smux's opener.
+#[derive(Clone)]
+enum Opener {
+    Yamux(mpsc::UnboundedSender<OpenReply>),
+    #[cfg(feature = "go-compat")]
+    Smux(crate::gocompat::session::Opener),
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session").field("id", &self.id).finish()
+    }
 }
 
 /// The stream sessions of a node and its handler for inbound streams.
@@ -249,7 +314,33 @@ impl Node {
         result
     }
 
+    /// Opens a stream carrying a streaming RPC call (its kind byte written).
+    pub(crate) async fn open_rpc_stream(&self, peer: LogicAddr) -> Result<Stream, StreamError> {
+        self.open_tagged(peer, RPC_STREAM).await
+    }
+
     async fn open_stream_untraced(&self, peer: LogicAddr) -> Result<Stream, StreamError> {
+        self.open_tagged(peer, USER_STREAM).await
+    }
+
+    /// Opens a stream and, in the native dialect, writes its kind byte (a fresh
+    /// stream has window for it; Go peers expect none).
+    async fn open_tagged(&self, peer: LogicAddr, kind: u8) -> Result<Stream, StreamError> {
+        use tokio::io::AsyncWriteExt;
+        let mut s = self.open_untagged(peer).await?;
+        if !matches!(self.inner.config().dialect, Dialect::Native) {
+            return Ok(s);
+        }
+        s.write_all(&[kind])
+            .await
+            .map_err(|e| StreamError::Session {
+                peer,
+                reason: e.to_string(),
+            })?;
+        Ok(s)
+    }
+
+    async fn open_untagged(&self, peer: LogicAddr) -> Result<Stream, StreamError> {
         let inner = &self.inner;
         let run = inner.running().ok_or(StreamError::NotRunning)?;
         if peer == run.local {
@@ -298,13 +389,20 @@ async fn session_to(inner: &Arc<NodeInner>, peer: LogicAddr) -> Result<Session, 
     result
 }
 
-async fn open_on(session: &Session) -> Result<yamux::Stream, String> {
-    let (tx, rx) = oneshot::channel();
-    session
-        .open_tx
-        .send(tx)
-        .map_err(|_| "session closed".to_string())?;
-    rx.await.map_err(|_| "session closed".to_string())?
+async fn open_on(session: &Session) -> Result<StreamInner, String> {
+    match &session.opener {
+        Opener::Yamux(open_tx) => {
+            let (tx, rx) = oneshot::channel();
+            open_tx.send(tx).map_err(|_| "session closed".to_string())?;
+            let stream = rx.await.map_err(|_| "session closed".to_string())??;
+            Ok(StreamInner::Yamux(stream.compat()))
+        }
+        #[cfg(feature = "go-compat")]
+        Opener::Smux(opener) => opener
+            .connect()
+            .map(StreamInner::Smux)
+            .map_err(|e| e.to_string()),
+    }
 }
 
 fn remove_session(inner: &NodeInner, peer: LogicAddr, id: u64) {
@@ -323,12 +421,47 @@ async fn dial_session(inner: &Arc<NodeInner>, peer: LogicAddr) -> Result<Session
         .dial(ConnKind::Streams, peer, net)
         .await
         .map_err(|source| StreamError::Connect { peer, source })?;
-    Ok(start_session(inner, peer, tcp, yamux::Mode::Client))
+    Ok(match inner.config().dialect {
+        Dialect::Native => start_session(inner, peer, tcp, yamux::Mode::Client),
+        #[cfg(feature = "go-compat")]
+        Dialect::GoSeed(_) => start_smux(inner, peer, tcp, smux::Role::Client),
+    })
 }
 
 /// Serves an authenticated inbound stream connection.
 pub(crate) fn accept_session(inner: &Arc<NodeInner>, peer: LogicAddr, tcp: Conn) {
-    start_session(inner, peer, tcp, yamux::Mode::Server);
+    match inner.config().dialect {
+        Dialect::Native => drop(start_session(inner, peer, tcp, yamux::Mode::Server)),
+        #[cfg(feature = "go-compat")]
+        Dialect::GoSeed(_) => drop(start_smux(inner, peer, tcp, smux::Role::Server)),
+    }
+}
+
+/// Starts an smux session (Go dialect); a dialed one is registered for opens.
+#[cfg(feature = "go-compat")]
+fn start_smux(inner: &Arc<NodeInner>, peer: LogicAddr, tcp: Conn, role: smux::Role) -> Session {
+    let id = inner.streams().next_id.fetch_add(1, Ordering::Relaxed);
+    let liveness = Arc::new(Liveness::default());
+    let node = inner.clone();
+    let lost = liveness.clone();
+    let opener = smux::start(inner, peer, tcp, role, move || {
+        lost.lost.store(true, Ordering::Relaxed);
+        remove_session(&node, peer, id);
+    });
+    let session = Session {
+        id,
+        opener: Opener::Smux(opener),
+        liveness,
+    };
+    if role == smux::Role::Client {
+        inner
+            .streams()
+            .sessions
+            .lock()
+            .entry(peer)
+            .or_insert_with(|| session.clone());
+    }
+    session
 }
 
 /// Starts the task driving a yamux session and registers it for opens, unless a
@@ -353,7 +486,7 @@ fn start_session(inner: &Arc<NodeInner>, peer: LogicAddr, tcp: Conn, mode: yamux
     let (open_tx, open_rx) = mpsc::unbounded_channel();
     let session = Session {
         id: inner.streams().next_id.fetch_add(1, Ordering::Relaxed),
-        open_tx,
+        opener: Opener::Yamux(open_tx),
         liveness,
     };
     let registered = {
@@ -487,7 +620,8 @@ impl Driven<'_> {
                             keepalive = Some(stream);
                             continue;
                         }
-                        self.hand_over(stream);
+                        let stream = StreamInner::Yamux(stream.compat());
+                        hand_over(self.node, self.peer, stream, self.liveness);
                     }
                     Poll::Ready(Some(Err(e))) => return Poll::Ready(SessionEnd::Failed(e)),
                     Poll::Ready(None) => return Poll::Ready(SessionEnd::Closed),
@@ -503,21 +637,50 @@ impl Driven<'_> {
         }
         result
     }
+}
 
-    /// Gives an inbound stream to the node's handler, on a task of its own.
-    fn hand_over(&self, stream: yamux::Stream) {
-        let peer = self.peer;
-        let handler = self.node.streams().handler.read().clone();
-        match handler {
-            Some(h) => {
-                let span = trace::stream_serve_span(peer);
-                trace::begin(&span, None);
-                self.node
-                    .spawn_detached(h(Stream::new(stream, peer, self.liveness)).instrument(span))
-            }
-            None => {
-                tracing::warn!(%peer, "inbound stream but no on_new_stream handler; closing it")
-            }
+/// Gives an inbound native stream, on a task of its own, to the node's handler or
+/// to the RPC server, by its kind byte (read within the handshake timeout; a
+/// stream without one is reset).
+fn hand_over(node: &Arc<NodeInner>, peer: LogicAddr, stream: StreamInner, session: &Arc<Liveness>) {
+    let mut stream = Stream::new(stream, peer, session);
+    let owner = node.clone();
+    node.spawn_detached(async move {
+        use tokio::io::AsyncReadExt;
+        let wait = owner.config().handshake_timeout;
+        let kind = match tokio::time::timeout(wait, stream.read_u8()).await {
+            Ok(Ok(kind)) => kind,
+            _ => return,
+        };
+        match kind {
+            USER_STREAM => serve_user(&owner, stream).await,
+            RPC_STREAM => crate::rpc::streaming::serve(owner, stream).await,
+            other => tracing::debug!(%peer, kind = other, "stream of unknown kind; resetting it"),
         }
+    });
+}
+
+/// Runs the node's `on_new_stream` handler for a user stream.
+async fn serve_user(node: &Arc<NodeInner>, stream: Stream) {
+    let peer = stream.peer;
+    let handler = node.streams().handler.read().clone();
+    match handler {
+        Some(h) => {
+            let span = trace::stream_serve_span(peer);
+            trace::begin(&span, None);
+            h(stream).instrument(span).await
+        }
+        None => tracing::warn!(%peer, "inbound stream but no on_new_stream handler; closing it"),
     }
+}
+
+/// Gives an inbound smux stream to the node's handler (`gocompat/session.rs`).
+#[cfg(feature = "go-compat")]
+pub(crate) fn hand_over_smux(node: &Arc<NodeInner>, peer: LogicAddr, stream: smux::SmuxStream) {
+    // smux streams read end-of-stream when their session ends: no liveness to watch.
+    // Go peers write no kind byte: every smux stream is a user stream.
+    let liveness = Arc::new(Liveness::default());
+    let stream = Stream::new(StreamInner::Smux(stream), peer, &liveness);
+    let owner = node.clone();
+    node.spawn_detached(async move { serve_user(&owner, stream).await });
 }

@@ -202,18 +202,20 @@ fn write_seed_corpus() {
 #[test]
 fn every_target_is_run_here() {
     let names: Vec<_> = TARGETS.iter().map(|t| t.name).collect();
-    assert_eq!(
-        names,
-        [
-            "frame",
-            "rpc",
-            "handshake",
-            "gate_tcp",
-            "gate_ws",
-            "gate_kcp",
-            "discovery"
-        ]
-    );
+    let mut want = vec![
+        "frame",
+        "rpc",
+        "rpc_stream",
+        "handshake",
+        "gate_tcp",
+        "gate_ws",
+        "gate_kcp",
+        "discovery",
+    ];
+    if cfg!(feature = "go-compat") {
+        want.extend(["go_handshake", "go_rpc", "smux"]);
+    }
+    assert_eq!(names, want);
 }
 
 #[test]
@@ -224,6 +226,11 @@ fn frame() {
 #[test]
 fn rpc() {
     fuzz("rpc");
+}
+
+#[test]
+fn rpc_stream() {
+    fuzz("rpc_stream");
 }
 
 #[test]
@@ -251,4 +258,22 @@ fn gate_kcp() {
 #[test]
 fn discovery() {
     fuzz("discovery");
+}
+
+#[cfg(feature = "go-compat")]
+#[test]
+fn go_handshake() {
+    fuzz("go_handshake");
+}
+
+#[cfg(feature = "go-compat")]
+#[test]
+fn go_rpc() {
+    fuzz("go_rpc");
+}
+
+#[cfg(feature = "go-compat")]
+#[test]
+fn smux() {
+    fuzz("smux");
 }

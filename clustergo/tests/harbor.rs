@@ -48,17 +48,7 @@ impl World {
 }
 
 fn inbox(node: &Node) -> Arc<Mutex<Vec<String>>> {
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let g = got.clone();
-    node.register_pb_handler(PB, move |from, m: Echo| {
-        g.lock().push(format!("pb {from} {}", m.msg))
-    });
-    let g = got.clone();
-    node.register_bin_handler(BIN, move |from, _, body: Bytes| {
-        g.lock()
-            .push(format!("bin {from} {}", String::from_utf8_lossy(&body)))
-    });
-    got
+    support::inbox(node, PB, BIN)
 }
 
 #[tokio::test]

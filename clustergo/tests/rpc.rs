@@ -183,12 +183,16 @@ async fn hundred_thousand_pipelined_calls() {
             }
         });
     }
-    within("100k calls", async {
+    // A hang guard, not a speed check: a loaded debug build takes several seconds,
+    // so this bound is wider than the shared `within`.
+    let all = async {
         while let Some(r) = tasks.join_next().await {
             r.unwrap();
         }
-    })
-    .await;
+    };
+    tokio::time::timeout(Duration::from_secs(60), all)
+        .await
+        .expect("100k calls within 60 s");
     client.shutdown().await;
     server.shutdown().await;
 }
@@ -739,13 +743,24 @@ mod forge {
         frame(FrameKind::RpcResponse, to, from, body)
     }
 
-    /// A request of `method` numbered `seq`.
+    /// A request of `method` numbered `seq`, with a 1 s timeout.
     pub(super) fn request(to: LogicAddr, from: LogicAddr, seq: u64, method: &str) -> Bytes {
+        request_with_timeout(to, from, seq, method, 1000)
+    }
+
+    /// A request of `method` numbered `seq` whose caller waits `timeout_ms`.
+    pub(super) fn request_with_timeout(
+        to: LogicAddr,
+        from: LogicAddr,
+        seq: u64,
+        method: &str,
+        timeout_ms: u32,
+    ) -> Bytes {
         let mut body = BytesMut::new();
         Request {
             seq,
             one_way: false,
-            timeout_ms: 1000,
+            timeout_ms,
             method: method.into(),
             meta: Bytes::new(),
             arg: Bytes::new(),
@@ -859,13 +874,13 @@ impl Drop for DropGuard {
     }
 }
 
-#[tokio::test]
-async fn async_handler_is_dropped_at_the_deadline() {
-    let (_c, client, server) = pair().await;
+/// Registers async method `"forever"` on `server`, whose futures never end;
+/// returns how many started and how many were dropped.
+fn serve_forever(server: &Node) -> (Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let (started, dropped) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let (s, d) = (started.clone(), dropped.clone());
     clustergo::rpc::register_async::<ProstCodec, Echo, Echo, _, _>(
-        &server,
+        server,
         "forever",
         move |ctx, _req| {
             let guard = DropGuard(d.clone());
@@ -877,6 +892,13 @@ async fn async_handler_is_dropped_at_the_deadline() {
             }
         },
     );
+    (started, dropped)
+}
+
+#[tokio::test]
+async fn async_handler_is_dropped_at_the_deadline() {
+    let (_c, client, server) = pair().await;
+    let (started, dropped) = serve_forever(&server);
     let to = addr("1.2.1");
     let _: Echo = within("warm-up", client.call(to, "echo", &echo("w", 0)))
         .await
@@ -892,6 +914,83 @@ async fn async_handler_is_dropped_at_the_deadline() {
     assert_eq!(server.metrics().handlers_cancelled, 1);
     tokio::time::resume();
     client.shutdown().await;
+    server.shutdown().await;
+}
+
+/// The caller's process dies mid-call (its link closes abruptly, long before the
+/// call's deadline): the server drops the async handler's future and counts it,
+/// and keeps serving.
+#[tokio::test]
+async fn async_handler_is_dropped_when_the_caller_dies() {
+    use tokio::io::AsyncWriteExt;
+
+    let (c, client, server) = pair().await;
+    let (started, dropped) = serve_forever(&server);
+    // The caller: 1.3.1 on a raw link, so it can vanish without a goodbye.
+    let net = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    c.m.put_now(member("1.3.1", net, false));
+    c.settle().await;
+    let mut caller = raw_link("1.3.1", net, &server).await;
+    // A minute to run: only the lost link can end it within the test's bound.
+    let request = forge::request_with_timeout(addr("1.2.1"), addr("1.3.1"), 1, "forever", 60_000);
+    caller.write_all(&request).await.unwrap();
+    eventually("the handler to start", || {
+        started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(server.metrics().handlers_cancelled, 0);
+    assert_eq!(dropped.load(Ordering::SeqCst), 0);
+
+    drop(caller);
+    eventually("the handler to be dropped", || {
+        dropped.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(server.metrics().handlers_cancelled, 1);
+
+    // Only that caller's handlers: the server still serves the others.
+    let r: Echo = within(
+        "a call after",
+        client.call(addr("1.2.1"), "echo", &echo("a", 1)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.msg, "hello world:a");
+    assert_eq!(server.metrics().handlers_cancelled, 1);
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+/// The calling node shuts down mid-call: its links close, and the server drops
+/// the handler serving it (counted once), long before the call's deadline.
+#[tokio::test]
+async fn async_handler_is_dropped_when_the_calling_node_stops() {
+    let (_c, client, server) = pair().await;
+    let (started, dropped) = serve_forever(&server);
+    let call = spawn_call(
+        &client,
+        "forever",
+        echo("x", 1),
+        Some(Duration::from_secs(60)),
+    );
+    eventually("the handler to start", || {
+        started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(server.metrics().handlers_cancelled, 0);
+
+    within("the client to stop", client.shutdown()).await;
+    eventually("the handler to be dropped", || {
+        dropped.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(server.metrics().handlers_cancelled, 1);
+    // The caller's call ended (its node stopped), it did not wait out its minute.
+    assert!(within("the call to end", call).await.unwrap().is_err());
     server.shutdown().await;
 }
 

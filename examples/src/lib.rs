@@ -32,6 +32,20 @@ pub async fn bind_member(logic: &str, export: bool) -> std::io::Result<(TcpListe
     Ok((listener, member))
 }
 
+/// A node in the dialect the `CLUSTERGO_DIALECT` environment variable names: `go`
+/// for the Go seed's (to run the example beside Go clustergo nodes), unset or
+/// anything else for the native one.
+pub fn node_from_env() -> clustergo::Node {
+    let dialect = match std::env::var("CLUSTERGO_DIALECT").as_deref() {
+        Ok("go") => clustergo::Dialect::go_seed(),
+        _ => clustergo::Dialect::Native,
+    };
+    clustergo::Node::with_config(clustergo::Config {
+        dialect,
+        ..clustergo::Config::default()
+    })
+}
+
 /// Runs `fut`, turning a timeout into an error message.
 pub async fn within<T>(
     what: &str,

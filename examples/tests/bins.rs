@@ -81,6 +81,7 @@ fn in_process_examples_succeed() {
         env!("CARGO_BIN_EXE_macro_echo"),
         env!("CARGO_BIN_EXE_buildrs_echo"),
         env!("CARGO_BIN_EXE_async_echo"),
+        env!("CARGO_BIN_EXE_room"),
     ] {
         let out = Command::new(exe).output().unwrap();
         assert!(
@@ -112,6 +113,16 @@ fn demo_and_harbor_examples_succeed() {
 
 #[test]
 fn client_streams_through_gateserver_to_gameserver() {
+    gate_and_game("native");
+}
+
+/// The same in the Go seed's dialect: streams over smux.
+#[test]
+fn client_streams_through_gateserver_to_gameserver_in_the_go_dialect() {
+    gate_and_game("go");
+}
+
+fn gate_and_game(dialect: &str) {
     let mut f = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
     write!(
         f,
@@ -126,6 +137,7 @@ fn client_streams_through_gateserver_to_gameserver() {
     let gate = format!("127.0.0.1:{}", free_port());
     let _game = Kill(
         Command::new(env!("CARGO_BIN_EXE_gameserver"))
+            .env("CLUSTERGO_DIALECT", dialect)
             .arg(f.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -134,6 +146,7 @@ fn client_streams_through_gateserver_to_gameserver() {
     );
     let _gate = Kill(
         Command::new(env!("CARGO_BIN_EXE_gateserver"))
+            .env("CLUSTERGO_DIALECT", dialect)
             .arg(f.path())
             .arg(&gate)
             .stdout(Stdio::null())

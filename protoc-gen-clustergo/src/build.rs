@@ -5,11 +5,14 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use proc_macro2::TokenStream;
+use prost::Message;
 use prost_types::{FileDescriptorProto, FileDescriptorSet};
+use protox::file::{ChainFileResolver, FileResolver, GoogleFileResolver, IncludeFileResolver};
 use quote::quote;
 
 use crate::descriptor::{self, Lowering, TypeIndex};
 use crate::model::HandlerForm;
+use crate::options::{Cmds, EncodedSet, OPTIONS_FILE, OPTIONS_PROTO};
 use crate::tree::Tree;
 use crate::{emit, generate};
 
@@ -87,6 +90,11 @@ impl Builder {
     }
 
     /// Parses `protos` (searching `includes` for imports) and generates code.
+    ///
+    /// `import "clustergo/options.proto";` works without adding anything to
+    /// `includes`: the file ships with this crate and is served from memory (it
+    /// wins over a copy in `includes`, so the ids are read as this version
+    /// declares them).
     pub fn compile_protos(
         self,
         protos: &[impl AsRef<Path>],
@@ -103,42 +111,71 @@ impl Builder {
         // Each file is parsed on its own first: seed files all define `request` and
         // `response` in the root namespace, so they cannot share one descriptor set.
         let mut seeds = Vec::new();
-        let mut rest: Vec<FileDescriptorProto> = Vec::new();
+        let (mut rest, mut encoded_rest) = (Vec::new(), Vec::new());
+        let mut targets = Vec::new();
         for proto in protos {
-            let fds = protox::compile([proto], includes)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+            let (fds, encoded) = parse(proto.as_ref(), includes)?;
             let target = fds.file.last().ok_or_else(|| {
                 io::Error::other(format!("{}: no file parsed", proto.as_ref().display()))
             })?;
             if descriptor::is_seed(target) {
-                seeds.push(fds);
+                let name = target.name().to_owned();
+                let cmds = Cmds::read(&fds.file, encoded.iter().map(Vec::as_slice))
+                    .map_err(io::Error::other)?;
+                seeds.push(Parsed {
+                    files: without_options(fds.file, &[name]),
+                    cmds,
+                });
             } else {
-                for f in fds.file {
-                    if !rest.iter().any(|r| r.name() == f.name()) {
+                targets.push(target.name().to_owned());
+                for (f, e) in fds.file.into_iter().zip(encoded) {
+                    if !rest
+                        .iter()
+                        .any(|r: &FileDescriptorProto| r.name() == f.name())
+                    {
                         rest.push(f);
+                        encoded_rest.push(e);
                     }
                 }
             }
         }
+        let rest = Parsed {
+            cmds: Cmds::read(&rest, encoded_rest.iter().map(Vec::as_slice))
+                .map_err(io::Error::other)?,
+            files: without_options(rest, &targets),
+        };
         self.generate(seeds, rest)
     }
 
     /// Generates code from an already parsed descriptor set (at most one seed file).
+    ///
+    /// Message ids (`option (clustergo.cmd)`) are not seen here: prost-types'
+    /// descriptors have dropped the options' extensions. Use
+    /// [`compile_protos`](Self::compile_protos) for them.
     pub fn compile_fds(self, fds: FileDescriptorSet) -> io::Result<()> {
-        let (seeds, rest): (Vec<_>, Vec<_>) = fds.file.into_iter().partition(descriptor::is_seed);
+        let (seeds, rest): (Vec<_>, Vec<_>) = fds
+            .file
+            .into_iter()
+            .filter(|f| f.name() != OPTIONS_FILE)
+            .partition(descriptor::is_seed);
         let seeds = seeds
             .into_iter()
-            .map(|f| FileDescriptorSet { file: vec![f] })
+            .map(|f| Parsed {
+                files: vec![f],
+                ..Parsed::default()
+            })
             .collect();
-        self.generate(seeds, rest)
+        self.generate(
+            seeds,
+            Parsed {
+                files: rest,
+                ..Parsed::default()
+            },
+        )
     }
 
     /// `seeds`: one set per seed file (the seed file last, after its imports).
-    fn generate(
-        self,
-        seeds: Vec<FileDescriptorSet>,
-        rest: Vec<FileDescriptorProto>,
-    ) -> io::Result<()> {
+    fn generate(self, seeds: Vec<Parsed>, rest: Parsed) -> io::Result<()> {
         let out = match self.out_dir {
             Some(d) => d,
             None => std::env::var_os("OUT_DIR")
@@ -151,37 +188,39 @@ impl Builder {
         let mut written = Vec::new();
 
         for set in seeds {
-            let index = TypeIndex::new(&set.file);
+            let index = TypeIndex::new(&set.files);
             let lowering = Lowering {
                 index: &index,
                 runtime: runtime.clone(),
                 handler: self.handler,
+                cmds: &set.cmds,
             };
-            let file = set.file.last().expect("seed set holds the seed file");
+            let file = set.files.last().expect("seed set holds the seed file");
             let files =
                 generate::files(&[file], &lowering, HEADER, &mut tree).map_err(io::Error::other)?;
             let module = descriptor::file_module(file).remove(0);
             std::fs::create_dir_all(out.join(&module))?;
             prost_build::Config::new()
                 .out_dir(out.join(&module))
-                .compile_fds(set)?;
+                .compile_fds(FileDescriptorSet { file: set.files })?;
             written.extend(files);
         }
 
-        if !rest.is_empty() {
-            let index = TypeIndex::new(&rest);
+        if !rest.files.is_empty() {
+            let index = TypeIndex::new(&rest.files);
             let lowering = Lowering {
                 index: &index,
                 runtime,
                 handler: self.handler,
+                cmds: &rest.cmds,
             };
-            let all: Vec<&FileDescriptorProto> = rest.iter().collect();
+            let all: Vec<&FileDescriptorProto> = rest.files.iter().collect();
             let files =
                 generate::files(&all, &lowering, HEADER, &mut tree).map_err(io::Error::other)?;
-            let packages: Vec<String> = rest.iter().map(|f| f.package().to_owned()).collect();
+            let packages: Vec<String> = rest.files.iter().map(|f| f.package().to_owned()).collect();
             prost_build::Config::new()
                 .out_dir(&out)
-                .compile_fds(FileDescriptorSet { file: rest })?;
+                .compile_fds(FileDescriptorSet { file: rest.files })?;
             // prost-build skips packages without messages; the tree includes them.
             for pkg in packages {
                 let path = out.join(descriptor::package_file(&pkg, ".rs"));
@@ -200,6 +239,77 @@ impl Builder {
 }
 
 const HEADER: &str = "// @generated by protoc-gen-clustergo (build.rs). Do not edit.\n\n";
+
+/// Parsed files and the message ids declared in them.
+#[derive(Debug, Default)]
+struct Parsed {
+    files: Vec<FileDescriptorProto>,
+    cmds: Cmds,
+}
+
+/// Serves the shipped `clustergo/options.proto` from memory.
+#[derive(Debug)]
+struct ShippedOptions;
+
+impl FileResolver for ShippedOptions {
+    fn open_file(&self, name: &str) -> Result<protox::file::File, protox::Error> {
+        if name == OPTIONS_FILE {
+            protox::file::File::from_source(name, OPTIONS_PROTO)
+        } else {
+            Err(protox::Error::file_not_found(name))
+        }
+    }
+}
+
+/// Parses `proto` and its imports with protox: the descriptors (imports first),
+/// and the same files as encoded, which keep the options' extensions.
+fn parse(
+    proto: &Path,
+    includes: &[impl AsRef<Path>],
+) -> io::Result<(FileDescriptorSet, Vec<Vec<u8>>)> {
+    let mut resolver = ChainFileResolver::new();
+    resolver.add(ShippedOptions);
+    for include in includes {
+        resolver.add(IncludeFileResolver::new(include.as_ref().to_owned()));
+    }
+    resolver.add(GoogleFileResolver::new());
+    let encoded = protox::Compiler::with_file_resolver(resolver)
+        .include_source_info(true)
+        .include_imports(true)
+        .open_file(proto)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?
+        .encode_file_descriptor_set();
+    let fds = FileDescriptorSet::decode(encoded.as_slice()).map_err(io::Error::other)?;
+    let files = EncodedSet::decode(encoded.as_slice())
+        .map_err(io::Error::other)?
+        .file;
+    Ok((fds, files))
+}
+
+/// `files` without the options file and what only it imports
+/// (`google/protobuf/descriptor.proto`): they make no Rust items, and package
+/// `clustergo` would make a module whose file is the default tree file's name.
+fn without_options(
+    files: Vec<FileDescriptorProto>,
+    targets: &[String],
+) -> Vec<FileDescriptorProto> {
+    let mut keep: Vec<&str> = Vec::new();
+    let mut stack: Vec<&str> = targets.iter().map(String::as_str).collect();
+    while let Some(name) = stack.pop() {
+        if name == OPTIONS_FILE || keep.contains(&name) {
+            continue;
+        }
+        keep.push(name);
+        if let Some(f) = files.iter().find(|f| f.name() == name) {
+            stack.extend(f.dependency.iter().map(String::as_str));
+        }
+    }
+    let keep: Vec<String> = keep.into_iter().map(str::to_owned).collect();
+    files
+        .into_iter()
+        .filter(|f| keep.iter().any(|k| k == f.name()))
+        .collect()
+}
 
 fn write_if_changed(path: &Path, content: &str) -> io::Result<()> {
     if std::fs::read_to_string(path).is_ok_and(|old| old == content) {

@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use proc_macro2::{Span, TokenStream};
 use prost_types::{DescriptorProto, FileDescriptorProto};
 
-use crate::model::{HandlerForm, Method, Service};
+use crate::model::{HandlerForm, MessageId, MessageIds, Method, MethodKind, Service};
 use crate::naming::{self, ServiceNames, to_snake, to_upper_camel, wire_name};
+use crate::options::{self, Cmds, Declared};
 
 /// Where a message type lives: Rust module path (from the generated tree's root) and
 /// type name, or an absolute path for well-known types.
@@ -27,11 +28,7 @@ impl TypeIndex {
         let mut index = Self::default();
         for file in files {
             let module = file_module(file);
-            let prefix = if file.package().is_empty() {
-                String::new()
-            } else {
-                format!(".{}", file.package())
-            };
+            let prefix = fq_prefix(file.package());
             for msg in &file.message_type {
                 index.add_message(&prefix, &module, msg);
             }
@@ -70,6 +67,16 @@ impl TypeIndex {
             }
         };
         text.parse().ok()
+    }
+}
+
+/// What fully qualified names of package `package` start with: `.a.b`, or
+/// nothing without a package (`.Msg`).
+pub(crate) fn fq_prefix(package: &str) -> String {
+    if package.is_empty() {
+        String::new()
+    } else {
+        format!(".{package}")
     }
 }
 
@@ -177,6 +184,8 @@ pub(crate) struct Lowering<'a> {
     pub(crate) runtime: TokenStream,
     /// The trait form of every service lowered.
     pub(crate) handler: HandlerForm,
+    /// The message ids declared in the files (`option (clustergo.cmd)`).
+    pub(crate) cmds: &'a Cmds,
 }
 
 impl Lowering<'_> {
@@ -200,6 +209,7 @@ impl Lowering<'_> {
             wire: wire_name("", stem(file), naming::SEED_METHOD),
             input: quote::quote!(Request),
             output: quote::quote!(Response),
+            kind: MethodKind::Unary,
             docs: Vec::new(),
             span: Span::call_site(),
         });
@@ -271,6 +281,70 @@ impl Lowering<'_> {
         Ok(out)
     }
 
+    /// The message ids of `files`, whose messages all live in module `module` (a
+    /// package's, or a seed file's `[stem]`), checked as one scope (`scope` names
+    /// it in errors). `None` if no message declares an id.
+    pub(crate) fn message_ids(
+        &self,
+        scope: &str,
+        files: &[&FileDescriptorProto],
+        module: &[String],
+    ) -> Result<Option<MessageIds>, String> {
+        fn walk(msgs: &[DescriptorProto], fq: &str, rel: &str, out: &mut Vec<(String, String)>) {
+            for m in msgs {
+                let fq = format!("{fq}.{}", m.name());
+                let rel = if rel.is_empty() {
+                    m.name().to_owned()
+                } else {
+                    format!("{rel}.{}", m.name())
+                };
+                out.push((fq.clone(), rel.clone()));
+                walk(&m.nested_type, &fq, &rel, out);
+            }
+        }
+        let mut declared = Vec::new();
+        let mut fqs = Vec::new();
+        for file in files {
+            let prefix = fq_prefix(file.package());
+            let mut messages = Vec::new();
+            walk(&file.message_type, &prefix, "", &mut messages);
+            for (fq, message) in messages {
+                if let Some(value) = self.cmds.get(&fq) {
+                    declared.push(Declared {
+                        file: file.name().to_owned(),
+                        message,
+                        value,
+                    });
+                    fqs.push(fq);
+                }
+            }
+        }
+        let ids = options::check(scope, &declared)?;
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        let messages = declared
+            .into_iter()
+            .zip(fqs)
+            .zip(ids)
+            .map(|((d, fq), cmd)| {
+                let path = self
+                    .index
+                    .path(&fq, module)
+                    .ok_or_else(|| format!("{}: message `{}`: no Rust path", d.file, d.message))?;
+                Ok(MessageId {
+                    name: d.message,
+                    path,
+                    cmd,
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Some(MessageIds {
+            runtime: self.runtime.clone(),
+            messages,
+        }))
+    }
+
     /// Lowers `service` block `si` of `file`.
     fn service_block(&self, file: &FileDescriptorProto, si: usize) -> Result<Service, String> {
         let fname = file.name();
@@ -281,11 +355,6 @@ impl Lowering<'_> {
         service.docs = comments(file, &[6, si as i32]);
         for (mi, m) in s.method.iter().enumerate() {
             let what = format!("{fname}: method `{}.{}`", s.name(), m.name());
-            if m.client_streaming() || m.server_streaming() {
-                return Err(format!(
-                    "{what}: streaming methods are not supported (clustergo RPCs are unary)"
-                ));
-            }
             let resolve = |t: &str| {
                 self.index
                     .path(t, &here)
@@ -296,6 +365,7 @@ impl Lowering<'_> {
                 wire: wire_name(file.package(), s.name(), m.name()),
                 input: resolve(m.input_type())?,
                 output: resolve(m.output_type())?,
+                kind: MethodKind::new(m.client_streaming(), m.server_streaming()),
                 docs: comments(file, &[6, si as i32, 2, mi as i32]),
                 span: Span::call_site(),
             });

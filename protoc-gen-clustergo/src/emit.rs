@@ -7,8 +7,8 @@
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
 
-use crate::model::{HandlerForm, Method, Service};
-use crate::naming::{MethodNames, ServiceNames, ident};
+use crate::model::{HandlerForm, MessageId, MessageIds, Method, MethodKind, Service};
+use crate::naming::{self, MethodNames, ServiceNames, ident};
 
 /// Lints that generated modules switch off so user crates are not spammed.
 pub(crate) fn allow_attrs() -> TokenStream {
@@ -98,10 +98,10 @@ pub fn items(svc: &Service) -> TokenStream {
         .collect();
     let consts = methods.iter().map(|m| {
         let c = gen_const(m);
-        // The replyer aliases belong to the replyer form's trait only.
-        let r = match svc.handler {
-            HandlerForm::Replyer => gen_replyer(&cx, m),
-            HandlerForm::Async => TokenStream::new(),
+        // The replyer aliases belong to the replyer form's unary methods only.
+        let r = match (svc.handler, m.method.kind) {
+            (HandlerForm::Replyer, MethodKind::Unary) => gen_replyer(&cx, m),
+            _ => TokenStream::new(),
         };
         quote!(#c #r)
     });
@@ -192,6 +192,9 @@ fn gen_trait(cx: &Ctx<'_>, methods: &[MethodCx<'_>]) -> TokenStream {
                 "the future is dropped when the caller's deadline passes or its link is lost"
             }
         };
+        if m.method.kind != MethodKind::Unary {
+            return gen_stream_trait_fn(cx, m);
+        }
         let doc = if m.method.docs.is_empty() {
             docs(&[format!("Handles one `{}` request; {how}.", m.method.wire)])
         } else {
@@ -229,6 +232,9 @@ fn gen_register(cx: &Ctx<'_>, methods: &[MethodCx<'_>]) -> TokenStream {
         let ids = m.ids();
         let (c, f) = (ids.method_const, ids.trait_fn);
         let (input, output) = (&m.method.input, &m.method.output);
+        if m.method.kind != MethodKind::Unary {
+            return gen_stream_register(cx, m);
+        }
         match cx.svc.handler {
             HandlerForm::Replyer => quote! {
                 {
@@ -279,6 +285,9 @@ fn gen_calls(
     receiver: &TokenStream,
     on: &str,
 ) -> TokenStream {
+    if m.method.kind != MethodKind::Unary {
+        return gen_stream_calls(cx, m, node, receiver, on);
+    }
     let rt = &cx.rt;
     let ids = m.ids();
     let codec = &cx.codec;
@@ -355,6 +364,137 @@ fn gen_calls(
     }
 }
 
+/// The trait method of a streaming method: always the async shape, with the
+/// runtime's `Streaming` (requests) and `StreamSender` (responses).
+fn gen_stream_trait_fn(cx: &Ctx<'_>, m: &MethodCx<'_>) -> TokenStream {
+    let rt = &cx.rt;
+    let codec = &cx.codec;
+    let f = m.ids().trait_fn;
+    let (input, output) = (&m.method.input, &m.method.output);
+    let doc = if m.method.docs.is_empty() {
+        let what = match m.method.kind {
+            MethodKind::ServerStreaming => "sends its responses through `responses`",
+            MethodKind::ClientStreaming => "reads the `requests` and answers once",
+            _ => "reads the `requests` and sends through `responses`",
+        };
+        docs(&[format!(
+            "Serves one `{}` streaming call: {what}. An `Err` ends the call with \
+             that error; the future is dropped when the caller cancels, its deadline \
+             passes or its node is lost.",
+            m.method.wire
+        )])
+    } else {
+        docs(&m.method.docs)
+    };
+    let requests = quote!(requests: #rt::Streaming<#input, #codec>);
+    let responses = quote!(responses: #rt::StreamSender<#output, #codec>);
+    let (args, ok) = match m.method.kind {
+        MethodKind::ServerStreaming => (quote!(request: #input, #responses), quote!(())),
+        MethodKind::ClientStreaming => (requests, quote!(#output)),
+        _ => (quote!(#requests, #responses), quote!(())),
+    };
+    quote! {
+        #doc
+        fn #f(&self, ctx: #rt::RpcContext, #args)
+            -> impl ::core::future::Future<
+                Output = ::core::result::Result<#ok, #rt::RpcError>,
+            > + ::core::marker::Send;
+    }
+}
+
+/// Registration of a streaming method.
+fn gen_stream_register(cx: &Ctx<'_>, m: &MethodCx<'_>) -> TokenStream {
+    let rt = &cx.rt;
+    let codec = &cx.codec;
+    let t = id(&cx.names.service_trait);
+    let ids = m.ids();
+    let (c, f) = (ids.method_const, ids.trait_fn);
+    let (input, output) = (&m.method.input, &m.method.output);
+    let (register, args) = match m.method.kind {
+        MethodKind::ServerStreaming => (quote!(register_server_stream), quote!(request, responses)),
+        MethodKind::ClientStreaming => (quote!(register_client_stream), quote!(requests)),
+        _ => (quote!(register_bidi), quote!(requests, responses)),
+    };
+    quote! {
+        {
+            let svc = ::core::clone::Clone::clone(&svc);
+            #rt::#register::<#codec, #input, #output, _, _>(
+                node,
+                #c,
+                move |ctx, #args| {
+                    let svc = ::core::clone::Clone::clone(&svc);
+                    async move { #t::#f(&*svc, ctx, #args).await }
+                },
+            );
+        }
+    }
+}
+
+/// The two calls of a streaming method: without a deadline, and with one.
+fn gen_stream_calls(
+    cx: &Ctx<'_>,
+    m: &MethodCx<'_>,
+    node: &TokenStream,
+    receiver: &TokenStream,
+    on: &str,
+) -> TokenStream {
+    let rt = &cx.rt;
+    let codec = &cx.codec;
+    let ids = m.ids();
+    let (c, call, timeout) = (ids.method_const, ids.call, ids.call_with_timeout);
+    let (input, output) = (&m.method.input, &m.method.output);
+    let wire = &m.method.wire;
+    let (request, pass, ret, open, what) = match m.method.kind {
+        MethodKind::ServerStreaming => (
+            quote!(request: #input,),
+            quote!(request,),
+            quote!(#rt::Streaming<#output, #codec>),
+            quote!(call_server_stream),
+            "sends `request` and returns the stream of responses",
+        ),
+        MethodKind::ClientStreaming => (
+            quote!(),
+            quote!(),
+            quote!((#rt::StreamSender<#input, #codec>, #rt::StreamResponse<#output, #codec>)),
+            quote!(call_client_stream),
+            "returns the sender of requests (drop it to end them) and the response future",
+        ),
+        _ => (
+            quote!(),
+            quote!(),
+            quote!((#rt::StreamSender<#input, #codec>, #rt::Streaming<#output, #codec>)),
+            quote!(call_bidi),
+            "returns the sender of requests (drop it to end them) and the stream of responses",
+        ),
+    };
+    let result = quote!(::core::result::Result<#ret, #rt::RpcError>);
+    let d_call = format!(
+        " Opens a `{wire}` streaming call to `peer` {on}; {what}. No deadline; \
+         dropping the responses cancels the call."
+    );
+    let d_timeout = format!(" As `{call}`, ending the call with a timeout error after `timeout`.");
+    quote! {
+        #[doc = #d_call]
+        pub async fn #call(#receiver peer: #rt::LogicAddr, #request) -> #result {
+            #rt::#open::<#codec, #input, #output>(
+                #node, peer, #c, #pass ::core::option::Option::None,
+            ).await
+        }
+
+        #[doc = #d_timeout]
+        pub async fn #timeout(
+            #receiver
+            peer: #rt::LogicAddr,
+            #request
+            timeout: #rt::Duration,
+        ) -> #result {
+            #rt::#open::<#codec, #input, #output>(
+                #node, peer, #c, #pass ::core::option::Option::Some(timeout),
+            ).await
+        }
+    }
+}
+
 fn gen_free_fns(cx: &Ctx<'_>, m: &MethodCx<'_>) -> TokenStream {
     let rt = &cx.rt;
     gen_calls(
@@ -412,6 +552,57 @@ fn gen_client(cx: &Ctx<'_>, methods: &[MethodCx<'_>]) -> TokenStream {
     }
 }
 
+/// The message-id items of a module: one constant per message and
+/// `register_messages`.
+pub fn message_ids(ids: &MessageIds) -> TokenStream {
+    let consts = ids.messages.iter().map(gen_cmd_const);
+    let register = gen_register_messages(ids);
+    quote! {
+        #(#consts)*
+        #register
+    }
+}
+
+fn gen_cmd_const(m: &MessageId) -> TokenStream {
+    let c = id(&naming::cmd_const(&m.name));
+    let cmd = proc_macro2::Literal::u16_unsuffixed(m.cmd);
+    let doc = format!(
+        " Id (`cmd`) of message `{}`, from its `option (clustergo.cmd)`.",
+        m.name
+    );
+    quote! {
+        #[doc = #doc]
+        pub const #c: u16 = #cmd;
+    }
+}
+
+fn gen_register_messages(ids: &MessageIds) -> TokenStream {
+    let rt = &ids.runtime;
+    let f = id(naming::REGISTER_MESSAGES);
+    let regs = ids.messages.iter().map(|m| {
+        let c = id(&naming::cmd_const(&m.name));
+        let path = &m.path;
+        quote!(#rt::codegen::Node::register_pb_message::<#path>(node, #c);)
+    });
+    let names: Vec<String> = ids
+        .messages
+        .iter()
+        .map(|m| format!("`{}` as `{}`", m.name, naming::cmd_const(&m.name)))
+        .collect();
+    let doc = format!(
+        " Registers the messages that declare an id ({}) on `node`, so that \
+         `Node::send_pb` sends them. A node that only receives them needs \
+         `Node::register_pb_handler(<id>, ..)` instead.",
+        names.join(", ")
+    );
+    quote! {
+        #[doc = #doc]
+        pub fn #f(node: &#rt::codegen::Node) {
+            #(#regs)*
+        }
+    }
+}
+
 /// Formats generated items as a file (prettyplease), with an `@generated` header.
 #[cfg(feature = "protoc")]
 pub fn format_file(header: &str, tokens: TokenStream) -> String {
@@ -423,11 +614,12 @@ pub fn format_file(header: &str, tokens: TokenStream) -> String {
     format!("{header}{}", prettyplease::unparse(&file))
 }
 
-/// The body of a seed module: prost's messages (`<module>/_.rs`) and the service
-/// items, formatted.
+/// The body of a seed module: prost's messages (`<module>/_.rs`), the message-id
+/// items if any, and the service items, formatted.
 #[cfg(feature = "protoc")]
-pub fn seed_file(header: &str, module: &str, svc: &Service) -> String {
+pub fn seed_file(header: &str, module: &str, svc: &Service, ids: Option<&MessageIds>) -> String {
     let messages = format!("{module}/_.rs");
+    let ids = ids.map(message_ids);
     let items = items(svc);
-    format_file(header, quote!(include!(#messages); #items))
+    format_file(header, quote!(include!(#messages); #ids #items))
 }

@@ -40,6 +40,14 @@
 //! `SayHelloReplyer`, trait `GreeterService { fn say_hello(..) }`, `say_hello`,
 //! `say_hello_with_timeout`, `say_hello_with_callback`, `post_say_hello`, and
 //! `GreeterClient`.
+//!
+//! # Message ids
+//!
+//! `import "clustergo/options.proto";` ([`OPTIONS_PROTO`], shipped here) and
+//! `message Move { option (clustergo.cmd) = 12; }` add, to the module holding
+//! `Move`, `pub const MOVE_CMD: u16 = 12;` and `pub fn register_messages(node:
+//! &Node)`, which registers every such message with `Node::register_pb_message`.
+//! Ids outside `1..=65535` and an id twice in one package are generator errors.
 
 pub mod emit;
 pub mod model;
@@ -52,6 +60,8 @@ mod descriptor;
 #[cfg(feature = "protoc")]
 mod generate;
 #[cfg(feature = "protoc")]
+mod options;
+#[cfg(feature = "protoc")]
 pub mod plugin;
 #[cfg(feature = "protoc")]
 mod tree;
@@ -59,5 +69,7 @@ mod tree;
 #[cfg(feature = "build")]
 pub use build::{Builder, configure};
 pub use model::HandlerForm;
+#[cfg(feature = "protoc")]
+pub use options::{OPTIONS_FILE, OPTIONS_PROTO};
 #[cfg(feature = "protoc")]
 pub use plugin::execute;

@@ -51,7 +51,45 @@ impl HandlerForm {
     }
 }
 
-/// One unary method.
+/// How a method's messages flow. Streaming methods are served in the async
+/// shape whatever the service's [`HandlerForm`], and called without callbacks
+/// or posts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MethodKind {
+    /// One request, one response.
+    #[default]
+    Unary,
+    /// One request, a stream of responses (`returns (stream Resp)`).
+    ServerStreaming,
+    /// A stream of requests, one response (`rpc M(stream Req)`).
+    ClientStreaming,
+    /// Streams both ways.
+    Bidi,
+}
+
+impl MethodKind {
+    /// The kind of a method whose requests / responses are streamed.
+    pub fn new(client_streaming: bool, server_streaming: bool) -> Self {
+        match (client_streaming, server_streaming) {
+            (false, false) => Self::Unary,
+            (false, true) => Self::ServerStreaming,
+            (true, false) => Self::ClientStreaming,
+            (true, true) => Self::Bidi,
+        }
+    }
+
+    /// Whether requests come as a stream.
+    pub fn client_streams(self) -> bool {
+        matches!(self, Self::ClientStreaming | Self::Bidi)
+    }
+
+    /// Whether responses go as a stream.
+    pub fn server_streams(self) -> bool {
+        matches!(self, Self::ServerStreaming | Self::Bidi)
+    }
+}
+
+/// One method.
 #[derive(Debug, Clone)]
 pub struct Method {
     /// Method name as written (proto `SayHello`, Rust `say_hello`, or `on_call`).
@@ -62,6 +100,8 @@ pub struct Method {
     pub input: TokenStream,
     /// Response type, as a path valid inside the generated module.
     pub output: TokenStream,
+    /// Unary or which way it streams.
+    pub kind: MethodKind,
     /// Doc lines for the trait method.
     pub docs: Vec<String>,
     /// Where the method was declared (macro diagnostics).
@@ -211,6 +251,28 @@ impl Scope {
     }
 }
 
+/// The message ids of one module (a package's or a seed file's), declared in
+/// `.proto` with `option (clustergo.cmd) = N;`: one `u16` constant per message and
+/// `register_messages(node)` (see [`crate::naming::cmd_const`]).
+#[derive(Debug, Clone)]
+pub struct MessageIds {
+    /// Path of the runtime crate, as in [`Service::runtime`].
+    pub runtime: TokenStream,
+    /// The messages, in declaration order (files, then nesting).
+    pub messages: Vec<MessageId>,
+}
+
+/// One message with an id.
+#[derive(Debug, Clone)]
+pub struct MessageId {
+    /// Proto name inside the package, nesting joined by `.` (`Room.Info`).
+    pub name: String,
+    /// The prost type, as a path valid inside the module (`room::Info`).
+    pub path: TokenStream,
+    /// The id: the runtime's `cmd`.
+    pub cmd: u16,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +285,7 @@ mod tests {
                 wire: (*wire).to_owned(),
                 input: quote!(M),
                 output: quote!(M),
+                kind: MethodKind::Unary,
                 docs: Vec::new(),
                 span: Span::call_site(),
             });

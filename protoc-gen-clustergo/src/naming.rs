@@ -11,13 +11,18 @@
 //! trait `BService`, client struct `BClient` and the free functions `register` and
 //! `register_on`. Each method `m` adds the wire-name constant `M_METHOD`, the replyer
 //! alias `MReplyer`, the trait method `m` and the functions `m`, `m_with_timeout`,
-//! `m_with_callback` and `post_m` (also as `BClient` methods).
+//! `m_with_callback` and `post_m` (also as `BClient` methods). A streaming method
+//! gets only the constant, the trait method, `m` and `m_with_timeout` (the other
+//! names stay reserved in the clash checks).
 //!
 //! A method called `on_call` is the seed's single-method convention: its items are
 //! `METHOD`, `Replyer`, trait method `on_call`, and `call`, `call_with_timeout`,
 //! `call_with_callback`, `post`. Its wire name is the snake-case base (`"echo"`).
 //! Other methods have the wire name `package.Base.Method` (no leading dot; no
 //! package → `Base.Method`), with `UpperCamel` base and method (see [`wire_name`]).
+//!
+//! Message ids add, beside the messages, one constant per message
+//! ([`cmd_const`]: `Room.Info` → `ROOM_INFO_CMD`) and [`REGISTER_MESSAGES`].
 
 use heck::{ToShoutySnakeCase, ToSnakeCase, ToUpperCamelCase};
 use proc_macro2::{Ident, Span};
@@ -194,6 +199,21 @@ pub fn wire_name(package: &str, service: &str, method: &str) -> String {
     }
 }
 
+/// The function of a package (or seed) module that registers its messages'
+/// ids (`option (clustergo.cmd)`) on a node.
+pub const REGISTER_MESSAGES: &str = "register_messages";
+
+/// The `u16` constant holding the id of message `message`, its proto name inside
+/// the package with nesting joined by `.`: `Move` → `MOVE_CMD`, `Room.Info` →
+/// `ROOM_INFO_CMD`. Always ends in `_CMD`, so it never meets a service's items.
+pub fn cmd_const(message: &str) -> String {
+    let parts: Vec<String> = message
+        .split('.')
+        .map(|p| p.trim_start_matches("r#").to_shouty_snake_case())
+        .collect();
+    sanitize(&format!("{}_CMD", parts.join("_")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +272,20 @@ mod tests {
         assert_eq!(seed.call, "call");
         assert_eq!(seed.post, "post");
         assert_eq!(seed.replyer, "Replyer");
+    }
+
+    #[test]
+    fn cmd_consts() {
+        for (message, want) in [
+            ("Move", "MOVE_CMD"),
+            ("request", "REQUEST_CMD"),
+            ("Room.Info", "ROOM_INFO_CMD"),
+            ("HTTPRequest", "HTTP_REQUEST_CMD"),
+            ("type", "TYPE_CMD"),
+            ("player_joined", "PLAYER_JOINED_CMD"),
+        ] {
+            assert_eq!(cmd_const(message), want, "{message}");
+        }
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //!   alone with `--prost_out=OUT/x`, as `gen.sh` does) and the service items. Seed
 //!   files all define `request`/`response` in the root namespace, so protoc needs one
 //!   run per seed file;
-//! - package `a.b` with `service` blocks → `a.b.clustergo.rs`: one module per service,
-//!   to sit inside the package module beside prost's `a.b.rs`;
+//! - package `a.b` with `service` blocks or message ids → `a.b.clustergo.rs`: the
+//!   message-id items and one module per service, to sit inside the package module
+//!   beside prost's `a.b.rs`;
 //! - with `include_file=NAME`: a module tree `NAME` that nests package modules
 //!   (`pub mod a { pub mod b { include!("a.b.rs"); include!("a.b.clustergo.rs"); } }`)
 //!   and seed modules of this run (`pub mod x { include!("x.rs"); }`).
@@ -20,6 +21,11 @@
 //! - `handler=replyer|async`: the trait form of every service (default `replyer`).
 //!
 //! Unknown keys are errors.
+//!
+//! # Message ids
+//! `option (clustergo.cmd)` needs `clustergo/options.proto` on protoc's include
+//! path: `-I <this crate>/proto`, or `protoc-gen-clustergo --write-include DIR`
+//! and `-I DIR`.
 
 use prost::Message;
 use prost_types::compiler::code_generator_response::{Feature, File};
@@ -27,6 +33,7 @@ use prost_types::compiler::{CodeGeneratorRequest, CodeGeneratorResponse};
 
 use crate::descriptor::{Lowering, TypeIndex};
 use crate::model::HandlerForm;
+use crate::options::{Cmds, EncodedRequest};
 use crate::tree::Tree;
 use crate::{emit, generate};
 
@@ -92,14 +99,19 @@ impl Params {
 
 /// Runs the plugin on an encoded request and returns the encoded response.
 pub fn execute(request: &[u8]) -> Vec<u8> {
-    let response = match CodeGeneratorRequest::decode(request) {
+    // Decoded twice: prost-types drops the extensions in options, so the message
+    // ids are read from the files as encoded (`options`).
+    let decoded = CodeGeneratorRequest::decode(request)
+        .and_then(|req| Ok((req, EncodedRequest::decode(request)?.proto_file)));
+    let response = match decoded {
         // A bug must still come back as an error response, never as a crash.
-        Ok(req) => match std::panic::catch_unwind(|| generate(&req)).unwrap_or_else(|p| {
-            Err(format!(
-                "protoc-gen-clustergo: internal error: {}",
-                panic_text(&*p)
-            ))
-        }) {
+        Ok((req, encoded)) => match std::panic::catch_unwind(|| generate(&req, &encoded))
+            .unwrap_or_else(|p| {
+                Err(format!(
+                    "protoc-gen-clustergo: internal error: {}",
+                    panic_text(&*p)
+                ))
+            }) {
             Ok(file) => CodeGeneratorResponse {
                 file,
                 ..response_base()
@@ -133,14 +145,17 @@ fn response_base() -> CodeGeneratorResponse {
     }
 }
 
-/// Generates the output files for a decoded request.
-pub fn generate(req: &CodeGeneratorRequest) -> Result<Vec<File>, String> {
+/// Generates the output files for a decoded request; `encoded` holds its
+/// `proto_file`s as encoded, for the options prost-types drops.
+fn generate(req: &CodeGeneratorRequest, encoded: &[Vec<u8>]) -> Result<Vec<File>, String> {
     let params = Params::parse(req.parameter())?;
     let index = TypeIndex::new(&req.proto_file);
+    let cmds = Cmds::read(&req.proto_file, encoded.iter().map(Vec::as_slice))?;
     let lowering = Lowering {
         index: &index,
         runtime: params.runtime(),
         handler: params.handler,
+        cmds: &cmds,
     };
     let to_generate = req
         .file_to_generate

@@ -80,8 +80,34 @@ fn keywords_and_nested_packages() {
 }
 
 #[test]
+fn streaming_methods_of_the_three_kinds() {
+    let out = tempfile::tempdir().unwrap();
+    protoc_gen_clustergo::configure()
+        .out_dir(out.path())
+        .emit_rerun_if_changed(false)
+        .compile_protos(&[fixtures("streaming.proto")], &[fixtures("")])
+        .unwrap();
+    let services = std::fs::read_to_string(out.path().join("s.clustergo.rs")).unwrap();
+    for needle in [
+        "register_server_stream",
+        "register_client_stream",
+        "register_bidi",
+        "call_server_stream",
+        "call_client_stream",
+        "call_bidi",
+    ] {
+        assert!(services.contains(needle), "{needle} not in {services}");
+    }
+}
+
+#[test]
 fn clashes_and_unsupported_input_are_errors_naming_file_and_items() {
-    for (files, needles) in common::REJECTED {
+    assert_rejected(common::REJECTED);
+}
+
+/// Each fixture set fails to compile with an error containing its texts.
+fn assert_rejected(cases: &[(&[&str], &[&str])]) {
+    for (files, needles) in cases {
         let out = tempfile::tempdir().unwrap();
         let paths: Vec<String> = files.iter().map(|f| fixtures(f)).collect();
         let err = protoc_gen_clustergo::configure()
@@ -119,4 +145,40 @@ fn unparsable_proto_is_an_error() {
         .compile_protos(&[&bad], &[dir.path()])
         .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+}
+
+#[test]
+fn options_import_needs_no_include_path_and_makes_no_module() {
+    // `includes` holds only the fixtures: `clustergo/options.proto` is served by the
+    // builder itself.
+    let out = tempfile::tempdir().unwrap();
+    protoc_gen_clustergo::configure()
+        .out_dir(out.path())
+        .emit_rerun_if_changed(false)
+        .compile_protos(
+            &[fixtures("cmds.proto"), fixtures("cmd_seed_ok.proto")],
+            &[fixtures("")],
+        )
+        .unwrap();
+    let read = |f: &str| std::fs::read_to_string(out.path().join(f)).unwrap();
+    let ids = read("ids.clustergo.rs");
+    for want in [
+        "pub const MOVE_CMD: u16 = 12;",
+        "pub const ROOM_INFO_CMD: u16 = 65535;",
+        "pub const TYPE_CMD: u16 = 1;",
+        "register_pb_message::<room::Info>(node, ROOM_INFO_CMD)",
+    ] {
+        assert!(ids.contains(want), "{want:?} not in {ids}");
+    }
+    assert!(!ids.contains("NO_ID_CMD"), "{ids}");
+    let seed = read("cmd_seed_ok.rs");
+    assert!(seed.contains("pub const RESPONSE_CMD: u16 = 6;"), "{seed}");
+    let tree = read("clustergo.rs");
+    assert!(!tree.contains("mod clustergo"), "{tree}");
+    assert!(!tree.contains("mod google"), "{tree}");
+}
+
+#[test]
+fn bad_message_ids_are_errors_naming_file_and_messages() {
+    assert_rejected(common::BAD_IDS);
 }

@@ -8,7 +8,11 @@ use prost_types::compiler::{CodeGeneratorRequest, CodeGeneratorResponse};
 use protoc_gen_clustergo::plugin::Params;
 
 fn run(req: &CodeGeneratorRequest) -> CodeGeneratorResponse {
-    let out = protoc_gen_clustergo::execute(&req.encode_to_vec());
+    run_encoded(&req.encode_to_vec())
+}
+
+fn run_encoded(req: &[u8]) -> CodeGeneratorResponse {
+    let out = protoc_gen_clustergo::execute(req);
     CodeGeneratorResponse::decode(out.as_slice()).expect("response decodes")
 }
 
@@ -31,7 +35,7 @@ fn fixtures() -> std::path::PathBuf {
 
 #[test]
 fn seed_echo() {
-    let resp = run(&common::request(
+    let resp = run_encoded(&common::request_bytes(
         &["echo.proto"],
         &[repo_proto()],
         "include_file=mod.rs",
@@ -41,7 +45,7 @@ fn seed_echo() {
 
 #[test]
 fn seed_echo_async_form() {
-    let resp = run(&common::request(
+    let resp = run_encoded(&common::request_bytes(
         &["echo.proto"],
         &[repo_proto()],
         "handler=async",
@@ -54,7 +58,7 @@ fn seed_echo_async_form() {
 
 #[test]
 fn lobby_with_package_imports_and_two_services() {
-    let resp = run(&common::request(
+    let resp = run_encoded(&common::request_bytes(
         &["common.proto", "lobby.proto"],
         &[repo_proto()],
         "include_file=packages.rs",
@@ -79,13 +83,18 @@ fn nested_packages_and_several_services() {
 }
 
 #[test]
-fn streaming_method_is_an_error_naming_file_and_method() {
+fn streaming_methods_of_the_three_kinds() {
     let resp = run(&common::request(&["streaming.proto"], &[fixtures()], ""));
-    let err = resp.error.expect("error response");
-    assert!(err.contains("streaming.proto"), "{err}");
-    assert!(err.contains("Feed.Watch"), "{err}");
-    assert!(err.contains("streaming methods are not supported"), "{err}");
-    assert!(resp.file.is_empty());
+    common::snapshot("plugin_streaming.rs.txt", &common::joined(&files(&resp)));
+    // In the replyer form too, only the unary method gets a replyer.
+    let resp = run(&common::request(
+        &["streaming.proto"],
+        &[fixtures()],
+        "handler=async",
+    ));
+    let async_form = common::joined(&files(&resp));
+    assert!(async_form.contains("fn watch("), "{async_form}");
+    assert!(!async_form.contains("WatchReplyer"), "{async_form}");
 }
 
 #[test]
@@ -253,4 +262,49 @@ fn proto3_optional_and_maps_make_no_message_module() {
     let resp = run(&common::request(&["optional_ok.proto"], &[fixtures()], ""));
     let files = files(&resp);
     assert!(files[0].1.contains("pub mod room"), "{}", files[0].1);
+}
+
+#[test]
+fn message_ids_make_constants_and_register_messages() {
+    let resp = run_encoded(&common::request_bytes(
+        &["cmds.proto"],
+        &[fixtures()],
+        "include_file=tree.rs",
+    ));
+    let files = files(&resp);
+    common::snapshot("plugin_cmds.rs.txt", &common::joined(&files));
+    // The options file is an import, never a module.
+    let tree = &files.iter().find(|(n, _)| n == "tree.rs").unwrap().1;
+    assert!(!tree.contains("mod clustergo"), "{tree}");
+
+    let resp = run_encoded(&common::request_bytes(
+        &["cmds.proto"],
+        &[fixtures()],
+        "runtime_crate=::cg",
+    ));
+    let (_, text) = &self::files(&resp)[0];
+    assert!(
+        text.contains("fn register_messages(node: &::cg::codegen::Node)"),
+        "{text}"
+    );
+    assert!(!text.contains("::clustergo::"), "{text}");
+}
+
+#[test]
+fn message_ids_are_not_read_without_the_declaration() {
+    // Extensions dropped (as a prost-types round trip does): no ids, no items.
+    let resp = run(&common::request(&["cmds.proto"], &[fixtures()], ""));
+    assert!(files(&resp).is_empty());
+}
+
+#[test]
+fn bad_message_ids_are_errors_naming_file_and_messages() {
+    for (files, needles) in common::BAD_IDS {
+        let resp = run_encoded(&common::request_bytes(files, &[fixtures()], ""));
+        let err = resp.error.unwrap_or_default();
+        for needle in *needles {
+            assert!(err.contains(needle), "{files:?}: {needle:?} not in {err:?}");
+        }
+        assert!(resp.file.is_empty(), "{files:?}");
+    }
 }

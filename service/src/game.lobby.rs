@@ -27,4 +27,14 @@ pub mod room {
         pub players: u32,
     }
 }
+/// Sent one-way to the players of a room when someone joins: its id is declared
+/// here, so package module `game::lobby` gets `PLAYER_JOINED_CMD` and
+/// `register_messages`.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PlayerJoined {
+    #[prost(message, optional, tag="1")]
+    pub player: ::core::option::Option<super::common::Player>,
+    #[prost(string, tag="2")]
+    pub room: ::prost::alloc::string::String,
+}
 // @@protoc_insertion_point(module)

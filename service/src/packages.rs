@@ -52,4 +52,18 @@ pub mod game {
         include!("game.profile.rs");
         include!("game.profile.clustergo.rs");
     }
+    /// Protobuf package module `room`.
+    #[allow(
+        unreachable_pub,
+        unused_imports,
+        unused_variables,
+        dead_code,
+        clippy::all,
+        clippy::pedantic,
+        clippy::nursery
+    )]
+    pub mod room {
+        include!("game.room.rs");
+        include!("game.room.clustergo.rs");
+    }
 }

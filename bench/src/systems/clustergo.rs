@@ -21,7 +21,7 @@ use crate::workload::{
 };
 
 /// Wire method name of the echo RPC.
-const METHOD: &str = "echo";
+pub(crate) const METHOD: &str = "echo";
 /// Message command of the one-way workload.
 const ONEWAY_CMD: u16 = 1;
 
@@ -33,6 +33,8 @@ pub(crate) async fn run(w: Workload, s: Sizes) -> Result<Outcome, String> {
         Workload::Oneway => oneway(s).await.map(Outcome::Done),
         Workload::Stream => stream(s, Security::Plain).await.map(Outcome::Done),
         Workload::Harbor => harbor(s).await.map(Outcome::Done),
+        Workload::StreamRpc => stream_rpc(s).await.map(Outcome::Done),
+        Workload::Memory => crate::memory::run(super::System::Clustergo, s).await,
     }
 }
 
@@ -389,6 +391,59 @@ async fn oneway(s: Sizes) -> Result<Run, String> {
     };
     let run = workload::spawn_timed(task).await;
     let _ = pair.client_addr;
+    pair.shutdown().await;
+    run
+}
+
+/// Server-streaming RPC: one call whose handler sends as many messages as the
+/// request's `msg` says; the caller reads and checks them (the warmup is a call of
+/// its own). Compare with `oneway_pb` (issue 13: ≥ 0.7×).
+async fn stream_rpc(s: Sizes) -> Result<Run, String> {
+    let pair = Pair::start(Security::Plain, Form::Replyer).await?;
+    clustergo::rpc::register_server_stream::<ProstCodec, Request, Request, _, _>(
+        &pair.server,
+        "feed",
+        |_ctx, req: Request, mut tx| async move {
+            let n: u64 = req.msg.parse().unwrap_or(0);
+            let msg = workload::request();
+            for _ in 0..n {
+                tx.send(msg.clone()).await?;
+            }
+            Ok(())
+        },
+    );
+    let (node, to) = (pair.client.clone(), pair.server_addr);
+    let task = async move {
+        let read = async |n: u64| {
+            let count = Request { msg: n.to_string() };
+            let mut rx = clustergo::rpc::call_server_stream::<ProstCodec, Request, Request>(
+                &node, to, "feed", count, None,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let mut got = 0u64;
+            while let Some(m) = rx.message().await.map_err(|e| e.to_string())? {
+                if m.msg != REQUEST_MSG {
+                    return Err(format!("unexpected message {:?}", m.msg));
+                }
+                got += 1;
+            }
+            if got != n {
+                return Err(format!("{got} of {n} messages arrived"));
+            }
+            Ok::<_, String>(())
+        };
+        read(s.warmup as u64).await?;
+        let watch = Stopwatch::start();
+        read(s.oneway_msgs).await?;
+        let (d, cpu) = watch.stop();
+        Ok(Run {
+            values: vec![("stream_rpc", workload::per_sec(s.oneway_msgs, d))],
+            cpu,
+            note: None,
+        })
+    };
+    let run = workload::spawn_timed(task).await;
     pair.shutdown().await;
     run
 }

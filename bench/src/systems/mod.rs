@@ -1,8 +1,9 @@
 //! The systems under test. Each one answers every workload it can and says "n/a"
 //! (with the reason) for the rest.
 
-mod clustergo;
+pub(crate) mod clustergo;
 mod raw;
+mod tarpc;
 mod tonic;
 
 use crate::workload::{Run, Sizes, Workload};
@@ -12,6 +13,8 @@ use crate::workload::{Run, Sizes, Workload};
 pub(crate) enum System {
     Raw,
     Tonic,
+    /// tarpc with its bincode serde transport over TCP.
+    Tarpc,
     Clustergo,
     /// clustergo's in-flight workload driven by `call_with_callback`.
     ClustergoCallback,
@@ -30,9 +33,10 @@ pub(crate) enum Outcome {
 
 impl System {
     /// Every system, in report order; raw first, since ratios are against it.
-    pub(crate) const ALL: [System; 6] = [
+    pub(crate) const ALL: [System; 7] = [
         System::Raw,
         System::Tonic,
+        System::Tarpc,
         System::Clustergo,
         System::ClustergoCallback,
         System::ClustergoTls,
@@ -43,6 +47,7 @@ impl System {
         match self {
             System::Raw => "raw",
             System::Tonic => "tonic",
+            System::Tarpc => "tarpc",
             System::Clustergo => "clustergo",
             System::ClustergoCallback => "clustergo-cb",
             System::ClustergoTls => "clustergo-tls",
@@ -55,8 +60,11 @@ impl System {
         match self {
             System::ClustergoCallback | System::ClustergoAsync => w == Workload::RpcInflight,
             System::ClustergoTls => matches!(w, Workload::RpcInflight | Workload::Stream),
-            // Harbors are clustergo's; its direct call is the comparison there.
-            System::Raw | System::Tonic => w != Workload::Harbor,
+            // Harbors are clustergo's; its direct call is the comparison there. The
+            // streaming call compares with clustergo's own one-way messages.
+            System::Raw | System::Tonic | System::Tarpc => {
+                !matches!(w, Workload::Harbor | Workload::StreamRpc)
+            }
             System::Clustergo => true,
         }
     }
@@ -66,6 +74,7 @@ impl System {
         match self {
             System::Raw => raw::run(w, s).await,
             System::Tonic => tonic::run(w, s).await,
+            System::Tarpc => tarpc::run(w, s).await,
             System::Clustergo => clustergo::run(w, s).await,
             System::ClustergoCallback => clustergo::run_callbacks(w, s).await,
             System::ClustergoTls => clustergo::run_tls(w, s).await,

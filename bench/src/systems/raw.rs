@@ -44,11 +44,16 @@ pub(crate) async fn run(w: Workload, s: Sizes) -> Result<Outcome, String> {
         Workload::Oneway => oneway(s).await.map(Outcome::Done),
         Workload::Stream => stream(s).await.map(Outcome::Done),
         Workload::Harbor => Ok(Outcome::NotApplicable("no harbors in raw TCP")),
+        Workload::StreamRpc => Ok(Outcome::NotApplicable("no RPC in raw TCP")),
+        Workload::Memory => crate::memory::run(super::System::Raw, s).await,
     }
 }
 
 /// Binds a loopback listener and serves every connection with `serve` in `tasks`.
-async fn listen<F, Fut>(tasks: &mut JoinSet<()>, serve: F) -> Result<std::net::SocketAddr, String>
+pub(super) async fn listen<F, Fut>(
+    tasks: &mut JoinSet<()>,
+    serve: F,
+) -> Result<std::net::SocketAddr, String>
 where
     F: Fn(TcpStream) -> Fut + Send + 'static,
     Fut: Future<Output = io::Result<()>> + Send + 'static,

@@ -29,6 +29,8 @@ pub(crate) async fn run(w: Workload, s: Sizes) -> Result<Outcome, String> {
         Workload::Oneway => Ok(Outcome::NotApplicable("gRPC has no one-way message")),
         Workload::Stream => Ok(Outcome::NotApplicable("not measured for tonic")),
         Workload::Harbor => Ok(Outcome::NotApplicable("no harbors in tonic")),
+        Workload::StreamRpc => Ok(Outcome::NotApplicable("not measured for tonic")),
+        Workload::Memory => crate::memory::run(super::System::Tonic, s).await,
     }
 }
 

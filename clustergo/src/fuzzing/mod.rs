@@ -25,8 +25,15 @@ pub mod gate_kcp;
 pub mod gate_tcp;
 #[cfg(feature = "ws")]
 pub mod gate_ws;
+#[cfg(feature = "go-compat")]
+pub mod go_handshake;
+#[cfg(feature = "go-compat")]
+pub mod go_rpc;
 pub mod handshake;
 pub mod rpc;
+pub mod rpc_stream;
+#[cfg(feature = "go-compat")]
+pub mod smux;
 
 /// One fuzz target.
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +50,7 @@ pub struct Target {
 pub const TARGETS: &[Target] = &[
     frame::TARGET,
     rpc::TARGET,
+    rpc_stream::TARGET,
     handshake::TARGET,
     gate_tcp::TARGET,
     #[cfg(feature = "ws")]
@@ -50,6 +58,12 @@ pub const TARGETS: &[Target] = &[
     #[cfg(feature = "kcp")]
     gate_kcp::TARGET,
     discovery::TARGET,
+    #[cfg(feature = "go-compat")]
+    go_handshake::TARGET,
+    #[cfg(feature = "go-compat")]
+    go_rpc::TARGET,
+    #[cfg(feature = "go-compat")]
+    smux::TARGET,
 ];
 
 /// The target called `name`.

@@ -8,7 +8,9 @@ use super::Target;
 use crate::addr::LogicAddr;
 use crate::codec::{DEFAULT_MAX_FRAME, Frame, FrameKind};
 use crate::rpc::RpcError;
-use crate::rpc::wire::{Request, RequestHead, RequestView, Response, ResponseFrame, request_frame};
+use crate::rpc::wire::{
+    Form, Request, RequestHead, RequestView, Response, ResponseFrame, request_frame,
+};
 
 /// The RPC body target.
 pub const TARGET: Target = Target {
@@ -63,7 +65,7 @@ fn request(body: &Bytes) {
     let (to, from) = route();
     let head = RequestHead::new(req.seq, req.one_way, req.timeout_ms, &req.method, &req.meta)
         .expect("a parsed method fits its length field");
-    let Ok(frame) = request_frame(to, from, &head, |buf| {
+    let Ok(frame) = request_frame(Form::Native, to, from, &head, |buf| {
         buf.put_slice(&req.arg);
         Ok::<_, Infallible>(())
     });
@@ -87,7 +89,7 @@ fn response(body: &Bytes) {
     // The node's reply writer produces the same body for a success.
     if resp.code == 0 && resp.text.is_empty() {
         let (to, from) = route();
-        let mut out = ResponseFrame::new(to, from);
+        let mut out = ResponseFrame::new(Form::Native, to, from);
         let Ok(_) = out.put_ok(resp.seq, |buf| {
             buf.put_slice(&resp.ret);
             Ok::<_, Infallible>(())
@@ -125,19 +127,19 @@ pub fn seeds() -> Vec<Vec<u8>> {
         (42, false, u32::MAX, "", &b""[..], &b""[..]),
     ] {
         let head = RequestHead::new(seq, one_way, timeout, method, meta).expect("short method");
-        let Ok(frame) = request_frame(to, from, &head, |buf| {
+        let Ok(frame) = request_frame(Form::Native, to, from, &head, |buf| {
             buf.put_slice(arg);
             Ok::<_, Infallible>(())
         });
         seeds.push(body(frame));
     }
-    let mut ok = ResponseFrame::new(to, from);
+    let mut ok = ResponseFrame::new(Form::Native, to, from);
     let Ok(_) = ok.put_ok(7, |buf| {
         buf.put_slice(b"result");
         Ok::<_, Infallible>(())
     });
     seeds.push(body(ok.finish()));
-    let mut failed = ResponseFrame::new(to, from);
+    let mut failed = ResponseFrame::new(Form::Native, to, from);
     failed.put_error(8, &RpcError::Method("no such method".into()));
     seeds.push(body(failed.finish()));
     seeds

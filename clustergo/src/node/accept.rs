@@ -3,7 +3,9 @@
 //! still authenticating are capped (`admission.rs`): past the cap one is closed at
 //! once, unread. With TLS configured, the TLS handshake comes first and counts as
 //! part of authenticating; in mutual mode the client certificate must name the
-//! logic address the hello claims.
+//! logic address the hello claims. In the Go seed's dialect the hello is the Go
+//! one (read with a cap), its `NetAddr` must equal the member's address string,
+//! and a refusal closes the connection unanswered, as the Go acceptor does.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,9 +16,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::NodeInner;
 use super::admission::{Admit, Pending};
 use super::throttle::Throttle;
+use super::{Dialect, NodeInner};
 use crate::conn::Conn;
 use crate::handshake::{self, AcceptorId, ConnKind, HandshakeError, Refusal};
 use crate::peer::Inbound;
@@ -112,16 +114,37 @@ async fn accept_one(inner: Arc<NodeInner>, tcp: TcpStream, from: SocketAddr, tic
     };
     let timeout = inner.config.handshake_timeout;
     let secrets = inner.config.secrets();
+    let dialect = &inner.config.dialect;
+    #[cfg(feature = "go-compat")]
+    if let Dialect::GoSeed(_) = dialect {
+        crate::gocompat::tcp_keepalive::enable(&tcp);
+    }
     let authenticate = async {
-        let mut stream = match &inner.config.tls {
-            None => Conn::Plain(tcp),
-            Some(tls) => tokio::time::timeout(timeout, tls.accept(tcp))
+        let mut stream = match (&inner.config.tls, dialect) {
+            (Some(tls), Dialect::Native) => tokio::time::timeout(timeout, tls.accept(tcp))
                 .await
                 .map_err(|_| HandshakeError::Timeout)?
                 .map_err(HandshakeError::Tls)?,
+            _ => Conn::Plain(tcp),
         };
-        let pending = handshake::accept_any(&mut stream, &secrets, me, timeout).await?;
-        Ok::<_, HandshakeError>((stream, pending))
+        let claim = match dialect {
+            Dialect::Native => {
+                let pending = handshake::accept_any(&mut stream, &secrets, me, timeout).await?;
+                Claim {
+                    hello: pending.hello,
+                    net_addr: None,
+                }
+            }
+            #[cfg(feature = "go-compat")]
+            Dialect::GoSeed(go) => {
+                let read = crate::gocompat::handshake::read_hello(&mut stream, &go.key);
+                let hello = tokio::time::timeout(timeout, read)
+                    .await
+                    .map_err(|_| HandshakeError::Timeout)??;
+                Claim::from_go(hello)
+            }
+        };
+        Ok::<_, HandshakeError>((stream, claim))
     };
     let accepted = tokio::select! {
         biased;
@@ -132,16 +155,16 @@ async fn accept_one(inner: Arc<NodeInner>, tcp: TcpStream, from: SocketAddr, tic
         accepted = authenticate => accepted,
     };
     drop(ticket);
-    let (mut stream, pending) = match accepted {
+    let (mut stream, claim) = match accepted {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(%from, error = %e, "inbound handshake failed");
             return;
         }
     };
-    let hello = pending.hello;
-    let verdict =
-        check_certificate(&inner, &stream, &hello).and_then(|()| check_hello(&inner, &hello, from));
+    let hello = claim.hello;
+    let verdict = check_certificate(&inner, &stream, &hello)
+        .and_then(|()| check_hello(&inner, &hello, claim.net_addr.as_deref(), from));
     let verdict = verdict.and_then(|net| match hello.kind {
         ConnKind::Frames => {
             let peer = inner.peer_or_spawn(hello.logic, net);
@@ -150,8 +173,17 @@ async fn accept_one(inner: Arc<NodeInner>, tcp: TcpStream, from: SocketAddr, tic
         }
         ConnKind::Streams => Ok(None),
     });
-    let answered =
-        handshake::answer(&mut stream, verdict.as_ref().map(|_| ()).map_err(|r| *r)).await;
+    let answered = match dialect {
+        Dialect::Native => {
+            handshake::answer(&mut stream, verdict.as_ref().map(|_| ()).map_err(|r| *r)).await
+        }
+        // A refusal is the close below, unanswered.
+        #[cfg(feature = "go-compat")]
+        Dialect::GoSeed(_) => match &verdict {
+            Ok(_) => crate::gocompat::handshake::accept(&mut stream).await,
+            Err(_) => Ok(()),
+        },
+    };
     match (verdict, answered) {
         (Ok(Some(peer)), Ok(())) => peer.adopt(Ok(Inbound {
             stream,
@@ -171,6 +203,37 @@ async fn accept_one(inner: Arc<NodeInner>, tcp: TcpStream, from: SocketAddr, tic
     }
 }
 
+/// What an inbound dialer claims, in either dialect.
+struct Claim {
+    hello: handshake::Hello,
+    /// The Go dialer's `NetAddr`, to compare as a string (the seed's rule).
+    net_addr: Option<String>,
+}
+
+#[cfg(feature = "go-compat")]
+impl Claim {
+    fn from_go(go: crate::gocompat::GoHello) -> Self {
+        // An unparsable NetAddr cannot equal a member's address: it fails the check.
+        let listen = go
+            .net_addr
+            .parse()
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+        Self {
+            hello: handshake::Hello {
+                kind: if go.is_stream {
+                    ConnKind::Streams
+                } else {
+                    ConnKind::Frames
+                },
+                logic: go.logic,
+                incarnation: super::dial::GO_INCARNATION,
+                listen,
+            },
+            net_addr: Some(go.net_addr),
+        }
+    }
+}
+
 /// In mutual TLS, checks that the client certificate names the claimed address.
 fn check_certificate(
     inner: &NodeInner,
@@ -180,6 +243,9 @@ fn check_certificate(
     let Some(tls) = &inner.config.tls else {
         return Ok(());
     };
+    if !matches!(inner.config.dialect, Dialect::Native) {
+        return Ok(()); // no TLS in the Go dialect
+    }
     if !tls.is_mutual() {
         return Ok(());
     }
@@ -192,9 +258,12 @@ fn check_certificate(
 }
 
 /// Checks an authenticated hello against membership; returns the member's address.
+/// A Go dialer's `net_addr` must equal the member's address string exactly (the
+/// seed's rule); a native one's listen address and source IP must match it.
 fn check_hello(
     inner: &NodeInner,
     hello: &handshake::Hello,
+    net_addr: Option<&str>,
     from: SocketAddr,
 ) -> Result<SocketAddr, Refusal> {
     if inner.stopping.load(Ordering::Acquire) {
@@ -202,7 +271,11 @@ fn check_hello(
     }
     let view = inner.view.read();
     let member = view.get(hello.logic).ok_or(Refusal::UnknownNode)?;
-    if member.addr.net != hello.listen || member.addr.net.ip() != from.ip() {
+    let matches = match net_addr {
+        Some(claimed) => member.addr.net.to_string() == claimed,
+        None => member.addr.net == hello.listen && member.addr.net.ip() == from.ip(),
+    };
+    if !matches {
         tracing::warn!(node = %hello.logic, claimed = %hello.listen, %from, listed = %member.addr.net,
             "inbound connection does not match membership");
         return Err(Refusal::AddrMismatch);

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::Dialect;
 use crate::codec::DEFAULT_MAX_FRAME;
 use crate::tls::NodeTls;
 
@@ -119,6 +120,11 @@ pub struct Config {
     /// listener. Bind it to loopback (`127.0.0.1:<port>`) and reach it through the
     /// host: the endpoints have no authentication and show the cluster's layout.
     pub admin_addr: Option<std::net::SocketAddr>,
+    /// The wire dialect: [`Dialect::Native`] (default), or with the `go-compat`
+    /// feature the Go seed's, to join a Go clustergo cluster. All nodes that talk
+    /// directly must speak the same one. In the Go dialect `secret` and `tls` are
+    /// not used and `max_frame` is at most 4092 (Go's 4096-byte packet limit).
+    pub dialect: Dialect,
 }
 
 impl Default for Config {
@@ -146,6 +152,7 @@ impl Default for Config {
             membership_timeout: Duration::from_secs(5),
             leave_grace: Duration::from_secs(1),
             admin_addr: None,
+            dialect: Dialect::default(),
         }
     }
 }

@@ -98,7 +98,10 @@ impl NodeInner {
                 .dispatch_bin(frame.from, frame.cmd, frame.body),
             FrameKind::RpcRequest => rpc::server::dispatch(self, frame.from, frame.body),
             FrameKind::RpcResponse => {
-                if !self.rpc_client.complete(frame.from, frame.body) {
+                if !self
+                    .rpc_client
+                    .complete(self.rpc_form(), frame.from, frame.body)
+                {
                     self.counters.frame_forged();
                     tracing::debug!(from = %frame.from, "dropping a reply to a call to another node");
                 }
@@ -115,7 +118,7 @@ impl NodeInner {
     /// logged (rate-limited); an RPC request among them is answered with an error in
     /// the name of its target: a reply must come from the call's target.
     fn relay(self: &Arc<Self>, frame: Frame, wire: Bytes, local: LogicAddr) {
-        let span = rpc::trace::relay_span(&frame);
+        let span = rpc::trace::relay_span(&frame, self.rpc_form());
         let _entered = span.enter();
         let result = if local.is_harbor() {
             self.route_from(frame.from, frame.to)

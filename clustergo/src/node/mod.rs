@@ -15,6 +15,7 @@ mod accept;
 mod admission;
 mod config;
 mod dial;
+mod dialect;
 mod dispatch;
 mod error;
 mod inflight;
@@ -39,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::{Config, DEV_SECRET, Secret};
+pub use dialect::Dialect;
 pub(crate) use dispatch::Arrivals;
 pub use error::{SendError, StartError};
 pub(crate) use inflight::Inflight;
@@ -126,7 +128,8 @@ impl Node {
     }
 
     /// A node with `config`.
-    pub fn with_config(config: Config) -> Self {
+    pub fn with_config(mut config: Config) -> Self {
+        config.max_frame = config.dialect.max_frame(config.max_frame);
         let (stopped, _) = watch::channel(false);
         let admission =
             parking_lot::Mutex::new(accept::Admission::new(config.max_pending_handshakes));
@@ -274,6 +277,11 @@ impl NodeInner {
     /// The calls this node waits on.
     pub(crate) fn rpc_client(&self) -> &rpc::client::Client {
         &self.rpc_client
+    }
+
+    /// The layout of RPC bodies on this node's links (its dialect's).
+    pub(crate) fn rpc_form(&self) -> rpc::wire::Form {
+        self.config.dialect.rpc_form()
     }
 
     /// Hooks around outgoing calls.

@@ -73,6 +73,18 @@ impl Node {
         {
             return Err(StartError::Certificate(local));
         }
+        #[cfg(feature = "go-compat")]
+        if let super::Dialect::GoSeed(_) = &self.inner.config.dialect {
+            tracing::warn!(node = %local, "speaking the Go seed's dialect: connections have NO real \
+                authentication (a fixed or shared key, no nonce, the dialer does not check the \
+                answer) and are not encrypted after the hello; use it only on a trusted network");
+            if self.inner.config.tls.is_some() {
+                tracing::warn!(node = %local, "the Go seed's dialect has no TLS: `Config::tls` is ignored");
+            }
+        } else if self.inner.config.secret.expose() == DEV_SECRET {
+            tracing::warn!(node = %local, "using the development secret: set CLUSTERGO_SECRET in production");
+        }
+        #[cfg(not(feature = "go-compat"))]
         if self.inner.config.secret.expose() == DEV_SECRET {
             tracing::warn!(node = %local, "using the development secret: set CLUSTERGO_SECRET in production");
         }

@@ -29,7 +29,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 use super::RpcError;
-use super::wire::Response;
+use super::wire::{Form, Response};
 use crate::addr::LogicAddr;
 use crate::fastmap::IntMap;
 use crate::message::panic_text;
@@ -168,8 +168,8 @@ impl Client {
     /// Delivers a response body from `from`. A reply naming no pending call (late,
     /// or for a previous incarnation) is ignored. False if it names a call to
     /// another node than `from`: a forgery, dropped and left pending.
-    pub(crate) fn complete(&self, from: LogicAddr, body: Bytes) -> bool {
-        let resp = match Response::decode(body) {
+    pub(crate) fn complete(&self, form: Form, from: LogicAddr, body: Bytes) -> bool {
+        let resp = match Response::decode_as(form, body) {
             Ok(resp) => resp,
             Err(e) => {
                 tracing::warn!(%from, error = %e, "dropping malformed rpc response");

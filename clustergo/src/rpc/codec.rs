@@ -49,6 +49,23 @@ impl<T: prost::Message + Default> Codec<T> for ProstCodec {
     }
 }
 
+/// JSON through serde: the Go seed's `JsonCodec` (`encoding/json`), for services
+/// whose Go side registered that codec. Field names are the serde names: give the
+/// Rust types the Go struct's (`#[serde(rename = "Msg")]`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonCodec;
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned> Codec<T> for JsonCodec {
+    fn encode(value: &T, buf: &mut BytesMut) -> Result<(), CodecError> {
+        use bytes::BufMut;
+        serde_json::to_writer(buf.writer(), value).map_err(|e| CodecError::new(e.to_string()))
+    }
+
+    fn decode(buf: Bytes) -> Result<T, CodecError> {
+        serde_json::from_slice(&buf).map_err(|e| CodecError::new(e.to_string()))
+    }
+}
+
 /// Raw bytes, passed through unchanged.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BytesCodec;
@@ -75,5 +92,26 @@ mod tests {
         assert!(!e.message().is_empty());
         assert_eq!(e.to_string(), e.message());
         assert_eq!(CodecError::new("nope").to_string(), "nope");
+    }
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Req {
+        #[serde(rename = "Msg")]
+        msg: String,
+    }
+
+    #[test]
+    fn json_as_go_writes_it() {
+        let mut buf = BytesMut::new();
+        let req = Req {
+            msg: "sniperHW".into(),
+        };
+        JsonCodec::encode(&req, &mut buf).unwrap();
+        assert_eq!(&buf[..], br#"{"Msg":"sniperHW"}"#);
+        assert_eq!(
+            <JsonCodec as Codec<Req>>::decode(buf.freeze()).unwrap(),
+            req
+        );
+        assert!(<JsonCodec as Codec<Req>>::decode(Bytes::from_static(b"{")).is_err());
     }
 }

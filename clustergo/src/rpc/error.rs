@@ -85,6 +85,9 @@ pub enum RpcError {
     /// The request or reply could not be encoded or decoded.
     #[error("codec: {0}")]
     Codec(String),
+    /// A streaming call to another cluster: streams are not relayed through harbors.
+    #[error("{0} is in another cluster: streaming calls are not relayed through harbors")]
+    NotRelayed(LogicAddr),
     /// The local node is not running.
     #[error("node not started")]
     NotStarted,
@@ -104,7 +107,9 @@ impl RpcError {
             Self::ServiceUnavailable(_) | Self::NotStarted => ErrorCode::ServiceUnavailable,
             Self::Disconnected(_) => ErrorCode::Disconnected,
             Self::Busy => ErrorCode::Busy,
-            Self::UnknownPeer(_) | Self::Unreachable(_) => ErrorCode::Unreachable,
+            Self::UnknownPeer(_) | Self::Unreachable(_) | Self::NotRelayed(_) => {
+                ErrorCode::Unreachable
+            }
             Self::Codec(_) => ErrorCode::Codec,
             Self::Other(_) => ErrorCode::Other,
         }
@@ -126,7 +131,10 @@ impl RpcError {
             | Self::ServiceUnavailable(s)
             | Self::Codec(s)
             | Self::Other(s) => s.clone(),
-            Self::Disconnected(a) | Self::UnknownPeer(a) | Self::Unreachable(a) => a.to_string(),
+            Self::Disconnected(a)
+            | Self::UnknownPeer(a)
+            | Self::Unreachable(a)
+            | Self::NotRelayed(a) => a.to_string(),
             _ => String::new(),
         }
     }

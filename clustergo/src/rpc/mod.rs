@@ -7,7 +7,8 @@
 //!
 //! Layout: [`wire`] (request and response frames: the only code that knows their
 //! layout), `client` (pending calls), `server` (method table, replyers), `codec`
-//! (argument encodings, [`CodecError`]), `error`.
+//! (argument encodings, [`CodecError`]), `error`, `streaming` (streaming calls:
+//! [`Streaming`], [`StreamSender`]) and `stream_frame` (their frames).
 
 pub(crate) mod client;
 mod codec;
@@ -16,6 +17,8 @@ mod handler;
 mod intercept;
 mod meta;
 pub(crate) mod server;
+pub(crate) mod stream_frame;
+pub(crate) mod streaming;
 pub mod trace;
 pub mod wire;
 
@@ -29,13 +32,17 @@ use tracing::Instrument;
 
 pub use client::CallHandle;
 use client::Completion;
-pub use codec::{BytesCodec, Codec, CodecError, ProstCodec};
+pub use codec::{BytesCodec, Codec, CodecError, JsonCodec, ProstCodec};
 pub use error::{ErrorCode, RpcError};
 pub(crate) use handler::LinkCancels;
 pub use handler::register_async;
 pub(crate) use intercept::Interceptors;
 pub use intercept::{ClientInterceptor, ServerInterceptor};
 pub use server::{RawReplyer, RpcContext};
+pub use streaming::{
+    QUEUE_BYTES, StreamResponse, StreamSender, Streaming, call_bidi, call_client_stream,
+    call_server_stream, register_bidi, register_client_stream, register_server_stream,
+};
 pub use trace::TraceContext;
 
 use crate::addr::LogicAddr;
@@ -129,6 +136,7 @@ where
 /// Encodes a whole request frame, the argument written by `C` in place.
 #[allow(clippy::too_many_arguments)]
 fn encode_request<C: Codec<Req>, Req>(
+    form: wire::Form,
     local: LogicAddr,
     to: LogicAddr,
     seq: u64,
@@ -140,12 +148,13 @@ fn encode_request<C: Codec<Req>, Req>(
 ) -> Result<Bytes, RpcError> {
     let head = wire::RequestHead::new(seq, one_way, timeout_ms, method, meta)
         .ok_or_else(|| RpcError::InvalidMethod(method.chars().take(64).collect()))?;
-    wire::request_frame(to, local, &head, |buf| C::encode(req, buf))
+    wire::request_frame(form, to, local, &head, |buf| C::encode(req, buf))
         .map_err(|e| RpcError::Codec(format!("cannot encode request: {e}")))
 }
 
 /// Runs the client interceptors' `before_send`; returns the metadata to send:
-/// their bytes and the trace context, as [`meta`] records.
+/// their bytes and the trace context, as [`meta`] records (in the Go seed's
+/// dialect: their bytes alone, as rpcgo's userdata).
 fn client_meta(
     inner: &NodeInner,
     to: LogicAddr,
@@ -158,11 +167,14 @@ fn client_meta(
         for i in list {
             i.before_send(to, method, &mut app)?;
         }
+        if inner.rpc_form() != wire::Form::Native {
+            return Ok(app);
+        }
         if !app.is_empty() {
             meta::put(&mut out, meta::APP, &app);
         }
     }
-    if let Some(ctx) = trace {
+    if let Some(ctx) = trace.filter(|_| inner.rpc_form() == wire::Form::Native) {
         meta::put(&mut out, meta::TRACE, &ctx.to_bytes());
     }
     Ok(out)
@@ -212,9 +224,11 @@ fn start_call<C: Codec<Req>, Req>(
     let remaining = deadline.saturating_duration_since(Instant::now());
     let timeout_ms = remaining.as_millis().clamp(1, u32::MAX as u128) as u32;
     let seq = inner.rpc_client().begin(to, via, done);
-    let sent = encode_request::<C, Req>(local, to, seq, false, timeout_ms, method, &meta, req)
-        // The request waits for a connection no longer than the caller waits for it.
-        .and_then(|frame| Ok(inner.send_on(&route, frame, Some(deadline))?));
+    let form = inner.rpc_form();
+    let sent =
+        encode_request::<C, Req>(form, local, to, seq, false, timeout_ms, method, &meta, req)
+            // The request waits for a connection no longer than the caller waits for it.
+            .and_then(|frame| Ok(inner.send_on(&route, frame, Some(deadline))?));
     match sent {
         Ok(()) => Ok(seq),
         Err(e) => match inner.rpc_client().abandon(seq) {
@@ -391,7 +405,9 @@ fn post_traced<C: Codec<Req>, Req>(
         .as_millis()
         .clamp(1, u32::MAX as u128) as u32;
     let meta = client_meta(inner, to, method, trace)?;
-    let frame = encode_request::<C, Req>(run.local, to, 0, true, timeout_ms, method, &meta, req)?;
+    let form = inner.rpc_form();
+    let frame =
+        encode_request::<C, Req>(form, run.local, to, 0, true, timeout_ms, method, &meta, req)?;
     inner.send_frame(to, frame, None)?;
     Ok(())
 }

@@ -15,6 +15,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use parking_lot::RwLock;
 use tokio::time::Instant;
 
+use super::streaming::RawStreamHandler;
 use super::wire::{RequestView, ResponseFrame};
 use super::{CodecError, ErrorCode, RpcError, ServerInterceptor, TraceContext, meta, trace};
 use crate::addr::LogicAddr;
@@ -24,11 +25,15 @@ use crate::node::NodeInner;
 /// A method as the server stores it: bytes in, reply through the replyer.
 pub(crate) type RawHandler = Arc<dyn Fn(RpcContext, RawReplyer, Bytes) + Send + Sync>;
 
-/// Methods by name.
+/// Methods by name: unary ones, and streaming ones (`streaming.rs`).
 #[derive(Default)]
 pub(crate) struct Server {
     methods: RwLock<HashMap<Arc<str>, RawHandler>>,
+    streams: RwLock<HashMap<Arc<str>, RawStreamHandler>>,
 }
+
+/// Server interceptors to tell when a call ends, and when it arrived.
+pub(crate) type Observed = Option<(Vec<Arc<dyn ServerInterceptor>>, Instant)>;
 
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -41,6 +46,35 @@ impl fmt::Debug for Server {
 impl Server {
     pub(crate) fn register(&self, method: &str, handler: RawHandler) {
         self.methods.write().insert(Arc::from(method), handler);
+    }
+
+    pub(crate) fn register_stream(&self, method: &str, handler: RawStreamHandler) {
+        self.streams.write().insert(Arc::from(method), handler);
+    }
+
+    /// Admits a streaming call as `dispatch` admits a request: refused while
+    /// stopping, looked up, passed through the server interceptors.
+    pub(crate) fn accept_stream(
+        &self,
+        node: &Arc<NodeInner>,
+        from: LogicAddr,
+        head: &RequestView<'_>,
+        trace: Option<TraceContext>,
+    ) -> Result<(RpcContext, RawStreamHandler, Observed), RpcError> {
+        if node.is_stopping() {
+            return Err(RpcError::ServiceUnavailable("node stopping".into()));
+        }
+        let found = self
+            .streams
+            .read()
+            .get_key_value(head.method)
+            .map(|(k, v)| (k.clone(), v.clone()));
+        let Some((method, handler)) = found else {
+            tracing::debug!(%from, method = head.method, "invalid streaming method");
+            return Err(RpcError::InvalidMethod(head.method.to_owned()));
+        };
+        let (ctx, observed) = admit(node, from, method, head, trace)?;
+        Ok((ctx, handler, observed))
     }
 
     fn lookup(&self, method: &str) -> Option<(Arc<str>, RawHandler)> {
@@ -97,7 +131,7 @@ impl RpcContext {
 
 /// Serves one request body from `from`.
 pub(crate) fn dispatch(node: &Arc<NodeInner>, from: LogicAddr, body: Bytes) {
-    let head = match RequestView::parse(&body) {
+    let head = match RequestView::parse_as(node.rpc_form(), &body) {
         Ok(head) => head,
         Err(e) => {
             // Without a readable header there is no sequence number to answer.
@@ -125,27 +159,9 @@ pub(crate) fn dispatch(node: &Arc<NodeInner>, from: LogicAddr, body: Bytes) {
         reply_err(RpcError::InvalidMethod(head.method.to_owned()));
         return;
     };
-    let deadline = (head.timeout_ms > 0)
-        .then(|| Instant::now() + Duration::from_millis(head.timeout_ms.into()));
-    let ctx = RpcContext {
-        from,
-        method: method.clone(),
-        deadline,
-        meta: meta::get(&head.meta, meta::APP).unwrap_or_default(),
-        trace,
-        node: node.clone(),
-    };
-    let observed = match node.server_interceptors().get() {
-        None => None,
-        Some(list) => {
-            for i in &list {
-                if let Err(e) = i.before_dispatch(&ctx) {
-                    reply_err(e);
-                    return;
-                }
-            }
-            Some((list, Instant::now()))
-        }
+    let (ctx, observed) = match admit(node, from, method.clone(), &head, trace) {
+        Ok(admitted) => admitted,
+        Err(e) => return reply_err(e),
     };
     let mut replyer = RawReplyer::new(node.clone(), from, head.seq, head.one_way, method);
     replyer.observed = observed;
@@ -158,6 +174,47 @@ pub(crate) fn dispatch(node: &Arc<NodeInner>, from: LogicAddr, body: Bytes) {
     }
 }
 
+/// The context of a request found in the method table, once the server
+/// interceptors let it in (unary and streaming calls alike).
+fn admit(
+    node: &Arc<NodeInner>,
+    from: LogicAddr,
+    method: Arc<str>,
+    head: &RequestView<'_>,
+    trace: Option<TraceContext>,
+) -> Result<(RpcContext, Observed), RpcError> {
+    let deadline = (head.timeout_ms > 0)
+        .then(|| Instant::now() + Duration::from_millis(head.timeout_ms.into()));
+    let ctx = RpcContext {
+        from,
+        method,
+        deadline,
+        meta: meta::get(&head.meta, meta::APP).unwrap_or_default(),
+        trace,
+        node: node.clone(),
+    };
+    let observed = match node.server_interceptors().get() {
+        None => None,
+        Some(list) => {
+            for i in &list {
+                i.before_dispatch(&ctx)?;
+            }
+            Some((list, Instant::now()))
+        }
+    };
+    Ok((ctx, observed))
+}
+
+/// Tells the server interceptors that observed a call how it ended.
+pub(crate) fn observed_end(observed: Observed, from: LogicAddr, method: &str, code: ErrorCode) {
+    if let Some((list, started)) = observed {
+        let elapsed = started.elapsed();
+        for i in list {
+            i.after_reply(from, method, code, elapsed);
+        }
+    }
+}
+
 /// Answers a request that will not be served (unroutable) with `err` in the name
 /// of its target `from`, if its sequence number can be read and it wants an answer.
 pub(crate) fn reject(
@@ -167,7 +224,7 @@ pub(crate) fn reject(
     body: &Bytes,
     err: RpcError,
 ) {
-    match RequestView::parse(body) {
+    match RequestView::parse_as(node.rpc_form(), body) {
         Ok(req) if !req.one_way => send_response_from(node, from, to, req.seq, Err(&err)),
         Ok(_) => {}
         Err(e) => tracing::warn!(from = %to, error = %e, "dropping malformed rpc request"),
@@ -196,7 +253,7 @@ fn send_response_from(
     seq: u64,
     result: Result<&mut EncodeResult<'_>, &RpcError>,
 ) {
-    let mut frame = ResponseFrame::new(to, from);
+    let mut frame = ResponseFrame::new(node.rpc_form(), to, from);
     match result {
         Ok(encode) => {
             let max = node.config().max_frame;
@@ -230,7 +287,7 @@ pub struct RawReplyer {
     method: Arc<str>,
     done: bool,
     /// Server interceptors to tell, and when the request arrived.
-    observed: Option<(Vec<Arc<dyn ServerInterceptor>>, Instant)>,
+    observed: Observed,
     /// The request's span and when it arrived, when the span is enabled.
     traced: Option<(tracing::Span, Instant)>,
 }
@@ -265,12 +322,7 @@ impl RawReplyer {
         if let Some((span, started)) = self.traced.take() {
             trace::end(&span, code, started);
         }
-        if let Some((list, started)) = self.observed.take() {
-            let elapsed = started.elapsed();
-            for i in list {
-                i.after_reply(self.to, &self.method, code, elapsed);
-            }
-        }
+        observed_end(self.observed.take(), self.to, &self.method, code);
     }
 
     /// The caller.

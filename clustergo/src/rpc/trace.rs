@@ -180,7 +180,7 @@ pub(crate) fn stream_serve_span(peer: LogicAddr) -> Span {
 
 /// The span of a frame a harbor relays, begun: for an RPC request, a child of
 /// the caller's span, with the method (read in place from the body, not copied).
-pub(crate) fn relay_span(frame: &Frame) -> Span {
+pub(crate) fn relay_span(frame: &Frame, form: super::wire::Form) -> Span {
     use tracing::field::Empty;
     let span = tracing::debug_span!(target: TARGET, parent: None, "rpc.relay", from = %frame.from,
         to = %frame.to, kind = ?frame.kind, method = Empty, outcome = Empty,
@@ -191,7 +191,7 @@ pub(crate) fn relay_span(frame: &Frame) -> Span {
     // Only a request joins a trace: its context is in its body (a response or a
     // message carries none, and a new trace per frame would be noise).
     if frame.kind == FrameKind::RpcRequest {
-        if let Ok(req) = RequestView::parse(&frame.body) {
+        if let Ok(req) = RequestView::parse_as(form, &frame.body) {
             span.record("method", req.method);
             begin(&span, TraceContext::from_meta(&req.meta));
         }

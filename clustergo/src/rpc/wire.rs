@@ -13,6 +13,10 @@
 //! not agree; a server skips a request whose time ran out while it was queued. `meta`
 //! is a list of keyed records (interceptors' bytes, trace context), laid out by
 //! `rpc/meta.rs`; this layer carries it as bytes.
+//!
+//! A node in the Go seed's dialect lays its bodies out as rpcgo does instead
+//! ([`Form::GoSeed`], `gocompat/rpc.rs`): the same entry points take the node's
+//! [`Form`] and branch once, here.
 
 use std::convert::Infallible;
 
@@ -27,6 +31,17 @@ const ONE_WAY: u8 = 1;
 const REQUEST_FIXED: usize = 8 + 1 + 4 + 2 + 4 + 4;
 /// Bytes of a response's fixed fields: seq, code, and the two lengths.
 const RESPONSE_FIXED: usize = 8 + 2 + 4 + 4;
+
+/// Which layout RPC bodies have: the node's dialect decides (`node/dialect.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Form {
+    /// This crate's layout (above).
+    #[default]
+    Native,
+    /// rpcgo's: u16 lengths, userdata for meta, no timeout.
+    #[cfg(feature = "go-compat")]
+    GoSeed,
+}
 
 /// A request body is malformed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -117,6 +132,38 @@ pub(crate) struct RequestView<'a> {
 }
 
 impl<'a> RequestView<'a> {
+    /// Parses a body of layout `form`.
+    pub(crate) fn parse_as(form: Form, body: &'a Bytes) -> Result<Self, WireError> {
+        match form {
+            Form::Native => Self::parse(body),
+            #[cfg(feature = "go-compat")]
+            Form::GoSeed => {
+                let go =
+                    crate::gocompat::rpc::RequestParts::parse(body).map_err(|_| WireError {
+                        what: "request",
+                        why: "not an rpcgo request",
+                    })?;
+                // The Go caller's userdata is what native callers' interceptors send.
+                let meta = if go.userdata.is_empty() {
+                    Bytes::new()
+                } else {
+                    let mut m = Vec::with_capacity(5 + go.userdata.len());
+                    super::meta::put(&mut m, super::meta::APP, &go.userdata);
+                    m.into()
+                };
+                Ok(Self {
+                    seq: go.seq,
+                    one_way: go.one_way,
+                    timeout_ms: 0,
+                    method: go.method,
+                    meta,
+                    arg: go.arg,
+                })
+            }
+        }
+    }
+
+    /// Parses a body of the native layout.
     pub(crate) fn parse(body: &'a Bytes) -> Result<Self, WireError> {
         let err = |why| WireError {
             what: "request",
@@ -205,7 +252,9 @@ fn put_request<E>(
 
 /// A whole request frame from `from` to `to`, header and body in one buffer, the
 /// argument written in place by `put_arg` (the node's send path).
+/// In [`Form::GoSeed`], `meta` is sent as rpcgo's userdata.
 pub(crate) fn request_frame<E>(
+    form: Form,
     to: LogicAddr,
     from: LogicAddr,
     head: &RequestHead<'_>,
@@ -213,26 +262,53 @@ pub(crate) fn request_frame<E>(
 ) -> Result<Bytes, E> {
     let mut buf = BytesMut::with_capacity(Frame::HEADER_MAX + head.len_before_arg() + 64);
     Frame::put_header(&mut buf, FrameKind::RpcRequest, to, from, 0, 0);
-    put_request(&mut buf, head, put_arg)?;
+    match form {
+        Form::Native => put_request(&mut buf, head, put_arg)?,
+        #[cfg(feature = "go-compat")]
+        Form::GoSeed => crate::gocompat::rpc::put_request(
+            &mut buf,
+            head.seq,
+            head.one_way,
+            head.method,
+            head.meta,
+            put_arg,
+        )?,
+    }
     Frame::seal(&mut buf);
     Ok(buf.freeze())
+}
+
+/// Appends a request body with an empty argument: the opening of a streaming call
+/// (`rpc/stream_frame.rs`), whose messages follow in frames of their own.
+pub(crate) fn put_request_head(dst: &mut BytesMut, head: &RequestHead<'_>) {
+    let Ok(()) = put_request(dst, head, |_| Ok::<_, Infallible>(()));
+}
+
+/// Appends a response body with sequence number 0 and no result: the status that
+/// ends one direction of a streaming call.
+pub(crate) fn put_status(dst: &mut BytesMut, err: Option<&RpcError>) {
+    match err {
+        None => put_error_response(dst, 0, 0, ""),
+        Some(e) => put_error_response(dst, 0, e.code() as u16, &e.wire_text()),
+    }
 }
 
 /// A response frame being written (the server's reply path): the header first,
 /// then a result or an error, then [`finish`](Self::finish) fills in the length.
 #[derive(Debug)]
 pub(crate) struct ResponseFrame {
+    form: Form,
     buf: BytesMut,
     header: usize,
 }
 
 impl ResponseFrame {
-    /// Starts a response frame from `from` to `to`.
-    pub(crate) fn new(to: LogicAddr, from: LogicAddr) -> Self {
+    /// Starts a response frame of layout `form` from `from` to `to`.
+    pub(crate) fn new(form: Form, to: LogicAddr, from: LogicAddr) -> Self {
         let mut buf = BytesMut::with_capacity(128);
         Frame::put_header(&mut buf, FrameKind::RpcResponse, to, from, 0, 0);
         let header = buf.len();
-        Self { buf, header }
+        Self { form, buf, header }
     }
 
     /// Writes a success answering `seq`, the result written in place by `put_ret`.
@@ -242,14 +318,30 @@ impl ResponseFrame {
         seq: u64,
         put_ret: impl FnOnce(&mut BytesMut) -> Result<(), E>,
     ) -> Result<usize, E> {
-        put_response(&mut self.buf, seq, 0, "", put_ret)?;
+        match self.form {
+            Form::Native => put_response(&mut self.buf, seq, 0, "", put_ret)?,
+            #[cfg(feature = "go-compat")]
+            Form::GoSeed => crate::gocompat::rpc::put_response(&mut self.buf, seq, 0, "", put_ret)?,
+        }
         Ok(Frame::open_len(&self.buf))
     }
 
     /// Writes `err` answering `seq`, replacing any body written before.
     pub(crate) fn put_error(&mut self, seq: u64, err: &RpcError) {
         self.buf.truncate(self.header);
-        put_error_response(&mut self.buf, seq, err.code() as u16, &err.wire_text());
+        match self.form {
+            Form::Native => {
+                put_error_response(&mut self.buf, seq, err.code() as u16, &err.wire_text())
+            }
+            #[cfg(feature = "go-compat")]
+            Form::GoSeed => {
+                let (code, text) = crate::gocompat::rpc::go_code(err);
+                let Ok(()) =
+                    crate::gocompat::rpc::put_response(&mut self.buf, seq, code, &text, |_| {
+                        Ok::<_, Infallible>(())
+                    });
+            }
+        }
     }
 
     /// The finished frame.
@@ -305,6 +397,26 @@ impl Response {
             d.put_slice(&self.ret);
             Ok::<_, Infallible>(())
         });
+    }
+
+    /// Parses a body of layout `form`.
+    pub(crate) fn decode_as(form: Form, src: Bytes) -> Result<Self, WireError> {
+        match form {
+            Form::Native => Self::decode(src),
+            #[cfg(feature = "go-compat")]
+            Form::GoSeed => {
+                let go = crate::gocompat::GoResponse::decode(src).map_err(|_| WireError {
+                    what: "response",
+                    why: "not an rpcgo response",
+                })?;
+                Ok(Self {
+                    seq: go.seq,
+                    code: go.code,
+                    text: go.text,
+                    ret: go.ret,
+                })
+            }
+        }
     }
 
     /// Parses a body; `ret` is a slice of `src`.
@@ -368,7 +480,7 @@ mod tests {
             arg: Bytes::from(vec![7u8; 70_000]),
         };
         let head = RequestHead::new(42, true, 150, "echo", b"trace").unwrap();
-        let frame = request_frame(addr("1.2.3"), addr("1.1.1"), &head, |buf| {
+        let frame = request_frame(Form::Native, addr("1.2.3"), addr("1.1.1"), &head, |buf| {
             buf.put_slice(&req.arg);
             Ok::<_, Infallible>(())
         });
@@ -400,7 +512,7 @@ mod tests {
     #[test]
     fn request_encoder_error_and_method_limit() {
         let head = RequestHead::new(1, false, 0, "m", b"").unwrap();
-        let failed = request_frame(addr("1.2.3"), addr("1.1.1"), &head, |buf| {
+        let failed = request_frame(Form::Native, addr("1.2.3"), addr("1.1.1"), &head, |buf| {
             buf.put_slice(b"partial");
             Err("cannot")
         });
@@ -413,7 +525,7 @@ mod tests {
 
     #[test]
     fn response_frames_round_trip_and_truncation() {
-        let mut ok = ResponseFrame::new(addr("1.2.3"), addr("1.1.1"));
+        let mut ok = ResponseFrame::new(Form::Native, addr("1.2.3"), addr("1.1.1"));
         let Ok(len) = ok.put_ok(7, |buf| {
             buf.put_slice(b"xyz");
             Ok::<_, Infallible>(())
@@ -431,7 +543,7 @@ mod tests {
         assert_eq!(Response::decode(body.clone()).unwrap(), want);
 
         // An error replaces a result already written.
-        let mut failed = ResponseFrame::new(addr("1.2.3"), addr("1.1.1"));
+        let mut failed = ResponseFrame::new(Form::Native, addr("1.2.3"), addr("1.1.1"));
         let Ok(_) = failed.put_ok(8, |buf| {
             buf.put_slice(b"too big");
             Ok::<_, Infallible>(())

@@ -121,6 +121,22 @@ pub async fn raw_link(logic: &str, listen: SocketAddr, to: &Node) -> TcpStream {
     s
 }
 
+/// Records the pb (`Echo` under `pb`) and binary (`bin`) messages `node` receives,
+/// as `"pb FROM MSG"` / `"bin FROM BODY"`.
+pub fn inbox(node: &Node, pb: u16, bin: u16) -> Arc<Mutex<Vec<String>>> {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    node.register_pb_handler(pb, move |from, m: Echo| {
+        g.lock().push(format!("pb {from} {}", m.msg))
+    });
+    let g = got.clone();
+    node.register_bin_handler(bin, move |from, _, body: bytes::Bytes| {
+        g.lock()
+            .push(format!("bin {from} {}", String::from_utf8_lossy(&body)))
+    });
+    got
+}
+
 /// A membership and the nodes started on it; starting a node waits until every
 /// node of the cluster knows every member (membership spreads asynchronously).
 #[derive(Default)]

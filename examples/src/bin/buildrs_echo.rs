@@ -1,7 +1,10 @@
 //! Services generated in `examples/build.rs` by `protoc_gen_clustergo::configure()`
 //! (protox + prost-build, no protoc). Runs a server and a client node in one process
 //! and exits 0 when every call came back right, including calls between these
-//! modules and the plugin-generated `service` crate made from the same `.proto`s.
+//! modules and the plugin-generated `service` crate made from the same `.proto`s,
+//! and a one-way message registered by the build.rs-generated `register_messages`
+//! (`proto/echo.proto` imports `clustergo/options.proto`, which build.rs serves
+//! itself).
 
 mod support;
 
@@ -82,11 +85,30 @@ impl lobby::lobby::LobbyService for Server {
 
 async fn run() -> bool {
     let (server, s, client, _) = support::pair().await;
+    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    server.register_pb_handler(
+        service::echo::REQUEST_CMD,
+        move |_, m: service::echo::Request| {
+            let _ = tx.send(m.msg);
+        },
+    );
     echo::register_on(&server, Server);
     greeter::register_on(&server, Server);
     lobby::lobby::register_on(&server, Server);
 
     let mut ok = true;
+    echo::register_messages(&client);
+    let sent = client.send_pb(
+        s,
+        &echo::Request {
+            msg: "one-way".into(),
+        },
+    );
+    let got = tokio::time::timeout(support::LIMIT, lines.recv()).await;
+    ok &= support::check(
+        "build.rs register_messages → plugin-registered handler",
+        sent.is_ok() && matches!(got, Ok(Some(ref m)) if m == "one-way"),
+    );
     let r = echo::EchoClient::new(&client)
         .call(
             s,
@@ -154,6 +176,13 @@ async fn run() -> bool {
         "tricky names",
         tricky::kw::r#match::r#async::TYPE_METHOD == "kw.match.Async.Type"
             && tricky::a::b::c::abc::DEEP_METHOD == "a.b.c.Abc.Deep",
+    );
+    ok &= support::check(
+        "message ids from .proto",
+        echo::REQUEST_CMD == 100
+            && lobby::PLAYER_JOINED_CMD == service::game::lobby::PLAYER_JOINED_CMD
+            && tricky::ids::ROOM_INFO_CMD == 65535
+            && tricky::ids::TYPE_CMD == 1,
     );
     client.shutdown().await;
     server.shutdown().await;

@@ -1,6 +1,7 @@
 //! A whole cluster in one process on the embedded default membership: a discovery
 //! server, an echo server node and a client node. The client finds the server by
-//! type, sends messages, makes calls (awaited, with a callback, one-way) and opens a
+//! type, sends messages (registered by the generated `echo::register_messages`, ids
+//! from the .proto), makes calls (awaited, with a callback, one-way) and opens a
 //! stream; everything is printed. Exits 0 only if every step worked, within 10 s.
 //!
 //! The client node runs the admin listener on loopback and prints the live cluster
@@ -21,9 +22,6 @@ use examples::{bind_member, init_logging, parse_duration, within};
 use service::echo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
-
-/// The pb message cmd the demo uses for chat lines.
-const CHAT: u16 = 100;
 
 /// Prefix of the calls `--serve` makes (not printed one by one).
 const LOAD: &str = "load-";
@@ -96,7 +94,9 @@ async fn run(serve: Duration) -> Result<(), String> {
     let server = Node::new();
     echo::register_on(&server, Echo);
     let (tx, mut chat_rx) = mpsc::unbounded_channel();
-    server.register_pb_handler(CHAT, move |from, line: echo::Request| {
+    // Chat lines are `echo::Request`s sent one-way: their id comes from
+    // `option (clustergo.cmd) = 100;` in proto/echo.proto.
+    server.register_pb_handler(echo::REQUEST_CMD, move |from, line: echo::Request| {
         println!("  server  <- message from {from}: {:?}", line.msg);
         let _ = tx.send(line.msg);
     });
@@ -107,7 +107,7 @@ async fn run(serve: Duration) -> Result<(), String> {
         admin_addr: Some(([127, 0, 0, 1], 0).into()),
         ..Config::default()
     });
-    client.register_pb_message::<echo::Request>(CHAT);
+    echo::register_messages(&client);
     let client_addr = start(&client, "1.2.1", &discovery, membership()).await?;
     let target = within("server to appear", Duration::from_secs(5), async {
         loop {

@@ -4,11 +4,12 @@
 //! ```text
 //! cargo run -p examples --bin gameserver [-- MEMBERS.json]
 //! ```
+//! `CLUSTERGO_DIALECT=go` runs it in the Go seed's dialect, beside a Go gateserver.
 
 use std::process::ExitCode;
 
+use clustergo::LogicAddr;
 use clustergo::membership::FileMembership;
-use clustergo::{LogicAddr, Node};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::main]
@@ -17,7 +18,7 @@ async fn main() -> ExitCode {
     let members = std::env::args()
         .nth(1)
         .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/cluster.json").to_owned());
-    let node = Node::new();
+    let node = examples::node_from_env();
     node.on_new_stream(|mut stream| async move {
         let peer = stream.peer();
         let mut buf = vec![0u8; 16 * 1024];

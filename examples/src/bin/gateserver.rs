@@ -6,6 +6,7 @@
 //! cargo run -p examples --bin gateserver [-- MEMBERS.json [CLIENT_LISTEN_ADDR]]
 //! ```
 //! Defaults: `examples/cluster.json`, clients on `127.0.0.1:8100`.
+//! `CLUSTERGO_DIALECT=go` runs it in the Go seed's dialect, beside a Go gameserver.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,7 +25,7 @@ async fn main() -> ExitCode {
         .next()
         .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/cluster.json").to_owned());
     let listen = args.next().unwrap_or_else(|| "127.0.0.1:8100".to_owned());
-    let node = Node::new();
+    let node = examples::node_from_env();
     let local: LogicAddr = "1.3.1".parse().expect("valid address");
     if let Err(e) = node.start(FileMembership::new(&members), local).await {
         eprintln!("gateserver: cannot start {local} from {members}: {e}");

@@ -9,22 +9,54 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_owned()
 }
 
-/// A `CodeGeneratorRequest` for `files` (names relative to one of `includes`),
-/// parsed with protox, the way protoc would send it.
-pub fn request(files: &[&str], includes: &[PathBuf], parameter: &str) -> CodeGeneratorRequest {
-    let fds = protox::Compiler::new(includes)
-        .unwrap()
+/// `files` (names relative to one of `includes`, or the crate's `proto/`, which
+/// holds `clustergo/options.proto`) compiled by protox.
+fn compile(files: &[&str], includes: &[PathBuf]) -> protox::Compiler {
+    let mut includes = includes.to_vec();
+    includes.push(root().join("proto"));
+    let mut compiler = protox::Compiler::new(includes).unwrap();
+    compiler
         .include_source_info(true)
         .include_imports(true)
         .open_files(files)
-        .unwrap()
-        .file_descriptor_set();
+        .unwrap();
+    compiler
+}
+
+/// A `CodeGeneratorRequest` for `files` (names relative to one of `includes`),
+/// parsed with protox, the way protoc would send it, except that options'
+/// extensions (message ids) are lost: see [`request_bytes`].
+pub fn request(files: &[&str], includes: &[PathBuf], parameter: &str) -> CodeGeneratorRequest {
     CodeGeneratorRequest {
         file_to_generate: files.iter().map(|f| f.to_string()).collect(),
         parameter: (!parameter.is_empty()).then(|| parameter.to_owned()),
-        proto_file: fds.file,
+        proto_file: compile(files, includes).file_descriptor_set().file,
         compiler_version: None,
     }
+}
+
+/// An encoded `FileDescriptorSet` with its files left encoded.
+#[derive(Clone, PartialEq, prost::Message)]
+struct EncodedSet {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    file: Vec<Vec<u8>>,
+}
+
+/// The encoded request protoc would send for `files`, options' extensions (message
+/// ids) included.
+pub fn request_bytes(files: &[&str], includes: &[PathBuf], parameter: &str) -> Vec<u8> {
+    use prost::Message;
+    let set = compile(files, includes).encode_file_descriptor_set();
+    let mut req = CodeGeneratorRequest {
+        proto_file: Vec::new(),
+        ..request(files, includes, parameter)
+    }
+    .encode_to_vec();
+    // `FileDescriptorSet.file` is field 1, `CodeGeneratorRequest.proto_file` 15.
+    for file in EncodedSet::decode(set.as_slice()).unwrap().file {
+        prost::encoding::bytes::encode(15, &file, &mut req);
+    }
+    req
 }
 
 /// Compares `actual` with `tests/snapshots/<name>`; `UPDATE_SNAPSHOTS=1` rewrites it.
@@ -91,11 +123,32 @@ pub const REJECTED: &[(&[&str], &[&str])] = &[
             "package `pp.child`",
         ],
     ),
+];
+
+/// Fixture sets with bad message ids (`option (clustergo.cmd)`) that every
+/// descriptor front-end must reject, with the texts the error must contain: the
+/// file and, for a repeated id, both messages.
+pub const BAD_IDS: &[(&[&str], &[&str])] = &[
     (
-        &["streaming.proto"],
+        &["cmd_dup_a.proto", "cmd_dup_b.proto"],
         &[
-            "streaming.proto: method `Feed.Watch`",
-            "streaming methods are not supported",
+            "cmd_dup_b.proto: message `Chat` repeats id 7 of message `Move` \
+             (cmd_dup_a.proto) in package `dup`",
+        ],
+    ),
+    (
+        &["cmd_range.proto"],
+        &[
+            "cmd_range.proto: message `Zero`: option (clustergo.cmd) = 0 is not a valid id",
+            "cmd_range.proto: message `Big`: option (clustergo.cmd) = 70000 is not a valid id",
+            "1..=65535",
+        ],
+    ),
+    (
+        &["cmd_seed.proto"],
+        &[
+            "cmd_seed.proto: message `response` repeats id 5 of message `request` \
+             (cmd_seed.proto) in seed file `cmd_seed.proto`",
         ],
     ),
 ];

@@ -55,6 +55,28 @@ pub trait Many {
     fn second(&self, ctx: ::clustergo::RpcContext, replyer: ::clustergo::Replyer<Msg>, request: Msg);
 }
 
+/// Streaming methods of the three kinds.
+#[renamed_runtime::service(package = "p")]
+pub trait Streams {
+    async fn watch(
+        &self,
+        ctx: ::clustergo::RpcContext,
+        request: Msg,
+        responses: ::clustergo::StreamSender<Msg>,
+    ) -> ::std::result::Result<(), ::clustergo::RpcError>;
+    async fn upload(
+        &self,
+        ctx: ::clustergo::RpcContext,
+        requests: ::clustergo::Streaming<Msg>,
+    ) -> ::std::result::Result<Msg, ::clustergo::RpcError>;
+    async fn chat(
+        &self,
+        ctx: ::clustergo::RpcContext,
+        requests: ::clustergo::Streaming<Msg>,
+        responses: ::clustergo::StreamSender<Msg>,
+    ) -> ::std::result::Result<(), ::clustergo::RpcError>;
+}
+
 pub struct Impl;
 
 impl EchoService for Impl {
@@ -72,8 +94,36 @@ impl Many for Impl {
     }
 }
 
+impl Streams for Impl {
+    async fn watch(
+        &self,
+        _: ::clustergo::RpcContext,
+        _: Msg,
+        _: ::clustergo::StreamSender<Msg>,
+    ) -> ::std::result::Result<(), ::clustergo::RpcError> {
+        ::std::result::Result::Ok(())
+    }
+    async fn upload(
+        &self,
+        _: ::clustergo::RpcContext,
+        _: ::clustergo::Streaming<Msg>,
+    ) -> ::std::result::Result<Msg, ::clustergo::RpcError> {
+        ::std::result::Result::Ok(Msg {})
+    }
+    async fn chat(
+        &self,
+        _: ::clustergo::RpcContext,
+        _: ::clustergo::Streaming<Msg>,
+        _: ::clustergo::StreamSender<Msg>,
+    ) -> ::std::result::Result<(), ::clustergo::RpcError> {
+        ::std::result::Result::Ok(())
+    }
+}
+
 fn main() {
     let node = ::clustergo::Node::new();
+    streams::register_on(&node, Impl);
+    let _streaming = streams::StreamsClient::new(&node);
     echo::register_on(&node, Impl);
     many::register_on(&node, Impl);
     let _client = many::ManyClient::new(&node);
