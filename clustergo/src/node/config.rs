@@ -93,6 +93,14 @@ pub struct Config {
     pub call_timeout: Duration,
     /// Time allowed to connect and authenticate.
     pub handshake_timeout: Duration,
+    /// How long [`Node::open_stream`](crate::Node::open_stream) (and a streaming
+    /// call) waits for a stream session to take a new stream once the session is
+    /// up. A yamux session holds at most 256 outbound streams the remote has not
+    /// acknowledged (it acknowledges a stream when it first writes on it): past
+    /// that, an open waits for one to be acknowledged or closed, and fails with
+    /// [`StreamError::TooManyPending`](crate::StreamError::TooManyPending) after
+    /// this long. Connecting the session is bounded by `handshake_timeout` apart.
+    pub stream_open_timeout: Duration,
     /// Inbound connections authenticating at once. Past it, a new connection takes
     /// the slot of the oldest pending one (if that one waited 100 ms) or is closed
     /// unread, so silent connections cannot keep real peers out.
@@ -144,6 +152,7 @@ impl Default for Config {
             send_timeout: Duration::from_millis(200),
             call_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(1),
+            stream_open_timeout: Duration::from_secs(5),
             max_pending_handshakes: 256,
             drain_timeout: Duration::from_secs(5),
             write_stall_timeout: Duration::from_secs(5),
