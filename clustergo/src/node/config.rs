@@ -149,7 +149,7 @@ impl Default for Config {
             max_frame: DEFAULT_MAX_FRAME,
             pending_queue: 1024,
             pending_bytes: 16 * 1024 * 1024,
-            send_timeout: Duration::from_millis(200),
+            send_timeout: Duration::from_secs(5),
             call_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(1),
             stream_open_timeout: Duration::from_secs(5),
