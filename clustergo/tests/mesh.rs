@@ -32,7 +32,9 @@ async fn full_mesh_started_at_once_delivers_every_message() {
         let node = within("a start", async {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             c.m.put_now(member(name, listener.local_addr().unwrap(), false));
-            node.start_on(listener, c.m.clone(), addr(name)).await.unwrap();
+            node.start_on(listener, c.m.clone(), addr(name))
+                .await
+                .unwrap();
             node
         })
         .await;
