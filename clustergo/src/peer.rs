@@ -462,7 +462,9 @@ fn means_down(e: &HandshakeError, timeouts: u32) -> bool {
 /// Dials the peer through the node's dial path; the link state decides whether
 /// the connection is used.
 async fn dial(peer: &Peer, node: &NodeInner) -> Result<Inbound, HandshakeError> {
-    let net = peer.state.lock().link.dial_started();
+    // An inbound connection being adopted holds the link: wait for it.
+    let net = (peer.state.lock().link.dial_started())
+        .ok_or(HandshakeError::Refused(Refusal::Duplicate))?;
     let _dialing = Dialing(&peer.state);
     let (stream, id) = node.dial(ConnKind::Frames, peer.remote, net).await?;
     peer.state
