@@ -68,7 +68,7 @@ async fn full_mesh_started_at_once_delivers_every_message() {
     })
     .await;
     if arrived.is_err() {
-        let m = nodes.iter().map(Node::metrics).fold([0u64; 6], |mut s, x| {
+        let m = nodes.iter().map(Node::metrics).fold([0u64; 8], |mut s, x| {
             for (slot, v) in s.iter_mut().zip([
                 x.frames_expired,
                 x.frames_dropped,
@@ -76,6 +76,8 @@ async fn full_mesh_started_at_once_delivers_every_message() {
                 x.dials_failed,
                 x.handshakes_shed,
                 x.links_established,
+                x.frames_sent,
+                x.frames_received,
             ]) {
                 *slot += v;
             }
@@ -83,14 +85,16 @@ async fn full_mesh_started_at_once_delivers_every_message() {
         });
         panic!(
             "{} of {want} arrived; expired {}, dropped {}, links lost {}, dials failed {}, \
-             handshakes shed {}, links established {}",
+             handshakes shed {}, links established {}, frames sent {}, received {}",
             got.lock().len(),
             m[0],
             m[1],
             m[2],
             m[3],
             m[4],
-            m[5]
+            m[5],
+            m[6],
+            m[7]
         );
     }
     for n in &nodes {
