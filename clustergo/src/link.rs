@@ -62,10 +62,17 @@ impl LinkState {
         }
     }
 
-    /// Our dial starts: where to connect.
-    pub(crate) fn dial_started(&mut self) -> SocketAddr {
+    /// Our dial starts: where to connect. `None`: an inbound connection was
+    /// accepted and is being adopted, so no dial starts. (Dialing then let the
+    /// remote, still dialing us and losing the tie, accept ours and drop the one we
+    /// accepted: each side kept a connection the other had closed, and the frames
+    /// written on them were lost.)
+    pub(crate) fn dial_started(&mut self) -> Option<SocketAddr> {
+        if self.connected.is_some() {
+            return None;
+        }
         self.dialing = true;
-        self.net
+        Some(self.net)
     }
 
     /// Our dial ended, however: done, failed, or abandoned (peer closed).
@@ -162,7 +169,7 @@ mod tests {
     #[test]
     fn first_dial() {
         let mut s = LinkState::new(net(1));
-        assert_eq!(s.dial_started(), net(1));
+        assert_eq!(s.dial_started(), Some(net(1)));
         assert_eq!(s.dialed(7), Ok(()));
         s.dial_ended();
         s.up(7);
@@ -225,6 +232,19 @@ mod tests {
         assert_eq!(s.connected(), Some(8));
         s.up(8);
         assert_eq!(s.connected(), Some(8));
+    }
+
+    /// The remote's dial was accepted (the link reserved for it) and our driver
+    /// wants to dial before adopting it: no dial, so the remote never gets a second
+    /// connection to prefer over the one we adopt.
+    #[test]
+    fn no_dial_while_an_inbound_is_adopted() {
+        let mut s = LinkState::new(net(1));
+        assert_eq!(s.offer(7, false), Ok(()));
+        assert_eq!(s.dial_started(), None);
+        assert_eq!(s.label(), "up");
+        s.offer_lost(7);
+        assert_eq!(s.dial_started(), Some(net(1)), "the reservation is gone");
     }
 
     #[test]
@@ -308,6 +328,6 @@ mod tests {
         let mut s = LinkState::new(net(1));
         assert_eq!(s.moved(net(1)), Moved::Same);
         assert_eq!(s.moved(net(2)), Moved::Redirected);
-        assert_eq!(s.dial_started(), net(2));
+        assert_eq!(s.dial_started(), Some(net(2)));
     }
 }

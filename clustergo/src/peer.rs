@@ -6,7 +6,8 @@
 //! 1. idle until a frame is queued or the remote dials us;
 //! 2. dial and handshake, retrying with backoff while frames wait (expired ones are
 //!    dropped when their deadline passes, never sent late); an inbound connection
-//!    adopted meanwhile wins. A failed dial makes the remote *known down*
+//!    adopted meanwhile wins. A failed dial (a timed-out one only the third in a
+//!    row: one alone is mostly load) makes the remote *known down*
 //!    ([`LinkState::dial_failed`]): what is queued is dropped, calls through it end
 //!    `Unreachable`, new sends fail at once, and the driver keeps probing;
 //! 3. write: drain the queue into one batch per write (`batch.rs`: small frames
@@ -294,6 +295,7 @@ impl Driver {
     /// means the peer is closed.
     async fn connect(&mut self) -> Option<Inbound> {
         let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
+        let mut timeouts = 0;
         loop {
             if self.queue.is_empty() && !self.peer.down.load(Ordering::Relaxed) {
                 tokio::select! {
@@ -318,7 +320,12 @@ impl Driver {
                 Err(e) => {
                     self.node.counters().dial_failed();
                     tracing::debug!(peer = %self.peer.remote, error = %e, "dial failed; retrying");
-                    if means_down(&e) {
+                    timeouts = if matches!(e, HandshakeError::Timeout) {
+                        timeouts + 1
+                    } else {
+                        0
+                    };
+                    if means_down(&e, timeouts) {
                         self.dial_failed();
                     }
                 }
@@ -432,10 +439,21 @@ impl Driver {
     }
 }
 
-/// Whether a failed dial means the remote is down. A remote that answered but does
-/// not list us yet (or lists another address) is alive, and membership is still
-/// spreading: frames keep waiting for the next attempt.
-fn means_down(e: &HandshakeError) -> bool {
+/// Consecutive dial timeouts that make a remote known down. One timeout alone is
+/// mostly load: dozens of nodes starting at once on a few cores (bench: a 64-node
+/// mesh in one process) time out handshakes of live peers, and calling those down
+/// failed their sends `Unreachable` until the next probe.
+const TIMEOUTS_BEFORE_DOWN: u32 = 3;
+
+/// Whether a failed dial, after `timeouts` consecutive dial timeouts (this one
+/// included), means the remote is down. A remote that answered but does not list
+/// us yet (or lists another address) is alive, and membership is still spreading:
+/// frames keep waiting for the next attempt. So do they after a timeout, until
+/// [`TIMEOUTS_BEFORE_DOWN`] in a row. A refused connection means down at once.
+fn means_down(e: &HandshakeError, timeouts: u32) -> bool {
+    if matches!(e, HandshakeError::Timeout) {
+        return timeouts >= TIMEOUTS_BEFORE_DOWN;
+    }
     !matches!(
         e,
         HandshakeError::Refused(Refusal::Duplicate | Refusal::UnknownNode | Refusal::AddrMismatch)
@@ -446,7 +464,9 @@ fn means_down(e: &HandshakeError) -> bool {
 /// Dials the peer through the node's dial path; the link state decides whether
 /// the connection is used.
 async fn dial(peer: &Peer, node: &NodeInner) -> Result<Inbound, HandshakeError> {
-    let net = peer.state.lock().link.dial_started();
+    // An inbound connection being adopted holds the link: wait for it.
+    let net = (peer.state.lock().link.dial_started())
+        .ok_or(HandshakeError::Refused(Refusal::Duplicate))?;
     let _dialing = Dialing(&peer.state);
     let (stream, id) = node.dial(ConnKind::Frames, peer.remote, net).await?;
     peer.state
@@ -685,7 +705,6 @@ mod tests {
         let io = || HandshakeError::Io(io::ErrorKind::ConnectionRefused.into());
         let cases = [
             (io(), true),
-            (HandshakeError::Timeout, true),
             (HandshakeError::BadMac, true),
             (HandshakeError::Refused(Refusal::Stopping), true),
             (HandshakeError::Refused(Refusal::Unsupported), true),
@@ -695,7 +714,12 @@ mod tests {
             (HandshakeError::Closed, false),
         ];
         for (e, want) in cases {
-            assert_eq!(means_down(&e), want, "{e}");
+            assert_eq!(means_down(&e, 0), want, "{e}");
+        }
+        // Timeouts: load first, down once they repeat.
+        for (timeouts, want) in [(1, false), (2, false), (3, true), (4, true)] {
+            let e = HandshakeError::Timeout;
+            assert_eq!(means_down(&e, timeouts), want, "{timeouts} timeouts");
         }
     }
 }

@@ -87,6 +87,17 @@ pub enum StreamError {
         /// Why.
         source: HandshakeError,
     },
+    /// The session did not take a new stream within `Config::stream_open_timeout`:
+    /// it holds 256 streams the peer has not acknowledged yet (it has not written
+    /// on them), yamux's limit. Close streams, or have the peer write on them.
+    #[error(
+        "stream to {peer} not opened within the stream_open_timeout: \
+         256 streams await the peer's acknowledgement"
+    )]
+    TooManyPending {
+        /// The peer.
+        peer: LogicAddr,
+    },
     /// The multiplexed session failed.
     #[error("stream session to {peer} failed: {reason}")]
     Session {
@@ -352,7 +363,13 @@ impl Node {
         // An existing session first; if it turns out dead, one fresh attempt.
         for _ in 0..2 {
             let session = session_to(inner, peer).await?;
-            match open_on(&session).await {
+            // Bounded: yamux holds back a new stream while 256 wait for the peer's
+            // acknowledgement. An abandoned request is dropped by the driver unopened.
+            let wait = inner.config().stream_open_timeout;
+            let opened = tokio::time::timeout(wait, open_on(&session))
+                .await
+                .map_err(|_| StreamError::TooManyPending { peer })?;
+            match opened {
                 Ok(s) => return Ok(Stream::new(s, peer, &session.liveness)),
                 Err(reason) => {
                     tracing::debug!(%peer, %reason, "stream session dead; rebuilding");
@@ -601,6 +618,9 @@ impl Driven<'_> {
                 while let Poll::Ready(Some(reply)) = open_rx.poll_recv(cx) {
                     waiting.push_back(reply);
                 }
+                // Opens given up (timed out) get no stream. Pruned on every request,
+                // so the queue holds at most the opens still waiting.
+                waiting.retain(|reply| !reply.is_closed());
                 while !waiting.is_empty() {
                     match conn.poll_new_outbound(cx) {
                         Poll::Ready(Ok(stream)) => {

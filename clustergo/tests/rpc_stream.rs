@@ -567,3 +567,41 @@ async fn interceptors_see_streaming_calls() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// A session full of streams the peer never acknowledged (it only reads) takes
+/// no new one: a streaming call ends at its deadline (`Timeout`), and one without
+/// a deadline after `stream_open_timeout` (`Busy`), instead of hanging.
+#[tokio::test]
+async fn streaming_call_on_a_full_session_ends_instead_of_hanging() {
+    let c = Cluster::new();
+    let quick = clustergo::Config {
+        stream_open_timeout: Duration::from_millis(300),
+        ..config()
+    };
+    let a = c.start_with("1.1.1", false, quick).await;
+    let b = c.start("1.2.1").await;
+    serve_counts(&b);
+    b.on_new_stream(|mut s| async move {
+        use tokio::io::AsyncReadExt;
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink).await;
+    });
+    let mut held = Vec::new();
+    loop {
+        assert!(held.len() <= 300, "no limit met after 300 streams");
+        match within("an open", a.open_stream(addr("1.2.1"))).await {
+            Ok(s) => held.push(s),
+            Err(_) => break,
+        }
+    }
+    let deadline = Some(Duration::from_millis(100));
+    let call = call_bidi::<C, Echo, Echo>(&a, addr("1.2.1"), "count", deadline);
+    let err = within("a call with a deadline", call).await.unwrap_err();
+    assert_eq!(err, RpcError::Timeout);
+    let call = call_bidi::<C, Echo, Echo>(&a, addr("1.2.1"), "count", None);
+    let err = within("a call without one", call).await.unwrap_err();
+    assert_eq!(err, RpcError::Busy);
+    drop(held);
+    a.shutdown().await;
+    b.shutdown().await;
+}

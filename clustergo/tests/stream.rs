@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use clustergo::{Node, StreamError};
+use clustergo::{Config, Node, StreamError};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -270,6 +270,49 @@ async fn silent_session_fails_its_streams() {
     let write = within("a write on the dead session", s.write_all(b"more")).await;
     assert!(write.is_err(), "{write:?}");
     assert!(a.metrics().links_silent >= 1);
+    within("a shutdown", a.shutdown()).await;
+    within("b shutdown", b.shutdown()).await;
+}
+
+/// A peer that accepts streams and only reads never acknowledges them; yamux
+/// holds back a session's 257th unacknowledged outbound stream. The open used to
+/// wait forever; it now fails `TooManyPending` after `stream_open_timeout`, and
+/// opens work again once streams are closed (nothing held by the abandoned ones).
+#[tokio::test]
+async fn open_past_the_unacknowledged_limit_fails_instead_of_hanging() {
+    let c = Cluster::new();
+    let quick = Config {
+        stream_open_timeout: Duration::from_millis(300),
+        ..config()
+    };
+    let a = c.start_with("1.1.1", false, quick).await;
+    let b = c.start("1.2.1").await;
+    // Reads each stream to its end and never writes.
+    b.on_new_stream(|mut s| async move {
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink).await;
+    });
+    let mut held = Vec::new();
+    let err = loop {
+        assert!(held.len() <= 300, "no limit met after 300 streams");
+        match within("an open", a.open_stream(addr("1.2.1"))).await {
+            Ok(s) => held.push(s),
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(err, StreamError::TooManyPending { .. }), "{err}");
+    assert!(held.len() >= 250, "failed after {} streams", held.len());
+    // A second open fails the same way, not by hanging.
+    let again = within("a second open", a.open_stream(addr("1.2.1"))).await;
+    assert!(matches!(again, Err(StreamError::TooManyPending { .. })));
+    // Closing the held streams frees the session: opens work again.
+    for mut s in held.drain(..) {
+        let _ = s.shutdown().await;
+    }
+    drop(held);
+    echo_streams(&b);
+    let back = within("a round trip after", try_round_trip(&a, "1.2.1", b"ok")).await;
+    assert_eq!(back.unwrap(), b"ok");
     within("a shutdown", a.shutdown()).await;
     within("b shutdown", b.shutdown()).await;
 }

@@ -30,6 +30,12 @@ impl Node {
     }
 
     /// Sends a protobuf message (its type registered first) to `to`.
+    ///
+    /// `Ok` means queued for `to`'s link, not delivered: the message is still
+    /// dropped, and counted in [`Metrics`](crate::Metrics), if it is not written
+    /// within `Config::send_timeout` (`frames_expired`), if the peer turns out down
+    /// or stops reading (`frames_dropped`), or if the link breaks under it. On a
+    /// healthy cluster none of these happens.
     pub fn send_pb<M: prost::Message + 'static>(
         &self,
         to: LogicAddr,
@@ -49,7 +55,8 @@ impl Node {
         self.inner.send_frame(to, buf.freeze(), None)
     }
 
-    /// Sends a binary message to `to`.
+    /// Sends a binary message to `to`; `Ok` means queued, as for
+    /// [`send_pb`](Self::send_pb).
     pub fn send_bin(&self, to: LogicAddr, cmd: u16, body: &[u8]) -> Result<(), SendError> {
         let run = self.inner.running().ok_or(SendError::NotStarted)?;
         let mut buf = BytesMut::with_capacity(Frame::HEADER_MAX + body.len());

@@ -395,6 +395,7 @@ fn open_error(e: StreamError, to: LogicAddr) -> RpcError {
         }
         StreamError::Connect { peer, .. } => RpcError::Unreachable(peer),
         StreamError::Session { .. } => RpcError::Disconnected(to),
+        StreamError::TooManyPending { .. } => RpcError::Busy,
     }
 }
 
