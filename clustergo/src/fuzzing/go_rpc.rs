@@ -21,7 +21,7 @@ pub fn run(data: &[u8]) {
     let req = GoRequest::decode(body.clone());
     if let Ok(req) = &req {
         let mut enc = BytesMut::new();
-        req.encode(&mut enc);
+        req.encode(&mut enc).expect("a decoded request re-encodes");
         assert_eq!(enc.freeze(), body, "a request re-encodes to its bytes");
     }
     let parts = RequestParts::parse(&body);
@@ -40,7 +40,8 @@ pub fn run(data: &[u8]) {
     let resp = GoResponse::decode(body.clone());
     if let Ok(resp) = &resp {
         let mut enc = BytesMut::new();
-        resp.encode(&mut enc);
+        resp.encode(&mut enc)
+            .expect("a decoded response re-encodes");
         assert_eq!(GoResponse::decode(enc.freeze()).as_ref(), Ok(resp));
     }
     let native = Response::decode_as(Form::GoSeed, body);
@@ -77,12 +78,12 @@ pub fn seeds() -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for r in [req, post] {
         let mut b = BytesMut::new();
-        r.encode(&mut b);
+        r.encode(&mut b).expect("seeds are short");
         out.push(b.to_vec());
     }
     for r in [ok, failed] {
         let mut b = BytesMut::new();
-        r.encode(&mut b);
+        r.encode(&mut b).expect("seeds are short");
         out.push(b.to_vec());
     }
     out

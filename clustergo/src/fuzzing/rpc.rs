@@ -140,7 +140,11 @@ pub fn seeds() -> Vec<Vec<u8>> {
     });
     seeds.push(body(ok.finish()));
     let mut failed = ResponseFrame::new(Form::Native, to, from);
-    failed.put_error(8, &RpcError::Method("no such method".into()));
+    failed.put_error(
+        8,
+        &RpcError::Method("no such method".into()),
+        crate::codec::DEFAULT_MAX_FRAME,
+    );
     seeds.push(body(failed.finish()));
     seeds
 }

@@ -21,7 +21,8 @@ pub fn run(data: &[u8]) {
         HEADER + u16::MAX as usize,
         |f| {
             let mut b = BytesMut::new();
-            f.encode_into(&mut b);
+            f.encode_into(&mut b)
+                .expect("a decoded frame's data came in a u16 length");
             b
         },
     );
@@ -42,7 +43,8 @@ pub fn seeds() -> Vec<Vec<u8>> {
             sid: if cmd == Cmd::Nop { 0 } else { 3 },
             data: Bytes::copy_from_slice(data),
         }
-        .encode_into(&mut b);
+        .encode_into(&mut b)
+        .expect("seed data is short");
         b.to_vec()
     });
     let mut seeds = frames.to_vec();

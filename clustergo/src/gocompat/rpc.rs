@@ -129,9 +129,25 @@ pub fn go_code(err: &RpcError) -> (u16, String) {
     }
 }
 
+/// Refuses fields a u16 length cannot carry, before anything is written.
+fn fit16(what: &'static str, fields: &[usize]) -> Result<(), GoWireError> {
+    if fields.iter().any(|&n| n > u16::MAX as usize) {
+        return Err(GoWireError {
+            what,
+            why: "a field over 65535 bytes",
+        });
+    }
+    Ok(())
+}
+
 impl GoRequest {
-    /// Appends the body to `dst`.
-    pub fn encode(&self, dst: &mut BytesMut) {
+    /// Appends the body to `dst`. A method, userdata or argument over 65535 bytes
+    /// is an error (nothing appended), not a truncated length.
+    pub fn encode(&self, dst: &mut BytesMut) -> Result<(), GoWireError> {
+        fit16(
+            "request",
+            &[self.method.len(), self.userdata.len(), self.arg.len()],
+        )?;
         let Ok(()) = put_request(
             dst,
             self.seq,
@@ -143,6 +159,7 @@ impl GoRequest {
                 Ok::<_, std::convert::Infallible>(())
             },
         );
+        Ok(())
     }
 
     /// Parses a body; `userdata` and `arg` are slices of `src`.
@@ -205,8 +222,11 @@ impl<'a> RequestParts<'a> {
 
 impl GoResponse {
     /// Appends the body to `dst` (with the writer the node replies with; its
-    /// userdata is always empty).
-    pub fn encode(&self, dst: &mut BytesMut) {
+    /// userdata is always empty). A field over 65535 bytes is an error (nothing
+    /// appended), not a truncated length.
+    pub fn encode(&self, dst: &mut BytesMut) -> Result<(), GoWireError> {
+        let text = if self.code != 0 { self.text.len() } else { 0 };
+        fit16("response", &[self.userdata.len(), text, self.ret.len()])?;
         dst.put_u64(self.seq);
         put_bytes16(dst, &self.userdata);
         dst.put_u16(self.code);
@@ -214,6 +234,7 @@ impl GoResponse {
             put_bytes16(dst, self.text.as_bytes());
         }
         put_bytes16(dst, &self.ret);
+        Ok(())
     }
 
     /// Parses a body; `ret` is a slice of `src`.
@@ -290,7 +311,7 @@ mod tests {
         };
         assert_eq!(req, want);
         let mut enc = BytesMut::new();
-        want.encode(&mut enc);
+        want.encode(&mut enc).unwrap();
         assert_eq!(enc.freeze(), frame.body);
 
         let raw = unhex(RESPONSE);
@@ -327,7 +348,7 @@ mod tests {
             ret: Bytes::new(),
         };
         let mut enc = BytesMut::new();
-        resp.encode(&mut enc);
+        resp.encode(&mut enc).unwrap();
         let body = enc.freeze();
         assert_eq!(
             &body[..],
@@ -345,7 +366,7 @@ mod tests {
             arg: Bytes::from_static(b"a"),
         };
         let mut enc = BytesMut::new();
-        req.encode(&mut enc);
+        req.encode(&mut enc).unwrap();
         let body = enc.freeze();
         assert_eq!(
             &body[..],
@@ -358,6 +379,40 @@ mod tests {
         let mut bad = BytesMut::from(&body[..]);
         bad[8] = 2;
         assert!(GoRequest::decode(bad.freeze()).is_err());
+    }
+
+    /// A field over 65535 bytes is refused, not written with a truncated length
+    /// (the u16 field read 65535 while more bytes followed).
+    #[test]
+    fn fields_over_a_u16_are_refused() {
+        let big = Bytes::from(vec![1; u16::MAX as usize + 1]);
+        let fits = Bytes::from(vec![1; u16::MAX as usize]);
+        let req = |arg: Bytes, userdata: Bytes| GoRequest {
+            seq: 1,
+            one_way: false,
+            method: "m".into(),
+            userdata,
+            arg,
+        };
+        let resp = |ret: Bytes, code: u16, text: String| GoResponse {
+            seq: 1,
+            userdata: Bytes::new(),
+            code,
+            text,
+            ret,
+        };
+        let long = "t".repeat(u16::MAX as usize + 1);
+        let mut b = BytesMut::new();
+        assert!(req(big.clone(), Bytes::new()).encode(&mut b).is_err());
+        assert!(req(Bytes::new(), big.clone()).encode(&mut b).is_err());
+        assert!(resp(big.clone(), 0, String::new()).encode(&mut b).is_err());
+        assert!(resp(Bytes::new(), 4, long.clone()).encode(&mut b).is_err());
+        assert!(b.is_empty(), "nothing appended");
+        // At the limit, and text that is not sent (code 0), are fine.
+        req(fits.clone(), Bytes::new()).encode(&mut b).unwrap();
+        assert_eq!(GoRequest::decode(b.split().freeze()).unwrap().arg, fits);
+        resp(fits.clone(), 0, long).encode(&mut b).unwrap();
+        assert_eq!(GoResponse::decode(b.split().freeze()).unwrap().ret, fits);
     }
 
     #[test]

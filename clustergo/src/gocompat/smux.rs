@@ -54,21 +54,27 @@ pub enum SmuxError {
     /// Unknown or v2-only command.
     #[error("smux command {0} is not v1")]
     Cmd(u8),
+    /// Data over 65535 bytes does not fit the u16 length: split it first.
+    #[error("smux frame data of {0} bytes exceeds 65535")]
+    TooLong(usize),
     /// The connection failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }
 
 impl SmuxFrame {
-    /// Appends the frame. Data over 65535 bytes must be split by the caller.
-    pub fn encode_into(&self, dst: &mut BytesMut) {
-        debug_assert!(self.data.len() <= u16::MAX as usize);
+    /// Appends the frame. Data over 65535 bytes is refused ([`SmuxError::TooLong`],
+    /// nothing appended): the caller splits it.
+    pub fn encode_into(&self, dst: &mut BytesMut) -> Result<(), SmuxError> {
+        let len =
+            u16::try_from(self.data.len()).map_err(|_| SmuxError::TooLong(self.data.len()))?;
         dst.reserve(HEADER + self.data.len());
         dst.put_u8(VERSION);
         dst.put_u8(self.cmd as u8);
-        dst.put_u16_le(self.data.len() as u16);
+        dst.put_u16_le(len);
         dst.put_u32_le(self.sid);
         dst.put_slice(&self.data);
+        Ok(())
     }
 }
 
@@ -117,8 +123,7 @@ impl Encoder<SmuxFrame> for SmuxCodec {
     type Error = SmuxError;
 
     fn encode(&mut self, item: SmuxFrame, dst: &mut BytesMut) -> Result<(), SmuxError> {
-        item.encode_into(dst);
-        Ok(())
+        item.encode_into(dst)
     }
 }
 
@@ -149,7 +154,7 @@ mod tests {
                 .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
                 .collect();
             let mut enc = BytesMut::new();
-            want.encode_into(&mut enc);
+            want.encode_into(&mut enc).unwrap();
             assert_eq!(&enc[..], &bytes[..], "{want:?}");
             all.extend_from_slice(&bytes);
         }
@@ -179,5 +184,30 @@ mod tests {
         ));
         let mut b = BytesMut::from(&[1u8, 4, 8, 0, 3, 0, 0, 0][..]);
         assert!(matches!(SmuxCodec.decode(&mut b), Err(SmuxError::Cmd(4))));
+    }
+
+    /// Data that does not fit the u16 length is an error, not a truncated length
+    /// (the release build wrote `len as u16` before).
+    #[test]
+    fn data_over_65535_bytes_is_refused() {
+        let mut b = BytesMut::new();
+        let at_limit = SmuxFrame {
+            cmd: Cmd::Psh,
+            sid: 3,
+            data: Bytes::from(vec![7; u16::MAX as usize]),
+        };
+        at_limit.encode_into(&mut b).unwrap();
+        assert_eq!(b.len(), HEADER + u16::MAX as usize);
+        let over = SmuxFrame {
+            data: Bytes::from(vec![7; u16::MAX as usize + 1]),
+            ..at_limit
+        };
+        let mut b = BytesMut::new();
+        assert!(matches!(
+            over.encode_into(&mut b),
+            Err(SmuxError::TooLong(65536))
+        ));
+        assert!(b.is_empty(), "nothing appended");
+        assert!(SmuxCodec.encode(over, &mut b).is_err());
     }
 }

@@ -254,9 +254,9 @@ fn send_response_from(
     result: Result<&mut EncodeResult<'_>, &RpcError>,
 ) {
     let mut frame = ResponseFrame::new(node.rpc_form(), to, from);
+    let max = node.config().max_frame;
     match result {
         Ok(encode) => {
-            let max = node.config().max_frame;
             let failed = match frame.put_ok(seq, encode) {
                 Ok(len) if len <= max => None,
                 // A result the peer would refuse as oversize becomes an error reply,
@@ -268,10 +268,10 @@ fn send_response_from(
             };
             if let Some(e) = failed {
                 let err = RpcError::Codec(format!("cannot encode result: {e}"));
-                frame.put_error(seq, &err);
+                frame.put_error(seq, &err, max);
             }
         }
-        Err(err) => frame.put_error(seq, err),
+        Err(err) => frame.put_error(seq, err, max),
     }
     if let Err(e) = node.send_frame(to, frame.finish(), None) {
         tracing::debug!(%to, error = %e, "cannot send rpc response");

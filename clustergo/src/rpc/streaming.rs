@@ -311,6 +311,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 }
             }
             StreamFrame::Message(_) => {}
+            // Only the first `end` is queued: one the peer repeats would take no
+            // room, so the queue would grow without bound.
+            StreamFrame::End(_) if !feeding => {}
             StreamFrame::End(status) => {
                 inbound.end(status.clone());
                 if side == Side::Caller {
@@ -803,5 +806,39 @@ impl ServerCall<'_> {
         self.node.counters().handler_cancelled();
         let _ = outcome.set(Err(RpcError::Cancelled));
         Err(RpcError::Cancelled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A caller that repeats its `end` frame must not grow the server's inbound
+    /// queue: ends take no room, so only the first may be queued.
+    #[tokio::test(start_paused = true)]
+    async fn repeated_end_frames_queue_one_end() {
+        let peer: LogicAddr = "1.1.1".parse().unwrap();
+        let mut wire = BytesMut::new();
+        stream_frame::put_message(&mut wire, b"m");
+        for _ in 0..1000 {
+            stream_frame::put_end(&mut wire, &Ok(()));
+        }
+        stream_frame::put_message(&mut wire, b"late");
+        let mut frames = FramedRead::new(&wire[..], StreamFrameCodec::new(64, peer));
+        let (in_tx, mut in_rx) = queue();
+        let read = read_loop(&mut frames, &in_tx, Side::Server, peer);
+        // The server keeps reading after the caller's end: it never returns here.
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), read)
+                .await
+                .is_err()
+        );
+        let mut got = Vec::new();
+        while let Ok(p) = in_rx.try_recv() {
+            got.push(p.item);
+        }
+        assert_eq!(got.len(), 2, "one message and one end");
+        assert!(matches!(&got[0], Item::Message(m) if &m[..] == b"m"));
+        assert!(matches!(&got[1], Item::End(Ok(()))));
     }
 }

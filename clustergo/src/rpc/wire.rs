@@ -326,21 +326,37 @@ impl ResponseFrame {
         Ok(Frame::open_len(&self.buf))
     }
 
-    /// Writes `err` answering `seq`, replacing any body written before.
-    pub(crate) fn put_error(&mut self, seq: u64, err: &RpcError) {
-        self.buf.truncate(self.header);
-        match self.form {
-            Form::Native => {
-                put_error_response(&mut self.buf, seq, err.code() as u16, &err.wire_text())
-            }
+    /// Writes `err` answering `seq`, replacing any body written before. Its text is
+    /// cut (at a character boundary) so the frame stays within `max`, the frame
+    /// limit: an oversize reply would be refused on send, and the caller would wait
+    /// for its timeout instead of learning the error (4092 bytes in the Go dialect).
+    pub(crate) fn put_error(&mut self, seq: u64, err: &RpcError, max: usize) {
+        let (code, mut text) = match self.form {
+            Form::Native => (err.code() as u16, err.wire_text()),
             #[cfg(feature = "go-compat")]
-            Form::GoSeed => {
-                let (code, text) = crate::gocompat::rpc::go_code(err);
-                let Ok(()) =
-                    crate::gocompat::rpc::put_response(&mut self.buf, seq, code, &text, |_| {
-                        Ok::<_, Infallible>(())
-                    });
+            Form::GoSeed => crate::gocompat::rpc::go_code(err),
+        };
+        loop {
+            self.buf.truncate(self.header);
+            match self.form {
+                Form::Native => put_error_response(&mut self.buf, seq, code, &text),
+                #[cfg(feature = "go-compat")]
+                Form::GoSeed => {
+                    let Ok(()) =
+                        crate::gocompat::rpc::put_response(&mut self.buf, seq, code, &text, |_| {
+                            Ok::<_, Infallible>(())
+                        });
+                }
             }
+            let over = Frame::open_len(&self.buf).saturating_sub(max);
+            if over == 0 || text.is_empty() {
+                return;
+            }
+            let mut keep = text.len().saturating_sub(over);
+            while !text.is_char_boundary(keep) {
+                keep -= 1;
+            }
+            text.truncate(keep);
         }
     }
 
@@ -455,8 +471,9 @@ fn take_sized(src: &mut Bytes) -> Option<Bytes> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::ErrorCode;
     use super::*;
-    use crate::codec::DEFAULT_MAX_FRAME;
+    use crate::codec::{DEFAULT_MAX_FRAME, LEN_SIZE};
 
     fn addr(s: &str) -> LogicAddr {
         s.parse().unwrap()
@@ -548,7 +565,7 @@ mod tests {
             buf.put_slice(b"too big");
             Ok::<_, Infallible>(())
         });
-        failed.put_error(8, &RpcError::Method("bad".into()));
+        failed.put_error(8, &RpcError::Method("bad".into()), DEFAULT_MAX_FRAME);
         let body = body_of(failed.finish(), FrameKind::RpcResponse);
         let want = Response {
             seq: 8,
@@ -566,6 +583,36 @@ mod tests {
         );
         for cut in 0..body.len() {
             assert!(Response::decode(body.slice(..cut)).is_err(), "cut {cut}");
+        }
+    }
+
+    /// An error whose text would take the reply past the frame limit is cut to
+    /// fit (the reply was refused on send before, and the caller waited for its
+    /// timeout), in both layouts, at a character boundary.
+    #[test]
+    fn error_replies_fit_the_frame_limit() {
+        let long = "é".repeat(6000);
+        let mut forms = vec![Form::Native];
+        #[cfg(feature = "go-compat")]
+        forms.push(Form::GoSeed);
+        for form in forms {
+            for max in [4092, 100, 30] {
+                let mut f = ResponseFrame::new(form, addr("1.2.3"), addr("1.1.1"));
+                f.put_error(9, &RpcError::Method(long.clone()), max);
+                let frame = f.finish();
+                assert!(
+                    frame.len() - LEN_SIZE <= max,
+                    "{form:?} {max}: {}",
+                    frame.len()
+                );
+                let body = body_of(frame, FrameKind::RpcResponse);
+                let r = Response::decode_as(form, body).unwrap();
+                assert_eq!((r.seq, r.code), (9, ErrorCode::Method as u16), "{form:?}");
+                assert!(
+                    long.starts_with(&r.text) && !r.text.is_empty(),
+                    "{form:?} {max}"
+                );
+            }
         }
     }
 }
