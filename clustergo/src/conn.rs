@@ -1,12 +1,8 @@
 //! A node-to-node connection: plain TCP, or TLS over TCP. An enum, not a boxed
 //! trait object, so the plain path stays a direct call to the socket.
 
-use std::io::{self, IoSlice};
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use rustls::pki_types::CertificateDer;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_rustls::TlsStream;
@@ -58,69 +54,89 @@ impl Conn {
     }
 }
 
-/// Delegates the tokio I/O traits of an enum to the stream in each variant.
+/// Delegates the tokio I/O traits of an enum with `Plain` and `Tls` variants to
+/// the stream in each (also the gate's halves, `gate/tls.rs`).
 macro_rules! delegate_io {
     (read $ty:ident) => {
-        impl AsyncRead for $ty {
-            fn poll_read(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                buf: &mut ReadBuf<'_>,
-            ) -> Poll<io::Result<()>> {
-                match self.get_mut() {
-                    $ty::Plain(s) => Pin::new(s).poll_read(cx, buf),
-                    $ty::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        // In a block of its own, so the names resolve wherever the macro is used.
+        const _: () = {
+            use std::io;
+            use std::pin::Pin;
+            use std::task::{Context, Poll};
+            use tokio::io::{AsyncRead, ReadBuf};
+
+            impl AsyncRead for $ty {
+                fn poll_read(
+                    self: Pin<&mut Self>,
+                    cx: &mut Context<'_>,
+                    buf: &mut ReadBuf<'_>,
+                ) -> Poll<io::Result<()>> {
+                    match self.get_mut() {
+                        $ty::Plain(s) => Pin::new(s).poll_read(cx, buf),
+                        $ty::Tls(s) => Pin::new(s).poll_read(cx, buf),
+                    }
                 }
             }
-        }
+        };
     };
     (write $ty:ident) => {
-        impl AsyncWrite for $ty {
-            fn poll_write(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                buf: &[u8],
-            ) -> Poll<io::Result<usize>> {
-                match self.get_mut() {
-                    $ty::Plain(s) => Pin::new(s).poll_write(cx, buf),
-                    $ty::Tls(s) => Pin::new(s).poll_write(cx, buf),
-                }
-            }
+        const _: () = {
+            use std::io::{self, IoSlice};
+            use std::pin::Pin;
+            use std::task::{Context, Poll};
+            use tokio::io::AsyncWrite;
 
-            fn poll_write_vectored(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                bufs: &[IoSlice<'_>],
-            ) -> Poll<io::Result<usize>> {
-                match self.get_mut() {
-                    $ty::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-                    $ty::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            impl AsyncWrite for $ty {
+                fn poll_write(
+                    self: Pin<&mut Self>,
+                    cx: &mut Context<'_>,
+                    buf: &[u8],
+                ) -> Poll<io::Result<usize>> {
+                    match self.get_mut() {
+                        $ty::Plain(s) => Pin::new(s).poll_write(cx, buf),
+                        $ty::Tls(s) => Pin::new(s).poll_write(cx, buf),
+                    }
                 }
-            }
 
-            fn is_write_vectored(&self) -> bool {
-                match self {
-                    $ty::Plain(s) => s.is_write_vectored(),
-                    $ty::Tls(s) => s.is_write_vectored(),
+                fn poll_write_vectored(
+                    self: Pin<&mut Self>,
+                    cx: &mut Context<'_>,
+                    bufs: &[IoSlice<'_>],
+                ) -> Poll<io::Result<usize>> {
+                    match self.get_mut() {
+                        $ty::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+                        $ty::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+                    }
                 }
-            }
 
-            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                match self.get_mut() {
-                    $ty::Plain(s) => Pin::new(s).poll_flush(cx),
-                    $ty::Tls(s) => Pin::new(s).poll_flush(cx),
+                fn is_write_vectored(&self) -> bool {
+                    match self {
+                        $ty::Plain(s) => s.is_write_vectored(),
+                        $ty::Tls(s) => s.is_write_vectored(),
+                    }
                 }
-            }
 
-            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                match self.get_mut() {
-                    $ty::Plain(s) => Pin::new(s).poll_shutdown(cx),
-                    $ty::Tls(s) => Pin::new(s).poll_shutdown(cx),
+                fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                    match self.get_mut() {
+                        $ty::Plain(s) => Pin::new(s).poll_flush(cx),
+                        $ty::Tls(s) => Pin::new(s).poll_flush(cx),
+                    }
+                }
+
+                fn poll_shutdown(
+                    self: Pin<&mut Self>,
+                    cx: &mut Context<'_>,
+                ) -> Poll<io::Result<()>> {
+                    match self.get_mut() {
+                        $ty::Plain(s) => Pin::new(s).poll_shutdown(cx),
+                        $ty::Tls(s) => Pin::new(s).poll_shutdown(cx),
+                    }
                 }
             }
-        }
+        };
     };
 }
+pub(crate) use delegate_io;
 
 delegate_io!(read Conn);
 delegate_io!(write Conn);

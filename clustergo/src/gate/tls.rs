@@ -6,14 +6,11 @@
 //! share it through `tokio::io::split`. KCP has no TLS: see the module docs of
 //! [`super`].
 
-use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_rustls::TlsStream;
@@ -98,61 +95,6 @@ pub(crate) async fn connect(
     Ok(split_tls(TlsStream::Client(tls)))
 }
 
-impl AsyncRead for GateRead {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            GateRead::Plain(r) => Pin::new(r).poll_read(cx, buf),
-            GateRead::Tls(r) => Pin::new(r).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for GateWrite {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            GateWrite::Plain(w) => Pin::new(w).poll_write(cx, buf),
-            GateWrite::Tls(w) => Pin::new(w).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            GateWrite::Plain(w) => Pin::new(w).poll_flush(cx),
-            GateWrite::Tls(w) => Pin::new(w).poll_flush(cx),
-        }
-    }
-
-    /// Plain: FIN. TLS: a `close_notify` alert, then FIN.
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            GateWrite::Plain(w) => Pin::new(w).poll_shutdown(cx),
-            GateWrite::Tls(w) => Pin::new(w).poll_shutdown(cx),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            GateWrite::Plain(w) => Pin::new(w).poll_write_vectored(cx, bufs),
-            GateWrite::Tls(w) => Pin::new(w).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            GateWrite::Plain(w) => w.is_write_vectored(),
-            GateWrite::Tls(w) => w.is_write_vectored(),
-        }
-    }
-}
+// Shutdown of a write half: plain, FIN; TLS, a `close_notify` alert, then FIN.
+crate::conn::delegate_io!(read GateRead);
+crate::conn::delegate_io!(write GateWrite);
