@@ -42,7 +42,7 @@ use tracing::Instrument;
 
 use super::stream_frame::{self, StreamFrame, StreamFrameCodec, StreamFrameError};
 use super::wire::{RequestHead, RequestView};
-use super::{Codec, ErrorCode, ProstCodec, RpcContext, RpcError, client_done, client_meta, trace};
+use super::{Codec, ProstCodec, RpcContext, RpcError, client_done, client_meta, trace};
 use crate::addr::LogicAddr;
 use crate::node::{Node, NodeInner};
 use crate::stream::{Stream, StreamError};
@@ -721,10 +721,8 @@ pub(crate) async fn serve(node: Arc<NodeInner>, stream: Stream) {
         .run(ctx, handler, &mut frames, &mut wr)
         .instrument(span.clone())
         .await;
-    trace::end(&span, super::outcome(&status), started);
-    let code = status
-        .as_ref()
-        .map_or_else(RpcError::code, |_| ErrorCode::Ok);
+    let code = super::outcome(&status);
+    trace::end(&span, code, started);
     super::server::observed_end(observed, peer, &method, code);
 }
 
