@@ -76,19 +76,13 @@ where
         let lost = link_token(&inner, from);
         let counters = inner.clone();
         inner.spawn_detached(async move {
-            let expired = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 biased;
                 result = fut => match result {
                     Ok(resp) => raw.reply_with(|buf| <C as Codec<Resp>>::encode(&resp, buf)),
                     Err(e) => raw.error(e),
                 },
-                () = expired => {
+                () = super::expiry(deadline) => {
                     counters.counters().handler_cancelled();
                     raw.error(RpcError::Timeout);
                 }

@@ -292,6 +292,14 @@ where
     result
 }
 
+/// Sleeps until `deadline`, or forever without one (a served call's end).
+async fn expiry(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// How a call ended, for its span.
 fn outcome<T>(result: &Result<T, RpcError>) -> ErrorCode {
     result

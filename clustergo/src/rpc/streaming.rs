@@ -42,7 +42,7 @@ use tracing::Instrument;
 
 use super::stream_frame::{self, StreamFrame, StreamFrameCodec, StreamFrameError};
 use super::wire::{RequestHead, RequestView};
-use super::{Codec, ProstCodec, RpcContext, RpcError, client_done, client_meta, trace};
+use super::{Codec, ProstCodec, RpcContext, RpcError, client_done, client_meta, expiry, trace};
 use crate::addr::LogicAddr;
 use crate::node::{Node, NodeInner};
 use crate::stream::{Stream, StreamError};
@@ -376,14 +376,6 @@ fn put_item(buf: &mut BytesMut, item: Item) -> bool {
             stream_frame::put_end(buf, &status);
             true
         }
-    }
-}
-
-/// Sleeps until `deadline`, or forever without one.
-async fn expiry(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }
 
