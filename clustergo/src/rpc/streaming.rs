@@ -41,7 +41,7 @@ use tokio_util::codec::FramedRead;
 use tracing::Instrument;
 
 use super::stream_frame::{self, StreamFrame, StreamFrameCodec, StreamFrameError};
-use super::wire::{RequestHead, RequestView};
+use super::wire::RequestView;
 use super::{Codec, ProstCodec, RpcContext, RpcError, client_done, client_meta, expiry, trace};
 use crate::addr::LogicAddr;
 use crate::node::{Node, NodeInner};
@@ -462,11 +462,9 @@ async fn open_call(
     }
     let meta = client_meta(inner, to, method, tctx)?;
     let timeout_ms = deadline.map_or(0, |d| {
-        let left = d.saturating_duration_since(Instant::now());
-        left.as_millis().clamp(1, u32::MAX as u128) as u32
+        super::timeout_ms(d.saturating_duration_since(Instant::now()))
     });
-    let head = RequestHead::new(0, false, timeout_ms, method, &meta)
-        .ok_or_else(|| RpcError::InvalidMethod(method.chars().take(64).collect()))?;
+    let head = super::request_head(0, false, timeout_ms, method, &meta)?;
     let mut open = BytesMut::new();
     stream_frame::put_open(&mut open, &head);
     let opening = node.open_rpc_stream(to);
