@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -54,11 +53,8 @@ where
     Fut: Future<Output = Result<Resp, RpcError>> + Send + 'static,
 {
     let inner = node.inner.clone();
-    super::register_raw(node, method, move |ctx, raw: RawReplyer, arg: Bytes| {
-        let req = match <C as Codec<Req>>::decode(arg) {
-            Ok(req) => req,
-            Err(e) => return raw.error(RpcError::Codec(format!("cannot decode request: {e}"))),
-        };
+    super::register::<C, Req, Resp, _>(node, method, move |ctx, replyer, req| {
+        let raw = replyer.into_raw();
         let deadline = ctx.deadline();
         let from = ctx.from();
         let mut fut = Box::pin(handler(ctx, req));
@@ -68,27 +64,15 @@ where
         // spawned task's, with a real waker.
         let mut cx = Context::from_waker(std::task::Waker::noop());
         if let Poll::Ready(result) = fut.as_mut().poll(&mut cx) {
-            return match result {
-                Ok(resp) => raw.reply_with(|buf| <C as Codec<Resp>>::encode(&resp, buf)),
-                Err(e) => raw.error(e),
-            };
+            return answer::<C, Resp>(raw, result);
         }
         let lost = link_token(&inner, from);
         let counters = inner.clone();
         inner.spawn_detached(async move {
-            let expired = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 biased;
-                result = fut => match result {
-                    Ok(resp) => raw.reply_with(|buf| <C as Codec<Resp>>::encode(&resp, buf)),
-                    Err(e) => raw.error(e),
-                },
-                () = expired => {
+                result = fut => answer::<C, Resp>(raw, result),
+                () = super::expiry(deadline) => {
                     counters.counters().handler_cancelled();
                     raw.error(RpcError::Timeout);
                 }
@@ -100,6 +84,14 @@ where
             }
         });
     });
+}
+
+/// Answers with a handler's result: `Ok` encoded by `C`, `Err` as it is.
+fn answer<C: Codec<Resp>, Resp>(raw: RawReplyer, result: Result<Resp, RpcError>) {
+    match result {
+        Ok(resp) => raw.reply_with(|buf| C::encode(&resp, buf)),
+        Err(e) => raw.error(e),
+    }
 }
 
 /// A token cancelled when the link toward `from` (the caller, or the harbor its

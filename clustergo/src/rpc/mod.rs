@@ -146,10 +146,27 @@ fn encode_request<C: Codec<Req>, Req>(
     meta: &[u8],
     req: &Req,
 ) -> Result<Bytes, RpcError> {
-    let head = wire::RequestHead::new(seq, one_way, timeout_ms, method, meta)
-        .ok_or_else(|| RpcError::InvalidMethod(method.chars().take(64).collect()))?;
+    let head = request_head(seq, one_way, timeout_ms, method, meta)?;
     wire::request_frame(form, to, local, &head, |buf| C::encode(req, buf))
         .map_err(|e| RpcError::Codec(format!("cannot encode request: {e}")))
+}
+
+/// A request's head; `InvalidMethod` if the name is too long for the wire.
+fn request_head<'a>(
+    seq: u64,
+    one_way: bool,
+    timeout_ms: u32,
+    method: &'a str,
+    meta: &'a [u8],
+) -> Result<wire::RequestHead<'a>, RpcError> {
+    wire::RequestHead::new(seq, one_way, timeout_ms, method, meta)
+        .ok_or_else(|| RpcError::InvalidMethod(method.chars().take(64).collect()))
+}
+
+/// How long a caller waits, as a request carries it: whole milliseconds, at
+/// least 1 (0 would mean no deadline).
+fn timeout_ms(wait: Duration) -> u32 {
+    wait.as_millis().clamp(1, u32::MAX as u128) as u32
 }
 
 /// Runs the client interceptors' `before_send`; returns the metadata to send:
@@ -221,8 +238,7 @@ fn start_call<C: Codec<Req>, Req>(
         Route::Local => 0,
         Route::Peer(p) => p.id(),
     };
-    let remaining = deadline.saturating_duration_since(Instant::now());
-    let timeout_ms = remaining.as_millis().clamp(1, u32::MAX as u128) as u32;
+    let timeout_ms = timeout_ms(deadline.saturating_duration_since(Instant::now()));
     let seq = inner.rpc_client().begin(to, via, done);
     let form = inner.rpc_form();
     let sent =
@@ -290,6 +306,14 @@ where
     trace::end(&span, outcome(&result), started);
     client_done(inner, to, method, &result, started);
     result
+}
+
+/// Sleeps until `deadline`, or forever without one (a served call's end).
+async fn expiry(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// How a call ended, for its span.
@@ -399,11 +423,7 @@ fn post_traced<C: Codec<Req>, Req>(
 ) -> Result<(), RpcError> {
     let inner = &node.inner;
     let run = inner.running().ok_or(RpcError::NotStarted)?;
-    let timeout_ms = inner
-        .config()
-        .send_timeout
-        .as_millis()
-        .clamp(1, u32::MAX as u128) as u32;
+    let timeout_ms = timeout_ms(inner.config().send_timeout);
     let meta = client_meta(inner, to, method, trace)?;
     let form = inner.rpc_form();
     let frame =

@@ -41,8 +41,8 @@ use tokio_util::codec::FramedRead;
 use tracing::Instrument;
 
 use super::stream_frame::{self, StreamFrame, StreamFrameCodec, StreamFrameError};
-use super::wire::{RequestHead, RequestView};
-use super::{Codec, ErrorCode, ProstCodec, RpcContext, RpcError, client_done, client_meta, trace};
+use super::wire::RequestView;
+use super::{Codec, ProstCodec, RpcContext, RpcError, client_done, client_meta, expiry, trace};
 use crate::addr::LogicAddr;
 use crate::node::{Node, NodeInner};
 use crate::stream::{Stream, StreamError};
@@ -379,14 +379,6 @@ fn put_item(buf: &mut BytesMut, item: Item) -> bool {
     }
 }
 
-/// Sleeps until `deadline`, or forever without one.
-async fn expiry(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// The error a failed open turns into.
 fn open_error(e: StreamError, to: LogicAddr) -> RpcError {
     match e {
@@ -470,11 +462,9 @@ async fn open_call(
     }
     let meta = client_meta(inner, to, method, tctx)?;
     let timeout_ms = deadline.map_or(0, |d| {
-        let left = d.saturating_duration_since(Instant::now());
-        left.as_millis().clamp(1, u32::MAX as u128) as u32
+        super::timeout_ms(d.saturating_duration_since(Instant::now()))
     });
-    let head = RequestHead::new(0, false, timeout_ms, method, &meta)
-        .ok_or_else(|| RpcError::InvalidMethod(method.chars().take(64).collect()))?;
+    let head = super::request_head(0, false, timeout_ms, method, &meta)?;
     let mut open = BytesMut::new();
     stream_frame::put_open(&mut open, &head);
     let opening = node.open_rpc_stream(to);
@@ -721,10 +711,8 @@ pub(crate) async fn serve(node: Arc<NodeInner>, stream: Stream) {
         .run(ctx, handler, &mut frames, &mut wr)
         .instrument(span.clone())
         .await;
-    trace::end(&span, super::outcome(&status), started);
-    let code = status
-        .as_ref()
-        .map_or_else(RpcError::code, |_| ErrorCode::Ok);
+    let code = super::outcome(&status);
+    trace::end(&span, code, started);
     super::server::observed_end(observed, peer, &method, code);
 }
 
