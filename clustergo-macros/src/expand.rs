@@ -267,16 +267,8 @@ fn unary_signature<'a>(
     }
     match last_segment(&rest[1].ty, "Replyer").map(|s| &s.arguments) {
         _ if is_async => {}
-        Some(PathArguments::AngleBracketed(a)) => {
-            let types: Vec<&GenericArgument> = a.args.iter().collect();
-            match types.as_slice() {
-                [GenericArgument::Type(t)] => output = Some(t),
-                [_, extra, ..] => errors.at(
-                    extra,
-                    "give the codec as `#[service(codec = ..)]`, not as a `Replyer` argument",
-                ),
-                _ => errors.at(a, "expected `Replyer<Response>`"),
-            }
+        Some(PathArguments::AngleBracketed(_)) => {
+            output = one_type_argument(&rest[1].ty, "Replyer", "Response", errors);
         }
         _ => errors.at(
             &rest[1].ty,
@@ -297,8 +289,14 @@ fn unary_signature<'a>(
     Some((&**input, output?, MethodKind::Unary))
 }
 
-/// `T` of `Name<T>` (the only argument), with an error at the type otherwise.
-fn one_type_argument<'a>(ty: &'a Type, name: &str, errors: &mut Errors) -> Option<&'a Type> {
+/// `T` of `Name<T>` (the only argument), with an error at the type otherwise that
+/// names the expected argument `arg`.
+fn one_type_argument<'a>(
+    ty: &'a Type,
+    name: &str,
+    arg: &str,
+    errors: &mut Errors,
+) -> Option<&'a Type> {
     let seg = last_segment(ty, name)?;
     match &seg.arguments {
         PathArguments::AngleBracketed(a) => match a.args.iter().collect::<Vec<_>>().as_slice() {
@@ -313,12 +311,12 @@ fn one_type_argument<'a>(ty: &'a Type, name: &str, errors: &mut Errors) -> Optio
                 None
             }
             _ => {
-                errors.at(a, format!("expected `{name}<Message>`"));
+                errors.at(a, format!("expected `{name}<{arg}>`"));
                 None
             }
         },
         _ => {
-            errors.at(ty, format!("expected `{name}<Message>`"));
+            errors.at(ty, format!("expected `{name}<{arg}>`"));
             None
         }
     }
@@ -373,10 +371,10 @@ fn stream_signature<'a>(
     let is_unit = |t: &Type| matches!(t, Type::Tuple(t) if t.elems.is_empty());
     let (input, output, kind) = match &rest[1..] {
         [req, resp] if last_segment(resp, "StreamSender").is_some() => {
-            let output = one_type_argument(resp, "StreamSender", errors)?;
+            let output = one_type_argument(resp, "StreamSender", "Message", errors)?;
             match last_segment(req, "Streaming") {
                 Some(_) => (
-                    one_type_argument(req, "Streaming", errors)?,
+                    one_type_argument(req, "Streaming", "Message", errors)?,
                     output,
                     MethodKind::Bidi,
                 ),
@@ -384,7 +382,7 @@ fn stream_signature<'a>(
             }
         }
         [req] if last_segment(req, "Streaming").is_some() => {
-            let input = one_type_argument(req, "Streaming", errors)?;
+            let input = one_type_argument(req, "Streaming", "Message", errors)?;
             match returned {
                 Some(t) if !is_unit(t) => (input, t, MethodKind::ClientStreaming),
                 _ => {

@@ -47,11 +47,10 @@ pub(crate) async fn run(s: ScaleSizes) -> Result<Vec<Series>, String> {
          n/{TYPES} candidates; a started node, through its view's read lock"
     ));
     let mut memory = Series::new("membership: view memory", "KB", "members");
-    change.note = Some(
-        "one member turned unavailable then back, median of 101; the view rebuilds its \
-         indexes on every change (O(members))"
-            .into(),
-    );
+    change.note = Some(format!(
+        "one member turned unavailable then back, median of {CHANGES}; the view rebuilds \
+         its indexes on every change (O(members))"
+    ));
     memory.note = Some(
         "RSS growth of a fresh child process building the view (4 KiB page resolution)".into(),
     );

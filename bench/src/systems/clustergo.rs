@@ -6,7 +6,6 @@
 //! The `clustergo-tls` system runs the in-flight RPC and stream workloads over
 //! mutual TLS 1.3 ([`Config::tls`]), with certificates made at start by rcgen.
 
-use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -15,6 +14,7 @@ use clustergo::{Addr, Config, LogicAddr, Node, NodeTls, ProstCodec, SendError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Outcome;
+use crate::memory::free_ports;
 use crate::proto::{Request, Response};
 use crate::workload::{
     self, Arrivals, Caller, Checker, REQUEST_MSG, Run, Sizes, Stopwatch, Workload,
@@ -115,11 +115,12 @@ async fn harbor(s: Sizes) -> Result<Run, String> {
     let direct = addr(1, 1, 1)?;
     let remote = addr(2, 1, 1)?;
     let all = [client, direct, harbor(1, 1)?, harbor(2, 1)?, remote];
-    let mut members = Vec::new();
-    for a in all {
-        members.push(Member::new(Addr::new(a, free_port()?)));
-    }
-    let membership = InProcess::with_members(members);
+    let ports = free_ports(all.len())?;
+    let membership = InProcess::with_members(
+        all.iter()
+            .zip(ports)
+            .map(|(&a, port)| Member::new(Addr::new(a, port))),
+    );
     let mut nodes = Vec::new();
     for a in all {
         let node = node(Config::default());
@@ -282,9 +283,10 @@ impl Pair {
         let server_addr = LogicAddr::new(1, 1, 1).map_err(|e| e.to_string())?;
         let client_addr = LogicAddr::new(1, 2, 1).map_err(|e| e.to_string())?;
         let [server_config, client_config] = configs(security, [server_addr, client_addr])?;
+        let ports = free_ports(2)?;
         let members = InProcess::with_members([
-            Member::new(Addr::new(server_addr, free_port()?)),
-            Member::new(Addr::new(client_addr, free_port()?)),
+            Member::new(Addr::new(server_addr, ports[0])),
+            Member::new(Addr::new(client_addr, ports[1])),
         ]);
         let server = node(server_config);
         match form {
@@ -318,12 +320,6 @@ impl Pair {
         self.client.shutdown().await;
         self.server.shutdown().await;
     }
-}
-
-/// A loopback address with a port that was free a moment ago.
-fn free_port() -> Result<SocketAddr, String> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
-    l.local_addr().map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Clone)]
