@@ -38,12 +38,12 @@ impl NodeInner {
         if let Dialect::GoSeed(_) = &self.config.dialect {
             crate::gocompat::tcp_keepalive::enable(&tcp);
         }
-        let mut stream = match (&self.config.tls, &self.config.dialect) {
-            (Some(tls), Dialect::Native) => tokio::time::timeout(timeout, tls.connect(remote, tcp))
+        let mut stream = match self.config.link_tls() {
+            Some(tls) => tokio::time::timeout(timeout, tls.connect(remote, tcp))
                 .await
                 .map_err(|_| HandshakeError::Timeout)?
                 .map_err(HandshakeError::Tls)?,
-            _ => Conn::Plain(tcp),
+            None => Conn::Plain(tcp),
         };
         match &self.config.dialect {
             Dialect::Native => {
