@@ -115,10 +115,7 @@ async fn accept_one(inner: Arc<NodeInner>, tcp: TcpStream, from: SocketAddr, tic
     let timeout = inner.config.handshake_timeout;
     let secrets = inner.config.secrets();
     let dialect = &inner.config.dialect;
-    #[cfg(feature = "go-compat")]
-    if let Dialect::GoSeed(_) = dialect {
-        crate::gocompat::tcp_keepalive::enable(&tcp);
-    }
+    dialect.prepare(&tcp);
     let authenticate = async {
         let mut stream = match inner.config.link_tls() {
             Some(tls) => tokio::time::timeout(timeout, tls.accept(tcp))

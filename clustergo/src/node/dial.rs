@@ -34,10 +34,7 @@ impl NodeInner {
             .await
             .map_err(|_| HandshakeError::Timeout)??;
         tcp.set_nodelay(true)?;
-        #[cfg(feature = "go-compat")]
-        if let Dialect::GoSeed(_) = &self.config.dialect {
-            crate::gocompat::tcp_keepalive::enable(&tcp);
-        }
+        self.config.dialect.prepare(&tcp);
         let mut stream = match self.config.link_tls() {
             Some(tls) => tokio::time::timeout(timeout, tls.connect(remote, tcp))
                 .await
