@@ -374,19 +374,6 @@ async fn simultaneous_dials_settle_on_one_link() {
     .await;
 }
 
-/// Echoes every stream back until the writer half-closes, then closes.
-fn echo_streams(node: &Node) {
-    node.on_new_stream(|mut s| async move {
-        let mut buf = vec![0u8; 16 * 1024];
-        while let Ok(n @ 1..) = s.read(&mut buf).await {
-            if s.write_all(&buf[..n]).await.is_err() {
-                return;
-            }
-        }
-        let _ = s.shutdown().await;
-    });
-}
-
 async fn round_trip(node: &Node, to: &str, data: &[u8]) -> Vec<u8> {
     let mut s = within("open", node.open_stream(addr(to))).await.unwrap();
     assert_eq!(s.peer(), addr(to));

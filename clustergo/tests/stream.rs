@@ -11,24 +11,6 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-/// Echoes every stream back until the writer half-closes, then closes.
-fn echo_streams(node: &Node) {
-    node.on_new_stream(|mut s| async move {
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if s.write_all(&buf[..n]).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-        let _ = s.shutdown().await;
-    });
-}
-
 async fn try_round_trip(node: &Node, to: &str, data: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut s = node
         .open_stream(addr(to))

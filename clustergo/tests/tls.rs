@@ -75,18 +75,6 @@ fn recorder(node: &Node) -> Arc<Mutex<Vec<(String, u64)>>> {
     got
 }
 
-fn echo_streams(node: &Node) {
-    node.on_new_stream(|mut s| async move {
-        let mut buf = vec![0u8; 16 * 1024];
-        while let Ok(n @ 1..) = s.read(&mut buf).await {
-            if s.write_all(&buf[..n]).await.is_err() {
-                return;
-            }
-        }
-        let _ = s.shutdown().await;
-    });
-}
-
 #[tokio::test]
 async fn tls_link_carries_calls_messages_and_streams() {
     let ca = Ca::new("cluster CA");

@@ -1,16 +1,12 @@
 //! The example programs, run as processes.
 
+mod common;
+
+use common::{Kill, free_port};
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn members() -> tempfile::NamedTempFile {
     let mut f = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
@@ -25,15 +21,6 @@ fn members() -> tempfile::NamedTempFile {
     )
     .unwrap();
     f
-}
-
-struct Kill(std::process::Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]

@@ -1,26 +1,13 @@
 //! Two `go_compat_node` processes against each other, in the Go seed's dialect.
 
+mod common;
+
+use common::{Kill, free_port};
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Kill(std::process::Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Waits (bounded) for a line of `lines` containing `want`.
 fn wait_line(lines: &mpsc::Receiver<String>, want: &str) -> String {

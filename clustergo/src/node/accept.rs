@@ -115,17 +115,14 @@ async fn accept_one(inner: Arc<NodeInner>, tcp: TcpStream, from: SocketAddr, tic
     let timeout = inner.config.handshake_timeout;
     let secrets = inner.config.secrets();
     let dialect = &inner.config.dialect;
-    #[cfg(feature = "go-compat")]
-    if let Dialect::GoSeed(_) = dialect {
-        crate::gocompat::tcp_keepalive::enable(&tcp);
-    }
+    dialect.prepare(&tcp);
     let authenticate = async {
-        let mut stream = match (&inner.config.tls, dialect) {
-            (Some(tls), Dialect::Native) => tokio::time::timeout(timeout, tls.accept(tcp))
+        let mut stream = match inner.config.link_tls() {
+            Some(tls) => tokio::time::timeout(timeout, tls.accept(tcp))
                 .await
                 .map_err(|_| HandshakeError::Timeout)?
                 .map_err(HandshakeError::Tls)?,
-            _ => Conn::Plain(tcp),
+            None => Conn::Plain(tcp),
         };
         let claim = match dialect {
             Dialect::Native => {
@@ -240,12 +237,9 @@ fn check_certificate(
     stream: &Conn,
     hello: &handshake::Hello,
 ) -> Result<(), Refusal> {
-    let Some(tls) = &inner.config.tls else {
+    let Some(tls) = inner.config.link_tls() else {
         return Ok(());
     };
-    if !matches!(inner.config.dialect, Dialect::Native) {
-        return Ok(()); // no TLS in the Go dialect
-    }
     if !tls.is_mutual() {
         return Ok(());
     }

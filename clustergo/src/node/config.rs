@@ -182,6 +182,14 @@ impl Config {
             .map(Secret::expose)
             .collect()
     }
+
+    /// The TLS links use: none in the Go dialect, which has no TLS (`tls` is
+    /// ignored there, with a warning at start).
+    pub(crate) fn link_tls(&self) -> Option<&NodeTls> {
+        self.tls
+            .as_ref()
+            .filter(|_| matches!(self.dialect, Dialect::Native))
+    }
 }
 
 #[cfg(test)]

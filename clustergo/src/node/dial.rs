@@ -34,16 +34,13 @@ impl NodeInner {
             .await
             .map_err(|_| HandshakeError::Timeout)??;
         tcp.set_nodelay(true)?;
-        #[cfg(feature = "go-compat")]
-        if let Dialect::GoSeed(_) = &self.config.dialect {
-            crate::gocompat::tcp_keepalive::enable(&tcp);
-        }
-        let mut stream = match (&self.config.tls, &self.config.dialect) {
-            (Some(tls), Dialect::Native) => tokio::time::timeout(timeout, tls.connect(remote, tcp))
+        self.config.dialect.prepare(&tcp);
+        let mut stream = match self.config.link_tls() {
+            Some(tls) => tokio::time::timeout(timeout, tls.connect(remote, tcp))
                 .await
                 .map_err(|_| HandshakeError::Timeout)?
                 .map_err(HandshakeError::Tls)?,
-            _ => Conn::Plain(tcp),
+            None => Conn::Plain(tcp),
         };
         match &self.config.dialect {
             Dialect::Native => {

@@ -45,6 +45,17 @@ impl Dialect {
         matches!(self, Self::Native)
     }
 
+    /// Sets up a new link's socket, dialed or accepted: the Go side relies on TCP
+    /// keepalive, having no keepalive frames.
+    pub(crate) fn prepare(&self, tcp: &tokio::net::TcpStream) {
+        #[cfg(feature = "go-compat")]
+        if let Self::GoSeed(_) = self {
+            crate::gocompat::tcp_keepalive::enable(tcp);
+        }
+        #[cfg(not(feature = "go-compat"))]
+        let _ = tcp;
+    }
+
     /// The largest frame (length field value) this dialect allows, given the
     /// configured one.
     pub(crate) fn max_frame(&self, configured: usize) -> usize {

@@ -81,11 +81,10 @@ impl Node {
             if self.inner.config.tls.is_some() {
                 tracing::warn!(node = %local, "the Go seed's dialect has no TLS: `Config::tls` is ignored");
             }
-        } else if self.inner.config.secret.expose() == DEV_SECRET {
-            tracing::warn!(node = %local, "using the development secret: set CLUSTERGO_SECRET in production");
         }
-        #[cfg(not(feature = "go-compat"))]
-        if self.inner.config.secret.expose() == DEV_SECRET {
+        if matches!(self.inner.config.dialect, super::Dialect::Native)
+            && self.inner.config.secret.expose() == DEV_SECRET
+        {
             tracing::warn!(node = %local, "using the development secret: set CLUSTERGO_SECRET in production");
         }
         let admin = match self.inner.config.admin_addr {

@@ -121,6 +121,20 @@ pub async fn raw_link(logic: &str, listen: SocketAddr, to: &Node) -> TcpStream {
     s
 }
 
+/// Echoes every stream back until the writer half-closes, then closes.
+pub fn echo_streams(node: &Node) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    node.on_new_stream(|mut s| async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n @ 1..) = s.read(&mut buf).await {
+            if s.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+        let _ = s.shutdown().await;
+    });
+}
+
 /// Records the pb (`Echo` under `pb`) and binary (`bin`) messages `node` receives,
 /// as `"pb FROM MSG"` / `"bin FROM BODY"`.
 pub fn inbox(node: &Node, pb: u16, bin: u16) -> Arc<Mutex<Vec<String>>> {
