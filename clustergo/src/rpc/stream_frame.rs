@@ -59,13 +59,41 @@ pub(crate) fn put(dst: &mut BytesMut, frame: &StreamFrame) {
     }
 }
 
+/// Appends a `message` frame whose body `encode` writes in place; its body's
+/// length. On error nothing is appended.
+pub(crate) fn put_message_with<E>(
+    dst: &mut BytesMut,
+    encode: impl FnOnce(&mut BytesMut) -> Result<(), E>,
+) -> Result<usize, E> {
+    try_put_frame(dst, MESSAGE, encode)
+}
+
 fn put_frame(dst: &mut BytesMut, kind: u8, body: impl FnOnce(&mut BytesMut)) {
+    let put = try_put_frame::<std::convert::Infallible>(dst, kind, |d| {
+        body(d);
+        Ok(())
+    });
+    match put {
+        Ok(_) => {}
+        Err(never) => match never {},
+    }
+}
+
+fn try_put_frame<E>(
+    dst: &mut BytesMut,
+    kind: u8,
+    body: impl FnOnce(&mut BytesMut) -> Result<(), E>,
+) -> Result<usize, E> {
     let at = dst.len();
     dst.put_u32(0);
     dst.put_u8(kind);
-    body(dst);
-    let len = (dst.len() - at - 4) as u32;
-    dst[at..at + 4].copy_from_slice(&len.to_be_bytes());
+    if let Err(e) = body(dst) {
+        dst.truncate(at);
+        return Err(e);
+    }
+    let len = dst.len() - at - 4;
+    dst[at..at + 4].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(len - 1)
 }
 
 /// Decodes frames of at most `max` body bytes (the node's `max_frame`); `peer`
