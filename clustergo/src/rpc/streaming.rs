@@ -37,6 +37,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::stream_frame::{self, StreamFrame, StreamFrameCodec, StreamFrameError};
@@ -45,7 +46,7 @@ use super::stream_queue::{FrameRx, FrameTx, Item, MsgRx, MsgTx, frame_queue, msg
 use super::wire::RequestView;
 use super::{Codec, ProstCodec, RpcContext, RpcError, client_done, client_meta, expiry, trace};
 use crate::addr::LogicAddr;
-use crate::node::{Node, NodeInner};
+use crate::node::{Inflight, Node, NodeInner};
 use crate::stream::{Stream, StreamError};
 
 /// How a call ended: set once, by whichever ending came first.
@@ -444,6 +445,11 @@ impl CallerPump {
                 },
                 never = write => match never {},
                 () = in_tx.closed() => None,
+                // The node stopped under the call, as pending unary calls do.
+                () = self.node.links().cancelled() => {
+                    in_tx.end(Err(stopped()));
+                    Some(Err(stopped()))
+                }
                 () = expiry(self.deadline) => {
                     in_tx.end(Err(RpcError::Timeout));
                     Some(Err(RpcError::Timeout))
@@ -550,6 +556,52 @@ fn retype_sender<T, C>(s: StreamSender<Bytes, super::BytesCodec>) -> StreamSende
     }
 }
 
+/// The streaming calls a node serves: stop drains them as it drains requests
+/// (`node/shutdown.rs`), then ends those still running.
+#[derive(Debug, Default)]
+pub(crate) struct ServedCalls {
+    live: Inflight,
+    /// Cancelled when the drain is over: handlers still running are dropped and
+    /// their calls end `ServiceUnavailable`.
+    cut: CancellationToken,
+}
+
+/// One served call, counted until dropped.
+#[derive(Debug)]
+struct Served<'a>(&'a ServedCalls);
+
+impl Drop for Served<'_> {
+    fn drop(&mut self) {
+        self.0.live.leave();
+    }
+}
+
+impl ServedCalls {
+    fn enter(&self) -> Served<'_> {
+        self.live.enter();
+        Served(self)
+    }
+
+    /// Returns when no call is being served.
+    pub(crate) async fn wait_idle(&self) {
+        self.live.wait_idle().await;
+    }
+
+    /// Ends the calls still served and gives their `end` frames up to `bound` to
+    /// be written.
+    pub(crate) async fn end_all(&self, bound: Duration) {
+        self.cut.cancel();
+        if self.live.len() > 0 && tokio::time::timeout(bound, self.wait_idle()).await.is_err() {
+            tracing::warn!("stop: streaming calls still ending after the write stall bound");
+        }
+    }
+}
+
+/// Why a call still served when the drain is over ends: what pending calls get.
+fn stopped() -> RpcError {
+    RpcError::ServiceUnavailable("node stopped".into())
+}
+
 /// Serves one inbound streaming call (its kind byte already read).
 pub(crate) async fn serve(node: Arc<NodeInner>, stream: Stream) {
     let peer = stream.peer();
@@ -571,6 +623,8 @@ pub(crate) async fn serve(node: Arc<NodeInner>, stream: Stream) {
             return;
         }
     };
+    // Counted before the stopping check, so a drain that began cannot miss it.
+    let _served = node.streams().calls.enter();
     let span = trace::serve_span(peer, head.method);
     let started = Instant::now();
     let tctx = trace::started(&span)
@@ -650,6 +704,10 @@ impl ServerCall<'_> {
                 () = expiry(self.deadline) => {
                     self.node.counters().handler_cancelled();
                     Err(RpcError::Timeout)
+                }
+                () = self.node.streams().calls.cut.cancelled() => {
+                    self.node.counters().handler_cancelled();
+                    Err(stopped())
                 }
                 // The caller cancelled, or its node or session went away: the
                 // handler is dropped, nothing more can reach the caller.
