@@ -555,6 +555,44 @@ async fn oversize_message_is_refused_before_sending() {
     b.shutdown().await;
 }
 
+/// A handler's error text too long for one frame reaches the caller cut to fit,
+/// as a unary error reply's does, not as a framing error.
+#[tokio::test]
+async fn oversize_error_text_is_cut_to_fit_the_end_frame() {
+    let c = Cluster::new();
+    let small = clustergo::Config {
+        max_frame: 1024,
+        ..config()
+    };
+    let a = c.start_with("1.1.1", false, small.clone()).await;
+    let b = c.start_with("1.2.1", false, small).await;
+    // Multi-byte characters: the cut falls on a character boundary.
+    let long = "é".repeat(4096);
+    let text = long.clone();
+    register_server_stream::<C, Echo, Echo, _, _>(&b, "wordy", move |_ctx, _req, mut tx| {
+        let text = text.clone();
+        async move {
+            tx.send(echo("a", 0)).await?;
+            Err(RpcError::Method(text))
+        }
+    });
+    let rx = call_server_stream::<C, Echo, Echo>(&a, addr("1.2.1"), "wordy", echo("x", 0), None)
+        .await
+        .unwrap();
+    let (got, err) = within("the end", collect(rx)).await;
+    assert_eq!(got, vec![0]);
+    let Some(RpcError::Method(cut)) = err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        long.starts_with(&cut) && cut.len() > 900 && cut.len() <= 1024,
+        "{}",
+        cut.len()
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 /// Records what interceptors saw.
 #[derive(Default)]
 struct Seen {

@@ -44,9 +44,12 @@ pub(crate) fn put_message(dst: &mut BytesMut, msg: &[u8]) {
     put_frame(dst, MESSAGE, |d| d.put_slice(msg));
 }
 
-/// Appends an `end` frame carrying `status`.
-pub(crate) fn put_end(dst: &mut BytesMut, status: &Result<(), RpcError>) {
-    put_frame(dst, END, |d| wire::put_status(d, status.as_ref().err()));
+/// Appends an `end` frame carrying `status`, its error text cut so the frame's
+/// body stays within `max` (the node's `max_frame`).
+pub(crate) fn put_end(dst: &mut BytesMut, status: &Result<(), RpcError>, max: usize) {
+    put_frame(dst, END, |d| {
+        wire::put_status(d, status.as_ref().err(), max)
+    });
 }
 
 /// Appends `frame` as it was read (an `open` frame's body as is).
@@ -55,7 +58,7 @@ pub(crate) fn put(dst: &mut BytesMut, frame: &StreamFrame) {
     match frame {
         StreamFrame::Open(body) => put_frame(dst, OPEN, |d| d.put_slice(body)),
         StreamFrame::Message(msg) => put_message(dst, msg),
-        StreamFrame::End(status) => put_end(dst, status),
+        StreamFrame::End(status) => put_end(dst, status, usize::MAX),
     }
 }
 
@@ -195,8 +198,8 @@ mod tests {
         put_open(&mut buf, &head);
         put_message(&mut buf, b"hello");
         put_message(&mut buf, b"");
-        put_end(&mut buf, &Err(RpcError::Method("no".into())));
-        put_end(&mut buf, &Ok(()));
+        put_end(&mut buf, &Err(RpcError::Method("no".into())), 64);
+        put_end(&mut buf, &Ok(()), 64);
         let whole = buf.clone();
         let frames = all(buf, 64).unwrap();
         assert_eq!(frames.len(), 5);
@@ -232,6 +235,29 @@ mod tests {
                 got.push(f);
             }
             assert_eq!(got, frames, "split at {at}");
+        }
+    }
+
+    #[test]
+    fn end_text_is_cut_to_the_frame_limit() {
+        // (text, limit, text that arrives): 18 bytes of the body are not text.
+        let cases: &[(&str, usize, &str)] = &[
+            ("short", 64, "short"),
+            ("abcdef", 22, "abcd"),
+            ("ééé", 23, "éé"),
+            ("ééé", 21, "é"),
+            ("abc", 18, ""),
+        ];
+        for (text, max, want) in cases {
+            let mut buf = BytesMut::new();
+            put_end(&mut buf, &Err(RpcError::Method((*text).into())), *max);
+            assert!(buf.len() - 5 <= *max, "{text:?} at {max}");
+            let frames = all(buf, *max).unwrap();
+            assert_eq!(
+                frames,
+                vec![StreamFrame::End(Err(RpcError::Method((*want).into())))],
+                "{text:?} at {max}"
+            );
         }
     }
 

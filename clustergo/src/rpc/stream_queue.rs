@@ -53,6 +53,8 @@ fn wake(w: Option<Waker>) {
 struct Out {
     buf: BytesMut,
     end: Option<Result<(), RpcError>>,
+    /// The frame limit the `end` frame's text is cut to.
+    max: usize,
     /// Live [`FrameTx`] handles; the last one dropped ends the queue `Ok`.
     senders: usize,
     /// The pump is gone: sending fails.
@@ -69,11 +71,13 @@ pub(crate) struct FrameTx(Arc<Mutex<Out>>);
 #[derive(Debug)]
 pub(crate) struct FrameRx(Arc<Mutex<Out>>);
 
-/// An outgoing queue whose first bytes are `first` (the caller's `open` frame).
-pub(crate) fn frame_queue(first: BytesMut) -> (FrameTx, FrameRx) {
+/// An outgoing queue whose first bytes are `first` (the caller's `open` frame),
+/// for a stream whose frames are limited to `max`.
+pub(crate) fn frame_queue(first: BytesMut, max: usize) -> (FrameTx, FrameRx) {
     let out = Arc::new(Mutex::new(Out {
         buf: first,
         end: None,
+        max,
         senders: 1,
         closed: false,
         pump: None,
@@ -166,7 +170,7 @@ impl FrameRx {
             std::mem::swap(&mut out.buf, dst);
             let ended = match out.end.take() {
                 Some(status) => {
-                    stream_frame::put_end(dst, &status);
+                    stream_frame::put_end(dst, &status, out.max);
                     // Taken once: later ends find the queue closed.
                     out.closed = true;
                     true
@@ -366,7 +370,7 @@ mod tests {
     async fn frames_go_out_in_one_batch_then_the_end() {
         let mut first = BytesMut::new();
         stream_frame::put_message(&mut first, b"open");
-        let (tx, mut rx) = frame_queue(first);
+        let (tx, mut rx) = frame_queue(first, 64);
         assert!(send(&tx, b"a").await.unwrap());
         assert!(send(&tx, b"b").await.unwrap());
         let err = send(&tx, b"too long!").await.unwrap_err();
@@ -389,7 +393,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_frame_queue_waits_and_a_gone_pump_fails_sends() {
-        let (tx, mut rx) = frame_queue(BytesMut::new());
+        let (tx, mut rx) = frame_queue(BytesMut::new(), 64);
         let big = Bytes::from(vec![1u8; QUEUE_BYTES]);
         assert!(
             tx.send::<Bytes, BytesCodec>(big, QUEUE_BYTES)

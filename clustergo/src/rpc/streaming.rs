@@ -319,8 +319,8 @@ where
     let outcome: Outcome = Arc::default();
     let (in_tx, in_rx) = msg_queue();
     // The open frame goes out with the first messages.
-    let (out_tx, out_rx) = frame_queue(open);
     let max = inner.config().max_frame;
+    let (out_tx, out_rx) = frame_queue(open, max);
     let pump = CallerPump {
         node: inner.clone(),
         to,
@@ -635,7 +635,7 @@ pub(crate) async fn serve(node: Arc<NodeInner>, stream: Stream) {
         Err(e) => {
             let mut buf = BytesMut::new();
             let status = Err(e);
-            stream_frame::put_end(&mut buf, &status);
+            stream_frame::put_end(&mut buf, &status, max);
             if wr.write_all(&buf).await.is_ok() {
                 let _ = wr.shutdown().await;
             }
@@ -680,11 +680,12 @@ impl ServerCall<'_> {
     {
         let outcome: Outcome = Arc::default();
         let (in_tx, in_rx) = msg_queue();
-        let (out_tx, mut out_rx) = frame_queue(BytesMut::new());
+        let max = self.node.config().max_frame;
+        let (out_tx, mut out_rx) = frame_queue(BytesMut::new(), max);
         let sender = StreamSender {
             tx: out_tx.clone(),
             outcome: outcome.clone(),
-            max: self.node.config().max_frame,
+            max,
             _types: PhantomData,
         };
         let work =
@@ -755,7 +756,7 @@ mod tests {
         let mut wire = BytesMut::new();
         stream_frame::put_message(&mut wire, b"m");
         for _ in 0..1000 {
-            stream_frame::put_end(&mut wire, &Ok(()));
+            stream_frame::put_end(&mut wire, &Ok(()), 64);
         }
         stream_frame::put_message(&mut wire, b"late");
         let mut frames = FramedRead::new(&wire[..], StreamFrameCodec::new(64, peer));
