@@ -5,7 +5,7 @@
 //! Each side runs one task (`pump`) that owns the node stream and bridges it to the
 //! typed halves the user holds: a [`Streaming`] of incoming messages and a
 //! [`StreamSender`] of outgoing ones. Both halves are queues bounded in bytes
-//! ([`QUEUE_BYTES`]); with the stream's yamux window that bounds a call's memory,
+//! ([`QUEUE_BYTES`], `stream_queue.rs`); with the stream's yamux window that bounds a call's memory,
 //! and a reader that stops reading stops the pump, which stops granting window,
 //! which blocks the other side's pump, whose full queue blocks its producer.
 //!
@@ -19,6 +19,9 @@
 //!   client-streaming call) cancels: the node stream is reset, the server's
 //!   handler is dropped. The server's end going away (handler panic, node killed,
 //!   session lost) reads on the caller as [`RpcError::Disconnected`];
+//! - a stopping (or leaving) server drains its calls with its unary requests
+//!   ([`ServedCalls`]); those still running after `drain_timeout` end
+//!   [`RpcError::ServiceUnavailable`] ("node stopped");
 //! - dropping a [`StreamSender`] ends that direction cleanly.
 //!
 //! Interceptors see a streaming call as one call: `before_send`/`before_dispatch`
