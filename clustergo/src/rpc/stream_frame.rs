@@ -82,21 +82,41 @@ fn put_frame(dst: &mut BytesMut, kind: u8, body: impl FnOnce(&mut BytesMut)) {
     }
 }
 
+/// Appends a frame whose body `body` writes. If it fails, or panics (a user's
+/// codec, writing into a buffer other frames share), the frame is taken back.
 fn try_put_frame<E>(
     dst: &mut BytesMut,
     kind: u8,
     body: impl FnOnce(&mut BytesMut) -> Result<(), E>,
 ) -> Result<usize, E> {
-    let at = dst.len();
-    dst.put_u32(0);
-    dst.put_u8(kind);
-    if let Err(e) = body(dst) {
-        dst.truncate(at);
-        return Err(e);
-    }
+    let mut frame = Partial {
+        at: dst.len(),
+        dst,
+        done: false,
+    };
+    frame.dst.put_u32(0);
+    frame.dst.put_u8(kind);
+    body(frame.dst)?;
+    frame.done = true;
+    let (dst, at) = (&mut *frame.dst, frame.at);
     let len = dst.len() - at - 4;
     dst[at..at + 4].copy_from_slice(&(len as u32).to_be_bytes());
     Ok(len - 1)
+}
+
+/// A frame being appended: cut off again unless `done`.
+struct Partial<'a> {
+    dst: &'a mut BytesMut,
+    at: usize,
+    done: bool,
+}
+
+impl Drop for Partial<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.dst.truncate(self.at);
+        }
+    }
 }
 
 /// Decodes frames of at most `max` body bytes (the node's `max_frame`); `peer`
@@ -236,6 +256,28 @@ mod tests {
             }
             assert_eq!(got, frames, "split at {at}");
         }
+    }
+
+    #[test]
+    fn a_failing_or_panicking_encoder_leaves_no_partial_frame() {
+        let mut buf = BytesMut::new();
+        put_message(&mut buf, b"kept");
+        let failed = put_message_with(&mut buf, |b| {
+            b.put_slice(b"half");
+            Err("no")
+        });
+        assert_eq!(failed, Err("no"));
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = put_message_with(&mut buf, |b| -> Result<(), ()> {
+                b.put_slice(b"half");
+                panic!("encoder bug")
+            });
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(
+            all(buf, 64).unwrap(),
+            vec![StreamFrame::Message(Bytes::from_static(b"kept"))]
+        );
     }
 
     #[test]
