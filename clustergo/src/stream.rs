@@ -264,9 +264,12 @@ impl fmt::Debug for Session {
     }
 }
 
-/// The stream sessions of a node and its handler for inbound streams.
+/// The stream sessions of a node, its handler for inbound streams, and the
+/// streaming calls it serves on them.
 #[derive(Default)]
 pub(crate) struct Streams {
+    /// Streaming RPC calls being served, which stop drains.
+    pub(crate) calls: crate::rpc::streaming::ServedCalls,
     sessions: Mutex<HashMap<LogicAddr, Session>>,
     /// One dial at a time per peer.
     dialing: Mutex<HashMap<LogicAddr, Arc<tokio::sync::Mutex<()>>>>,

@@ -12,7 +12,9 @@ use clustergo::rpc::{
     ClientInterceptor, ErrorCode, ServerInterceptor, call_bidi, call_client_stream,
     call_server_stream, register_bidi, register_client_stream, register_server_stream,
 };
-use clustergo::{LogicAddr, Node, ProstCodec, RpcContext, RpcError, StreamSender, Streaming};
+use clustergo::{
+    LogicAddr, Node, ProstCodec, Replyer, RpcContext, RpcError, StreamSender, Streaming,
+};
 use futures::StreamExt;
 use support::proxy::start_behind_proxy;
 use support::*;
@@ -296,15 +298,109 @@ async fn dropping_a_client_streaming_response_drops_the_handler() {
     b.shutdown().await;
 }
 
+/// A handler on `node` that sends one message, waits for the returned gate, then
+/// sends the rest (`request.n` in all); the call to it, its first message read.
+async fn gated_call(a: &Node, b: &Node) -> (Arc<tokio::sync::Notify>, Streaming<Echo>) {
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let g = gate.clone();
+    register_server_stream::<C, Echo, Echo, _, _>(b, "gated", move |_ctx, req, mut tx| {
+        let g = g.clone();
+        async move {
+            tx.send(echo("first", 0)).await?;
+            g.notified().await;
+            for i in 1..req.n {
+                tx.send(echo("rest", i)).await?;
+            }
+            Ok(())
+        }
+    });
+    let mut rx = call_server_stream::<C, Echo, Echo>(a, addr("1.2.1"), "gated", echo("x", 5), None)
+        .await
+        .unwrap();
+    assert_eq!(within("first", rx.next()).await.unwrap().unwrap().n, 0);
+    (gate, rx)
+}
+
+/// A stopping node drains streaming calls as it drains unary ones: a new one is
+/// refused as a unary call is, one in flight runs to its end.
 #[tokio::test]
-async fn server_stopping_mid_stream_ends_the_call() {
+async fn stop_drains_in_flight_streaming_calls() {
     let (_c, a, b) = two_nodes().await;
+    serve_counts(&b);
+    b.register_rpc("echo", |_ctx, replyer: Replyer<Echo>, req: Echo| {
+        replyer.reply(req)
+    });
+    // A link for unary calls, which a stopping node would not accept.
+    let linked: Echo = a.call(addr("1.2.1"), "echo", &echo("u", 0)).await.unwrap();
+    assert_eq!(linked.n, 0);
+    let (gate, rx) = gated_call(&a, &b).await;
+    b.stop();
+    let unary = a
+        .call::<Echo, Echo>(addr("1.2.1"), "echo", &echo("u", 1))
+        .await
+        .unwrap_err();
+    assert!(matches!(unary, RpcError::ServiceUnavailable(_)), "{unary}");
+    let refused =
+        call_server_stream::<C, Echo, Echo>(&a, addr("1.2.1"), "count", echo("s", 3), None)
+            .await
+            .unwrap();
+    assert_eq!(
+        within("the refusal", collect(refused)).await,
+        (vec![], Some(unary))
+    );
+    gate.notify_one();
+    assert_eq!(
+        within("the drained call", collect(rx)).await,
+        (vec![1, 2, 3, 4], None)
+    );
+    within("b to stop", b.wait()).await;
+    a.shutdown().await;
+}
+
+/// Leaving drains streaming calls too.
+#[tokio::test]
+async fn leave_drains_in_flight_streaming_calls() {
+    let c = Cluster::new();
+    let a = c.start("1.1.1").await;
+    let quick = clustergo::Config {
+        leave_grace: Duration::from_millis(10),
+        ..config()
+    };
+    let b = c.start_with("1.2.1", false, quick).await;
+    let (gate, rx) = gated_call(&a, &b).await;
+    let leaving = {
+        let (b, m) = (b.clone(), c.m.clone());
+        tokio::spawn(async move { b.leave(&m).await })
+    };
+    // Leave waits out its grace, then the drain; the call is held through both.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!leaving.is_finished());
+    gate.notify_one();
+    assert_eq!(
+        within("the drained call", collect(rx)).await,
+        (vec![1, 2, 3, 4], None)
+    );
+    within("b to leave", leaving).await.unwrap().unwrap();
+    a.shutdown().await;
+}
+
+/// A streaming handler still running when the drain times out is ended with the
+/// error pending unary calls get, not a lost stream; its future is dropped.
+#[tokio::test]
+async fn stop_ends_streaming_calls_outliving_the_drain() {
+    let c = Cluster::new();
+    let a = c.start("1.1.1").await;
+    let quick = clustergo::Config {
+        drain_timeout: Duration::from_millis(200),
+        ..config()
+    };
+    let b = c.start_with("1.2.1", false, quick).await;
     let dropped = Arc::new(AtomicBool::new(false));
     serve_idle(&b, dropped.clone());
     let mut rx = follow_idle(&a).await;
     within("b to stop", b.shutdown()).await;
     let err = within("the end", rx.next()).await.unwrap().unwrap_err();
-    assert_eq!(err, RpcError::Disconnected(addr("1.2.1")));
+    assert_eq!(err, RpcError::ServiceUnavailable("node stopped".into()));
     eventually("the handler to be dropped", || {
         dropped.load(Ordering::SeqCst)
     })
@@ -454,6 +550,44 @@ async fn oversize_message_is_refused_before_sending() {
     assert!(
         matches!(err, RpcError::Codec(ref s) if s.contains("exceeds")),
         "{err}"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// A handler's error text too long for one frame reaches the caller cut to fit,
+/// as a unary error reply's does, not as a framing error.
+#[tokio::test]
+async fn oversize_error_text_is_cut_to_fit_the_end_frame() {
+    let c = Cluster::new();
+    let small = clustergo::Config {
+        max_frame: 1024,
+        ..config()
+    };
+    let a = c.start_with("1.1.1", false, small.clone()).await;
+    let b = c.start_with("1.2.1", false, small).await;
+    // Multi-byte characters: the cut falls on a character boundary.
+    let long = "é".repeat(4096);
+    let text = long.clone();
+    register_server_stream::<C, Echo, Echo, _, _>(&b, "wordy", move |_ctx, _req, mut tx| {
+        let text = text.clone();
+        async move {
+            tx.send(echo("a", 0)).await?;
+            Err(RpcError::Method(text))
+        }
+    });
+    let rx = call_server_stream::<C, Echo, Echo>(&a, addr("1.2.1"), "wordy", echo("x", 0), None)
+        .await
+        .unwrap();
+    let (got, err) = within("the end", collect(rx)).await;
+    assert_eq!(got, vec![0]);
+    let Some(RpcError::Method(cut)) = err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        long.starts_with(&cut) && cut.len() > 900 && cut.len() <= 1024,
+        "{}",
+        cut.len()
     );
     a.shutdown().await;
     b.shutdown().await;

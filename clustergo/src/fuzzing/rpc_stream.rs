@@ -72,7 +72,7 @@ pub fn seeds() -> Vec<Vec<u8>> {
         Err(RpcError::Timeout),
     ] {
         let mut b = BytesMut::new();
-        stream_frame::put_end(&mut b, &status);
+        stream_frame::put_end(&mut b, &status, usize::MAX);
         frames.push(b.to_vec());
     }
     let all = frames.concat();

@@ -30,7 +30,7 @@ impl Inflight {
     }
 
     /// Returns when no request is being served.
-    pub(super) async fn wait_idle(&self) {
+    pub(crate) async fn wait_idle(&self) {
         loop {
             let notified = self.idle.notified();
             if self.count.load(Ordering::Acquire) == 0 {

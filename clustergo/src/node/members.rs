@@ -119,10 +119,7 @@ impl Node {
             }
             tracing::info!(node = %local, "leaving: unavailable, draining");
             tokio::time::sleep(inner.config.leave_grace).await;
-            if tokio::time::timeout(inner.config.drain_timeout, inner.inflight.wait_idle())
-                .await
-                .is_err()
-            {
+            if !inner.drain().await {
                 tracing::warn!(node = %local, "leave: requests still unanswered after the drain timeout");
             }
             admin.remove(local).await?;

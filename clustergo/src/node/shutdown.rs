@@ -4,15 +4,18 @@
 //!    inbound connections are refused. Sends still work, so that replies to the
 //!    requests being drained get out;
 //! 2. `accepting` is cancelled: the listener and the membership task end;
-//! 3. in-flight requests (`inflight`) are waited for, up to `drain_timeout`, so their
-//!    replies are queued;
+//! 3. in-flight requests (`inflight`) and served streaming calls (`Streams::calls`)
+//!    are waited for, up to `drain_timeout`, so their replies are queued; streaming
+//!    calls still running then end `ServiceUnavailable("node stopped")`, as pending
+//!    calls do at step 4, and their `end` frames get `write_stall_timeout` to go out;
 //! 4. `links` is cancelled: every peer writes what is queued (within
 //!    `write_stall_timeout`) and closes, and from
 //!    here new sends fail with [`SendError::Stopped`](super::SendError::Stopped);
 //!    calls still pending fail with `ServiceUnavailable`;
 //! 5. `tasks` is waited for (at most `write_stall_timeout + handshake_timeout`), then
 //!    `stopped` is set and [`Node::wait`](super::Node::wait) returns. So stop takes
-//!    at most `drain_timeout` plus that bound, whatever peers do.
+//!    at most `drain_timeout` plus that bound (plus `write_stall_timeout` when
+//!    streaming calls outlived the drain), whatever peers do.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -34,12 +37,14 @@ impl NodeInner {
         let inner = self.clone();
         run.handle.spawn(async move {
             inner.accepting.cancel();
-            if tokio::time::timeout(inner.config.drain_timeout, inner.inflight.wait_idle())
-                .await
-                .is_err()
-            {
+            if !inner.drain().await {
                 tracing::warn!("stop: in-flight requests still unanswered after the drain timeout");
             }
+            inner
+                .streams()
+                .calls
+                .end_all(inner.config.write_stall_timeout)
+                .await;
             inner.links.cancel();
             inner.peers.write().clear();
             inner
@@ -57,5 +62,17 @@ impl NodeInner {
             }
             inner.stopped.send_replace(true);
         });
+    }
+
+    /// Waits up to `drain_timeout` for the requests and streaming calls being
+    /// served; whether they all finished.
+    pub(super) async fn drain(&self) -> bool {
+        let all = async {
+            self.inflight.wait_idle().await;
+            self.streams().calls.wait_idle().await;
+        };
+        tokio::time::timeout(self.config.drain_timeout, all)
+            .await
+            .is_ok()
     }
 }

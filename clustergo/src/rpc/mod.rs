@@ -18,6 +18,7 @@ mod intercept;
 mod meta;
 pub(crate) mod server;
 pub(crate) mod stream_frame;
+mod stream_queue;
 pub(crate) mod streaming;
 pub mod trace;
 pub mod wire;

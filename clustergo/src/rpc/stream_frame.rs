@@ -44,9 +44,12 @@ pub(crate) fn put_message(dst: &mut BytesMut, msg: &[u8]) {
     put_frame(dst, MESSAGE, |d| d.put_slice(msg));
 }
 
-/// Appends an `end` frame carrying `status`.
-pub(crate) fn put_end(dst: &mut BytesMut, status: &Result<(), RpcError>) {
-    put_frame(dst, END, |d| wire::put_status(d, status.as_ref().err()));
+/// Appends an `end` frame carrying `status`, its error text cut so the frame's
+/// body stays within `max` (the node's `max_frame`).
+pub(crate) fn put_end(dst: &mut BytesMut, status: &Result<(), RpcError>, max: usize) {
+    put_frame(dst, END, |d| {
+        wire::put_status(d, status.as_ref().err(), max)
+    });
 }
 
 /// Appends `frame` as it was read (an `open` frame's body as is).
@@ -55,17 +58,65 @@ pub(crate) fn put(dst: &mut BytesMut, frame: &StreamFrame) {
     match frame {
         StreamFrame::Open(body) => put_frame(dst, OPEN, |d| d.put_slice(body)),
         StreamFrame::Message(msg) => put_message(dst, msg),
-        StreamFrame::End(status) => put_end(dst, status),
+        StreamFrame::End(status) => put_end(dst, status, usize::MAX),
     }
 }
 
+/// Appends a `message` frame whose body `encode` writes in place; its body's
+/// length. On error nothing is appended.
+pub(crate) fn put_message_with<E>(
+    dst: &mut BytesMut,
+    encode: impl FnOnce(&mut BytesMut) -> Result<(), E>,
+) -> Result<usize, E> {
+    try_put_frame(dst, MESSAGE, encode)
+}
+
 fn put_frame(dst: &mut BytesMut, kind: u8, body: impl FnOnce(&mut BytesMut)) {
-    let at = dst.len();
-    dst.put_u32(0);
-    dst.put_u8(kind);
-    body(dst);
-    let len = (dst.len() - at - 4) as u32;
-    dst[at..at + 4].copy_from_slice(&len.to_be_bytes());
+    let put = try_put_frame::<std::convert::Infallible>(dst, kind, |d| {
+        body(d);
+        Ok(())
+    });
+    match put {
+        Ok(_) => {}
+        Err(never) => match never {},
+    }
+}
+
+/// Appends a frame whose body `body` writes. If it fails, or panics (a user's
+/// codec, writing into a buffer other frames share), the frame is taken back.
+fn try_put_frame<E>(
+    dst: &mut BytesMut,
+    kind: u8,
+    body: impl FnOnce(&mut BytesMut) -> Result<(), E>,
+) -> Result<usize, E> {
+    let mut frame = Partial {
+        at: dst.len(),
+        dst,
+        done: false,
+    };
+    frame.dst.put_u32(0);
+    frame.dst.put_u8(kind);
+    body(frame.dst)?;
+    frame.done = true;
+    let (dst, at) = (&mut *frame.dst, frame.at);
+    let len = dst.len() - at - 4;
+    dst[at..at + 4].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(len - 1)
+}
+
+/// A frame being appended: cut off again unless `done`.
+struct Partial<'a> {
+    dst: &'a mut BytesMut,
+    at: usize,
+    done: bool,
+}
+
+impl Drop for Partial<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.dst.truncate(self.at);
+        }
+    }
 }
 
 /// Decodes frames of at most `max` body bytes (the node's `max_frame`); `peer`
@@ -167,8 +218,8 @@ mod tests {
         put_open(&mut buf, &head);
         put_message(&mut buf, b"hello");
         put_message(&mut buf, b"");
-        put_end(&mut buf, &Err(RpcError::Method("no".into())));
-        put_end(&mut buf, &Ok(()));
+        put_end(&mut buf, &Err(RpcError::Method("no".into())), 64);
+        put_end(&mut buf, &Ok(()), 64);
         let whole = buf.clone();
         let frames = all(buf, 64).unwrap();
         assert_eq!(frames.len(), 5);
@@ -204,6 +255,51 @@ mod tests {
                 got.push(f);
             }
             assert_eq!(got, frames, "split at {at}");
+        }
+    }
+
+    #[test]
+    fn a_failing_or_panicking_encoder_leaves_no_partial_frame() {
+        let mut buf = BytesMut::new();
+        put_message(&mut buf, b"kept");
+        let failed = put_message_with(&mut buf, |b| {
+            b.put_slice(b"half");
+            Err("no")
+        });
+        assert_eq!(failed, Err("no"));
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = put_message_with(&mut buf, |b| -> Result<(), ()> {
+                b.put_slice(b"half");
+                panic!("encoder bug")
+            });
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(
+            all(buf, 64).unwrap(),
+            vec![StreamFrame::Message(Bytes::from_static(b"kept"))]
+        );
+    }
+
+    #[test]
+    fn end_text_is_cut_to_the_frame_limit() {
+        // (text, limit, text that arrives): 18 bytes of the body are not text.
+        let cases: &[(&str, usize, &str)] = &[
+            ("short", 64, "short"),
+            ("abcdef", 22, "abcd"),
+            ("ééé", 23, "éé"),
+            ("ééé", 21, "é"),
+            ("abc", 18, ""),
+        ];
+        for (text, max, want) in cases {
+            let mut buf = BytesMut::new();
+            put_end(&mut buf, &Err(RpcError::Method((*text).into())), *max);
+            assert!(buf.len() - 5 <= *max, "{text:?} at {max}");
+            let frames = all(buf, *max).unwrap();
+            assert_eq!(
+                frames,
+                vec![StreamFrame::End(Err(RpcError::Method((*want).into())))],
+                "{text:?} at {max}"
+            );
         }
     }
 

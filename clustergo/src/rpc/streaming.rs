@@ -5,7 +5,7 @@
 //! Each side runs one task (`pump`) that owns the node stream and bridges it to the
 //! typed halves the user holds: a [`Streaming`] of incoming messages and a
 //! [`StreamSender`] of outgoing ones. Both halves are queues bounded in bytes
-//! ([`QUEUE_BYTES`]); with the stream's yamux window that bounds a call's memory,
+//! ([`QUEUE_BYTES`], `stream_queue.rs`); with the stream's yamux window that bounds a call's memory,
 //! and a reader that stops reading stops the pump, which stops granting window,
 //! which blocks the other side's pump, whose full queue blocks its producer.
 //!
@@ -19,6 +19,9 @@
 //!   client-streaming call) cancels: the node stream is reset, the server's
 //!   handler is dropped. The server's end going away (handler panic, node killed,
 //!   session lost) reads on the caller as [`RpcError::Disconnected`];
+//! - a stopping (or leaving) server drains its calls with its unary requests
+//!   ([`ServedCalls`]); those still running after `drain_timeout` end
+//!   [`RpcError::ServiceUnavailable`] ("node stopped");
 //! - dropping a [`StreamSender`] ends that direction cleanly.
 //!
 //! Interceptors see a streaming call as one call: `before_send`/`before_dispatch`
@@ -35,88 +38,28 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::stream_frame::{self, StreamFrame, StreamFrameCodec, StreamFrameError};
+pub use super::stream_queue::QUEUE_BYTES;
+use super::stream_queue::{FrameRx, FrameTx, Item, MsgRx, MsgTx, frame_queue, msg_queue};
 use super::wire::RequestView;
 use super::{Codec, ProstCodec, RpcContext, RpcError, client_done, client_meta, expiry, trace};
 use crate::addr::LogicAddr;
-use crate::node::{Node, NodeInner};
+use crate::node::{Inflight, Node, NodeInner};
 use crate::stream::{Stream, StreamError};
-
-/// Bytes of messages one direction of a call queues beside the stream's window.
-pub const QUEUE_BYTES: usize = 256 * 1024;
-/// Bytes one write of the pump gathers from its queue at most.
-const BATCH_BYTES: usize = 64 * 1024;
 
 /// How a call ended: set once, by whichever ending came first.
 type Outcome = Arc<OnceLock<Result<(), RpcError>>>;
-
-/// What travels in a call's queues.
-#[derive(Debug)]
-enum Item {
-    Message(Bytes),
-    End(Result<(), RpcError>),
-}
-
-/// An item and the queue room it holds until taken out.
-#[derive(Debug)]
-struct Piece {
-    item: Item,
-    _room: Option<OwnedSemaphorePermit>,
-}
-
-/// The sending end of a queue bounded in bytes: a sender waits for room.
-#[derive(Debug, Clone)]
-struct QueueTx {
-    tx: mpsc::UnboundedSender<Piece>,
-    room: Arc<Semaphore>,
-}
-
-fn queue() -> (QueueTx, mpsc::UnboundedReceiver<Piece>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let room = Arc::new(Semaphore::new(QUEUE_BYTES));
-    (QueueTx { tx, room }, rx)
-}
-
-impl QueueTx {
-    /// Queues a message once there is room; `false` if the receiver is gone.
-    async fn send(&self, msg: Bytes) -> bool {
-        let need = msg.len().clamp(1, QUEUE_BYTES) as u32;
-        // Room is usually there: no future, no select on the hot path.
-        let room = match self.room.clone().try_acquire_many_owned(need) {
-            Ok(room) => Some(room),
-            Err(_) => tokio::select! {
-                room = self.room.clone().acquire_many_owned(need) => room.ok(),
-                () = self.tx.closed() => None,
-            },
-        };
-        let Some(room) = room else { return false };
-        self.tx
-            .send(Piece {
-                item: Item::Message(msg),
-                _room: Some(room),
-            })
-            .is_ok()
-    }
-
-    /// Queues the end now: it takes no room, and comes once.
-    fn end(&self, status: Result<(), RpcError>) {
-        let _ = self.tx.send(Piece {
-            item: Item::End(status),
-            _room: None,
-        });
-    }
-}
 
 /// Incoming messages of a streaming call (`futures::Stream` of
 /// `Result<T, RpcError>`): the messages, then the end (`None`) or one error. It ends
 /// exactly once and stays ended. On the caller, dropping it cancels the call.
 pub struct Streaming<T, C = ProstCodec> {
-    rx: mpsc::UnboundedReceiver<Piece>,
+    rx: MsgRx,
     peer: LogicAddr,
     ended: bool,
     _types: PhantomData<fn() -> (T, C)>,
@@ -132,7 +75,7 @@ impl<T, C> std::fmt::Debug for Streaming<T, C> {
 }
 
 impl<T, C: Codec<T>> Streaming<T, C> {
-    fn new(rx: mpsc::UnboundedReceiver<Piece>, peer: LogicAddr) -> Self {
+    fn new(rx: MsgRx, peer: LogicAddr) -> Self {
         Self {
             rx,
             peer,
@@ -173,8 +116,8 @@ impl<T, C: Codec<T>> futures::Stream for Streaming<T, C> {
         if self.ended {
             return Poll::Ready(None);
         }
-        let piece = std::task::ready!(self.rx.poll_recv(cx));
-        let out = match piece.map(|p| p.item) {
+        let item = std::task::ready!(self.rx.poll_recv(cx));
+        let out = match item {
             Some(Item::Message(b)) => match C::decode(b) {
                 Ok(m) => return Poll::Ready(Some(Ok(m))),
                 Err(e) => Some(Err(RpcError::Codec(format!("cannot decode message: {e}")))),
@@ -195,7 +138,7 @@ impl<T, C: Codec<T>> futures::Stream for Streaming<T, C> {
 /// other side is not reading (flow control); dropping the sender ends this
 /// direction cleanly.
 pub struct StreamSender<T, C = ProstCodec> {
-    tx: QueueTx,
+    tx: FrameTx,
     outcome: Outcome,
     max: usize,
     _types: PhantomData<fn(T) -> C>,
@@ -211,17 +154,8 @@ impl<T, C: Codec<T>> StreamSender<T, C> {
     /// Sends one message, waiting for room. Fails once the call has ended, with
     /// the call's error (or [`RpcError::Cancelled`] if it ended otherwise).
     pub async fn send(&mut self, msg: T) -> Result<(), RpcError> {
-        let mut buf = BytesMut::new();
-        C::encode(&msg, &mut buf)
-            .map_err(|e| RpcError::Codec(format!("cannot encode message: {e}")))?;
-        if buf.len() > self.max {
-            return Err(RpcError::Codec(format!(
-                "message of {} bytes exceeds the frame limit of {}",
-                buf.len(),
-                self.max
-            )));
-        }
-        if self.tx.send(buf.freeze()).await {
+        // Encoded straight into the pump's next write.
+        if self.tx.send::<T, C>(msg, self.max).await? {
             Ok(())
         } else {
             Err(self.ended())
@@ -280,7 +214,7 @@ enum ReadEnd {
 /// server's `end`; the server reads on after the caller's, to notice a reset.
 async fn read_loop<R: AsyncRead + Unpin>(
     frames: &mut FramedRead<R, StreamFrameCodec>,
-    inbound: &QueueTx,
+    inbound: &MsgTx,
     side: Side,
     peer: LogicAddr,
 ) -> ReadEnd {
@@ -328,53 +262,16 @@ async fn read_loop<R: AsyncRead + Unpin>(
     }
 }
 
-/// Writes what `outbound` queues, gathering what is ready into one write. Returns
-/// once it wrote an `end` — the caller's own when its sender is dropped.
-async fn write_loop<W: AsyncWrite + Unpin>(
-    wr: &mut W,
-    outbound: &mut mpsc::UnboundedReceiver<Piece>,
-    mut buf: BytesMut,
-) -> io::Result<()> {
+/// Writes what `outbound` queues, everything queued in one write. Returns once it
+/// wrote an `end` — the caller's own when its sender is dropped.
+async fn write_loop<W: AsyncWrite + Unpin>(wr: &mut W, outbound: &mut FrameRx) -> io::Result<()> {
+    let mut buf = BytesMut::new();
     loop {
-        let mut ended = false;
-        // A buffer handed in holds the open frame: it goes out with what follows.
-        if buf.is_empty() {
-            match outbound.recv().await {
-                Some(p) => ended = put_item(&mut buf, p.item),
-                None => {
-                    stream_frame::put_end(&mut buf, &Ok(()));
-                    ended = true;
-                }
-            }
-        }
-        while !ended && buf.len() < BATCH_BYTES {
-            match outbound.try_recv() {
-                Ok(p) => ended = put_item(&mut buf, p.item),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    stream_frame::put_end(&mut buf, &Ok(()));
-                    ended = true;
-                }
-            }
-        }
+        let ended = outbound.take(&mut buf).await;
         wr.write_all(&buf).await?;
         buf.clear();
         if ended {
             return wr.flush().await;
-        }
-    }
-}
-
-/// Appends an item's frame; whether it was the end.
-fn put_item(buf: &mut BytesMut, item: Item) -> bool {
-    match item {
-        Item::Message(msg) => {
-            stream_frame::put_message(buf, &msg);
-            false
-        }
-        Item::End(status) => {
-            stream_frame::put_end(buf, &status);
-            true
         }
     }
 }
@@ -423,9 +320,10 @@ where
         }
     };
     let outcome: Outcome = Arc::default();
-    let (in_tx, in_rx) = queue();
-    let (out_tx, out_rx) = queue();
+    let (in_tx, in_rx) = msg_queue();
+    // The open frame goes out with the first messages.
     let max = inner.config().max_frame;
+    let (out_tx, out_rx) = frame_queue(open, max);
     let pump = CallerPump {
         node: inner.clone(),
         to,
@@ -435,7 +333,7 @@ where
         outcome: outcome.clone(),
         span: span.clone(),
     };
-    inner.spawn_detached(pump.run(stream, open, in_tx, out_rx).instrument(span));
+    inner.spawn_detached(pump.run(stream, in_tx, out_rx).instrument(span));
     let sender = StreamSender {
         tx: out_tx,
         outcome,
@@ -526,20 +424,14 @@ struct CallerPump {
 }
 
 impl CallerPump {
-    async fn run(
-        self,
-        stream: Stream,
-        open: BytesMut,
-        in_tx: QueueTx,
-        mut out_rx: mpsc::UnboundedReceiver<Piece>,
-    ) {
+    async fn run(self, stream: Stream, in_tx: MsgTx, mut out_rx: FrameRx) {
         let max = self.node.config().max_frame;
         let (rd, mut wr) = tokio::io::split(stream);
         let mut frames = FramedRead::new(rd, StreamFrameCodec::new(max, self.to));
         let status = {
             let write = async {
                 // A write error is a reset: the read side reports why.
-                let _ = write_loop(&mut wr, &mut out_rx, open).await;
+                let _ = write_loop(&mut wr, &mut out_rx).await;
                 std::future::pending::<std::convert::Infallible>().await
             };
             let read = read_loop(&mut frames, &in_tx, Side::Caller, self.to);
@@ -555,7 +447,12 @@ impl CallerPump {
                     ReadEnd::Dropped => None,
                 },
                 never = write => match never {},
-                () = in_tx.tx.closed() => None,
+                () = in_tx.closed() => None,
+                // The node stopped under the call, as pending unary calls do.
+                () = self.node.links().cancelled() => {
+                    in_tx.end(Err(stopped()));
+                    Some(Err(stopped()))
+                }
                 () = expiry(self.deadline) => {
                     in_tx.end(Err(RpcError::Timeout));
                     Some(Err(RpcError::Timeout))
@@ -662,6 +559,52 @@ fn retype_sender<T, C>(s: StreamSender<Bytes, super::BytesCodec>) -> StreamSende
     }
 }
 
+/// The streaming calls a node serves: stop drains them as it drains requests
+/// (`node/shutdown.rs`), then ends those still running.
+#[derive(Debug, Default)]
+pub(crate) struct ServedCalls {
+    live: Inflight,
+    /// Cancelled when the drain is over: handlers still running are dropped and
+    /// their calls end `ServiceUnavailable`.
+    cut: CancellationToken,
+}
+
+/// One served call, counted until dropped.
+#[derive(Debug)]
+struct Served<'a>(&'a ServedCalls);
+
+impl Drop for Served<'_> {
+    fn drop(&mut self) {
+        self.0.live.leave();
+    }
+}
+
+impl ServedCalls {
+    fn enter(&self) -> Served<'_> {
+        self.live.enter();
+        Served(self)
+    }
+
+    /// Returns when no call is being served.
+    pub(crate) async fn wait_idle(&self) {
+        self.live.wait_idle().await;
+    }
+
+    /// Ends the calls still served and gives their `end` frames up to `bound` to
+    /// be written.
+    pub(crate) async fn end_all(&self, bound: Duration) {
+        self.cut.cancel();
+        if self.live.len() > 0 && tokio::time::timeout(bound, self.wait_idle()).await.is_err() {
+            tracing::warn!("stop: streaming calls still ending after the write stall bound");
+        }
+    }
+}
+
+/// Why a call still served when the drain is over ends: what pending calls get.
+fn stopped() -> RpcError {
+    RpcError::ServiceUnavailable("node stopped".into())
+}
+
 /// Serves one inbound streaming call (its kind byte already read).
 pub(crate) async fn serve(node: Arc<NodeInner>, stream: Stream) {
     let peer = stream.peer();
@@ -683,6 +626,8 @@ pub(crate) async fn serve(node: Arc<NodeInner>, stream: Stream) {
             return;
         }
     };
+    // Counted before the stopping check, so a drain that began cannot miss it.
+    let _served = node.streams().calls.enter();
     let span = trace::serve_span(peer, head.method);
     let started = Instant::now();
     let tctx = trace::started(&span)
@@ -693,7 +638,7 @@ pub(crate) async fn serve(node: Arc<NodeInner>, stream: Stream) {
         Err(e) => {
             let mut buf = BytesMut::new();
             let status = Err(e);
-            stream_frame::put_end(&mut buf, &status);
+            stream_frame::put_end(&mut buf, &status, max);
             if wr.write_all(&buf).await.is_ok() {
                 let _ = wr.shutdown().await;
             }
@@ -737,12 +682,13 @@ impl ServerCall<'_> {
         W: AsyncWrite + Unpin,
     {
         let outcome: Outcome = Arc::default();
-        let (in_tx, in_rx) = queue();
-        let (out_tx, mut out_rx) = queue();
+        let (in_tx, in_rx) = msg_queue();
+        let max = self.node.config().max_frame;
+        let (out_tx, mut out_rx) = frame_queue(BytesMut::new(), max);
         let sender = StreamSender {
             tx: out_tx.clone(),
             outcome: outcome.clone(),
-            max: self.node.config().max_frame,
+            max,
             _types: PhantomData,
         };
         let work =
@@ -750,7 +696,7 @@ impl ServerCall<'_> {
                 .catch_unwind();
         let ended = {
             let mut read = pin!(read_loop(frames, &in_tx, Side::Server, self.peer));
-            let mut write = pin!(write_loop(&mut *wr, &mut out_rx, BytesMut::new()));
+            let mut write = pin!(write_loop(&mut *wr, &mut out_rx));
             let status = tokio::select! {
                 r = work => match r {
                     Ok(status) => status,
@@ -762,6 +708,10 @@ impl ServerCall<'_> {
                 () = expiry(self.deadline) => {
                     self.node.counters().handler_cancelled();
                     Err(RpcError::Timeout)
+                }
+                () = self.node.streams().calls.cut.cancelled() => {
+                    self.node.counters().handler_cancelled();
+                    Err(stopped())
                 }
                 // The caller cancelled, or its node or session went away: the
                 // handler is dropped, nothing more can reach the caller.
@@ -809,11 +759,11 @@ mod tests {
         let mut wire = BytesMut::new();
         stream_frame::put_message(&mut wire, b"m");
         for _ in 0..1000 {
-            stream_frame::put_end(&mut wire, &Ok(()));
+            stream_frame::put_end(&mut wire, &Ok(()), 64);
         }
         stream_frame::put_message(&mut wire, b"late");
         let mut frames = FramedRead::new(&wire[..], StreamFrameCodec::new(64, peer));
-        let (in_tx, mut in_rx) = queue();
+        let (in_tx, mut in_rx) = msg_queue();
         let read = read_loop(&mut frames, &in_tx, Side::Server, peer);
         // The server keeps reading after the caller's end: it never returns here.
         assert!(
@@ -822,8 +772,8 @@ mod tests {
                 .is_err()
         );
         let mut got = Vec::new();
-        while let Ok(p) = in_rx.try_recv() {
-            got.push(p.item);
+        while let Some(Some(item)) = std::future::poll_fn(|cx| in_rx.poll_recv(cx)).now_or_never() {
+            got.push(item);
         }
         assert_eq!(got.len(), 2, "one message and one end");
         assert!(matches!(&got[0], Item::Message(m) if &m[..] == b"m"));

@@ -285,12 +285,30 @@ pub(crate) fn put_request_head(dst: &mut BytesMut, head: &RequestHead<'_>) {
 }
 
 /// Appends a response body with sequence number 0 and no result: the status that
-/// ends one direction of a streaming call.
-pub(crate) fn put_status(dst: &mut BytesMut, err: Option<&RpcError>) {
+/// ends one direction of a streaming call. Its text is cut so the body stays within
+/// `max`, as [`ResponseFrame::put_error`] cuts a reply's: the caller learns the
+/// error instead of refusing an oversize frame.
+pub(crate) fn put_status(dst: &mut BytesMut, err: Option<&RpcError>, max: usize) {
     match err {
         None => put_error_response(dst, 0, 0, ""),
-        Some(e) => put_error_response(dst, 0, e.code() as u16, &e.wire_text()),
+        Some(e) => {
+            let mut text = e.wire_text();
+            cut_text(&mut text, max.saturating_sub(RESPONSE_FIXED));
+            put_error_response(dst, 0, e.code() as u16, &text);
+        }
     }
+}
+
+/// Cuts `text` to at most `len` bytes, at a character boundary.
+fn cut_text(text: &mut String, len: usize) {
+    if text.len() <= len {
+        return;
+    }
+    let mut keep = len;
+    while !text.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    text.truncate(keep);
 }
 
 /// A response frame being written (the server's reply path): the header first,
@@ -352,11 +370,8 @@ impl ResponseFrame {
             if over == 0 || text.is_empty() {
                 return;
             }
-            let mut keep = text.len().saturating_sub(over);
-            while !text.is_char_boundary(keep) {
-                keep -= 1;
-            }
-            text.truncate(keep);
+            let keep = text.len().saturating_sub(over);
+            cut_text(&mut text, keep);
         }
     }
 
