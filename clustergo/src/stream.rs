@@ -55,9 +55,13 @@ use crate::handshake::{ConnKind, HandshakeError};
 use crate::keepalive::{self, Heard, Tick, Watchdog};
 use crate::node::{Dialect, Node, NodeInner, is_direct};
 use crate::rpc::trace;
+use crate::yielding::{self, Yielding};
 
 /// Streams one session carries at most.
 const MAX_STREAMS: usize = 4096;
+/// Plaintext rustls may hold for a session's socket: two whole frames (64 KiB body,
+/// header and what [`coalesce::HOLD`] joins to it), so a frame is never cut.
+const TLS_SEND_BUFFER: usize = 2 * (64 * 1024 + 2 * coalesce::HOLD);
 
 /// First byte of a stream opened by [`Node::open_stream`].
 const USER_STREAM: u8 = 0;
@@ -483,7 +487,12 @@ fn start_smux(inner: &Arc<NodeInner>, peer: LogicAddr, tcp: Conn, role: smux::Ro
 
 /// Starts the task driving a yamux session and registers it for opens, unless a
 /// session to that peer already exists (then this one only serves inbound streams).
-fn start_session(inner: &Arc<NodeInner>, peer: LogicAddr, tcp: Conn, mode: yamux::Mode) -> Session {
+fn start_session(
+    inner: &Arc<NodeInner>,
+    peer: LogicAddr,
+    mut tcp: Conn,
+    mode: yamux::Mode,
+) -> Session {
     let mut cfg = yamux::Config::default();
     cfg.set_max_num_streams(MAX_STREAMS);
     // yamux splits writes into 16 KiB frames by default; 64 KiB frames roughly
@@ -492,13 +501,19 @@ fn start_session(inner: &Arc<NodeInner>, peer: LogicAddr, tcp: Conn, mode: yamux
     let liveness = Arc::new(Liveness::default());
     // One task drives the whole session, so the connection is not split (a split
     // TLS stream takes a lock on every read and write).
-    // yamux's frame headers are joined with their bodies on plain TCP only (over
-    // TLS that cost more than it saved: `coalesce.rs`).
-    let hold = match tcp {
-        Conn::Plain(_) => coalesce::HOLD,
-        Conn::Tls(_) => 0,
+    // yamux's frame headers are joined with their bodies: one `writev` per frame;
+    // over TLS rustls must then take a whole frame at once (`Conn::set_send_buffer`).
+    // A TLS session also yields its worker every `yielding::BUDGET` bytes, so that
+    // the encrypting and the decrypting sides run on separate cores (`yielding.rs`).
+    tcp.set_send_buffer(TLS_SEND_BUFFER);
+    let budget = match tcp {
+        Conn::Plain(_) => 0,
+        Conn::Tls(_) => yielding::BUDGET,
     };
-    let socket: Socket = Coalesce::new(Heard::new(tcp, liveness.heard.clone()), hold);
+    let socket: Socket = Yielding::new(
+        Coalesce::new(Heard::new(tcp, liveness.heard.clone()), coalesce::HOLD),
+        budget,
+    );
     let conn = yamux::Connection::new(socket.compat(), cfg, mode);
     let (open_tx, open_rx) = mpsc::unbounded_channel();
     let session = Session {
@@ -549,9 +564,9 @@ enum SessionEnd {
     Silent,
 }
 
-/// A session's socket: reads watched for the keepalive, yamux's frame headers
-/// written together with their bodies (plain TCP).
-type Socket = Coalesce<Heard<Conn>>;
+/// A session's socket: yielding the worker now and then (TLS), yamux's frame
+/// headers written together with their bodies, reads watched for the keepalive.
+type Socket = Yielding<Coalesce<Heard<Conn>>>;
 
 /// What drives one session.
 struct Driven<'a> {
