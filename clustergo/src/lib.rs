@@ -58,7 +58,6 @@ pub mod stream;
 #[cfg(test)]
 mod test_io;
 pub mod tls;
-mod yielding;
 
 pub use addr::{Addr, AddrError, LogicAddr};
 pub use clustergo_macros::service;

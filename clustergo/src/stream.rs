@@ -55,7 +55,6 @@ use crate::handshake::{ConnKind, HandshakeError};
 use crate::keepalive::{self, Heard, Tick, Watchdog};
 use crate::node::{Dialect, Node, NodeInner, is_direct};
 use crate::rpc::trace;
-use crate::yielding::{self, Yielding};
 
 /// Streams one session carries at most.
 const MAX_STREAMS: usize = 4096;
@@ -503,17 +502,8 @@ fn start_session(
     // TLS stream takes a lock on every read and write).
     // yamux's frame headers are joined with their bodies: one `writev` per frame;
     // over TLS rustls must then take a whole frame at once (`Conn::set_send_buffer`).
-    // A TLS session also yields its worker every `yielding::BUDGET` bytes, so that
-    // the encrypting and the decrypting sides run on separate cores (`yielding.rs`).
     tcp.set_send_buffer(TLS_SEND_BUFFER);
-    let budget = match tcp {
-        Conn::Plain(_) => 0,
-        Conn::Tls(_) => yielding::BUDGET,
-    };
-    let socket: Socket = Yielding::new(
-        Coalesce::new(Heard::new(tcp, liveness.heard.clone()), coalesce::HOLD),
-        budget,
-    );
+    let socket: Socket = Coalesce::new(Heard::new(tcp, liveness.heard.clone()), coalesce::HOLD);
     let conn = yamux::Connection::new(socket.compat(), cfg, mode);
     let (open_tx, open_rx) = mpsc::unbounded_channel();
     let session = Session {
@@ -564,9 +554,9 @@ enum SessionEnd {
     Silent,
 }
 
-/// A session's socket: yielding the worker now and then (TLS), yamux's frame
-/// headers written together with their bodies, reads watched for the keepalive.
-type Socket = Yielding<Coalesce<Heard<Conn>>>;
+/// A session's socket: reads watched for the keepalive, yamux's frame headers
+/// written together with their bodies.
+type Socket = Coalesce<Heard<Conn>>;
 
 /// What drives one session.
 struct Driven<'a> {

@@ -103,8 +103,8 @@ async fn tls_link_carries_calls_messages_and_streams() {
             .all(|(i, (_, n))| *n == i as u64)
     );
 
-    // Over 256 KiB each way: the session's socket yields its worker and rustls
-    // takes joined frame headers and bodies many times (`yielding.rs`, `conn.rs`).
+    // Many 64 KiB frames each way: rustls takes each frame's header joined with
+    // its body (`Conn::set_send_buffer`).
     let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
     let mut s = within("open", a.open_stream(addr("1.2.1"))).await.unwrap();
     let (mut rd, mut wr) = tokio::io::split(&mut s);
