@@ -4,10 +4,11 @@
 //! one vectored write, or on flush (yamux flushes after every frame), so nothing
 //! waits for more data.
 //!
-//! Over TLS the joined write makes one run of records and one `writev` per frame,
-//! provided rustls takes the whole frame at once (`Conn::set_send_buffer`; under
-//! its default 64 KiB limit the last bytes went out in a record and a `writev` of
-//! their own, which is why joining once measured slower there).
+//! Stream sessions over TLS hold nothing (`hold` 0): there the joined write cost
+//! more CPU than the header's record of its own (task-clock per 256 MiB, medians of
+//! 8 alternating runs: 428 ms joined, 364 ms not), also with rustls's send buffer
+//! raised so that it takes a joined frame whole (one `writev` per frame instead of
+//! two, yet 311–344 ms against 292 ms; see BENCHMARKS.md).
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;

@@ -45,21 +45,6 @@ impl Conn {
         }
     }
 
-    /// Lets rustls take up to `limit` bytes of plaintext ahead of the socket (its
-    /// default is 64 KiB). A stream session writes a yamux frame's header and its
-    /// 64 KiB body in one vectored write; under the default limit rustls takes only
-    /// 64 KiB of it and the last bytes cost a second record and `writev`. The
-    /// limit still bounds what waits for a blocked socket. Plain TCP: nothing.
-    pub(crate) fn set_send_buffer(&mut self, limit: usize) {
-        match self {
-            Conn::Plain(_) => {}
-            Conn::Tls(s) => match s.as_mut() {
-                TlsStream::Client(c) => c.get_mut().1.set_buffer_limit(Some(limit)),
-                TlsStream::Server(c) => c.get_mut().1.set_buffer_limit(Some(limit)),
-            },
-        }
-    }
-
     /// The certificate the other side presented (TLS with client auth), leaf first.
     pub(crate) fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
         match self {

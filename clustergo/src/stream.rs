@@ -58,9 +58,6 @@ use crate::rpc::trace;
 
 /// Streams one session carries at most.
 const MAX_STREAMS: usize = 4096;
-/// Plaintext rustls may hold for a session's socket: two whole frames (64 KiB body,
-/// header and what [`coalesce::HOLD`] joins to it), so a frame is never cut.
-const TLS_SEND_BUFFER: usize = 2 * (64 * 1024 + 2 * coalesce::HOLD);
 
 /// First byte of a stream opened by [`Node::open_stream`].
 const USER_STREAM: u8 = 0;
@@ -486,12 +483,7 @@ fn start_smux(inner: &Arc<NodeInner>, peer: LogicAddr, tcp: Conn, role: smux::Ro
 
 /// Starts the task driving a yamux session and registers it for opens, unless a
 /// session to that peer already exists (then this one only serves inbound streams).
-fn start_session(
-    inner: &Arc<NodeInner>,
-    peer: LogicAddr,
-    mut tcp: Conn,
-    mode: yamux::Mode,
-) -> Session {
+fn start_session(inner: &Arc<NodeInner>, peer: LogicAddr, tcp: Conn, mode: yamux::Mode) -> Session {
     let mut cfg = yamux::Config::default();
     cfg.set_max_num_streams(MAX_STREAMS);
     // yamux splits writes into 16 KiB frames by default; 64 KiB frames roughly
@@ -500,10 +492,13 @@ fn start_session(
     let liveness = Arc::new(Liveness::default());
     // One task drives the whole session, so the connection is not split (a split
     // TLS stream takes a lock on every read and write).
-    // yamux's frame headers are joined with their bodies: one `writev` per frame;
-    // over TLS rustls must then take a whole frame at once (`Conn::set_send_buffer`).
-    tcp.set_send_buffer(TLS_SEND_BUFFER);
-    let socket: Socket = Coalesce::new(Heard::new(tcp, liveness.heard.clone()), coalesce::HOLD);
+    // yamux's frame headers are joined with their bodies on plain TCP only (over
+    // TLS that cost more than it saved: `coalesce.rs`).
+    let hold = match tcp {
+        Conn::Plain(_) => coalesce::HOLD,
+        Conn::Tls(_) => 0,
+    };
+    let socket: Socket = Coalesce::new(Heard::new(tcp, liveness.heard.clone()), hold);
     let conn = yamux::Connection::new(socket.compat(), cfg, mode);
     let (open_tx, open_rx) = mpsc::unbounded_channel();
     let session = Session {
@@ -555,7 +550,7 @@ enum SessionEnd {
 }
 
 /// A session's socket: reads watched for the keepalive, yamux's frame headers
-/// written together with their bodies.
+/// written together with their bodies (plain TCP).
 type Socket = Coalesce<Heard<Conn>>;
 
 /// What drives one session.

@@ -103,8 +103,7 @@ async fn tls_link_carries_calls_messages_and_streams() {
             .all(|(i, (_, n))| *n == i as u64)
     );
 
-    // Many 64 KiB frames each way: rustls takes each frame's header joined with
-    // its body (`Conn::set_send_buffer`).
+    // Many 64 KiB frames each way.
     let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
     let mut s = within("open", a.open_stream(addr("1.2.1"))).await.unwrap();
     let (mut rd, mut wr) = tokio::io::split(&mut s);
