@@ -352,6 +352,75 @@ async fn flipped_byte_kills_the_link_instead_of_being_delivered() {
     b.shutdown().await;
 }
 
+#[tokio::test]
+async fn flipped_byte_ends_the_stream_session_instead_of_being_delivered() {
+    let ca = Ca::new("cluster CA");
+    let c = Cluster::new();
+    let a = c.start_with("1.1.1", false, ca.config("1.1.1")).await;
+    let b = c.start_with("1.2.1", false, ca.config("1.2.1")).await;
+    // b keeps every byte its streams deliver, and how each stream ended.
+    let got = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let ends = Arc::new(Mutex::new(Vec::<std::io::ErrorKind>::new()));
+    let (g, e) = (got.clone(), ends.clone());
+    b.on_new_stream(move |mut s| {
+        let (g, e) = (g.clone(), e.clone());
+        async move {
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) => return e.lock().push(std::io::ErrorKind::UnexpectedEof),
+                    Ok(n) => g.lock().extend_from_slice(&buf[..n]),
+                    Err(err) => return e.lock().push(err.kind()),
+                }
+            }
+        }
+    });
+
+    // a reaches b through the proxy from now on.
+    let armed = Arc::new(AtomicBool::new(false));
+    let proxy = flipping_proxy(b.listen_addr().unwrap(), armed.clone()).await;
+    c.m.put_now(member("1.2.1", proxy, false));
+    eventually("a sees b at the proxy", || {
+        a.member(addr("1.2.1")).is_some_and(|m| m.addr.net == proxy)
+    })
+    .await;
+
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let mut s = within("open", a.open_stream(addr("1.2.1"))).await.unwrap();
+    within("the first bytes", s.write_all(&data[..1000]))
+        .await
+        .unwrap();
+    eventually("the first bytes", || got.lock().len() == 1000).await;
+
+    // The handshakes are done: flip a byte of the next application data.
+    armed.store(true, Ordering::SeqCst);
+    // The write may fail once the session is gone; what matters is what b sees.
+    let _ = within("the rest", async {
+        s.write_all(&data[1000..]).await?;
+        s.flush().await
+    })
+    .await;
+    eventually("b's stream ends", || !ends.lock().is_empty()).await;
+    assert!(!armed.load(Ordering::SeqCst), "the proxy flipped a byte");
+    assert_ne!(
+        ends.lock()[0],
+        std::io::ErrorKind::UnexpectedEof,
+        "a tampered session must not read as a clean end"
+    );
+    let got = got.lock().clone();
+    assert!(
+        got.len() < data.len(),
+        "the tampered record was not delivered"
+    );
+    assert_eq!(
+        got,
+        data[..got.len()],
+        "only untampered bytes were delivered"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 fn secrets(current: &str, older: &[&str]) -> Config {
     Config {
         secret: Secret::from(current),
