@@ -310,6 +310,19 @@ async fn flipping_proxy(to: SocketAddr, armed: Arc<AtomicBool>) -> SocketAddr {
     at
 }
 
+/// From now on `a` reaches `b` (1.2.1) through a [`flipping_proxy`]; returns its
+/// trigger.
+async fn through_flipping_proxy(c: &Cluster, a: &Node, b: &Node) -> Arc<AtomicBool> {
+    let armed = Arc::new(AtomicBool::new(false));
+    let proxy = flipping_proxy(b.listen_addr().unwrap(), armed.clone()).await;
+    c.m.put_now(member("1.2.1", proxy, false));
+    eventually("a sees b at the proxy", || {
+        a.member(addr("1.2.1")).is_some_and(|m| m.addr.net == proxy)
+    })
+    .await;
+    armed
+}
+
 #[tokio::test]
 async fn flipped_byte_kills_the_link_instead_of_being_delivered() {
     let ca = Ca::new("cluster CA");
@@ -319,14 +332,7 @@ async fn flipped_byte_kills_the_link_instead_of_being_delivered() {
     let got = recorder(&b);
     a.register_pb_message::<Echo>(PB);
 
-    // a reaches b through the proxy from now on.
-    let armed = Arc::new(AtomicBool::new(false));
-    let proxy = flipping_proxy(b.listen_addr().unwrap(), armed.clone()).await;
-    c.m.put_now(member("1.2.1", proxy, false));
-    eventually("a sees b at the proxy", || {
-        a.member(addr("1.2.1")).is_some_and(|m| m.addr.net == proxy)
-    })
-    .await;
+    let armed = through_flipping_proxy(&c, &a, &b).await;
 
     a.send_pb(addr("1.2.1"), &echo("before", 1)).unwrap();
     eventually("the first message", || got.lock().len() == 1).await;
@@ -376,14 +382,7 @@ async fn flipped_byte_ends_the_stream_session_instead_of_being_delivered() {
         }
     });
 
-    // a reaches b through the proxy from now on.
-    let armed = Arc::new(AtomicBool::new(false));
-    let proxy = flipping_proxy(b.listen_addr().unwrap(), armed.clone()).await;
-    c.m.put_now(member("1.2.1", proxy, false));
-    eventually("a sees b at the proxy", || {
-        a.member(addr("1.2.1")).is_some_and(|m| m.addr.net == proxy)
-    })
-    .await;
+    let armed = through_flipping_proxy(&c, &a, &b).await;
 
     let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     let mut s = within("open", a.open_stream(addr("1.2.1"))).await.unwrap();
