@@ -6,7 +6,9 @@
 //!
 //! Stream sessions over TLS hold nothing (`hold` 0): there the joined write cost
 //! more CPU than the header's record of its own (task-clock per 256 MiB, medians of
-//! 8 alternating runs: 428 ms joined, 364 ms not; see BENCHMARKS.md).
+//! 8 alternating runs: 428 ms joined, 364 ms not), also with rustls's send buffer
+//! raised so that it takes a joined frame whole (one `writev` per frame instead of
+//! two, yet 311–344 ms against 292 ms; see BENCHMARKS.md).
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;

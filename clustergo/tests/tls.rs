@@ -103,7 +103,8 @@ async fn tls_link_carries_calls_messages_and_streams() {
             .all(|(i, (_, n))| *n == i as u64)
     );
 
-    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    // Many 64 KiB frames each way.
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
     let mut s = within("open", a.open_stream(addr("1.2.1"))).await.unwrap();
     let (mut rd, mut wr) = tokio::io::split(&mut s);
     let write = async {
@@ -309,6 +310,19 @@ async fn flipping_proxy(to: SocketAddr, armed: Arc<AtomicBool>) -> SocketAddr {
     at
 }
 
+/// From now on `a` reaches `b` (1.2.1) through a [`flipping_proxy`]; returns its
+/// trigger.
+async fn through_flipping_proxy(c: &Cluster, a: &Node, b: &Node) -> Arc<AtomicBool> {
+    let armed = Arc::new(AtomicBool::new(false));
+    let proxy = flipping_proxy(b.listen_addr().unwrap(), armed.clone()).await;
+    c.m.put_now(member("1.2.1", proxy, false));
+    eventually("a sees b at the proxy", || {
+        a.member(addr("1.2.1")).is_some_and(|m| m.addr.net == proxy)
+    })
+    .await;
+    armed
+}
+
 #[tokio::test]
 async fn flipped_byte_kills_the_link_instead_of_being_delivered() {
     let ca = Ca::new("cluster CA");
@@ -318,14 +332,7 @@ async fn flipped_byte_kills_the_link_instead_of_being_delivered() {
     let got = recorder(&b);
     a.register_pb_message::<Echo>(PB);
 
-    // a reaches b through the proxy from now on.
-    let armed = Arc::new(AtomicBool::new(false));
-    let proxy = flipping_proxy(b.listen_addr().unwrap(), armed.clone()).await;
-    c.m.put_now(member("1.2.1", proxy, false));
-    eventually("a sees b at the proxy", || {
-        a.member(addr("1.2.1")).is_some_and(|m| m.addr.net == proxy)
-    })
-    .await;
+    let armed = through_flipping_proxy(&c, &a, &b).await;
 
     a.send_pb(addr("1.2.1"), &echo("before", 1)).unwrap();
     eventually("the first message", || got.lock().len() == 1).await;
@@ -346,6 +353,68 @@ async fn flipped_byte_kills_the_link_instead_of_being_delivered() {
         got,
         vec![("before".to_string(), 1), ("after".to_string(), 3)],
         "the tampered message is never delivered"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn flipped_byte_ends_the_stream_session_instead_of_being_delivered() {
+    let ca = Ca::new("cluster CA");
+    let c = Cluster::new();
+    let a = c.start_with("1.1.1", false, ca.config("1.1.1")).await;
+    let b = c.start_with("1.2.1", false, ca.config("1.2.1")).await;
+    // b keeps every byte its streams deliver, and how each stream ended.
+    let got = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let ends = Arc::new(Mutex::new(Vec::<std::io::ErrorKind>::new()));
+    let (g, e) = (got.clone(), ends.clone());
+    b.on_new_stream(move |mut s| {
+        let (g, e) = (g.clone(), e.clone());
+        async move {
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) => return e.lock().push(std::io::ErrorKind::UnexpectedEof),
+                    Ok(n) => g.lock().extend_from_slice(&buf[..n]),
+                    Err(err) => return e.lock().push(err.kind()),
+                }
+            }
+        }
+    });
+
+    let armed = through_flipping_proxy(&c, &a, &b).await;
+
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let mut s = within("open", a.open_stream(addr("1.2.1"))).await.unwrap();
+    within("the first bytes", s.write_all(&data[..1000]))
+        .await
+        .unwrap();
+    eventually("the first bytes", || got.lock().len() == 1000).await;
+
+    // The handshakes are done: flip a byte of the next application data.
+    armed.store(true, Ordering::SeqCst);
+    // The write may fail once the session is gone; what matters is what b sees.
+    let _ = within("the rest", async {
+        s.write_all(&data[1000..]).await?;
+        s.flush().await
+    })
+    .await;
+    eventually("b's stream ends", || !ends.lock().is_empty()).await;
+    assert!(!armed.load(Ordering::SeqCst), "the proxy flipped a byte");
+    assert_ne!(
+        ends.lock()[0],
+        std::io::ErrorKind::UnexpectedEof,
+        "a tampered session must not read as a clean end"
+    );
+    let got = got.lock().clone();
+    assert!(
+        got.len() < data.len(),
+        "the tampered record was not delivered"
+    );
+    assert_eq!(
+        got,
+        data[..got.len()],
+        "only untampered bytes were delivered"
     );
     a.shutdown().await;
     b.shutdown().await;
