@@ -24,8 +24,27 @@ use super::stream_frame;
 use super::{Codec, RpcError};
 
 /// Bytes of messages one direction of a call queues beside the stream's window
-/// (each of its two queues may go one message over).
+/// (each of its two queues may go one message over). The other end of a queue
+/// may hold as much again, taken out but not yet done with: the reader's batch,
+/// the write in progress.
 pub const QUEUE_BYTES: usize = 256 * 1024;
+
+/// What a queued incoming message costs beside its bytes: its handle in the
+/// queue. Charged so that a peer sending empty or tiny messages fills the queue
+/// as soon as one sending large ones does.
+const ITEM_COST: usize = std::mem::size_of::<Bytes>();
+
+/// The capacity an outgoing buffer keeps between batches. A larger one (a big
+/// message, a refused huge one) is let go instead of being held for the
+/// rest of the call.
+const KEEP_CAPACITY: usize = 2 * QUEUE_BYTES;
+
+/// Lets go of `buf`'s memory if it grew beyond [`KEEP_CAPACITY`], keeping its bytes.
+fn shed(buf: &mut BytesMut) {
+    if buf.capacity() > KEEP_CAPACITY {
+        *buf = BytesMut::from(&buf[..]);
+    }
+}
 
 /// What the reader of an incoming queue takes out.
 #[derive(Debug)]
@@ -93,7 +112,9 @@ impl FrameTx {
     pub(crate) async fn send<T, C: Codec<T>>(&self, msg: T, max: usize) -> Result<bool, RpcError> {
         poll_fn(move |cx| {
             let mut out = self.0.lock();
-            if out.closed {
+            // Ended (the handler returned while a task it left still sends): the
+            // call's status is decided, nothing may follow it.
+            if out.closed || out.end.is_some() {
                 return Poll::Ready(Ok(false));
             }
             if out.buf.len() >= QUEUE_BYTES {
@@ -101,24 +122,26 @@ impl FrameTx {
                 return Poll::Pending;
             }
             let at = out.buf.len();
-            match stream_frame::put_message_with(&mut out.buf, |b| C::encode(&msg, b)) {
-                Err(e) => {
-                    let e = RpcError::Codec(format!("cannot encode message: {e}"));
-                    return Poll::Ready(Err(e));
-                }
+            let refused = match stream_frame::put_message_with(&mut out.buf, |b| C::encode(&msg, b))
+            {
+                Err(e) => RpcError::Codec(format!("cannot encode message: {e}")),
                 Ok(len) if len > max => {
                     out.buf.truncate(at);
-                    return Poll::Ready(Err(RpcError::Codec(format!(
+                    RpcError::Codec(format!(
                         "message of {len} bytes exceeds the frame limit of {max}"
-                    ))));
+                    ))
                 }
-                Ok(_) => {}
-            }
-            // The pump's waker is there only while it waits: one wake per batch.
-            let pump = out.pump.take();
-            drop(out);
-            wake(pump);
-            Poll::Ready(Ok(true))
+                Ok(_) => {
+                    // The pump's waker is there only while it waits: one wake per batch.
+                    let pump = out.pump.take();
+                    drop(out);
+                    wake(pump);
+                    return Poll::Ready(Ok(true));
+                }
+            };
+            // What the refused message grew the buffer to is not kept.
+            shed(&mut out.buf);
+            Poll::Ready(Err(refused))
         })
         .await
     }
@@ -166,7 +189,9 @@ impl FrameRx {
                 park(&mut out.pump, cx);
                 return Poll::Pending;
             }
-            // Swapped, not split: both buffers keep their capacity for the next batch.
+            // Swapped, not split: both buffers keep their capacity for the next
+            // batch, unless a big message grew the one handed back.
+            shed(dst);
             std::mem::swap(&mut out.buf, dst);
             let ended = match out.end.take() {
                 Some(status) => {
@@ -248,7 +273,7 @@ impl MsgTx {
                 return Poll::Pending;
             }
             if let Some(m) = msg.take() {
-                q.bytes += m.len().max(1);
+                q.bytes += m.len() + ITEM_COST;
                 q.items.push_back(m);
             }
             let reader = q.reader.take();
@@ -415,6 +440,65 @@ mod tests {
         );
         drop(rx);
         assert!(!send(&tx, b"y").await.unwrap());
+    }
+
+    /// A handler that returned left a task sending: the call's status is decided,
+    /// so that send fails instead of slipping a message in before the `end`.
+    #[tokio::test]
+    async fn a_send_after_the_end_fails() {
+        let (tx, mut rx) = frame_queue(BytesMut::new(), 64);
+        let left = tx.clone();
+        assert!(send(&left, b"a").await.unwrap());
+        tx.end(Err(RpcError::Cancelled));
+        assert!(!send(&left, b"late").await.unwrap());
+        let mut dst = BytesMut::new();
+        assert!(rx.take(&mut dst).await);
+        assert_eq!(
+            frames(dst.split()),
+            vec![msg("a"), StreamFrame::End(Err(RpcError::Cancelled))]
+        );
+    }
+
+    /// A huge message, refused or sent, must not keep its memory for the rest of
+    /// the call: a call's buffers stay within what a normal batch needs.
+    #[tokio::test]
+    async fn a_huge_message_does_not_keep_its_memory() {
+        let huge = || Bytes::from(vec![0u8; 8 * KEEP_CAPACITY]);
+        let (tx, mut rx) = frame_queue(BytesMut::new(), 64);
+        assert!(send(&tx, b"a").await.unwrap());
+        let err = tx.send::<Bytes, BytesCodec>(huge(), 64).await.unwrap_err();
+        assert!(err.to_string().contains("exceeds"), "{err}");
+        assert!(tx.0.lock().buf.capacity() <= KEEP_CAPACITY, "refused");
+        let mut dst = BytesMut::new();
+        assert!(!rx.take(&mut dst).await);
+        assert_eq!(frames(dst.split()), vec![msg("a")]);
+
+        let (tx, mut rx) = frame_queue(BytesMut::new(), usize::MAX);
+        assert!(
+            tx.send::<Bytes, BytesCodec>(huge(), usize::MAX)
+                .await
+                .unwrap()
+        );
+        let mut dst = BytesMut::new();
+        assert!(!rx.take(&mut dst).await);
+        dst.clear();
+        assert!(send(&tx, b"b").await.unwrap());
+        assert!(!rx.take(&mut dst).await);
+        // The buffer that carried the huge message came back to the queue.
+        assert!(tx.0.lock().buf.capacity() <= KEEP_CAPACITY, "sent");
+    }
+
+    /// A peer sending empty messages fills the queue too: each costs its handle.
+    #[tokio::test]
+    async fn empty_messages_fill_the_queue() {
+        let (tx, _rx) = msg_queue();
+        let mut queued = 0usize;
+        while tx.send(Bytes::new()).now_or_never() == Some(true) {
+            queued += 1;
+            assert!(queued <= QUEUE_BYTES, "the queue never filled");
+        }
+        let held = queued * std::mem::size_of::<Bytes>();
+        assert!(held <= QUEUE_BYTES + ITEM_COST, "{queued} messages");
     }
 
     fn recv(rx: &mut MsgRx) -> Option<Option<Item>> {
