@@ -71,7 +71,10 @@ fn wake(w: Option<Waker>) {
 #[derive(Debug)]
 struct Out {
     buf: BytesMut,
+    /// The end, until the pump takes it.
     end: Option<Result<(), RpcError>>,
+    /// An end was queued (taken or not): later ends, and sends, are refused.
+    ended: bool,
     /// The frame limit the `end` frame's text is cut to.
     max: usize,
     /// Live [`FrameTx`] handles; the last one dropped ends the queue `Ok`.
@@ -96,6 +99,7 @@ pub(crate) fn frame_queue(first: BytesMut, max: usize) -> (FrameTx, FrameRx) {
     let out = Arc::new(Mutex::new(Out {
         buf: first,
         end: None,
+        ended: false,
         max,
         senders: 1,
         closed: false,
@@ -114,7 +118,7 @@ impl FrameTx {
             let mut out = self.0.lock();
             // Ended (the handler returned while a task it left still sends): the
             // call's status is decided, nothing may follow it.
-            if out.closed || out.end.is_some() {
+            if out.closed || out.ended {
                 return Poll::Ready(Ok(false));
             }
             if out.buf.len() >= QUEUE_BYTES {
@@ -149,7 +153,8 @@ impl FrameTx {
     /// Ends the queue with `status` after what it holds; only the first end counts.
     pub(crate) fn end(&self, status: Result<(), RpcError>) {
         let mut out = self.0.lock();
-        if out.end.is_none() {
+        if !out.ended {
+            out.ended = true;
             out.end = Some(status);
         }
         let pump = out.pump.take();
@@ -169,8 +174,9 @@ impl Drop for FrameTx {
     fn drop(&mut self) {
         let mut out = self.0.lock();
         out.senders -= 1;
-        if out.senders == 0 && out.end.is_none() {
+        if out.senders == 0 && !out.ended {
             // Every sender dropped: this direction ends cleanly.
+            out.ended = true;
             out.end = Some(Ok(()));
             let pump = out.pump.take();
             drop(out);
@@ -196,7 +202,7 @@ impl FrameRx {
             let ended = match out.end.take() {
                 Some(status) => {
                     stream_frame::put_end(dst, &status, out.max);
-                    // Taken once: later ends find the queue closed.
+                    // Nothing follows the end: later sends fail.
                     out.closed = true;
                     true
                 }
@@ -226,7 +232,10 @@ impl Drop for FrameRx {
 struct In {
     items: VecDeque<Bytes>,
     bytes: usize,
+    /// The end, until the reader takes it.
     end: Option<Result<(), RpcError>>,
+    /// An end was queued (taken or not): later ones are dropped.
+    ended: bool,
     /// The pump is gone (with or without an end).
     pump_gone: bool,
     /// The reader is gone or closed its end.
@@ -288,7 +297,8 @@ impl MsgTx {
     /// room.
     pub(crate) fn end(&self, status: Result<(), RpcError>) {
         let mut q = self.0.lock();
-        if q.end.is_none() {
+        if !q.ended {
+            q.ended = true;
             q.end = Some(status);
         }
         let reader = q.reader.take();
@@ -503,6 +513,26 @@ mod tests {
 
     fn recv(rx: &mut MsgRx) -> Option<Option<Item>> {
         poll_fn(|cx| rx.poll_recv(cx)).now_or_never()
+    }
+
+    /// An end after the first was taken (the pump's own after the peer's, a
+    /// sender dropped after the server's end) is not delivered a second time.
+    #[tokio::test]
+    async fn an_end_after_the_first_was_taken_is_not_delivered() {
+        let (tx, mut rx) = msg_queue();
+        tx.end(Ok(()));
+        assert!(matches!(recv(&mut rx), Some(Some(Item::End(Ok(()))))));
+        tx.end(Err(RpcError::Timeout));
+        assert!(recv(&mut rx).is_none(), "one end only");
+
+        let (tx, mut rx) = frame_queue(BytesMut::new(), 64);
+        let left = tx.clone();
+        tx.end(Err(RpcError::Cancelled));
+        let mut dst = BytesMut::new();
+        assert!(rx.take(&mut dst).await);
+        drop((tx, left));
+        dst.clear();
+        assert!(rx.take(&mut dst).now_or_never().is_none(), "one end only");
     }
 
     #[tokio::test]
