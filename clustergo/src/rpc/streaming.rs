@@ -386,9 +386,12 @@ pub async fn call_server_stream<C, Req, Resp>(
 where
     C: Codec<Req> + Codec<Resp>,
 {
-    let (mut tx, rx) = call_bidi::<C, Req, Resp>(node, to, method, timeout).await?;
-    // The queue is empty: this waits for nothing. A failure shows in `rx`.
-    let _ = tx.send(req).await;
+    let (tx, rx) = call_bidi::<C, Req, Resp>(node, to, method, timeout).await?;
+    // The queue holds only the open frame: this waits for nothing. A request the
+    // codec or the frame limit refuses fails here (dropping `rx` cancels the
+    // call), not at the server as a call without its request; a call that
+    // already ended shows in `rx`.
+    tx.tx.send::<Req, C>(req, tx.max).await?;
     Ok(rx)
 }
 
