@@ -5,7 +5,8 @@
 //! Each side runs one task (`pump`) that owns the node stream and bridges it to the
 //! typed halves the user holds: a [`Streaming`] of incoming messages and a
 //! [`StreamSender`] of outgoing ones. Both halves are queues bounded in bytes
-//! ([`QUEUE_BYTES`], `stream_queue.rs`); with the stream's yamux window that bounds a call's memory,
+//! ([`QUEUE_BYTES`], `stream_queue.rs`, each with a batch taken out beside it);
+//! with the stream's yamux window that bounds a call's memory,
 //! and a reader that stops reading stops the pump, which stops granting window,
 //! which blocks the other side's pump, whose full queue blocks its producer.
 //!
