@@ -75,7 +75,8 @@ struct Out {
     end: Option<Result<(), RpcError>>,
     /// An end was queued (taken or not): later ends, and sends, are refused.
     ended: bool,
-    /// The frame limit the `end` frame's text is cut to.
+    /// The frame limit (the node's `max_frame`): a message's body is refused
+    /// beyond it, the `end` frame's text cut to it.
     max: usize,
     /// Live [`FrameTx`] handles; the last one dropped ends the queue `Ok`.
     senders: usize,
@@ -111,9 +112,10 @@ pub(crate) fn frame_queue(first: BytesMut, max: usize) -> (FrameTx, FrameRx) {
 
 impl FrameTx {
     /// Queues `msg` as a `message` frame once there is room: `Ok(false)` if the
-    /// pump is gone, an error if it does not encode or its body exceeds `max`.
+    /// pump is gone, an error if it does not encode or its body exceeds the frame
+    /// limit.
     /// `msg` is owned by the future so that it need only be `Send`.
-    pub(crate) async fn send<T, C: Codec<T>>(&self, msg: T, max: usize) -> Result<bool, RpcError> {
+    pub(crate) async fn send<T, C: Codec<T>>(&self, msg: T) -> Result<bool, RpcError> {
         poll_fn(move |cx| {
             let mut out = self.0.lock();
             // Ended (the handler returned while a task it left still sends): the
@@ -125,7 +127,7 @@ impl FrameTx {
                 park(&mut out.sender, cx);
                 return Poll::Pending;
             }
-            let at = out.buf.len();
+            let (at, max) = (out.buf.len(), out.max);
             let refused = match stream_frame::put_message_with(&mut out.buf, |b| C::encode(&msg, b))
             {
                 Err(e) => RpcError::Codec(format!("cannot encode message: {e}")),
@@ -398,14 +400,14 @@ mod tests {
     }
 
     async fn send(tx: &FrameTx, m: &'static [u8]) -> Result<bool, RpcError> {
-        tx.send::<Bytes, BytesCodec>(Bytes::from_static(m), 8).await
+        tx.send::<Bytes, BytesCodec>(Bytes::from_static(m)).await
     }
 
     #[tokio::test]
     async fn frames_go_out_in_one_batch_then_the_end() {
         let mut first = BytesMut::new();
         stream_frame::put_message(&mut first, b"open");
-        let (tx, mut rx) = frame_queue(first, 64);
+        let (tx, mut rx) = frame_queue(first, 8);
         assert!(send(&tx, b"a").await.unwrap());
         assert!(send(&tx, b"b").await.unwrap());
         let err = send(&tx, b"too long!").await.unwrap_err();
@@ -428,13 +430,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_frame_queue_waits_and_a_gone_pump_fails_sends() {
-        let (tx, mut rx) = frame_queue(BytesMut::new(), 64);
+        let (tx, mut rx) = frame_queue(BytesMut::new(), QUEUE_BYTES);
         let big = Bytes::from(vec![1u8; QUEUE_BYTES]);
-        assert!(
-            tx.send::<Bytes, BytesCodec>(big, QUEUE_BYTES)
-                .await
-                .unwrap()
-        );
+        assert!(tx.send::<Bytes, BytesCodec>(big).await.unwrap());
         let mut next = Box::pin(send(&tx, b"x"));
         assert!((&mut next).now_or_never().is_none(), "no room");
         let mut dst = BytesMut::new();
@@ -476,7 +474,7 @@ mod tests {
         let huge = || Bytes::from(vec![0u8; 8 * KEEP_CAPACITY]);
         let (tx, mut rx) = frame_queue(BytesMut::new(), 64);
         assert!(send(&tx, b"a").await.unwrap());
-        let err = tx.send::<Bytes, BytesCodec>(huge(), 64).await.unwrap_err();
+        let err = tx.send::<Bytes, BytesCodec>(huge()).await.unwrap_err();
         assert!(err.to_string().contains("exceeds"), "{err}");
         assert!(tx.0.lock().buf.capacity() <= KEEP_CAPACITY, "refused");
         let mut dst = BytesMut::new();
@@ -484,11 +482,7 @@ mod tests {
         assert_eq!(frames(dst.split()), vec![msg("a")]);
 
         let (tx, mut rx) = frame_queue(BytesMut::new(), usize::MAX);
-        assert!(
-            tx.send::<Bytes, BytesCodec>(huge(), usize::MAX)
-                .await
-                .unwrap()
-        );
+        assert!(tx.send::<Bytes, BytesCodec>(huge()).await.unwrap());
         let mut dst = BytesMut::new();
         assert!(!rx.take(&mut dst).await);
         dst.clear();

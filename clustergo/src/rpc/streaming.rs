@@ -141,7 +141,6 @@ impl<T, C: Codec<T>> futures::Stream for Streaming<T, C> {
 pub struct StreamSender<T, C = ProstCodec> {
     tx: FrameTx,
     outcome: Outcome,
-    max: usize,
     _types: PhantomData<fn(T) -> C>,
 }
 
@@ -156,7 +155,7 @@ impl<T, C: Codec<T>> StreamSender<T, C> {
     /// the call's error (or [`RpcError::Cancelled`] if it ended otherwise).
     pub async fn send(&mut self, msg: T) -> Result<(), RpcError> {
         // Encoded straight into the pump's next write.
-        if self.tx.send::<T, C>(msg, self.max).await? {
+        if self.tx.send::<T, C>(msg).await? {
             Ok(())
         } else {
             Err(self.ended())
@@ -323,8 +322,7 @@ where
     let outcome: Outcome = Arc::default();
     let (in_tx, in_rx) = msg_queue();
     // The open frame goes out with the first messages.
-    let max = inner.config().max_frame;
-    let (out_tx, out_rx) = frame_queue(open, max);
+    let (out_tx, out_rx) = frame_queue(open, inner.config().max_frame);
     let pump = CallerPump {
         node: inner.clone(),
         to,
@@ -338,7 +336,6 @@ where
     let sender = StreamSender {
         tx: out_tx,
         outcome,
-        max,
         _types: PhantomData,
     };
     Ok((sender, Streaming::new(in_rx, to)))
@@ -392,7 +389,7 @@ where
     // codec or the frame limit refuses fails here (dropping `rx` cancels the
     // call), not at the server as a call without its request; a call that
     // already ended shows in `rx`.
-    tx.tx.send::<Req, C>(req, tx.max).await?;
+    tx.tx.send::<Req, C>(req).await?;
     Ok(rx)
 }
 
@@ -558,7 +555,6 @@ fn retype_sender<T, C>(s: StreamSender<Bytes, super::BytesCodec>) -> StreamSende
     StreamSender {
         tx: s.tx,
         outcome: s.outcome,
-        max: s.max,
         _types: PhantomData,
     }
 }
@@ -687,12 +683,10 @@ impl ServerCall<'_> {
     {
         let outcome: Outcome = Arc::default();
         let (in_tx, in_rx) = msg_queue();
-        let max = self.node.config().max_frame;
-        let (out_tx, mut out_rx) = frame_queue(BytesMut::new(), max);
+        let (out_tx, mut out_rx) = frame_queue(BytesMut::new(), self.node.config().max_frame);
         let sender = StreamSender {
             tx: out_tx.clone(),
             outcome: outcome.clone(),
-            max,
             _types: PhantomData,
         };
         let work =
