@@ -4,7 +4,9 @@
 //! - Outgoing ([`frame_queue`]): the user's `send` encodes its message as a frame
 //!   straight into one shared buffer; the pump swaps the whole buffer out and writes
 //!   it in one write. No allocation or hand-off per message, and the pump is woken
-//!   only when it waits for work, not per message.
+//!   only when it waits for work, not per message. The codec runs under the
+//!   queue's lock (it writes into the shared buffer), so a slow encoder of a big
+//!   message holds the pump's next take for that long.
 //! - Incoming ([`msg_queue`]): the pump queues each decoded message; the reader
 //!   takes everything queued at once into a local batch, so the lock and the
 //!   wake-ups are per batch, not per message.
@@ -30,8 +32,8 @@ use super::{Codec, RpcError};
 pub const QUEUE_BYTES: usize = 256 * 1024;
 
 /// What a queued incoming message costs beside its bytes: its handle in the
-/// queue. Charged so that a peer sending empty or tiny messages fills the queue
-/// as soon as one sending large ones does.
+/// queue. Charged so that a flood of empty or tiny messages is bounded in the
+/// memory it takes, not only in its payload.
 const ITEM_COST: usize = std::mem::size_of::<Bytes>();
 
 /// The capacity an outgoing buffer keeps between batches. A larger one (a big
