@@ -531,6 +531,9 @@ async fn cross_cluster_and_local_targets_fail_at_once() {
     b.shutdown().await;
 }
 
+/// A message too big for a frame is refused by `send`; a server-streaming
+/// request so too, failing the call at once instead of reaching the server as a
+/// call without its request.
 #[tokio::test]
 async fn oversize_message_is_refused_before_sending() {
     let c = Cluster::new();
@@ -544,9 +547,15 @@ async fn oversize_message_is_refused_before_sending() {
     let (mut tx, _rx) = call_bidi::<C, Echo, Echo>(&a, addr("1.2.1"), "count", None)
         .await
         .unwrap();
-    let mut big = echo("big", 0);
+    let mut big = echo("big", 3);
     big.blob = vec![1; 4096];
-    let err = tx.send(big).await.unwrap_err();
+    let err = tx.send(big.clone()).await.unwrap_err();
+    assert!(
+        matches!(err, RpcError::Codec(ref s) if s.contains("exceeds")),
+        "{err}"
+    );
+    let called = call_server_stream::<C, Echo, Echo>(&a, addr("1.2.1"), "count", big, None);
+    let err = within("the call", called).await.unwrap_err();
     assert!(
         matches!(err, RpcError::Codec(ref s) if s.contains("exceeds")),
         "{err}"

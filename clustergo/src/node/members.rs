@@ -120,7 +120,7 @@ impl Node {
             tracing::info!(node = %local, "leaving: unavailable, draining");
             tokio::time::sleep(inner.config.leave_grace).await;
             if !inner.drain().await {
-                tracing::warn!(node = %local, "leave: requests still unanswered after the drain timeout");
+                tracing::warn!(node = %local, "leave: requests or streaming calls still unanswered after the drain timeout");
             }
             admin.remove(local).await?;
         }

@@ -38,7 +38,9 @@ impl NodeInner {
         run.handle.spawn(async move {
             inner.accepting.cancel();
             if !inner.drain().await {
-                tracing::warn!("stop: in-flight requests still unanswered after the drain timeout");
+                tracing::warn!(
+                    "stop: requests or streaming calls still unanswered after the drain timeout"
+                );
             }
             inner
                 .streams()

@@ -27,7 +27,9 @@ impl CodecError {
 
 /// Encodes and decodes values of `T`. Codecs are zero-sized markers chosen by type.
 pub trait Codec<T>: Send + Sync + 'static {
-    /// Appends `value` to `buf`.
+    /// Appends `value` to `buf`, leaving what `buf` already holds untouched: it
+    /// may carry other frames (a streaming call encodes straight into its next
+    /// write).
     fn encode(value: &T, buf: &mut BytesMut) -> Result<(), CodecError>;
     /// Reads a value from a whole message.
     fn decode(buf: Bytes) -> Result<T, CodecError>;

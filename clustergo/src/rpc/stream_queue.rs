@@ -4,7 +4,9 @@
 //! - Outgoing ([`frame_queue`]): the user's `send` encodes its message as a frame
 //!   straight into one shared buffer; the pump swaps the whole buffer out and writes
 //!   it in one write. No allocation or hand-off per message, and the pump is woken
-//!   only when it waits for work, not per message.
+//!   only when it waits for work, not per message. The codec runs under the
+//!   queue's lock (it writes into the shared buffer), so a slow encoder of a big
+//!   message holds the pump's next take for that long.
 //! - Incoming ([`msg_queue`]): the pump queues each decoded message; the reader
 //!   takes everything queued at once into a local batch, so the lock and the
 //!   wake-ups are per batch, not per message.
@@ -24,8 +26,27 @@ use super::stream_frame;
 use super::{Codec, RpcError};
 
 /// Bytes of messages one direction of a call queues beside the stream's window
-/// (each of its two queues may go one message over).
+/// (each of its two queues may go one message over). The other end of a queue
+/// may hold as much again, taken out but not yet done with: the reader's batch,
+/// the write in progress.
 pub const QUEUE_BYTES: usize = 256 * 1024;
+
+/// What a queued incoming message costs beside its bytes: its handle in the
+/// queue. Charged so that a flood of empty or tiny messages is bounded in the
+/// memory it takes, not only in its payload.
+const ITEM_COST: usize = std::mem::size_of::<Bytes>();
+
+/// The capacity an outgoing buffer keeps between batches. A larger one (a big
+/// message, a refused huge one) is let go instead of being held for the
+/// rest of the call.
+const KEEP_CAPACITY: usize = 2 * QUEUE_BYTES;
+
+/// Lets go of `buf`'s memory if it grew beyond [`KEEP_CAPACITY`], keeping its bytes.
+fn shed(buf: &mut BytesMut) {
+    if buf.capacity() > KEEP_CAPACITY {
+        *buf = BytesMut::from(&buf[..]);
+    }
+}
 
 /// What the reader of an incoming queue takes out.
 #[derive(Debug)]
@@ -52,8 +73,12 @@ fn wake(w: Option<Waker>) {
 #[derive(Debug)]
 struct Out {
     buf: BytesMut,
+    /// The end, until the pump takes it.
     end: Option<Result<(), RpcError>>,
-    /// The frame limit the `end` frame's text is cut to.
+    /// An end was queued (taken or not): later ends, and sends, are refused.
+    ended: bool,
+    /// The frame limit (the node's `max_frame`): a message's body is refused
+    /// beyond it, the `end` frame's text cut to it.
     max: usize,
     /// Live [`FrameTx`] handles; the last one dropped ends the queue `Ok`.
     senders: usize,
@@ -77,6 +102,7 @@ pub(crate) fn frame_queue(first: BytesMut, max: usize) -> (FrameTx, FrameRx) {
     let out = Arc::new(Mutex::new(Out {
         buf: first,
         end: None,
+        ended: false,
         max,
         senders: 1,
         closed: false,
@@ -88,37 +114,42 @@ pub(crate) fn frame_queue(first: BytesMut, max: usize) -> (FrameTx, FrameRx) {
 
 impl FrameTx {
     /// Queues `msg` as a `message` frame once there is room: `Ok(false)` if the
-    /// pump is gone, an error if it does not encode or its body exceeds `max`.
+    /// pump is gone, an error if it does not encode or its body exceeds the frame
+    /// limit.
     /// `msg` is owned by the future so that it need only be `Send`.
-    pub(crate) async fn send<T, C: Codec<T>>(&self, msg: T, max: usize) -> Result<bool, RpcError> {
+    pub(crate) async fn send<T, C: Codec<T>>(&self, msg: T) -> Result<bool, RpcError> {
         poll_fn(move |cx| {
             let mut out = self.0.lock();
-            if out.closed {
+            // Ended (the handler returned while a task it left still sends): the
+            // call's status is decided, nothing may follow it.
+            if out.closed || out.ended {
                 return Poll::Ready(Ok(false));
             }
             if out.buf.len() >= QUEUE_BYTES {
                 park(&mut out.sender, cx);
                 return Poll::Pending;
             }
-            let at = out.buf.len();
-            match stream_frame::put_message_with(&mut out.buf, |b| C::encode(&msg, b)) {
-                Err(e) => {
-                    let e = RpcError::Codec(format!("cannot encode message: {e}"));
-                    return Poll::Ready(Err(e));
-                }
+            let (at, max) = (out.buf.len(), out.max);
+            let refused = match stream_frame::put_message_with(&mut out.buf, |b| C::encode(&msg, b))
+            {
+                Err(e) => RpcError::Codec(format!("cannot encode message: {e}")),
                 Ok(len) if len > max => {
                     out.buf.truncate(at);
-                    return Poll::Ready(Err(RpcError::Codec(format!(
+                    RpcError::Codec(format!(
                         "message of {len} bytes exceeds the frame limit of {max}"
-                    ))));
+                    ))
                 }
-                Ok(_) => {}
-            }
-            // The pump's waker is there only while it waits: one wake per batch.
-            let pump = out.pump.take();
-            drop(out);
-            wake(pump);
-            Poll::Ready(Ok(true))
+                Ok(_) => {
+                    // The pump's waker is there only while it waits: one wake per batch.
+                    let pump = out.pump.take();
+                    drop(out);
+                    wake(pump);
+                    return Poll::Ready(Ok(true));
+                }
+            };
+            // What the refused message grew the buffer to is not kept.
+            shed(&mut out.buf);
+            Poll::Ready(Err(refused))
         })
         .await
     }
@@ -126,7 +157,8 @@ impl FrameTx {
     /// Ends the queue with `status` after what it holds; only the first end counts.
     pub(crate) fn end(&self, status: Result<(), RpcError>) {
         let mut out = self.0.lock();
-        if out.end.is_none() {
+        if !out.ended {
+            out.ended = true;
             out.end = Some(status);
         }
         let pump = out.pump.take();
@@ -146,8 +178,9 @@ impl Drop for FrameTx {
     fn drop(&mut self) {
         let mut out = self.0.lock();
         out.senders -= 1;
-        if out.senders == 0 && out.end.is_none() {
+        if out.senders == 0 && !out.ended {
             // Every sender dropped: this direction ends cleanly.
+            out.ended = true;
             out.end = Some(Ok(()));
             let pump = out.pump.take();
             drop(out);
@@ -166,12 +199,14 @@ impl FrameRx {
                 park(&mut out.pump, cx);
                 return Poll::Pending;
             }
-            // Swapped, not split: both buffers keep their capacity for the next batch.
+            // Swapped, not split: both buffers keep their capacity for the next
+            // batch, unless a big message grew the one handed back.
+            shed(dst);
             std::mem::swap(&mut out.buf, dst);
             let ended = match out.end.take() {
                 Some(status) => {
                     stream_frame::put_end(dst, &status, out.max);
-                    // Taken once: later ends find the queue closed.
+                    // Nothing follows the end: later sends fail.
                     out.closed = true;
                     true
                 }
@@ -201,7 +236,10 @@ impl Drop for FrameRx {
 struct In {
     items: VecDeque<Bytes>,
     bytes: usize,
+    /// The end, until the reader takes it.
     end: Option<Result<(), RpcError>>,
+    /// An end was queued (taken or not): later ones are dropped.
+    ended: bool,
     /// The pump is gone (with or without an end).
     pump_gone: bool,
     /// The reader is gone or closed its end.
@@ -248,7 +286,7 @@ impl MsgTx {
                 return Poll::Pending;
             }
             if let Some(m) = msg.take() {
-                q.bytes += m.len().max(1);
+                q.bytes += m.len() + ITEM_COST;
                 q.items.push_back(m);
             }
             let reader = q.reader.take();
@@ -263,7 +301,8 @@ impl MsgTx {
     /// room.
     pub(crate) fn end(&self, status: Result<(), RpcError>) {
         let mut q = self.0.lock();
-        if q.end.is_none() {
+        if !q.ended {
+            q.ended = true;
             q.end = Some(status);
         }
         let reader = q.reader.take();
@@ -363,14 +402,14 @@ mod tests {
     }
 
     async fn send(tx: &FrameTx, m: &'static [u8]) -> Result<bool, RpcError> {
-        tx.send::<Bytes, BytesCodec>(Bytes::from_static(m), 8).await
+        tx.send::<Bytes, BytesCodec>(Bytes::from_static(m)).await
     }
 
     #[tokio::test]
     async fn frames_go_out_in_one_batch_then_the_end() {
         let mut first = BytesMut::new();
         stream_frame::put_message(&mut first, b"open");
-        let (tx, mut rx) = frame_queue(first, 64);
+        let (tx, mut rx) = frame_queue(first, 8);
         assert!(send(&tx, b"a").await.unwrap());
         assert!(send(&tx, b"b").await.unwrap());
         let err = send(&tx, b"too long!").await.unwrap_err();
@@ -393,13 +432,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_frame_queue_waits_and_a_gone_pump_fails_sends() {
-        let (tx, mut rx) = frame_queue(BytesMut::new(), 64);
+        let (tx, mut rx) = frame_queue(BytesMut::new(), QUEUE_BYTES);
         let big = Bytes::from(vec![1u8; QUEUE_BYTES]);
-        assert!(
-            tx.send::<Bytes, BytesCodec>(big, QUEUE_BYTES)
-                .await
-                .unwrap()
-        );
+        assert!(tx.send::<Bytes, BytesCodec>(big).await.unwrap());
         let mut next = Box::pin(send(&tx, b"x"));
         assert!((&mut next).now_or_never().is_none(), "no room");
         let mut dst = BytesMut::new();
@@ -417,8 +452,83 @@ mod tests {
         assert!(!send(&tx, b"y").await.unwrap());
     }
 
+    /// A handler that returned left a task sending: the call's status is decided,
+    /// so that send fails instead of slipping a message in before the `end`.
+    #[tokio::test]
+    async fn a_send_after_the_end_fails() {
+        let (tx, mut rx) = frame_queue(BytesMut::new(), 64);
+        let left = tx.clone();
+        assert!(send(&left, b"a").await.unwrap());
+        tx.end(Err(RpcError::Cancelled));
+        assert!(!send(&left, b"late").await.unwrap());
+        let mut dst = BytesMut::new();
+        assert!(rx.take(&mut dst).await);
+        assert_eq!(
+            frames(dst.split()),
+            vec![msg("a"), StreamFrame::End(Err(RpcError::Cancelled))]
+        );
+    }
+
+    /// A huge message, refused or sent, must not keep its memory for the rest of
+    /// the call: a call's buffers stay within what a normal batch needs.
+    #[tokio::test]
+    async fn a_huge_message_does_not_keep_its_memory() {
+        let huge = || Bytes::from(vec![0u8; 8 * KEEP_CAPACITY]);
+        let (tx, mut rx) = frame_queue(BytesMut::new(), 64);
+        assert!(send(&tx, b"a").await.unwrap());
+        let err = tx.send::<Bytes, BytesCodec>(huge()).await.unwrap_err();
+        assert!(err.to_string().contains("exceeds"), "{err}");
+        assert!(tx.0.lock().buf.capacity() <= KEEP_CAPACITY, "refused");
+        let mut dst = BytesMut::new();
+        assert!(!rx.take(&mut dst).await);
+        assert_eq!(frames(dst.split()), vec![msg("a")]);
+
+        let (tx, mut rx) = frame_queue(BytesMut::new(), usize::MAX);
+        assert!(tx.send::<Bytes, BytesCodec>(huge()).await.unwrap());
+        let mut dst = BytesMut::new();
+        assert!(!rx.take(&mut dst).await);
+        dst.clear();
+        assert!(send(&tx, b"b").await.unwrap());
+        assert!(!rx.take(&mut dst).await);
+        // The buffer that carried the huge message came back to the queue.
+        assert!(tx.0.lock().buf.capacity() <= KEEP_CAPACITY, "sent");
+    }
+
+    /// A peer sending empty messages fills the queue too: each costs its handle.
+    #[tokio::test]
+    async fn empty_messages_fill_the_queue() {
+        let (tx, _rx) = msg_queue();
+        let mut queued = 0usize;
+        while tx.send(Bytes::new()).now_or_never() == Some(true) {
+            queued += 1;
+            assert!(queued <= QUEUE_BYTES, "the queue never filled");
+        }
+        let held = queued * std::mem::size_of::<Bytes>();
+        assert!(held <= QUEUE_BYTES + ITEM_COST, "{queued} messages");
+    }
+
     fn recv(rx: &mut MsgRx) -> Option<Option<Item>> {
         poll_fn(|cx| rx.poll_recv(cx)).now_or_never()
+    }
+
+    /// An end after the first was taken (the pump's own after the peer's, a
+    /// sender dropped after the server's end) is not delivered a second time.
+    #[tokio::test]
+    async fn an_end_after_the_first_was_taken_is_not_delivered() {
+        let (tx, mut rx) = msg_queue();
+        tx.end(Ok(()));
+        assert!(matches!(recv(&mut rx), Some(Some(Item::End(Ok(()))))));
+        tx.end(Err(RpcError::Timeout));
+        assert!(recv(&mut rx).is_none(), "one end only");
+
+        let (tx, mut rx) = frame_queue(BytesMut::new(), 64);
+        let left = tx.clone();
+        tx.end(Err(RpcError::Cancelled));
+        let mut dst = BytesMut::new();
+        assert!(rx.take(&mut dst).await);
+        drop((tx, left));
+        dst.clear();
+        assert!(rx.take(&mut dst).now_or_never().is_none(), "one end only");
     }
 
     #[tokio::test]

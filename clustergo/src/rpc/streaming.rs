@@ -5,7 +5,8 @@
 //! Each side runs one task (`pump`) that owns the node stream and bridges it to the
 //! typed halves the user holds: a [`Streaming`] of incoming messages and a
 //! [`StreamSender`] of outgoing ones. Both halves are queues bounded in bytes
-//! ([`QUEUE_BYTES`], `stream_queue.rs`); with the stream's yamux window that bounds a call's memory,
+//! ([`QUEUE_BYTES`], `stream_queue.rs`, each with a batch taken out beside it);
+//! with the stream's yamux window that bounds a call's memory,
 //! and a reader that stops reading stops the pump, which stops granting window,
 //! which blocks the other side's pump, whose full queue blocks its producer.
 //!
@@ -140,7 +141,6 @@ impl<T, C: Codec<T>> futures::Stream for Streaming<T, C> {
 pub struct StreamSender<T, C = ProstCodec> {
     tx: FrameTx,
     outcome: Outcome,
-    max: usize,
     _types: PhantomData<fn(T) -> C>,
 }
 
@@ -155,7 +155,7 @@ impl<T, C: Codec<T>> StreamSender<T, C> {
     /// the call's error (or [`RpcError::Cancelled`] if it ended otherwise).
     pub async fn send(&mut self, msg: T) -> Result<(), RpcError> {
         // Encoded straight into the pump's next write.
-        if self.tx.send::<T, C>(msg, self.max).await? {
+        if self.tx.send::<T, C>(msg).await? {
             Ok(())
         } else {
             Err(self.ended())
@@ -322,8 +322,7 @@ where
     let outcome: Outcome = Arc::default();
     let (in_tx, in_rx) = msg_queue();
     // The open frame goes out with the first messages.
-    let max = inner.config().max_frame;
-    let (out_tx, out_rx) = frame_queue(open, max);
+    let (out_tx, out_rx) = frame_queue(open, inner.config().max_frame);
     let pump = CallerPump {
         node: inner.clone(),
         to,
@@ -337,7 +336,6 @@ where
     let sender = StreamSender {
         tx: out_tx,
         outcome,
-        max,
         _types: PhantomData,
     };
     Ok((sender, Streaming::new(in_rx, to)))
@@ -386,9 +384,12 @@ pub async fn call_server_stream<C, Req, Resp>(
 where
     C: Codec<Req> + Codec<Resp>,
 {
-    let (mut tx, rx) = call_bidi::<C, Req, Resp>(node, to, method, timeout).await?;
-    // The queue is empty: this waits for nothing. A failure shows in `rx`.
-    let _ = tx.send(req).await;
+    let (tx, rx) = call_bidi::<C, Req, Resp>(node, to, method, timeout).await?;
+    // The queue holds only the open frame: this waits for nothing. A request the
+    // codec or the frame limit refuses fails here (dropping `rx` cancels the
+    // call), not at the server as a call without its request; a call that
+    // already ended shows in `rx`.
+    tx.tx.send::<Req, C>(req).await?;
     Ok(rx)
 }
 
@@ -554,7 +555,6 @@ fn retype_sender<T, C>(s: StreamSender<Bytes, super::BytesCodec>) -> StreamSende
     StreamSender {
         tx: s.tx,
         outcome: s.outcome,
-        max: s.max,
         _types: PhantomData,
     }
 }
@@ -683,12 +683,10 @@ impl ServerCall<'_> {
     {
         let outcome: Outcome = Arc::default();
         let (in_tx, in_rx) = msg_queue();
-        let max = self.node.config().max_frame;
-        let (out_tx, mut out_rx) = frame_queue(BytesMut::new(), max);
+        let (out_tx, mut out_rx) = frame_queue(BytesMut::new(), self.node.config().max_frame);
         let sender = StreamSender {
             tx: out_tx.clone(),
             outcome: outcome.clone(),
-            max,
             _types: PhantomData,
         };
         let work =
