@@ -13,8 +13,13 @@ pub(crate) struct Inflight {
 
 impl Inflight {
     /// A request started being served.
+    ///
+    /// `SeqCst`, like the `stopping` flag's store and load: a request counts
+    /// itself, then checks `stopping`; stop sets `stopping`, then reads the
+    /// count. Only sequential consistency rules out both missing each other
+    /// (a request served after the drain saw zero).
     pub(crate) fn enter(&self) {
-        self.count.fetch_add(1, Ordering::AcqRel);
+        self.count.fetch_add(1, Ordering::SeqCst);
     }
 
     /// A request was answered (or will never be).
@@ -33,7 +38,7 @@ impl Inflight {
     pub(crate) async fn wait_idle(&self) {
         loop {
             let notified = self.idle.notified();
-            if self.count.load(Ordering::Acquire) == 0 {
+            if self.count.load(Ordering::SeqCst) == 0 {
                 return;
             }
             notified.await;

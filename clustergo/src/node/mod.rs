@@ -261,7 +261,8 @@ impl NodeInner {
 
     /// Whether stop has begun (step 1): new requests are refused.
     pub(crate) fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::Acquire)
+        // SeqCst: pairs with `Inflight::enter` (see there).
+        self.stopping.load(Ordering::SeqCst)
     }
 
     /// Cancelled at step 4 of stop: every link flushes and closes.

@@ -26,7 +26,8 @@ use crate::rpc::RpcError;
 impl NodeInner {
     /// Begins the shutdown protocol (see the module docs); a second call does nothing.
     pub(super) fn stop(self: &Arc<Self>) {
-        if self.stopping.swap(true, Ordering::AcqRel) {
+        // SeqCst: pairs with `Inflight::enter` (see there).
+        if self.stopping.swap(true, Ordering::SeqCst) {
             return;
         }
         let Some(run) = self.run.get() else {

@@ -166,6 +166,11 @@ pub(crate) fn dispatch(node: &Arc<NodeInner>, from: LogicAddr, body: Bytes) {
     let mut replyer = RawReplyer::new(node.clone(), from, head.seq, head.one_way, method);
     replyer.observed = observed;
     replyer.traced = started.map(|at| (span.clone(), at));
+    // Counted in flight now; a stop that began since the check above may have
+    // seen nothing in flight and finished its drain (`Inflight::enter`).
+    if node.is_stopping() {
+        return replyer.error(RpcError::ServiceUnavailable("node stopping".into()));
+    }
     let arg = head.arg;
     if let Err(panic) = catch_unwind(AssertUnwindSafe(|| {
         span.in_scope(|| handler(ctx, replyer, arg))
