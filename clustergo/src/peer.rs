@@ -42,13 +42,12 @@ use parking_lot::Mutex;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::addr::LogicAddr;
 use crate::backoff::Backoff;
 use crate::batch::Batch;
-use crate::codec::{Frame, FrameCodec, FrameKind, LinkCodec};
+use crate::codec::{Frame, FrameKind, read_frames};
 use crate::conn::Conn;
 use crate::handshake::{ConnKind, HandshakeError, Refusal};
 use crate::keepalive::{Heard, Tick, Watchdog};
@@ -516,11 +515,7 @@ impl Driver {
                 .map_or(LogicAddr::from_raw(0), |r| r.local);
             // Ends at EOF or bad input, or is aborted when the writer side ends.
             tokio::spawn(async move {
-                let codec = LinkCodec {
-                    codec: FrameCodec::new(max),
-                    local,
-                };
-                let mut frames = FramedRead::new(rd, codec);
+                let mut frames = read_frames(rd, max, local);
                 let mut arrivals = Arrivals::new(remote);
                 while let Some(next) = frames.next().await {
                     match next {
