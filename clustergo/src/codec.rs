@@ -351,9 +351,9 @@ pub(crate) fn read_frames<R: tokio::io::AsyncRead>(
     let codec = LinkCodec {
         codec: FrameCodec::new(max_frame),
         local,
-        buf: ReadBuf::new(readbuf::CHUNK),
+        buf: ReadBuf::new(readbuf::FIRST),
     };
-    FramedRead::with_capacity(rd, codec, readbuf::CHUNK)
+    FramedRead::with_capacity(rd, codec, readbuf::FIRST)
 }
 
 impl Decoder for LinkCodec {

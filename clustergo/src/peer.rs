@@ -536,7 +536,8 @@ impl Driver {
             })
         };
 
-        let mut batch: Vec<Outgoing> = Vec::with_capacity(BATCH);
+        // Grows as the queue needs (an idle link holds none).
+        let mut batch: Vec<Outgoing> = Vec::new();
         let mut buf = Batch::default();
         // Checked when the writer is idle: a busy writer on a silent network stalls.
         // The Go dialect has no keepalive frames: the Go side would close the link

@@ -10,7 +10,8 @@
 //! - a frame longer than a chunk is read into an allocation of its own, exactly its
 //!   length (its body crosses a harbor without a copy);
 //! - other frames are read into chunks of [`CHUNK`] bytes, and a chunk no frame
-//!   holds any more is reused;
+//!   holds any more is reused; the first buffer is smaller ([`FIRST`]), so an idle
+//!   link holds little;
 //! - a frame to relay keeps its bytes where they are only if they are at least
 //!   `1/`[`MAX_PIN`] of the allocation ([`keep_in_place`]); smaller ones are copied
 //!   out (at most a quarter chunk: cheap).
@@ -22,6 +23,10 @@ use bytes::BytesMut;
 
 /// The read buffer's usual allocation (tokio-util's `FramedRead` starts with the same).
 pub(crate) const CHUNK: usize = 8 * 1024;
+
+/// A link's first read buffer: a link that stays idle needs no more, and one that
+/// is used fills it and goes on in chunks.
+pub(crate) const FIRST: usize = 1024;
 
 /// At most this many times its own length may a queued frame keep alive.
 const MAX_PIN: usize = 4;
@@ -56,13 +61,14 @@ impl ReadBuf {
     /// front, when its header is known) and at least one more: in the same
     /// allocation if it fits, or once no frame holds the chunk any more; else in a
     /// fresh chunk, or an allocation of exactly `want` bytes if that is more than a
-    /// chunk. A frame's own allocation is never reused for the next ones.
+    /// chunk. Only a chunk is reused: not a frame's own allocation, nor the first
+    /// buffer (a link that filled it is in use: it goes on in chunks).
     pub(crate) fn make_room(&mut self, src: &mut BytesMut, want: usize) {
         let want = want.max(src.len() + 1);
         if src.capacity() >= want {
             return;
         }
-        if self.alloc <= CHUNK && want <= CHUNK && src.try_reclaim(want - src.len()) {
+        if self.alloc == CHUNK && want <= CHUNK && src.try_reclaim(want - src.len()) {
             return;
         }
         let alloc = want.max(CHUNK);
@@ -111,6 +117,9 @@ mod tests {
             (100, CHUNK, CHUNK, 100_000, 100_000, true),
             // After it: a chunk again, however big the allocation before was.
             (0, 0, 100_000, 5, CHUNK, true),
+            // The first buffer filled: a chunk.
+            (10, FIRST, FIRST, FIRST + 1, CHUNK, true),
+            (0, 0, FIRST, 5, CHUNK, true),
         ];
         for (len, cap, alloc, want, alloc_after, fresh) in cases {
             let mut src = BytesMut::with_capacity(cap + 1);
@@ -140,5 +149,13 @@ mod tests {
         rb.make_room(&mut src, 100);
         assert_eq!(src.as_ptr() as usize, at, "moved to the chunk's start");
         assert_eq!((&src[..], rb.alloc()), (&[7u8; 3][..], CHUNK));
+        // Not the first buffer: a link that filled it goes on in chunks.
+        let mut src = BytesMut::with_capacity(FIRST);
+        src.resize(FIRST, 7);
+        drop(src.split_to(FIRST - 3));
+        let mut rb = ReadBuf::new(FIRST);
+        rb.make_room(&mut src, 100);
+        assert_eq!((&src[..], rb.alloc()), (&[7u8; 3][..], CHUNK));
+        assert!(src.capacity() >= CHUNK);
     }
 }
