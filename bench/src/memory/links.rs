@@ -4,9 +4,10 @@
 //! their own limit allows (four descriptors per node: listener, both ends of a
 //! warm-up link, the end of the measured link).
 //!
-//! Each child starts its nodes and a warm-up hub of its own, links every node to it
-//! (so what a node makes on its first call is already there), reports its RSS, and
-//! on `go` links every node to the parent's hub and reports its RSS again. The
+//! Each child starts its nodes and a warm-up hub of its own and says so; once every
+//! child listens, on `warm`, it links every node to its hub (so what a node makes
+//! on its first call is already there), reports its RSS, and on `go` links every
+//! node to the parent's hub and reports its RSS again. The
 //! growth is the parent's plus every child's between the two readings: both ends
 //! of N idle links.
 
@@ -74,6 +75,14 @@ pub(super) async fn links(n: usize) -> Result<Growth, String> {
             ports[n + 1 + k].to_string(),
         ];
         children.push(Talk::spawn(&args)?);
+    }
+    // No child dials before every child listens: a dial's ephemeral port could be
+    // one handed to a node of a child not started yet.
+    for child in &mut children {
+        child.expect::<Rss>("that it listens").await?;
+    }
+    for child in &mut children {
+        child.say("warm").await?;
     }
     let mut before = 0;
     for child in &mut children {
@@ -152,6 +161,10 @@ pub(crate) async fn child(args: &[String]) -> Result<(), String> {
         Ok(())
     };
     let mut parent = crate::child::Parent::new();
+    crate::child::print(&Rss {
+        bytes: settled_rss().await?,
+    });
+    parent.expect("warm").await?;
     link_all(warm).await?;
     crate::child::print(&Rss {
         bytes: settled_rss().await?,
