@@ -238,12 +238,12 @@ impl Decoder for FrameCodec {
     type Error = CodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
-        let (kind, header_len, total) = match self.next_frame(src)? {
-            Next::Whole {
-                kind,
-                header_len,
-                total,
-            } => (kind, header_len, total),
+        let Whole {
+            kind,
+            header_len,
+            total,
+        } = match self.next_frame(src)? {
+            Next::Whole(whole) => whole,
             Next::Partial { want } => {
                 src.reserve(want.saturating_sub(src.len()));
                 return Ok(None);
@@ -262,18 +262,22 @@ impl Decoder for FrameCodec {
     }
 }
 
+/// A whole frame at the start of a read buffer: its kind, its header's length
+/// (length field included) and its own.
+struct Whole {
+    kind: FrameKind,
+    header_len: usize,
+    total: usize,
+}
+
 /// What is at the start of a read buffer.
 enum Next {
-    /// A whole frame of `kind`, `total` bytes long, its header (length field
-    /// included) `header_len` bytes.
-    Whole {
-        kind: FrameKind,
-        header_len: usize,
-        total: usize,
-    },
+    Whole(Whole),
     /// Part of one: `want` bytes in all are needed (the whole frame once its length
     /// is known, its checked length field and flag until then).
-    Partial { want: usize },
+    Partial {
+        want: usize,
+    },
 }
 
 impl FrameCodec {
@@ -297,11 +301,11 @@ impl FrameCodec {
         if src.len() < total {
             return Ok(Next::Partial { want: total });
         }
-        Ok(Next::Whole {
+        Ok(Next::Whole(Whole {
             kind,
             header_len: LEN_SIZE + kind.header_len(),
             total,
-        })
+        }))
     }
 }
 
@@ -361,12 +365,12 @@ impl Decoder for LinkCodec {
     type Error = CodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Arrived>, CodecError> {
-        let (kind, header_len, total) = match self.codec.next_frame(src)? {
-            Next::Whole {
-                kind,
-                header_len,
-                total,
-            } => (kind, header_len, total),
+        let Whole {
+            kind,
+            header_len,
+            total,
+        } = match self.codec.next_frame(src)? {
+            Next::Whole(whole) => whole,
             Next::Partial { want } => {
                 self.buf.make_room(src, want);
                 return Ok(None);

@@ -78,30 +78,29 @@ pub(super) async fn links(n: usize) -> Result<Growth, String> {
     }
     // No child dials before every child listens: a dial's ephemeral port could be
     // one handed to a node of a child not started yet.
-    for child in &mut children {
-        child.expect::<Rss>("that it listens").await?;
-    }
-    for child in &mut children {
-        child.say("warm").await?;
-    }
-    let mut before = 0;
-    for child in &mut children {
-        before += child.expect::<Rss>("its first RSS").await?.bytes;
-    }
-    before += settled_rss().await?;
-    for child in &mut children {
-        child.say("go").await?;
-    }
-    let mut after = 0;
-    for child in &mut children {
-        after += child.expect::<Rss>("its second RSS").await?.bytes;
-    }
-    after += settled_rss().await?;
+    answers(&mut children, None, "that it listens").await?;
+    let before =
+        answers(&mut children, Some("warm"), "its first RSS").await? + settled_rss().await?;
+    let after = answers(&mut children, Some("go"), "its second RSS").await? + settled_rss().await?;
     for child in children {
         child.end().await;
     }
     hub_node.shutdown().await;
     Ok(Growth { before, after })
+}
+
+/// Says `line` (if any) to every child, then sums the RSS each answers (`what`).
+async fn answers(children: &mut [Talk], line: Option<&str>, what: &str) -> Result<u64, String> {
+    if let Some(line) = line {
+        for child in children.iter_mut() {
+            child.say(line).await?;
+        }
+    }
+    let mut sum = 0;
+    for child in children.iter_mut() {
+        sum += child.expect::<Rss>(what).await?.bytes;
+    }
+    Ok(sum)
 }
 
 /// The child side of `link-ends K FIRST PORTS HUB WARM`: nodes FIRST.. on the
