@@ -632,6 +632,48 @@ mod tests {
         }
     }
 
+    /// Reads at most `step` bytes at a time, as a slow socket would.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl tokio::io::AsyncRead for Trickle<'_> {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            let n = self.step.min(self.data.len()).min(buf.remaining());
+            buf.put_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Whatever the reads' sizes, a link's reader yields every frame as sent, in the
+    /// read allocations it placed itself (first buffer, chunks, a big frame's own).
+    #[tokio::test]
+    async fn a_link_reader_yields_every_frame_whatever_the_reads() {
+        use futures::StreamExt;
+        let local = addr("1.2.3");
+        let mut frames = sample();
+        frames.push(Frame {
+            body: Bytes::from(vec![5u8; 3 * readbuf::CHUNK]),
+            ..sample()[1].clone()
+        });
+        frames.extend(sample());
+        let wire = encode_all(&frames);
+        for step in [1, 7, 100, readbuf::FIRST, readbuf::CHUNK + 3, wire.len()] {
+            let rd = Trickle { data: &wire, step };
+            let got: Vec<Frame> = read_frames(rd, DEFAULT_MAX_FRAME, local)
+                .map(|a| a.unwrap().frame)
+                .collect()
+                .await;
+            assert_eq!(got, frames, "reads of {step} bytes");
+        }
+    }
+
     #[test]
     fn oversize_rejected_before_body_arrives() {
         let mut codec = FrameCodec::new(64);
