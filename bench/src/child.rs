@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines, Stdin};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 /// The first argument that makes the binary a child.
 pub(crate) const FLAG: &str = "--child";
@@ -62,4 +62,85 @@ pub(crate) fn print<T: Serialize>(value: &T) {
         "{}",
         serde_json::to_string(value).expect("plain data serializes")
     );
+}
+
+/// A child the parent talks to in lines: it says things on its stdin and reads
+/// JSON lines from its stdout, each wait bounded.
+#[derive(Debug)]
+pub(crate) struct Talk {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+/// How long a talking child may take to answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
+
+impl Talk {
+    /// Starts `bench --child args..`.
+    pub(crate) fn spawn(args: &[String]) -> Result<Self, String> {
+        let mut child = spawn(args)?;
+        let stdin = child.stdin.take().ok_or("child has no stdin")?;
+        let stdout = child.stdout.take().ok_or("child has no stdout")?;
+        Ok(Self {
+            child,
+            stdin,
+            lines: BufReader::new(stdout).lines(),
+        })
+    }
+
+    /// The child's next line, parsed; `what` names it in errors.
+    pub(crate) async fn expect<T: DeserializeOwned>(&mut self, what: &str) -> Result<T, String> {
+        let line = tokio::time::timeout(ANSWER_TIMEOUT, self.lines.next_line())
+            .await
+            .map_err(|_| format!("a child did not send {what} within {ANSWER_TIMEOUT:?}"))?
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("a child ended before {what}"))?;
+        serde_json::from_str(&line).map_err(|e| format!("child said {line:?}: {e}"))
+    }
+
+    /// Says `line` to the child.
+    pub(crate) async fn say(&mut self, line: &str) -> Result<(), String> {
+        let line = format!("{line}\n");
+        self.stdin
+            .write_all(line.as_bytes())
+            .await
+            .map_err(|e| format!("say {line:?}: {e}"))
+    }
+
+    /// Ends the child's stdin and waits (bounded) for it to exit.
+    pub(crate) async fn end(self) {
+        let Self {
+            mut child, stdin, ..
+        } = self;
+        drop(stdin);
+        let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    }
+}
+
+/// A child's side of a [`Talk`]: the parent's lines on stdin.
+#[derive(Debug)]
+pub(crate) struct Parent {
+    lines: Lines<BufReader<Stdin>>,
+}
+
+impl Parent {
+    pub(crate) fn new() -> Self {
+        Self {
+            lines: BufReader::new(tokio::io::stdin()).lines(),
+        }
+    }
+
+    /// Waits for the parent to say `want`.
+    pub(crate) async fn expect(&mut self, want: &str) -> Result<(), String> {
+        match self.lines.next_line().await {
+            Ok(Some(l)) if l == want => Ok(()),
+            other => Err(format!("expected {want:?} from the parent, got {other:?}")),
+        }
+    }
+
+    /// Waits until the parent ends its talk (closes stdin).
+    pub(crate) async fn wait_end(&mut self) {
+        while let Ok(Some(_)) = self.lines.next_line().await {}
+    }
 }

@@ -200,6 +200,7 @@ async fn main() -> ExitCode {
 async fn child_main(args: &[String]) -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("memory") => memory::child(&args[1..]).await,
+        Some("link-ends") => memory::links::child(&args[1..]).await,
         Some("view-memory") => scale::membership::child_view_memory(&args[1..]).await,
         Some("mesh") => scale::mesh::child_mesh(&args[1..]).await,
         Some("proc") => scale::mesh::child_proc(&args[1..]).await,

@@ -26,6 +26,8 @@ use crate::systems::clustergo::METHOD;
 use crate::systems::{Outcome, System};
 use crate::workload::{self, Run, Sizes, Workload};
 
+pub(crate) mod links;
+
 /// How long a child may take, setup and teardown included.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(300);
 /// Time given to tasks to finish their work before RSS is read.
@@ -239,7 +241,8 @@ pub(crate) async fn child(args: &[String]) -> Result<(), String> {
     let r = match probe {
         Probe::Rpc(system) => rpc(system, sizes).await?,
         Probe::RawPairs => per_item("bytes_per_link", n, 2, raw_pairs).await?,
-        Probe::Links => per_item("bytes_per_link", n, 6, links).await?,
+        // One descriptor per link here; the nodes are in children (`links.rs`).
+        Probe::Links => per_item("bytes_per_link", n, 1, links::links).await?,
         Probe::Streams => per_item("bytes_per_stream", n, 1, streams).await?,
         Probe::Calls => per_item("bytes_per_call", n, 1, calls).await?,
         Probe::GateConns => per_item("bytes_per_gate_conn", n, 2, gate_conns).await?,
@@ -358,65 +361,6 @@ async fn raw_pairs(n: usize) -> Result<Growth, String> {
     wait_count(&accepted, n, "accepted").await?;
     let after = settled_rss().await?;
     drop(socks);
-    Ok(Growth { before, after })
-}
-
-/// `n` nodes, each linked to two hubs by one call to each. Growth is measured from
-/// the nodes linked to the first hub to the nodes linked to both, so it is the cost
-/// of the second links alone, both ends (the hub's and the node's), and not of what
-/// a node makes on its first call.
-async fn links(n: usize) -> Result<Growth, String> {
-    let hubs = [addr(1, 1, 1)?, addr(1, 1, 2)?];
-    let mut ports = free_ports(n + 2)?;
-    let hub_members: Vec<Member> = hubs
-        .iter()
-        .zip(ports.drain(..2))
-        .map(|(&h, p)| Member::new(Addr::new(h, p)))
-        .collect();
-    let mut members = Vec::with_capacity(n);
-    for (i, port) in ports.into_iter().enumerate() {
-        // 1000 servers per type: the server field has 10 bits.
-        let a = addr(1, 2 + (i / 1000) as u32, (i % 1000) as u32)?;
-        members.push(Member::new(Addr::new(a, port)));
-    }
-    let all = InProcess::with_members(members.iter().chain(&hub_members).cloned());
-    let mut hub_nodes = Vec::new();
-    for &h in &hubs {
-        let hub = Node::new();
-        hub.register_rpc(METHOD, |_ctx, replyer, req: Request| {
-            replyer.reply(workload::reply_to(&req));
-        });
-        hub.start(all.clone(), h)
-            .await
-            .map_err(|e| format!("start hub: {e}"))?;
-        hub_nodes.push(hub);
-    }
-    let mut nodes = Vec::with_capacity(n);
-    for m in &members {
-        let node = Node::new();
-        // Each node knows only itself and the hubs, so its view stays small.
-        let own = InProcess::with_members(hub_members.iter().chain([m]).cloned());
-        node.start(own, m.logic())
-            .await
-            .map_err(|e| format!("start node {}: {e}", m.logic()))?;
-        nodes.push(node);
-    }
-    let req = workload::request();
-    let link_all = async |hub: LogicAddr| -> Result<(), String> {
-        for batch in nodes.chunks(BATCH) {
-            let calls = batch
-                .iter()
-                .map(|node| node.call::<Request, Response>(hub, METHOD, &req));
-            for r in futures::future::join_all(calls).await {
-                r.map_err(|e| format!("call to hub {hub}: {e}"))?;
-            }
-        }
-        Ok(())
-    };
-    link_all(hubs[0]).await?;
-    let before = settled_rss().await?;
-    link_all(hubs[1]).await?;
-    let after = settled_rss().await?;
     Ok(Growth { before, after })
 }
 

@@ -16,7 +16,8 @@ pub(crate) const BY_REFERENCE: usize = 4 * 1024;
 /// Buffers handed to one vectored write at most.
 const MAX_IOV: usize = 64;
 
-/// The joining buffer's usual size; a bigger one (after a burst) is let go.
+/// The joining buffer's usual size at most; a bigger one (after a burst) is let
+/// go. It starts empty and grows as batches need it, so an idle link holds none.
 const STAGING: usize = 64 * 1024;
 
 /// The bytes of one write, as buffers in order.
@@ -34,7 +35,7 @@ impl Default for Batch {
     fn default() -> Self {
         Self {
             chunks: Vec::new(),
-            staging: BytesMut::with_capacity(STAGING),
+            staging: BytesMut::new(),
             len: 0,
         }
     }
@@ -102,7 +103,7 @@ impl Batch {
             }
         }
         if self.staging.capacity() > 16 * STAGING {
-            self.staging = BytesMut::with_capacity(STAGING);
+            self.staging = BytesMut::new();
         }
         match tokio::time::timeout(stall, wr.flush()).await {
             Ok(r) => r,

@@ -13,9 +13,10 @@
 //! allocated; a malformed frame is an error that ends the connection.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::codec::{Decoder, Encoder, FramedRead};
 
 use crate::addr::LogicAddr;
+use crate::readbuf::{self, ReadBuf};
 
 /// Default largest frame (length field value) accepted: 4 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 4 * 1024 * 1024;
@@ -237,8 +238,16 @@ impl Decoder for FrameCodec {
     type Error = CodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
-        let Some((kind, header_len, total)) = self.next_frame(src)? else {
-            return Ok(None);
+        let Whole {
+            kind,
+            header_len,
+            total,
+        } = match self.next_frame(src)? {
+            Next::Whole(whole) => whole,
+            Next::Partial { want } => {
+                src.reserve(want.saturating_sub(src.len()));
+                return Ok(None);
+            }
         };
         let mut frame = src.split_to(total);
         let (to, from, cmd) = read_route(kind, &frame);
@@ -253,18 +262,36 @@ impl Decoder for FrameCodec {
     }
 }
 
+/// A whole frame at the start of a read buffer: its kind, its header's length
+/// (length field included) and its own.
+struct Whole {
+    kind: FrameKind,
+    header_len: usize,
+    total: usize,
+}
+
+/// What is at the start of a read buffer.
+enum Next {
+    Whole(Whole),
+    /// Part of one: `want` bytes in all are needed (the whole frame once its length
+    /// is known, its checked length field and flag until then).
+    Partial {
+        want: usize,
+    },
+}
+
 impl FrameCodec {
-    /// Checks the frame at the start of `src`: its kind, header length (length
-    /// field included) and wire length once it is whole; `None` until then.
-    fn next_frame(
-        &self,
-        src: &mut BytesMut,
-    ) -> Result<Option<(FrameKind, usize, usize)>, CodecError> {
+    /// Checks the frame at the start of `src`: its kind, header length and wire
+    /// length once it is whole.
+    fn next_frame(&self, src: &BytesMut) -> Result<Next, CodecError> {
         if src.len() < LEN_SIZE + 1 {
+            let mut want = LEN_SIZE + 1;
             if src.len() >= LEN_SIZE {
-                check_len(read_len(src), self.max_frame, 1)?;
+                let len = read_len(src);
+                check_len(len, self.max_frame, 1)?;
+                want = want.max(LEN_SIZE + len);
             }
-            return Ok(None);
+            return Ok(Next::Partial { want });
         }
         let len = read_len(src);
         let flag = src[LEN_SIZE];
@@ -272,10 +299,13 @@ impl FrameCodec {
         check_len(len, self.max_frame, kind.header_len())?;
         let total = LEN_SIZE + len;
         if src.len() < total {
-            src.reserve(total - src.len());
-            return Ok(None);
+            return Ok(Next::Partial { want: total });
         }
-        Ok(Some((kind, LEN_SIZE + kind.header_len(), total)))
+        Ok(Next::Whole(Whole {
+            kind,
+            header_len: LEN_SIZE + kind.header_len(),
+            total,
+        }))
     }
 }
 
@@ -294,10 +324,12 @@ fn read_route(kind: FrameKind, wire: &[u8]) -> (LogicAddr, LogicAddr, u16) {
 
 /// A frame read from a link. One addressed to another node (a harbor relays it)
 /// comes with its bytes as they arrived, `wire`: the header does not change on the
-/// way, so the harbor forwards them as they are and copies nothing (`frame.body` is
-/// then a slice of `wire`). Frames for the node itself come without: the extra
-/// reference would cost two more atomic operations per frame on the read buffer's
-/// count, which the threads consuming the bodies share.
+/// way, so the harbor forwards them as they are. A big frame's `wire` is the read
+/// allocation itself, so its body is never copied (`frame.body` is then a slice of
+/// it); a small one's is a copy, so that it does not keep the read buffer alive
+/// while it waits in a queue (`readbuf.rs`). Frames for the node itself come
+/// without: the extra reference would cost two more atomic operations per frame on
+/// the read buffer's count, which the threads consuming the bodies share.
 #[derive(Debug)]
 pub(crate) struct Arrived {
     pub(crate) frame: Frame,
@@ -305,11 +337,27 @@ pub(crate) struct Arrived {
 }
 
 /// The decoder of a node link's reader: [`FrameCodec`]'s checks, each frame as
-/// an [`Arrived`], with its wire bytes if it is not for `local`.
+/// an [`Arrived`], with its wire bytes if it is not for `local`. It places the
+/// read buffer's allocations itself ([`ReadBuf`]); build it with [`read_frames`].
 #[derive(Debug)]
 pub(crate) struct LinkCodec {
-    pub(crate) codec: FrameCodec,
-    pub(crate) local: LogicAddr,
+    codec: FrameCodec,
+    local: LogicAddr,
+    buf: ReadBuf,
+}
+
+/// The frames read from a node link's `rd`, decoded by a [`LinkCodec`].
+pub(crate) fn read_frames<R: tokio::io::AsyncRead>(
+    rd: R,
+    max_frame: usize,
+    local: LogicAddr,
+) -> FramedRead<R, LinkCodec> {
+    let codec = LinkCodec {
+        codec: FrameCodec::new(max_frame),
+        local,
+        buf: ReadBuf::new(readbuf::FIRST),
+    };
+    FramedRead::with_capacity(rd, codec, readbuf::FIRST)
 }
 
 impl Decoder for LinkCodec {
@@ -317,8 +365,16 @@ impl Decoder for LinkCodec {
     type Error = CodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Arrived>, CodecError> {
-        let Some((kind, header_len, total)) = self.codec.next_frame(src)? else {
-            return Ok(None);
+        let Whole {
+            kind,
+            header_len,
+            total,
+        } = match self.codec.next_frame(src)? {
+            Next::Whole(whole) => whole,
+            Next::Partial { want } => {
+                self.buf.make_room(src, want);
+                return Ok(None);
+            }
         };
         let (to, from, cmd) = read_route(kind, src);
         let mut frame = Frame {
@@ -328,14 +384,23 @@ impl Decoder for LinkCodec {
             cmd,
             body: Bytes::new(),
         };
-        if to == self.local {
+        if to == self.local || kind == FrameKind::Keepalive {
             let mut body = src.split_to(total);
             body.advance(header_len);
             frame.body = body.freeze();
             return Ok(Some(Arrived { frame, wire: None }));
         }
-        let wire = src.split_to(total).freeze();
-        frame.body = wire.slice(header_len..);
+        let wire = if readbuf::keep_in_place(total, self.buf.alloc()) {
+            let wire = src.split_to(total).freeze();
+            frame.body = wire.slice(header_len..);
+            wire
+        } else {
+            let wire = Bytes::copy_from_slice(&src[..total]);
+            let mut body = src.split_to(total);
+            body.advance(header_len);
+            frame.body = body.freeze();
+            wire
+        };
         Ok(Some(Arrived {
             frame,
             wire: Some(wire),
@@ -475,10 +540,7 @@ mod tests {
         // sample()'s frames go to 1.2.3 (two of them), 2.2.2 and 1.1.1.
         let local = addr("1.2.3");
         for split in 0..=wire.len() {
-            let mut codec = LinkCodec {
-                codec: FrameCodec::default(),
-                local,
-            };
+            let mut codec = link_codec(DEFAULT_MAX_FRAME, local);
             let mut buf = BytesMut::new();
             let mut out = Vec::new();
             for chunk in [&wire[..split], &wire[split..]] {
@@ -496,21 +558,120 @@ mod tests {
                 };
                 assert_ne!(f.to, local, "split at {split}");
                 assert_eq!(wire, &f.to_bytes(), "split at {split}");
-                // The body is the tail of the wire bytes, not a copy.
-                let tail = &wire[wire.len() - f.body.len()..];
-                assert_eq!(tail.as_ptr(), a.frame.body.as_ptr(), "split at {split}");
+                assert_eq!(&wire[wire.len() - f.body.len()..], &f.body[..]);
             }
         }
         // The same checks as the public codec.
         let mut buf = BytesMut::from(&[0u8, 0, 0, 65][..]);
         assert!(matches!(
-            LinkCodec {
-                codec: FrameCodec::new(64),
-                local: addr("1.2.3"),
-            }
-            .decode(&mut buf),
+            link_codec(64, addr("1.2.3")).decode(&mut buf),
             Err(CodecError::TooLarge { len: 65, max: 64 })
         ));
+    }
+
+    fn link_codec(max_frame: usize, local: LogicAddr) -> LinkCodec {
+        read_frames(&[][..], max_frame, local).into_parts().codec
+    }
+
+    /// A harbor's reader, fed big frames for itself and small ones to relay in turn:
+    /// each small frame kept (queued for a stuck target) must keep only about its own
+    /// length alive, not the big frame's read buffer (it kept 1 MiB each); a big
+    /// frame to relay keeps its own bytes, not copied.
+    #[tokio::test]
+    async fn a_queued_relayed_frame_keeps_only_its_own_bytes() {
+        use futures::StreamExt;
+        let (local, target) = (addr("1.255.1"), addr("2.1.1"));
+        let frame = |to, len| Frame {
+            kind: FrameKind::Binary,
+            to,
+            from: addr("1.1.1"),
+            cmd: 1,
+            body: Bytes::from(vec![7u8; len]),
+        };
+        const ROUNDS: usize = 8;
+        let big = 1 << 20;
+        let mut sent = Vec::new();
+        for i in 0..ROUNDS {
+            sent.push(frame(local, big));
+            sent.push(frame(target, 10 + i));
+        }
+        sent.push(frame(target, big));
+        let wire = encode_all(&sent);
+        let mut frames = read_frames(&wire[..], DEFAULT_MAX_FRAME, local);
+        let mut queued = Vec::new();
+        let read = async {
+            while let Some(arrived) = frames.next().await {
+                let arrived = arrived.unwrap();
+                // Frames for the harbor are handled (dropped) at once.
+                if arrived.wire.is_some() {
+                    queued.push(arrived);
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), read)
+            .await
+            .expect("all read");
+        drop(frames);
+        assert_eq!(queued.len(), ROUNDS + 1);
+        for (i, Arrived { frame, wire }) in queued.into_iter().enumerate() {
+            let wire = wire.unwrap();
+            let (len, body_at) = (wire.len(), frame.body.as_ptr());
+            let in_place = wire.as_ptr_range().contains(&body_at);
+            drop(frame);
+            let held = wire.try_into_mut().expect("no other frame shares it");
+            assert!(
+                held.capacity() <= 4 * len,
+                "frame {i} of {len} bytes keeps {} bytes alive",
+                held.capacity()
+            );
+            assert_eq!(
+                in_place,
+                len > big,
+                "frame {i}: only the big body is not copied"
+            );
+        }
+    }
+
+    /// Reads at most `step` bytes at a time, as a slow socket would.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl tokio::io::AsyncRead for Trickle<'_> {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            let n = self.step.min(self.data.len()).min(buf.remaining());
+            buf.put_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Whatever the reads' sizes, a link's reader yields every frame as sent, in the
+    /// read allocations it placed itself (first buffer, chunks, a big frame's own).
+    #[tokio::test]
+    async fn a_link_reader_yields_every_frame_whatever_the_reads() {
+        use futures::StreamExt;
+        let local = addr("1.2.3");
+        let mut frames = sample();
+        frames.push(Frame {
+            body: Bytes::from(vec![5u8; 3 * readbuf::CHUNK]),
+            ..sample()[1].clone()
+        });
+        frames.extend(sample());
+        let wire = encode_all(&frames);
+        for step in [1, 7, 100, readbuf::FIRST, readbuf::CHUNK + 3, wire.len()] {
+            let rd = Trickle { data: &wire, step };
+            let got: Vec<Frame> = read_frames(rd, DEFAULT_MAX_FRAME, local)
+                .map(|a| a.unwrap().frame)
+                .collect()
+                .await;
+            assert_eq!(got, frames, "reads of {step} bytes");
+        }
     }
 
     #[test]

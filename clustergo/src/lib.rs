@@ -9,7 +9,8 @@
 //! - [`codec`]: the frame format between nodes.
 //! - [`handshake`]: authenticated connection setup.
 //! - `peer`: one remote node: lazy connection, pending queue, writer and reader;
-//!   `batch`: what its writer sends in one vectored write.
+//!   `batch`: what its writer sends in one vectored write; `readbuf`: where its
+//!   reader reads frames to, and which relayed frames are copied out of it.
 //! - `link`: the pure state of a peer's link (which connection wins a dial race).
 //! - `backoff`: jittered reconnect delays for peers and membership backends.
 //! - `message`: protobuf and binary message handlers.
@@ -53,6 +54,7 @@ pub mod node;
 #[cfg(feature = "otel")]
 pub mod otel;
 mod peer;
+mod readbuf;
 pub mod rpc;
 pub mod stream;
 #[cfg(test)]

@@ -40,15 +40,14 @@ use bytes::Bytes;
 use futures::StreamExt;
 use parking_lot::Mutex;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
-use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::addr::LogicAddr;
 use crate::backoff::Backoff;
 use crate::batch::Batch;
-use crate::codec::{Frame, FrameCodec, FrameKind, LinkCodec};
+use crate::codec::{Frame, FrameKind, read_frames};
 use crate::conn::Conn;
 use crate::handshake::{ConnKind, HandshakeError, Refusal};
 use crate::keepalive::{Heard, Tick, Watchdog};
@@ -72,6 +71,33 @@ pub(crate) struct Outgoing {
 pub(crate) struct Inbound {
     pub(crate) stream: Conn,
     pub(crate) incarnation: u64,
+}
+
+/// An accepted connection on its way to the driver. At most one waits: a newer
+/// one replaces it (the remote restarted again; the older is closed). A channel
+/// here cost ~2 KB per peer (its first block of slots), idle or not.
+#[derive(Debug, Default)]
+struct Handover {
+    slot: Mutex<Option<Inbound>>,
+    ready: Notify,
+}
+
+impl Handover {
+    fn put(&self, inbound: Inbound) {
+        *self.slot.lock() = Some(inbound);
+        self.ready.notify_one();
+    }
+
+    /// The waiting connection, once there is one. Cancel-safe: nothing is taken
+    /// unless returned.
+    async fn take(&self) -> Inbound {
+        loop {
+            if let Some(inbound) = self.slot.lock().take() {
+                return inbound;
+            }
+            self.ready.notified().await;
+        }
+    }
 }
 
 /// The link's state and the handle to end its live connection, under one lock.
@@ -135,7 +161,7 @@ pub(crate) struct Peer {
     max_bytes: usize,
     /// Mirrors [`LinkState::known_down`] for senders, without the lock.
     down: AtomicBool,
-    inbound_tx: mpsc::UnboundedSender<Inbound>,
+    inbound: Handover,
     state: Mutex<Shared>,
     closed: CancellationToken,
 }
@@ -160,7 +186,6 @@ impl Peer {
     pub(crate) fn spawn(node: &Arc<NodeInner>, remote: LogicAddr, net: SocketAddr) -> Arc<Peer> {
         let config = node.config();
         let (tx, rx) = mpsc::unbounded_channel();
-        let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let peer = Arc::new(Peer {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -170,7 +195,7 @@ impl Peer {
             max_frames: config.pending_queue.clamp(1, MAX_FRAMES),
             max_bytes: config.pending_bytes,
             down: AtomicBool::new(false),
-            inbound_tx,
+            inbound: Handover::default(),
             state: Mutex::new(Shared {
                 link: LinkState::new(net),
                 kill: None,
@@ -181,7 +206,6 @@ impl Peer {
             peer: peer.clone(),
             node: node.clone(),
             rx,
-            inbound_rx,
             queue: VecDeque::new(),
         };
         node.spawn(driver.run());
@@ -254,7 +278,7 @@ impl Peer {
     pub(crate) fn adopt(&self, inbound: Result<Inbound, u64>) {
         match inbound {
             Ok(inbound) => {
-                let _ = self.inbound_tx.send(inbound);
+                self.inbound.put(inbound);
             }
             Err(incarnation) => self.state.lock().link.offer_lost(incarnation),
         }
@@ -265,7 +289,6 @@ struct Driver {
     peer: Arc<Peer>,
     node: Arc<NodeInner>,
     rx: mpsc::UnboundedReceiver<Outgoing>,
-    inbound_rx: mpsc::UnboundedReceiver<Inbound>,
     /// Frames taken from the channel while no connection could write them.
     queue: VecDeque<Outgoing>,
 }
@@ -301,7 +324,7 @@ impl Driver {
                 tokio::select! {
                     biased;
                     _ = self.peer.closed.cancelled() => return None,
-                    inbound = self.inbound_rx.recv() => return inbound,
+                    inbound = self.peer.inbound.take() => return Some(inbound),
                     out = self.rx.recv() => self.queue.push_back(out?),
                 }
                 continue;
@@ -349,10 +372,7 @@ impl Driver {
             tokio::select! {
                 biased;
                 _ = self.peer.closed.cancelled() => return Waited::Closed,
-                inbound = self.inbound_rx.recv() => return match inbound {
-                    Some(inbound) => Waited::Inbound(inbound),
-                    None => Waited::Closed,
-                },
+                inbound = self.peer.inbound.take() => return Waited::Inbound(inbound),
                 r = &mut fut => return Waited::Done(r),
                 out = self.rx.recv() => match out {
                     Some(out) => {
@@ -516,11 +536,7 @@ impl Driver {
                 .map_or(LogicAddr::from_raw(0), |r| r.local);
             // Ends at EOF or bad input, or is aborted when the writer side ends.
             tokio::spawn(async move {
-                let codec = LinkCodec {
-                    codec: FrameCodec::new(max),
-                    local,
-                };
-                let mut frames = FramedRead::new(rd, codec);
+                let mut frames = read_frames(rd, max, local);
                 let mut arrivals = Arrivals::new(remote);
                 while let Some(next) = frames.next().await {
                     match next {
@@ -541,7 +557,8 @@ impl Driver {
             })
         };
 
-        let mut batch: Vec<Outgoing> = Vec::with_capacity(BATCH);
+        // Grows as the queue needs (an idle link holds none).
+        let mut batch: Vec<Outgoing> = Vec::new();
         let mut buf = Batch::default();
         // Checked when the writer is idle: a busy writer on a silent network stalls.
         // The Go dialect has no keepalive frames: the Go side would close the link
@@ -583,10 +600,7 @@ impl Driver {
                     biased;
                     _ = dead.cancelled() => continue,
                     _ = self.peer.closed.cancelled() => continue,
-                    inbound = self.inbound_rx.recv() => match inbound {
-                        Some(inbound) => break Ended::Replaced(inbound),
-                        None => break Ended::Closed,
-                    },
+                    inbound = self.peer.inbound.take() => break Ended::Replaced(inbound),
                     n = self.rx.recv_many(&mut batch, BATCH) => if n == 0 { break Ended::Closed },
                     tick = watchdog.tick(&heard), if keepalives => match tick {
                         Tick::Silent => {
@@ -673,6 +687,44 @@ fn fill(buf: &mut Batch, batch: &mut Vec<Outgoing>, counters: &Counters, queued:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connection to hand over, its incarnation as the mark.
+    async fn inbound(incarnation: u64) -> Inbound {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        Inbound {
+            stream: Conn::Plain(stream),
+            incarnation,
+        }
+    }
+
+    #[tokio::test]
+    async fn handover_keeps_the_newest_and_wakes_a_waiting_driver() {
+        let limit = Duration::from_secs(5);
+        let h = Arc::new(Handover::default());
+        h.put(inbound(1).await);
+        h.put(inbound(2).await);
+        let got = tokio::time::timeout(limit, h.take()).await.unwrap();
+        assert_eq!(got.incarnation, 2, "the newer replaced the older");
+        // A driver waiting (and its wait dropped once, as a select does) is woken.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(10), h.take())
+                .await
+                .is_err()
+        );
+        let waiter = tokio::spawn({
+            let h = h.clone();
+            async move { h.take().await.incarnation }
+        });
+        tokio::task::yield_now().await;
+        h.put(inbound(3).await);
+        assert_eq!(
+            tokio::time::timeout(limit, waiter).await.unwrap().unwrap(),
+            3
+        );
+    }
 
     #[test]
     fn queued_bounds_frames_and_bytes() {

@@ -101,9 +101,9 @@ impl Counters {
         self.bytes_received.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    /// A harbor forwarded a frame.
-    pub(crate) fn frame_relayed(&self) {
-        self.frames_relayed.fetch_add(1, Ordering::Relaxed);
+    /// A harbor forwarded `n` frames.
+    pub(crate) fn frames_relayed(&self, n: u64) {
+        self.frames_relayed.fetch_add(n, Ordering::Relaxed);
     }
 
     /// A harbor could not forward a frame. Returns the drops to report if a log
