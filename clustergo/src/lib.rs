@@ -31,6 +31,7 @@ pub mod addr;
 mod admin;
 mod backoff;
 mod batch;
+mod clock;
 mod coalesce;
 pub mod codec;
 #[doc(hidden)]

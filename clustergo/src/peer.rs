@@ -48,6 +48,7 @@ use tokio_util::sync::CancellationToken;
 use crate::addr::LogicAddr;
 use crate::backoff::Backoff;
 use crate::batch::Batch;
+use crate::clock;
 use crate::codec::{Frame, FrameCodec, FrameKind, LinkCodec};
 use crate::conn::Conn;
 use crate::handshake::{ConnKind, HandshakeError, Refusal};
@@ -522,10 +523,22 @@ impl Driver {
                 };
                 let mut frames = FramedRead::new(rd, codec);
                 let mut arrivals = Arrivals::new(remote);
-                while let Some(next) = frames.next().await {
+                // One clock reading for the frames of a socket read (`clock.rs`).
+                let mut reading = clock::Reading::default();
+                while let Some(next) = std::future::poll_fn(|cx| {
+                    let next = frames.poll_next_unpin(cx);
+                    if next.is_pending() {
+                        reading.waited();
+                    }
+                    next
+                })
+                .await
+                {
                     match next {
                         Ok(arrived) if arrived.frame.kind == FrameKind::Keepalive => {}
-                        Ok(arrived) => node.dispatch_arrived(&mut arrivals, arrived),
+                        Ok(arrived) => clock::lend(reading.next(), || {
+                            node.dispatch_arrived(&mut arrivals, arrived)
+                        }),
                         Err(e) => {
                             tracing::warn!(peer = %remote, error = %e, "closing link: bad input");
                             break;
