@@ -37,7 +37,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use parking_lot::Mutex;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
@@ -525,20 +524,12 @@ impl Driver {
                 let mut arrivals = Arrivals::new(remote);
                 // One clock reading for the frames of a socket read (`clock.rs`).
                 let mut reading = clock::Reading::default();
-                while let Some(next) = std::future::poll_fn(|cx| {
-                    let next = frames.poll_next_unpin(cx);
-                    if next.is_pending() {
-                        reading.waited();
-                    }
-                    next
-                })
-                .await
-                {
+                while let Some(next) = reading.next_of(&mut frames).await {
                     match next {
                         Ok(arrived) if arrived.frame.kind == FrameKind::Keepalive => {}
-                        Ok(arrived) => clock::lend(reading.next(), || {
-                            node.dispatch_arrived(&mut arrivals, arrived)
-                        }),
+                        Ok(arrived) => {
+                            reading.lend(|| node.dispatch_arrived(&mut arrivals, arrived))
+                        }
                         Err(e) => {
                             tracing::warn!(peer = %remote, error = %e, "closing link: bad input");
                             break;
@@ -620,9 +611,11 @@ impl Driver {
             if keepalive {
                 buf.push_slice(&Frame::KEEPALIVE);
             }
+            // The write first: one that completes at once (the usual case) then
+            // never registers with `dead`'s waiters (a lock each way). A dead link
+            // is seen at the top of the loop.
             tokio::select! {
                 biased;
-                _ = dead.cancelled() => break Ended::Lost,
                 r = buf.write_to(&mut wr, stall) => match r {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::TimedOut => {
@@ -635,6 +628,7 @@ impl Driver {
                         break Ended::Lost;
                     }
                 },
+                _ = dead.cancelled() => break Ended::Lost,
             }
         };
         dead.cancel();
