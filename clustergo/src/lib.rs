@@ -38,6 +38,7 @@ pub mod codec;
 pub mod codegen;
 mod conn;
 mod fastmap;
+mod framebuf;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
