@@ -50,6 +50,7 @@ use crate::batch::Batch;
 use crate::clock;
 use crate::codec::{Frame, FrameCodec, FrameKind, LinkCodec};
 use crate::conn::Conn;
+use crate::framebuf;
 use crate::handshake::{ConnKind, HandshakeError, Refusal};
 use crate::keepalive::{Heard, Tick, Watchdog};
 use crate::link::{LinkState, Moved};
@@ -65,6 +66,21 @@ const BATCH: usize = 512;
 pub(crate) struct Outgoing {
     pub(crate) frame: Bytes,
     pub(crate) deadline: Instant,
+}
+
+impl Outgoing {
+    /// The frame in an allocation of its own if it is small: it is about to wait for
+    /// a connection (seconds, maybe), and a small frame may share its buffer with
+    /// others (`framebuf.rs`, or a read buffer) that it would keep alive meanwhile.
+    fn detached(self) -> Self {
+        if self.frame.len() > framebuf::SMALL {
+            return self;
+        }
+        Self {
+            frame: Bytes::copy_from_slice(&self.frame),
+            ..self
+        }
+    }
 }
 
 /// A connection to this peer, dialed or accepted.
@@ -302,7 +318,7 @@ impl Driver {
                     biased;
                     _ = self.peer.closed.cancelled() => return None,
                     inbound = self.inbound_rx.recv() => return inbound,
-                    out = self.rx.recv() => self.queue.push_back(out?),
+                    out = self.rx.recv() => self.queue.push_back(out?.detached()),
                 }
                 continue;
             }
@@ -357,7 +373,7 @@ impl Driver {
                 out = self.rx.recv() => match out {
                     Some(out) => {
                         expiry = Some(expiry.map_or(out.deadline, |e| e.min(out.deadline)));
-                        self.queue.push_back(out);
+                        self.queue.push_back(out.detached());
                         if self.peer.down.load(Ordering::Relaxed) {
                             // Sent just before the peer was found down.
                             self.drop_queued();
@@ -705,6 +721,32 @@ mod tests {
             }
             assert_eq!(q.0.load(Ordering::Relaxed), 0, "{held} queued, next {size}");
         }
+    }
+
+    #[test]
+    fn a_waiting_small_frame_lets_its_shared_buffer_go() {
+        let shared = Bytes::from(vec![5u8; 4 * framebuf::SMALL]);
+        let deadline = Instant::now();
+        let small = Outgoing {
+            frame: shared.slice(..10),
+            deadline,
+        }
+        .detached();
+        assert_eq!(&small.frame[..], &[5u8; 10]);
+        assert!(
+            !shared.as_ptr_range().contains(&small.frame.as_ptr()),
+            "copied"
+        );
+        let big = Outgoing {
+            frame: shared.slice(..framebuf::SMALL + 1),
+            deadline,
+        }
+        .detached();
+        assert_eq!(
+            big.frame.as_ptr(),
+            shared.as_ptr(),
+            "big frames stay as they are"
+        );
     }
 
     #[test]
