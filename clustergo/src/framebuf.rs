@@ -39,10 +39,11 @@ pub(crate) fn take(len: usize) -> BytesMut {
 }
 
 /// The frame written into `buf` (from [`take`]); what is left of the chunk goes
-/// back to this thread for the next frame.
+/// back to this thread for the next frame. What is left of a big frame's own
+/// allocation does not: it would keep that allocation alive on this thread.
 pub(crate) fn finish(mut buf: BytesMut) -> Bytes {
     let frame = buf.split().freeze();
-    if buf.capacity() >= SMALL / 4 {
+    if (SMALL / 4..=CHUNK).contains(&buf.capacity()) {
         SPARE.with(|s| s.set(buf));
     }
     frame
@@ -78,5 +79,16 @@ mod tests {
         assert!(big.len() == SMALL + 1 && big.iter().all(|&b| b == 9));
         // Consecutive small frames sit in one chunk.
         assert_eq!(frames[1].as_ptr(), frames[0].as_ptr().wrapping_add(40));
+        // The rest of a big allocation is not kept for later frames.
+        let mut buf = take(8);
+        buf.reserve(16 * CHUNK);
+        buf.put_slice(&[1; 10]);
+        let _small_in_big = finish(buf);
+        assert!(SPARE.with(|s| {
+            let spare = s.take();
+            let cap = spare.capacity();
+            s.set(spare);
+            cap <= CHUNK
+        }));
     }
 }
