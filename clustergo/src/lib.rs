@@ -32,12 +32,14 @@ pub mod addr;
 mod admin;
 mod backoff;
 mod batch;
+mod clock;
 mod coalesce;
 pub mod codec;
 #[doc(hidden)]
 pub mod codegen;
 mod conn;
 mod fastmap;
+mod framebuf;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -37,7 +37,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use parking_lot::Mutex;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{Notify, mpsc};
@@ -47,8 +46,10 @@ use tokio_util::sync::CancellationToken;
 use crate::addr::LogicAddr;
 use crate::backoff::Backoff;
 use crate::batch::Batch;
+use crate::clock;
 use crate::codec::{Frame, FrameKind, read_frames};
 use crate::conn::Conn;
+use crate::framebuf;
 use crate::handshake::{ConnKind, HandshakeError, Refusal};
 use crate::keepalive::{Heard, Tick, Watchdog};
 use crate::link::{LinkState, Moved};
@@ -64,6 +65,21 @@ const BATCH: usize = 512;
 pub(crate) struct Outgoing {
     pub(crate) frame: Bytes,
     pub(crate) deadline: Instant,
+}
+
+impl Outgoing {
+    /// The frame in an allocation of its own if it is small: it is about to wait for
+    /// a connection (seconds, maybe), and a small frame may share its buffer with
+    /// others (`framebuf.rs`, or a read buffer) that it would keep alive meanwhile.
+    fn detached(self) -> Self {
+        if self.frame.len() > framebuf::SMALL {
+            return self;
+        }
+        Self {
+            frame: Bytes::copy_from_slice(&self.frame),
+            ..self
+        }
+    }
 }
 
 /// A connection to this peer, dialed or accepted.
@@ -325,7 +341,7 @@ impl Driver {
                     biased;
                     _ = self.peer.closed.cancelled() => return None,
                     inbound = self.peer.inbound.take() => return Some(inbound),
-                    out = self.rx.recv() => self.queue.push_back(out?),
+                    out = self.rx.recv() => self.queue.push_back(out?.detached()),
                 }
                 continue;
             }
@@ -377,7 +393,7 @@ impl Driver {
                 out = self.rx.recv() => match out {
                     Some(out) => {
                         expiry = Some(expiry.map_or(out.deadline, |e| e.min(out.deadline)));
-                        self.queue.push_back(out);
+                        self.queue.push_back(out.detached());
                         if self.peer.down.load(Ordering::Relaxed) {
                             // Sent just before the peer was found down.
                             self.drop_queued();
@@ -538,10 +554,14 @@ impl Driver {
             tokio::spawn(async move {
                 let mut frames = read_frames(rd, max, local);
                 let mut arrivals = Arrivals::new(remote);
-                while let Some(next) = frames.next().await {
+                // One clock reading for the frames of a socket read (`clock.rs`).
+                let mut reading = clock::Reading::default();
+                while let Some(next) = reading.next_of(&mut frames).await {
                     match next {
                         Ok(arrived) if arrived.frame.kind == FrameKind::Keepalive => {}
-                        Ok(arrived) => node.dispatch_arrived(&mut arrivals, arrived),
+                        Ok(arrived) => {
+                            reading.lend(|| node.dispatch_arrived(&mut arrivals, arrived))
+                        }
                         Err(e) => {
                             tracing::warn!(peer = %remote, error = %e, "closing link: bad input");
                             break;
@@ -621,9 +641,11 @@ impl Driver {
             if keepalive {
                 buf.push_slice(&Frame::KEEPALIVE);
             }
+            // The write first: one that completes at once (the usual case) then
+            // never registers with `dead`'s waiters (a lock each way). A dead link
+            // is seen at the top of the loop.
             tokio::select! {
                 biased;
-                _ = dead.cancelled() => break Ended::Lost,
                 r = buf.write_to(&mut wr, stall) => match r {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::TimedOut => {
@@ -636,6 +658,7 @@ impl Driver {
                         break Ended::Lost;
                     }
                 },
+                _ = dead.cancelled() => break Ended::Lost,
             }
         };
         dead.cancel();
@@ -750,6 +773,32 @@ mod tests {
             }
             assert_eq!(q.0.load(Ordering::Relaxed), 0, "{held} queued, next {size}");
         }
+    }
+
+    #[test]
+    fn a_waiting_small_frame_lets_its_shared_buffer_go() {
+        let shared = Bytes::from(vec![5u8; 4 * framebuf::SMALL]);
+        let deadline = Instant::now();
+        let small = Outgoing {
+            frame: shared.slice(..10),
+            deadline,
+        }
+        .detached();
+        assert_eq!(&small.frame[..], &[5u8; 10]);
+        assert!(
+            !shared.as_ptr_range().contains(&small.frame.as_ptr()),
+            "copied"
+        );
+        let big = Outgoing {
+            frame: shared.slice(..framebuf::SMALL + 1),
+            deadline,
+        }
+        .detached();
+        assert_eq!(
+            big.frame.as_ptr(),
+            shared.as_ptr(),
+            "big frames stay as they are"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::{Member, MembershipChange};
 use crate::addr::LogicAddr;
+use crate::fastmap::IntMap;
 
 /// The key that picks a harbor for traffic between `a` and `b`: the same for
 /// `(a, b)` and `(b, a)`, and mixed so that similar addresses (every server index 1)
@@ -25,7 +26,8 @@ pub(crate) fn path_key(a: LogicAddr, b: LogicAddr) -> u64 {
 #[derive(Debug, Clone)]
 pub struct View {
     local: LogicAddr,
-    members: HashMap<LogicAddr, Member>,
+    /// Looked up on every send (`next_hop`): hashed cheaply, keys are our own.
+    members: IntMap<LogicAddr, Member>,
     /// Available members of the own cluster, by type, sorted.
     local_by_type: HashMap<u32, Vec<LogicAddr>>,
     /// Available exported members of other clusters, by type, sorted.
@@ -39,7 +41,7 @@ impl View {
     pub fn new(local: LogicAddr) -> Self {
         Self {
             local,
-            members: HashMap::new(),
+            members: IntMap::default(),
             local_by_type: HashMap::new(),
             exported_by_type: HashMap::new(),
             harbors: BTreeMap::new(),

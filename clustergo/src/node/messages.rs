@@ -1,10 +1,11 @@
 //! The message API: registering pb and binary handlers, and sending messages.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 
 use super::{Node, SendError};
 use crate::addr::LogicAddr;
 use crate::codec::{Frame, FrameKind};
+use crate::framebuf;
 
 impl Node {
     /// Registers prost type `M` under `cmd`, for sending with [`send_pb`](Self::send_pb).
@@ -48,20 +49,20 @@ impl Node {
             .ok_or(SendError::Unregistered(std::any::type_name::<M>()))?;
         let run = self.inner.running().ok_or(SendError::NotStarted)?;
         let len = msg.encoded_len();
-        let mut buf = BytesMut::with_capacity(Frame::HEADER_MAX + len);
+        let mut buf = framebuf::take(Frame::HEADER_MAX + len);
         Frame::put_header(&mut buf, FrameKind::Pb, to, run.local, cmd, len);
         msg.encode(&mut buf)
             .map_err(|e| SendError::Encode(e.to_string()))?;
-        self.inner.send_frame(to, buf.freeze(), None)
+        self.inner.send_frame(to, framebuf::finish(buf), None)
     }
 
     /// Sends a binary message to `to`; `Ok` means queued, as for
     /// [`send_pb`](Self::send_pb).
     pub fn send_bin(&self, to: LogicAddr, cmd: u16, body: &[u8]) -> Result<(), SendError> {
         let run = self.inner.running().ok_or(SendError::NotStarted)?;
-        let mut buf = BytesMut::with_capacity(Frame::HEADER_MAX + body.len());
+        let mut buf = framebuf::take(Frame::HEADER_MAX + body.len());
         Frame::put_header(&mut buf, FrameKind::Binary, to, run.local, cmd, body.len());
         buf.put_slice(body);
-        self.inner.send_frame(to, buf.freeze(), None)
+        self.inner.send_frame(to, framebuf::finish(buf), None)
     }
 }

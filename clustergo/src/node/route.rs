@@ -200,7 +200,7 @@ impl NodeInner {
             }
             Route::Peer(peer) => {
                 let deadline =
-                    deadline.unwrap_or_else(|| Instant::now() + self.config.send_timeout);
+                    deadline.unwrap_or_else(|| crate::clock::now() + self.config.send_timeout);
                 peer.send(frame, deadline)
             }
         }

@@ -47,6 +47,7 @@ pub use streaming::{
 pub use trace::TraceContext;
 
 use crate::addr::LogicAddr;
+use crate::clock;
 use crate::node::{Node, NodeInner, Route};
 
 /// Answers one call with a `Resp`. May be moved to another task and used later;
@@ -214,14 +215,18 @@ fn client_done<T>(
     }
 }
 
-/// Registers and sends a call whose ending goes to `done`. On failure the
-/// completion is handed back unrun, with the error.
+/// Registers and sends a call whose ending goes to `done`; `wait` is the time left
+/// until `deadline` (the caller knows it, or reads it from [`clock::now`]: one clock
+/// reading fewer per call). On failure the completion is handed back unrun, with
+/// the error.
+#[allow(clippy::too_many_arguments)]
 fn start_call<C: Codec<Req>, Req>(
     inner: &Arc<NodeInner>,
     to: LogicAddr,
     method: &str,
     req: &Req,
     deadline: Instant,
+    wait: Duration,
     trace: Option<TraceContext>,
     done: Completion,
 ) -> Result<u64, (RpcError, Completion)> {
@@ -239,7 +244,7 @@ fn start_call<C: Codec<Req>, Req>(
         Route::Local => 0,
         Route::Peer(p) => p.id(),
     };
-    let timeout_ms = timeout_ms(deadline.saturating_duration_since(Instant::now()));
+    let timeout_ms = timeout_ms(wait);
     let seq = inner.rpc_client().begin(to, via, done);
     let form = inner.rpc_form();
     let sent =
@@ -282,6 +287,7 @@ where
             method,
             req,
             deadline,
+            timeout,
             trace,
             Completion::Wait(tx),
         )
@@ -378,8 +384,11 @@ where
             }
         }),
     };
+    // On a reply's receive path (a callback making the next call) this is the
+    // reading its link's reader lent, not another clock read.
+    let wait = deadline.saturating_duration_since(clock::now());
     let sent =
-        span.in_scope(|| start_call::<C, Req>(inner, to, method, req, deadline, trace, done));
+        span.in_scope(|| start_call::<C, Req>(inner, to, method, req, deadline, wait, trace, done));
     match sent {
         Ok(seq) => CallHandle::new(inner.clone(), seq),
         Err((e, done)) => {

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::BuildHasherDefault;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,18 +20,23 @@ use super::streaming::RawStreamHandler;
 use super::wire::{RequestView, ResponseFrame};
 use super::{CodecError, ErrorCode, RpcError, ServerInterceptor, TraceContext, meta, trace};
 use crate::addr::LogicAddr;
+use crate::fastmap::IntHasher;
 use crate::message::panic_text;
 use crate::node::NodeInner;
 
 /// A method as the server stores it: bytes in, reply through the replyer.
 pub(crate) type RawHandler = Arc<dyn Fn(RpcContext, RawReplyer, Bytes) + Send + Sync>;
 
-/// Methods by name: unary ones, and streaming ones (`streaming.rs`).
+/// Methods by name: unary ones, and streaming ones (`streaming.rs`). Looked up on
+/// every request, so hashed with the cheap [`IntHasher`]: the names are
+/// registered by this process, the network only looks them up.
 #[derive(Default)]
 pub(crate) struct Server {
-    methods: RwLock<HashMap<Arc<str>, RawHandler>>,
-    streams: RwLock<HashMap<Arc<str>, RawStreamHandler>>,
+    methods: RwLock<NameMap<RawHandler>>,
+    streams: RwLock<NameMap<RawStreamHandler>>,
 }
+
+type NameMap<V> = HashMap<Arc<str>, V, BuildHasherDefault<IntHasher>>;
 
 /// Server interceptors to tell when a call ends, and when it arrived.
 pub(crate) type Observed = Option<(Vec<Arc<dyn ServerInterceptor>>, Instant)>;
@@ -189,7 +195,7 @@ fn admit(
     trace: Option<TraceContext>,
 ) -> Result<(RpcContext, Observed), RpcError> {
     let deadline = (head.timeout_ms > 0)
-        .then(|| Instant::now() + Duration::from_millis(head.timeout_ms.into()));
+        .then(|| crate::clock::now() + Duration::from_millis(head.timeout_ms.into()));
     let ctx = RpcContext {
         from,
         method,

@@ -260,7 +260,7 @@ pub(crate) fn request_frame<E>(
     head: &RequestHead<'_>,
     put_arg: impl FnOnce(&mut BytesMut) -> Result<(), E>,
 ) -> Result<Bytes, E> {
-    let mut buf = BytesMut::with_capacity(Frame::HEADER_MAX + head.len_before_arg() + 64);
+    let mut buf = crate::framebuf::take(Frame::HEADER_MAX + head.len_before_arg() + 64);
     Frame::put_header(&mut buf, FrameKind::RpcRequest, to, from, 0, 0);
     match form {
         Form::Native => put_request(&mut buf, head, put_arg)?,
@@ -275,7 +275,7 @@ pub(crate) fn request_frame<E>(
         )?,
     }
     Frame::seal(&mut buf);
-    Ok(buf.freeze())
+    Ok(crate::framebuf::finish(buf))
 }
 
 /// Appends a request body with an empty argument: the opening of a streaming call
@@ -323,7 +323,7 @@ pub(crate) struct ResponseFrame {
 impl ResponseFrame {
     /// Starts a response frame of layout `form` from `from` to `to`.
     pub(crate) fn new(form: Form, to: LogicAddr, from: LogicAddr) -> Self {
-        let mut buf = BytesMut::with_capacity(128);
+        let mut buf = crate::framebuf::take(128);
         Frame::put_header(&mut buf, FrameKind::RpcResponse, to, from, 0, 0);
         let header = buf.len();
         Self { form, buf, header }
@@ -378,7 +378,7 @@ impl ResponseFrame {
     /// The finished frame.
     pub(crate) fn finish(mut self) -> Bytes {
         Frame::seal(&mut self.buf);
-        self.buf.freeze()
+        crate::framebuf::finish(self.buf)
     }
 }
 
