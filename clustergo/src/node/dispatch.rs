@@ -38,9 +38,6 @@ pub(crate) struct Arrivals {
     frames: u64,
     bytes: u64,
     relayed: u64,
-    /// The time of this socket read, read once for the deadlines of the frames it
-    /// relays (a clock read per relayed frame showed in the harbor's profile).
-    now: Option<Instant>,
 }
 
 impl Arrivals {
@@ -52,13 +49,7 @@ impl Arrivals {
             frames: 0,
             bytes: 0,
             relayed: 0,
-            now: None,
         }
-    }
-
-    /// The time of this socket read.
-    fn now(&mut self) -> Instant {
-        *self.now.get_or_insert_with(Instant::now)
     }
 
     /// Adds what was read since the last flush to the node's counters. The reader
@@ -73,7 +64,6 @@ impl Arrivals {
             node.counters.frames_relayed(self.relayed);
             self.relayed = 0;
         }
-        self.now = None;
     }
 }
 
@@ -88,7 +78,9 @@ impl NodeInner {
         if plausible_from(run.local, arrivals.peer, frame.from) {
             match wire {
                 Some(wire) if frame.to != run.local => {
-                    let deadline = arrivals.now() + self.config.send_timeout;
+                    // The reader's reading for this socket read (a clock read per
+                    // relayed frame showed in the harbor's profile).
+                    let deadline = crate::clock::now() + self.config.send_timeout;
                     if self.relay(frame, wire, run.local, Some(deadline)) {
                         arrivals.relayed += 1;
                     }
