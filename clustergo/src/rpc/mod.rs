@@ -165,10 +165,14 @@ fn request_head<'a>(
         .ok_or_else(|| RpcError::InvalidMethod(method.chars().take(64).collect()))
 }
 
-/// How long a caller waits, as a request carries it: whole milliseconds, at
-/// least 1 (0 would mean no deadline).
+/// How long a caller waits, as a request carries it: whole milliseconds, rounded
+/// up so that the server's deadline (counted from the request's arrival) is never
+/// before the caller's own — the caller times out first and reads `Timeout`, not
+/// the server's reaction to its deadline. At least 1 (0 would mean no deadline).
 fn timeout_ms(wait: Duration) -> u32 {
-    wait.as_millis().clamp(1, u32::MAX as u128) as u32
+    wait.as_nanos()
+        .div_ceil(1_000_000)
+        .clamp(1, u32::MAX as u128) as u32
 }
 
 /// Runs the client interceptors' `before_send`; returns the metadata to send:
@@ -517,5 +521,31 @@ impl Node {
         req: &Req,
     ) -> Result<(), RpcError> {
         post::<ProstCodec, Req>(self, to, method, req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request never carries less time than its caller waits: rounded up to the
+    /// millisecond, so the server cannot give up first (regression: a streaming
+    /// call's server ended the call a fraction of a millisecond before its caller
+    /// and the caller read `Disconnected` instead of `Timeout`).
+    #[test]
+    fn timeout_ms_rounds_up_and_never_says_no_deadline() {
+        let cases = [
+            (Duration::ZERO, 1),
+            (Duration::from_nanos(1), 1),
+            (Duration::from_millis(1), 1),
+            (Duration::from_micros(1_001), 2),
+            (Duration::from_micros(199_700), 200),
+            (Duration::from_millis(200), 200),
+            (Duration::from_secs(5), 5_000),
+            (Duration::from_secs(u64::MAX), u32::MAX),
+        ];
+        for (wait, want) in cases {
+            assert_eq!(timeout_ms(wait), want, "{wait:?}");
+        }
     }
 }

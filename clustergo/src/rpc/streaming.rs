@@ -719,7 +719,12 @@ impl ServerCall<'_> {
             let _ = outcome.set(status.clone());
             out_tx.end(status.clone());
             // The end goes out after what the handler queued, within the deadline.
+            // `biased`, the write first: when the deadline itself ended the call it
+            // has passed already, and the end frame (`Timeout`) must still get its
+            // one try — losing that draw would reset the stream, and the caller
+            // would read `Disconnected` instead of `Timeout`.
             tokio::select! {
+                biased;
                 w = &mut write => match w {
                     Ok(()) => Ok(status),
                     Err(_) => Err(RpcError::Cancelled),
