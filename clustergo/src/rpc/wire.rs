@@ -607,9 +607,11 @@ mod tests {
     #[test]
     fn error_replies_fit_the_frame_limit() {
         let long = "é".repeat(6000);
-        let mut forms = vec![Form::Native];
-        #[cfg(feature = "go-compat")]
-        forms.push(Form::GoSeed);
+        let forms = [
+            Form::Native,
+            #[cfg(feature = "go-compat")]
+            Form::GoSeed,
+        ];
         for form in forms {
             for max in [4092, 100, 30] {
                 let mut f = ResponseFrame::new(form, addr("1.2.3"), addr("1.1.1"));
