@@ -223,6 +223,36 @@ async fn timeout_fires_and_late_reply_is_ignored() {
     server.shutdown().await;
 }
 
+/// An awaited call has no timer of its own: the node's sweeper ends it with
+/// `Timeout`, not before its deadline and at most one sweep (5 ms) after it.
+#[tokio::test]
+async fn awaited_call_times_out_within_one_sweep() {
+    let (_c, client, server) = pair().await;
+    let held = serve_held(&server, "never");
+    let to = addr("1.2.1");
+    let _: Echo = within("warm-up", client.call(to, "echo", &echo("w", 0)))
+        .await
+        .unwrap();
+    tokio::time::pause();
+    let timeout = Duration::from_millis(50);
+    let call = spawn_call(&client, "never", echo("x", 1), Some(timeout));
+    until_paused("request held", || held.len() == 1).await;
+    tokio::time::advance(timeout - Duration::from_millis(1)).await;
+    run_ready_tasks().await;
+    assert!(!call.is_finished(), "ended before its deadline");
+    // The sweeper checks every 5 ms; timers tick in whole milliseconds.
+    tokio::time::advance(Duration::from_millis(1 + 5 + 1)).await;
+    until_paused("the sweeper's timeout", || call.is_finished()).await;
+    assert_eq!(
+        within("the call", call).await.unwrap(),
+        Err(RpcError::Timeout)
+    );
+    tokio::time::resume();
+    open_all(&held);
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn callback_and_cancel() {
     let (_c, client, server) = pair().await;

@@ -5,20 +5,29 @@
 //! reply path (`fail_via`: the link of the peer its request left through is lost;
 //! `fail_relayed_via`: that peer, a harbor, left membership). A call ends one of two
 //! ways:
-//! - **awaited** (`call`): a oneshot to the waiting future, which keeps its own
-//!   timer. A cancelled call's sender is dropped without a value.
+//! - **awaited** (`call`): a oneshot to the waiting future. Dropping the future
+//!   forgets the call; a call removed without a value (cancelled) drops the sender.
 //! - **callback** (`call_with_callback`): the callback itself sits in the map and
 //!   runs where the ending happens — on the link's receive path for a reply, on the
-//!   node's sweeper task for a timeout (checked every [`SWEEP`]), on the driver for a
-//!   lost link. No task or timer per call. Cancelling drops it unrun.
+//!   node's sweeper task for a timeout, on the driver for a lost link. Cancelling
+//!   drops it unrun.
+//!
+//! Neither has a task or timer of its own: a call's deadline sits in the map, and
+//! the node's sweeper times calls out, checking every [`SWEEP`] while any is
+//! pending, so a timeout fires up to [`SWEEP`] late. (A tokio timer per awaited
+//! call, registered and cancelled in the runtime's timer wheel, made it cost about
+//! half as much CPU again as a callback call.)
 //!
 //! A reply is bound to its call: its id (`seq`) names the call, and its sender must
 //! be the call's target. Ids never repeat across restarts of a node ([`first_seq`]),
 //! so a reply meant for a previous incarnation names no call of this one.
 
+use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use std::collections::hash_map::Entry;
@@ -40,16 +49,16 @@ pub(crate) type Reply = Result<Bytes, RpcError>;
 /// What runs when a callback call ends.
 pub(crate) type Callback = Box<dyn FnOnce(Reply) + Send>;
 
-/// How often callback deadlines are checked: a callback's timeout fires up to this
-/// late.
+/// How often the deadlines of pending calls are checked: a call's timeout fires up
+/// to this late.
 pub(crate) const SWEEP: Duration = Duration::from_millis(5);
 
 /// How a call's ending is delivered.
 pub(crate) enum Completion {
     /// To an awaiting future.
     Wait(oneshot::Sender<Reply>),
-    /// To a callback, with the deadline the sweeper enforces.
-    Callback { cb: Callback, deadline: Instant },
+    /// To a callback.
+    Callback(Callback),
 }
 
 impl Completion {
@@ -59,7 +68,7 @@ impl Completion {
             Self::Wait(tx) => {
                 let _ = tx.send(reply);
             }
-            Self::Callback { cb, .. } => {
+            Self::Callback(cb) => {
                 if let Err(panic) = catch_unwind(AssertUnwindSafe(|| cb(reply))) {
                     tracing::error!(panic = %panic_text(&*panic), "rpc callback panicked");
                 }
@@ -73,6 +82,8 @@ struct PendingCall {
     /// link the reply comes back on); 0 for a call to this node itself.
     via: u64,
     target: LogicAddr,
+    /// When the sweeper times it out.
+    deadline: Instant,
     done: Completion,
 }
 
@@ -83,15 +94,21 @@ const SHARDS: usize = 16;
 pub(crate) struct Client {
     next_seq: AtomicU64,
     shards: [Mutex<IntMap<u64, PendingCall>>; SHARDS],
-    /// Callback calls pending: the sweeper sleeps while there are none.
-    callbacks: AtomicUsize,
-    first_callback: Notify,
+    /// Set by the sweeper when it found no call pending and waits for `wake`; the
+    /// next call to begin clears it and wakes it. Read, not written, by every call
+    /// while calls are pending: no shared counter per call.
+    idle: AtomicBool,
+    wake: Notify,
+    /// Set when the node stops (`fail_all`): later calls fail at once instead of
+    /// waiting for a sweeper that is gone.
+    closed: AtomicBool,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("callbacks", &self.callbacks.load(Ordering::Relaxed))
+            .field("idle", &self.idle.load(Ordering::Relaxed))
+            .field("closed", &self.closed.load(Ordering::Relaxed))
             .finish()
     }
 }
@@ -112,8 +129,9 @@ impl Default for Client {
         Self {
             next_seq: AtomicU64::new(first_seq()),
             shards: std::array::from_fn(|_| Mutex::new(IntMap::default())),
-            callbacks: AtomicUsize::new(0),
-            first_callback: Notify::new(),
+            idle: AtomicBool::new(true),
+            wake: Notify::new(),
+            closed: AtomicBool::new(false),
         }
     }
 }
@@ -124,35 +142,54 @@ impl Client {
         &self.shards[(seq as usize) % SHARDS]
     }
 
-    /// Registers a call sent through the peer `via`; `done` gets its ending.
-    pub(crate) fn begin(&self, target: LogicAddr, via: u64, done: Completion) -> u64 {
+    /// Registers a call sent through the peer `via`, timed out at `deadline`; `done`
+    /// gets its ending. Hands `done` back if the node has stopped.
+    pub(crate) fn begin(
+        &self,
+        target: LogicAddr,
+        via: u64,
+        deadline: Instant,
+        done: Completion,
+    ) -> Result<u64, Completion> {
         let mut seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         if seq == 0 {
             // Wrapped around (after 2^64 calls): 0 means "no call".
             seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         }
-        if matches!(done, Completion::Callback { .. })
-            && self.callbacks.fetch_add(1, Ordering::AcqRel) == 0
         {
-            self.first_callback.notify_one();
+            let mut map = self.shard(seq).lock();
+            // Under the shard lock: `fail_all` sets `closed` before it takes the
+            // lock, so a call either sees it or is drained by it.
+            if self.closed.load(Ordering::Relaxed) {
+                return Err(done);
+            }
+            map.insert(
+                seq,
+                PendingCall {
+                    via,
+                    target,
+                    deadline,
+                    done,
+                },
+            );
         }
-        self.shard(seq)
-            .lock()
-            .insert(seq, PendingCall { via, target, done });
-        seq
+        // After the insert and its lock: the sweeper sets `idle` before it looks
+        // at the shards again (under their locks), so it either sees this call or
+        // this load sees `idle` (see `sweeper`).
+        if self.idle.load(Ordering::Relaxed) && self.idle.swap(false, Ordering::AcqRel) {
+            self.wake.notify_one();
+        }
+        Ok(seq)
     }
 
-    /// Removes a pending call, keeping the callback count right.
+    /// Removes a pending call.
     fn take(&self, seq: u64) -> Option<Completion> {
-        let call = self.shard(seq).lock().remove(&seq)?;
-        Some(self.untrack(call))
+        Some(self.shard(seq).lock().remove(&seq)?.done)
     }
 
-    fn untrack(&self, call: PendingCall) -> Completion {
-        if matches!(call.done, Completion::Callback { .. }) {
-            self.callbacks.fetch_sub(1, Ordering::AcqRel);
-        }
-        call.done
+    /// Whether any call is pending.
+    fn any_pending(&self) -> bool {
+        self.shards.iter().any(|shard| !shard.lock().is_empty())
     }
 
     /// Removes a call without completing it. True if it was still pending.
@@ -184,7 +221,7 @@ impl Client {
                 Entry::Vacant(_) => return true,
             }
         };
-        self.untrack(call).finish(if resp.code == 0 {
+        call.done.finish(if resp.code == 0 {
             Ok(resp.ret)
         } else {
             Err(RpcError::from_wire(resp.code, resp.text, from))
@@ -207,8 +244,7 @@ impl Client {
                 .collect();
             for seq in seqs {
                 if let Some(call) = map.remove(&seq) {
-                    let target = call.target;
-                    out.push((target, self.untrack(call)));
+                    out.push((call.target, call.done));
                 }
             }
         }
@@ -282,33 +318,40 @@ impl Client {
         }
     }
 
-    /// Fails every pending call (node stopping).
+    /// Fails every pending call, and every later one (node stopping).
     pub(crate) fn fail_all(&self, err: RpcError) {
+        self.closed.store(true, Ordering::Relaxed);
         for (_, done) in self.drain_where(|_| true) {
             done.finish(Err(err.clone()));
         }
     }
 
-    /// Times out callback calls whose deadline passed.
-    fn sweep(&self, now: Instant) {
-        let expired = self.drain_where(
-            |c| matches!(c.done, Completion::Callback { deadline, .. } if deadline <= now),
-        );
+    /// Times out the calls whose deadline passed; whether any call is left.
+    fn sweep(&self, now: Instant) -> bool {
+        let mut left = false;
+        let expired = self.drain_where(|c| {
+            let due = c.deadline <= now;
+            left |= !due;
+            due
+        });
         for (_, done) in expired {
             done.finish(Err(RpcError::Timeout));
         }
+        left
     }
 }
 
-/// The node's sweeper: enforces callback deadlines while any are pending.
+/// The node's sweeper: times out pending calls, checking every [`SWEEP`] while any
+/// is pending; waits for the next call while none is.
 pub(crate) async fn sweeper(node: Arc<NodeInner>) {
     let client = node.rpc_client();
     loop {
-        if client.callbacks.load(Ordering::Acquire) == 0 {
+        if client.idle.load(Ordering::Acquire) {
             tokio::select! {
                 biased;
                 _ = node.links().cancelled() => return,
-                _ = client.first_callback.notified() => {}
+                // `begin` cleared `idle` (or a stale wake-up: `idle` is checked again).
+                _ = client.wake.notified() => {}
             }
             continue;
         }
@@ -317,45 +360,47 @@ pub(crate) async fn sweeper(node: Arc<NodeInner>) {
             _ = node.links().cancelled() => return,
             _ = tokio::time::sleep(SWEEP) => {}
         }
-        client.sweep(Instant::now());
-    }
-}
-
-/// A registered awaited call. Dropping it forgets the call.
-#[derive(Debug)]
-pub(crate) struct Waiter {
-    pub(crate) node: Arc<NodeInner>,
-    pub(crate) seq: u64,
-    pub(crate) rx: oneshot::Receiver<Reply>,
-}
-
-impl Waiter {
-    /// Waits for the reply until `deadline`.
-    pub(crate) async fn wait(mut self, deadline: Instant) -> Reply {
-        let result = match tokio::time::timeout_at(deadline, &mut self.rx).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(_)) => Err(RpcError::Cancelled),
-            Err(_) => {
-                if self.node.rpc_client().forget(self.seq) {
-                    Err(RpcError::Timeout)
-                } else {
-                    // Completed or cancelled just now.
-                    match self.rx.try_recv() {
-                        Ok(reply) => reply,
-                        Err(_) => Err(RpcError::Cancelled),
-                    }
-                }
+        if !client.sweep(Instant::now()) {
+            // Nothing left. `idle` is set before the shards are looked at again:
+            // a call that began unseen by that look sees `idle` and wakes us.
+            client.idle.store(true, Ordering::Release);
+            if client.any_pending() {
+                client.idle.store(false, Ordering::Release);
             }
-        };
-        self.seq = 0;
-        result
+        }
     }
 }
 
-impl Drop for Waiter {
+/// A registered awaited call: resolves to its ending. Dropping it forgets the call.
+#[derive(Debug)]
+pub(crate) struct Waiter<'a> {
+    client: &'a Client,
+    /// 0 once ended.
+    seq: u64,
+    rx: oneshot::Receiver<Reply>,
+}
+
+impl<'a> Waiter<'a> {
+    pub(crate) fn new(client: &'a Client, seq: u64, rx: oneshot::Receiver<Reply>) -> Self {
+        Self { client, seq, rx }
+    }
+}
+
+impl Future for Waiter<'_> {
+    type Output = Reply;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Reply> {
+        let ended = std::task::ready!(Pin::new(&mut self.rx).poll(cx));
+        self.seq = 0;
+        // A dropped sender: the call was removed without an ending (cancelled).
+        Poll::Ready(ended.unwrap_or(Err(RpcError::Cancelled)))
+    }
+}
+
+impl Drop for Waiter<'_> {
     fn drop(&mut self) {
         if self.seq != 0 {
-            self.node.rpc_client().forget(self.seq);
+            self.client.forget(self.seq);
         }
     }
 }
@@ -386,5 +431,81 @@ impl CallHandle {
         self.node
             .as_ref()
             .is_some_and(|node| node.rpc_client().forget(self.seq))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+
+    fn target() -> LogicAddr {
+        "1.2.1".parse().unwrap()
+    }
+
+    fn pending(client: &Client) -> usize {
+        client.shards.iter().map(|s| s.lock().len()).sum()
+    }
+
+    fn awaited(client: &Client, deadline: Instant) -> Waiter<'_> {
+        let (tx, rx) = oneshot::channel();
+        let seq = client
+            .begin(target(), 0, deadline, Completion::Wait(tx))
+            .unwrap_or_else(|_| panic!("the call began"));
+        Waiter::new(client, seq, rx)
+    }
+
+    /// An awaited call has no timer of its own: the sweep after its deadline ends
+    /// it with `Timeout`, one before does not.
+    #[test]
+    fn a_sweep_times_out_an_awaited_call_at_its_deadline() {
+        let client = Client::default();
+        let deadline = Instant::now() + Duration::from_millis(50);
+        let mut call = awaited(&client, deadline);
+        assert!(
+            !client.idle.load(Ordering::Relaxed),
+            "the first call wakes the sweeper"
+        );
+        assert!(client.sweep(deadline - Duration::from_millis(1)));
+        assert!((&mut call).now_or_never().is_none());
+        assert!(!client.sweep(deadline), "nothing left after the timeout");
+        assert_eq!(call.now_or_never(), Some(Err(RpcError::Timeout)));
+        assert_eq!(pending(&client), 0);
+    }
+
+    /// Dropping the waiting future forgets its call: nothing is left to sweep, and
+    /// a late ending finds nothing.
+    #[test]
+    fn a_dropped_awaited_call_is_forgotten() {
+        let client = Client::default();
+        let call = awaited(&client, Instant::now() + Duration::from_secs(5));
+        let seq = call.seq;
+        assert_eq!(pending(&client), 1);
+        drop(call);
+        assert_eq!(pending(&client), 0);
+        assert!(!client.forget(seq));
+        assert!(!client.sweep(Instant::now() + Duration::from_secs(10)));
+    }
+
+    /// A call removed without an ending (cancelled) ends `Cancelled`; `fail_all`
+    /// ends the pending ones with its error and refuses later ones.
+    #[test]
+    fn cancelled_and_stopped_calls_end_once() {
+        let client = Client::default();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let call = awaited(&client, deadline);
+        assert!(client.forget(call.seq));
+        assert_eq!(call.now_or_never(), Some(Err(RpcError::Cancelled)));
+        let call = awaited(&client, deadline);
+        let stopped = RpcError::ServiceUnavailable("node stopped".into());
+        client.fail_all(stopped.clone());
+        assert_eq!(call.now_or_never(), Some(Err(stopped)));
+        let (tx, _rx) = oneshot::channel();
+        assert!(
+            client
+                .begin(target(), 0, deadline, Completion::Wait(tx))
+                .is_err()
+        );
+        assert_eq!(pending(&client), 0);
     }
 }
