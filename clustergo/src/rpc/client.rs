@@ -13,10 +13,12 @@
 //!   drops it unrun.
 //!
 //! Neither has a task or timer of its own: a call's deadline sits in the map, and
-//! the node's sweeper times calls out, checking every [`SWEEP`] while any is
-//! pending, so a timeout fires up to [`SWEEP`] late. (A tokio timer per awaited
-//! call, registered and cancelled in the runtime's timer wheel, made it cost about
-//! half as much CPU again as a callback call.)
+//! the node's sweeper times calls out. It sleeps until the earliest deadline it
+//! knows of, but sweeps at most every [`SWEEP`], so a timeout fires up to [`SWEEP`]
+//! late; a call that would be timed out later than that wakes it (`next_sweep`).
+//! With calls of one timeout it wakes about once per timeout, whatever the rate.
+//! (A tokio timer per awaited call, registered and cancelled in the runtime's timer
+//! wheel, made it cost about half as much CPU again as a callback call.)
 //!
 //! A reply is bound to its call: its id (`seq`) names the call, and its sender must
 //! be the call's target. Ids never repeat across restarts of a node ([`first_seq`]),
@@ -94,11 +96,14 @@ const SHARDS: usize = 16;
 pub(crate) struct Client {
     next_seq: AtomicU64,
     shards: [Mutex<IntMap<u64, PendingCall>>; SHARDS],
-    /// Set by the sweeper when it found no call pending and waits for `wake`; the
-    /// next call to begin clears it and wakes it. Read, not written, by every call
-    /// while calls are pending: no shared counter per call.
-    idle: AtomicBool,
+    /// When the sweeper wakes next, in [`Client::tick`]s ([`IDLE`]: not until woken).
+    /// A call whose deadline is more than [`SWEEP`] before it lowers it and wakes
+    /// the sweeper through `wake`; other calls only read it: no shared counter per
+    /// call.
+    next_sweep: AtomicU64,
     wake: Notify,
+    /// The origin of ticks.
+    base: Instant,
     /// Set when the node stops (`fail_all`): later calls fail at once instead of
     /// waiting for a sweeper that is gone.
     closed: AtomicBool,
@@ -107,7 +112,7 @@ pub(crate) struct Client {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("idle", &self.idle.load(Ordering::Relaxed))
+            .field("next_sweep", &self.next_sweep.load(Ordering::Relaxed))
             .field("closed", &self.closed.load(Ordering::Relaxed))
             .finish()
     }
@@ -129,8 +134,9 @@ impl Default for Client {
         Self {
             next_seq: AtomicU64::new(first_seq()),
             shards: std::array::from_fn(|_| Mutex::new(IntMap::default())),
-            idle: AtomicBool::new(true),
+            next_sweep: AtomicU64::new(IDLE),
             wake: Notify::new(),
+            base: Instant::now(),
             closed: AtomicBool::new(false),
         }
     }
@@ -173,23 +179,52 @@ impl Client {
                 },
             );
         }
-        // After the insert and its lock: the sweeper sets `idle` before it looks
-        // at the shards again (under their locks), so it either sees this call or
-        // this load sees `idle` (see `sweeper`).
-        if self.idle.load(Ordering::Relaxed) && self.idle.swap(false, Ordering::AcqRel) {
-            self.wake.notify_one();
+        // After the insert and its lock: the sweeper stores its plan before it
+        // looks at the shards again (under their locks), so it either sees this
+        // call or this load sees the plan (see `sweep`).
+        let due = self.tick(deadline);
+        let mut planned = self.next_sweep.load(Ordering::Relaxed);
+        while due.saturating_add(SWEEP_TICKS) < planned {
+            match self.next_sweep.compare_exchange_weak(
+                planned,
+                due,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    self.wake.notify_one();
+                    break;
+                }
+                Err(now) => planned = now,
+            }
         }
         Ok(seq)
+    }
+
+    /// `at` in ticks (microseconds since `base`), rounded up: a sweep at a
+    /// deadline's tick finds it due.
+    fn tick(&self, at: Instant) -> u64 {
+        let micros = at.saturating_duration_since(self.base).as_micros();
+        u64::try_from(micros + 1).map_or(IDLE - 1, |t| t.min(IDLE - 1))
+    }
+
+    /// The instant of tick `t`.
+    fn instant(&self, t: u64) -> Instant {
+        self.base + Duration::from_micros(t)
+    }
+
+    /// The earliest deadline pending, in ticks ([`IDLE`]: none).
+    fn earliest(&self) -> u64 {
+        self.shards
+            .iter()
+            .filter_map(|shard| shard.lock().values().map(|c| c.deadline).min())
+            .min()
+            .map_or(IDLE, |d| self.tick(d))
     }
 
     /// Removes a pending call.
     fn take(&self, seq: u64) -> Option<Completion> {
         Some(self.shard(seq).lock().remove(&seq)?.done)
-    }
-
-    /// Whether any call is pending.
-    fn any_pending(&self) -> bool {
-        self.shards.iter().any(|shard| !shard.lock().is_empty())
     }
 
     /// Removes a call without completing it. True if it was still pending.
@@ -326,48 +361,59 @@ impl Client {
         }
     }
 
-    /// Times out the calls whose deadline passed; whether any call is left.
-    fn sweep(&self, now: Instant) -> bool {
-        let mut left = false;
+    /// Times out the calls whose deadline passed and plans the next sweep: at the
+    /// earliest deadline left.
+    fn sweep(&self, now: Instant) {
+        let mut earliest: Option<Instant> = None;
         let expired = self.drain_where(|c| {
             let due = c.deadline <= now;
-            left |= !due;
+            if !due {
+                earliest = Some(earliest.map_or(c.deadline, |e| e.min(c.deadline)));
+            }
             due
         });
+        // The plan is stored before the shards are looked at again: a call that
+        // began unseen by the first look but missed by the plan (its `begin` read
+        // an older one) is seen by the second.
+        let plan = earliest.map_or(IDLE, |d| self.tick(d));
+        self.next_sweep.store(plan, Ordering::Relaxed);
+        let again = self.earliest();
+        if again < plan {
+            self.next_sweep.fetch_min(again, Ordering::AcqRel);
+        }
         for (_, done) in expired {
             done.finish(Err(RpcError::Timeout));
         }
-        left
     }
 }
 
-/// The node's sweeper: times out pending calls, checking every [`SWEEP`] while any
-/// is pending; waits for the next call while none is.
+/// `Client::next_sweep` when no call is pending.
+const IDLE: u64 = u64::MAX;
+
+/// [`SWEEP`] in ticks.
+const SWEEP_TICKS: u64 = SWEEP.as_micros() as u64;
+
+/// The node's sweeper: times out pending calls at their deadlines, sweeping at
+/// most every [`SWEEP`]; sleeps while none is pending.
 pub(crate) async fn sweeper(node: Arc<NodeInner>) {
     let client = node.rpc_client();
+    let mut last: Option<Instant> = None;
     loop {
-        if client.idle.load(Ordering::Acquire) {
-            tokio::select! {
-                biased;
-                _ = node.links().cancelled() => return,
-                // `begin` cleared `idle` (or a stale wake-up: `idle` is checked again).
-                _ = client.wake.notified() => {}
-            }
-            continue;
-        }
+        let planned = client.next_sweep.load(Ordering::Acquire);
+        let at = (planned != IDLE).then(|| {
+            let at = client.instant(planned);
+            last.map_or(at, |l| at.max(l + SWEEP))
+        });
         tokio::select! {
             biased;
             _ = node.links().cancelled() => return,
-            _ = tokio::time::sleep(SWEEP) => {}
+            // A call that the plan would time out too late began: plan again.
+            _ = client.wake.notified() => continue,
+            _ = super::expiry(at) => {}
         }
-        if !client.sweep(Instant::now()) {
-            // Nothing left. `idle` is set before the shards are looked at again:
-            // a call that began unseen by that look sees `idle` and wakes us.
-            client.idle.store(true, Ordering::Release);
-            if client.any_pending() {
-                client.idle.store(false, Ordering::Release);
-            }
-        }
+        let now = Instant::now();
+        last = Some(now);
+        client.sweep(now);
     }
 }
 
@@ -462,15 +508,43 @@ mod tests {
         let client = Client::default();
         let deadline = Instant::now() + Duration::from_millis(50);
         let mut call = awaited(&client, deadline);
-        assert!(
-            !client.idle.load(Ordering::Relaxed),
-            "the first call wakes the sweeper"
+        let planned = client.next_sweep.load(Ordering::Relaxed);
+        assert_eq!(
+            planned,
+            client.tick(deadline),
+            "the first call plans a sweep"
         );
-        assert!(client.sweep(deadline - Duration::from_millis(1)));
+        assert!(client.instant(planned) >= deadline);
+        client.sweep(deadline - Duration::from_millis(1));
         assert!((&mut call).now_or_never().is_none());
-        assert!(!client.sweep(deadline), "nothing left after the timeout");
+        assert_eq!(client.next_sweep.load(Ordering::Relaxed), planned);
+        client.sweep(deadline);
         assert_eq!(call.now_or_never(), Some(Err(RpcError::Timeout)));
         assert_eq!(pending(&client), 0);
+        assert_eq!(client.next_sweep.load(Ordering::Relaxed), IDLE);
+    }
+
+    /// A call moves the planned sweep, and wakes the sweeper, only if that sweep
+    /// would time it out more than `SWEEP` late; a sweep plans the earliest left.
+    #[test]
+    fn only_an_earlier_deadline_moves_the_planned_sweep() {
+        let client = Client::default();
+        let secs = Duration::from_secs;
+        let t0 = Instant::now();
+        let next = || client.next_sweep.load(Ordering::Relaxed);
+        let woken = || client.wake.notified().now_or_never().is_some();
+        let _a = awaited(&client, t0 + secs(5));
+        assert!(woken(), "the first call wakes the idle sweeper");
+        let planned = next();
+        let _b = awaited(&client, t0 + secs(6));
+        let _c = awaited(&client, t0 + secs(5) - SWEEP / 2);
+        assert_eq!(next(), planned);
+        assert!(!woken());
+        let _d = awaited(&client, t0 + secs(1));
+        assert_eq!(next(), client.tick(t0 + secs(1)));
+        assert!(woken());
+        client.sweep(t0 + secs(1));
+        assert_eq!(next(), client.tick(t0 + secs(5) - SWEEP / 2));
     }
 
     /// Dropping the waiting future forgets its call: nothing is left to sweep, and
@@ -484,7 +558,8 @@ mod tests {
         drop(call);
         assert_eq!(pending(&client), 0);
         assert!(!client.forget(seq));
-        assert!(!client.sweep(Instant::now() + Duration::from_secs(10)));
+        client.sweep(Instant::now());
+        assert_eq!(client.next_sweep.load(Ordering::Relaxed), IDLE);
     }
 
     /// A call removed without an ending (cancelled) ends `Cancelled`; `fail_all`
