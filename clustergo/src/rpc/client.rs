@@ -548,6 +548,32 @@ mod tests {
         assert_eq!(next(), client.tick(t0 + secs(5) - SWEEP / 2));
     }
 
+    /// A call that begins while a sweep plans is never left out of the plan: the
+    /// sweep's second look sees it, or its `begin` sees the sweep's plan.
+    #[test]
+    fn a_call_beginning_during_a_sweep_is_in_the_plan() {
+        let t0 = Instant::now();
+        for _ in 0..10_000 {
+            let client = Client::default();
+            let _late = awaited(&client, t0 + Duration::from_secs(10));
+            let start = std::sync::Barrier::new(2);
+            let early = std::thread::scope(|s| {
+                s.spawn(|| {
+                    start.wait();
+                    client.sweep(t0);
+                });
+                start.wait();
+                awaited(&client, t0 + Duration::from_secs(1))
+            });
+            assert!(
+                client.next_sweep.load(Ordering::Relaxed)
+                    <= client.tick(t0 + Duration::from_secs(1)),
+                "the earlier call was left out of the plan"
+            );
+            drop(early);
+        }
+    }
+
     /// Dropping the waiting future forgets its call: nothing is left to sweep, and
     /// a late ending finds nothing.
     #[test]
