@@ -223,6 +223,80 @@ async fn timeout_fires_and_late_reply_is_ignored() {
     server.shutdown().await;
 }
 
+/// An awaited call has no timer of its own: the node's sweeper ends it with
+/// `Timeout`, not before its deadline and at most one sweep (5 ms) after it.
+#[tokio::test]
+async fn awaited_call_times_out_within_one_sweep() {
+    let (_c, client, server) = pair().await;
+    let held = serve_held(&server, "never");
+    let to = addr("1.2.1");
+    let _: Echo = within("warm-up", client.call(to, "echo", &echo("w", 0)))
+        .await
+        .unwrap();
+    tokio::time::pause();
+    let timeout = Duration::from_millis(50);
+    let call = spawn_call(&client, "never", echo("x", 1), Some(timeout));
+    until_paused("request held", || held.len() == 1).await;
+    tokio::time::advance(timeout - Duration::from_millis(1)).await;
+    run_ready_tasks().await;
+    assert!(!call.is_finished(), "ended before its deadline");
+    // The sweeper checks every 5 ms; timers tick in whole milliseconds.
+    tokio::time::advance(Duration::from_millis(1 + 5 + 1)).await;
+    until_paused("the sweeper's timeout", || call.is_finished()).await;
+    assert_eq!(
+        within("the call", call).await.unwrap(),
+        Err(RpcError::Timeout)
+    );
+    tokio::time::resume();
+    open_all(&held);
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+/// Calls whose deadlines come before every pending one's each move the sweeper's
+/// plan: every call times out within 5 ms of its own deadline, not at the first
+/// call's.
+#[tokio::test]
+async fn earlier_deadlines_each_time_out_in_their_turn() {
+    let (_c, client, server) = pair().await;
+    let held = serve_held(&server, "never");
+    let to = addr("1.2.1");
+    let _: Echo = within("warm-up", client.call(to, "echo", &echo("w", 0)))
+        .await
+        .unwrap();
+    tokio::time::pause();
+    let t0 = Instant::now();
+    let ms = Duration::from_millis;
+    let long = spawn_call(&client, "never", echo("long", 0), Some(ms(10_000)));
+    run_ready_tasks().await;
+    // Later calls, shorter timeouts: each deadline is before all the others'.
+    let calls: Vec<_> = (1..=20u64)
+        .map(|n| {
+            let timeout = ms(210 - 10 * n);
+            let call = spawn_call(&client, "never", echo("short", n), Some(timeout));
+            (
+                timeout,
+                tokio::spawn(async move { (call.await, Instant::now()) }),
+            )
+        })
+        .collect();
+    until_paused("requests held", || held.len() == 21).await;
+    for (timeout, call) in calls {
+        let (ended, at) = within("a short call", call).await.unwrap();
+        assert_eq!(ended.unwrap(), Err(RpcError::Timeout));
+        let took = at - t0;
+        assert!(
+            took >= timeout && took <= timeout + ms(5 + 1),
+            "timeout {timeout:?} ended after {took:?}"
+        );
+    }
+    long.abort();
+    tokio::time::resume();
+    open_all(&held);
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn callback_and_cancel() {
     let (_c, client, server) = pair().await;

@@ -1,7 +1,9 @@
 //! Remote procedure calls between nodes.
 //!
 //! A call ends exactly once: with the reply, or with an [`RpcError`] (remote error,
-//! timeout, cancel, lost link, unknown peer, busy). The functions here are generic
+//! timeout, cancel, lost link, unknown peer, busy). Timeouts, awaited or callback,
+//! are enforced by the node's sweeper, not a timer per call: a call times out up to
+//! 5 ms after its deadline. The functions here are generic
 //! over a [`Codec`]; [`crate::Node`]'s `call`/`register_rpc` methods are their
 //! prost-typed shorthands, and generated service modules call them.
 //!
@@ -249,7 +251,10 @@ fn start_call<C: Codec<Req>, Req>(
         Route::Peer(p) => p.id(),
     };
     let timeout_ms = timeout_ms(wait);
-    let seq = inner.rpc_client().begin(to, via, done);
+    let seq = match inner.rpc_client().begin(to, via, deadline, done) {
+        Ok(seq) => seq,
+        Err(done) => return Err((RpcError::ServiceUnavailable("node stopped".into()), done)),
+    };
     let form = inner.rpc_form();
     let sent =
         encode_request::<C, Req>(form, local, to, seq, false, timeout_ms, method, &meta, req)
@@ -266,7 +271,9 @@ fn start_call<C: Codec<Req>, Req>(
 }
 
 /// Calls `method` on `to` and waits for the reply, at most `timeout`
-/// (`None`: [`crate::Config::call_timeout`]).
+/// (`None`: [`crate::Config::call_timeout`]). The node's sweeper enforces the
+/// timeout, so it fires up to 5 ms late (no timer per call). Dropping the future
+/// forgets the call.
 pub async fn call<C, Req, Resp>(
     node: &Node,
     to: LogicAddr,
@@ -298,12 +305,7 @@ where
     });
     let result = match sent {
         Ok(seq) => {
-            let waiter = client::Waiter {
-                node: inner.clone(),
-                seq,
-                rx,
-            };
-            let wait = waiter.wait(deadline);
+            let wait = client::Waiter::new(inner.rpc_client(), seq, rx);
             // No span wrapper at all when tracing is off: the hot path stays as it was.
             let reply = if span.is_disabled() {
                 wait.await
@@ -369,25 +371,22 @@ where
     let span = trace::call_span(to, method, false);
     let trace = trace::begin(&span, None);
     let traced = trace::started(&span).map(|at| (span.clone(), at));
-    let done = Completion::Callback {
-        deadline,
-        cb: Box::new(move |reply: client::Reply| {
-            let result = reply.and_then(decode_reply::<C, Resp>);
-            if let Some((list, method, started)) = observe {
-                let elapsed = started.elapsed();
-                for i in list {
-                    i.after_reply(to, &method, result.as_ref().map(|_| ()), elapsed);
-                }
+    let done = Completion::Callback(Box::new(move |reply: client::Reply| {
+        let result = reply.and_then(decode_reply::<C, Resp>);
+        if let Some((list, method, started)) = observe {
+            let elapsed = started.elapsed();
+            for i in list {
+                i.after_reply(to, &method, result.as_ref().map(|_| ()), elapsed);
             }
-            match traced {
-                Some((span, at)) => {
-                    trace::end(&span, outcome(&result), at);
-                    span.in_scope(|| cb(result));
-                }
-                None => cb(result),
+        }
+        match traced {
+            Some((span, at)) => {
+                trace::end(&span, outcome(&result), at);
+                span.in_scope(|| cb(result));
             }
-        }),
-    };
+            None => cb(result),
+        }
+    }));
     // On a reply's receive path (a callback making the next call) this is the
     // reading its link's reader lent, not another clock read.
     let wait = deadline.saturating_duration_since(clock::now());
@@ -481,7 +480,8 @@ impl Node {
         call::<ProstCodec, Req, Resp>(self, to, method, req, None).await
     }
 
-    /// Calls a prost-typed method, waiting at most `timeout`.
+    /// Calls a prost-typed method, waiting at most `timeout` (plus up to 5 ms: see
+    /// [`call`]).
     pub async fn call_with_timeout<Req, Resp>(
         &self,
         to: LogicAddr,
