@@ -43,7 +43,11 @@ pub(crate) fn take(len: usize) -> BytesMut {
 /// allocation does not: it would keep that allocation alive on this thread.
 pub(crate) fn finish(mut buf: BytesMut) -> Bytes {
     let frame = buf.split().freeze();
-    if (SMALL / 4..=CHUNK).contains(&buf.capacity()) {
+    // The frame and the rest span the allocation from the frame's start on: more
+    // than a chunk means the buffer grew (or was made) bigger than one, however
+    // little of it is left.
+    let rest = buf.capacity();
+    if rest >= SMALL / 4 && frame.len() + rest <= CHUNK {
         SPARE.with(|s| s.set(buf));
     }
     frame
@@ -90,5 +94,29 @@ mod tests {
             s.set(spare);
             cap <= CHUNK
         }));
+    }
+
+    /// A frame expected small but written big in small pieces (a message of many
+    /// fields) grows its buffer by doubling; what is left of the last allocation
+    /// may be under a chunk. Kept as the spare, it made the next small frames
+    /// slices of that allocation: each one, queued, kept 64 KiB alive, not a chunk.
+    #[test]
+    fn the_rest_of_a_grown_frame_is_not_the_next_frames_buffer() {
+        SPARE.with(Cell::take);
+        let mut buf = take(40);
+        for i in 0..15_000u32 {
+            buf.put_u32(i);
+        }
+        let rest = buf.capacity() - buf.len();
+        assert!(buf.len() > CHUNK && (SMALL / 4..=CHUNK).contains(&rest));
+        let big = finish(buf);
+        let mut buf = take(8);
+        buf.put_u64(1);
+        let small = finish(buf);
+        assert_ne!(
+            small.as_ptr(),
+            big.as_ptr().wrapping_add(big.len()),
+            "the next small frame is cut from the big frame's allocation"
+        );
     }
 }
