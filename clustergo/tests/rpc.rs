@@ -163,6 +163,25 @@ async fn typed_call_round_trip() {
     server.shutdown().await;
 }
 
+/// A timeout too long to add to the clock (the caller's own input) is cut to the
+/// longest wait a request carries, not a panic (regression: `Duration::MAX`
+/// overflowed `Instant + Duration` in `call`).
+#[tokio::test]
+async fn a_timeout_too_long_for_the_clock_is_not_a_panic() {
+    let (_c, client, server) = pair().await;
+    for timeout in [Duration::MAX, Duration::from_secs(u64::MAX / 2)] {
+        let resp: Echo = within(
+            "call",
+            client.call_with_timeout(addr("1.2.1"), "echo", &echo("x", 1), timeout),
+        )
+        .await
+        .unwrap();
+        assert_eq!(resp.msg, "hello world:x");
+    }
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn hundred_thousand_pipelined_calls() {
     let (_c, client, server) = pair().await;

@@ -97,6 +97,26 @@ async fn server_streaming_end_to_end_and_errors() {
     b.shutdown().await;
 }
 
+/// A timeout too long to add to the clock is cut, not a panic (regression).
+#[tokio::test]
+async fn a_timeout_too_long_for_the_clock_is_not_a_panic() {
+    let (_c, a, b) = two_nodes().await;
+    serve_counts(&b);
+    let rx = call_server_stream::<C, Echo, Echo>(
+        &a,
+        addr("1.2.1"),
+        "count",
+        echo("x", 3),
+        Some(Duration::MAX),
+    )
+    .await
+    .unwrap();
+    let (got, err) = within("count", collect(rx)).await;
+    assert_eq!((got, err), (vec![0, 1, 2], None));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 #[tokio::test]
 async fn client_streaming_end_to_end() {
     let (_c, a, b) = two_nodes().await;

@@ -167,6 +167,16 @@ fn request_head<'a>(
         .ok_or_else(|| RpcError::InvalidMethod(method.chars().take(64).collect()))
 }
 
+/// The longest wait a request carries (`u32` milliseconds, ~49.7 days).
+const MAX_WAIT: Duration = Duration::from_millis(u32::MAX as u64);
+
+/// When a wait of `timeout` from `start` ends. A longer timeout than a request can
+/// carry is cut to [`MAX_WAIT`], so the sum cannot overflow the clock (a caller's
+/// `Duration::MAX` is "wait as long as you can", not a panic).
+pub(crate) fn deadline_after(start: Instant, timeout: Duration) -> Instant {
+    start + timeout.min(MAX_WAIT)
+}
+
 /// How long a caller waits, as a request carries it: whole milliseconds, rounded
 /// up so that the server's deadline (counted from the request's arrival) is never
 /// before the caller's own — the caller times out first and reads `Timeout`, not
@@ -287,7 +297,7 @@ where
     let inner = &node.inner;
     let timeout = timeout.unwrap_or(inner.config().call_timeout);
     let started = Instant::now();
-    let deadline = started + timeout;
+    let deadline = deadline_after(started, timeout);
     let span = trace::call_span(to, method, false);
     let trace = trace::begin(&span, None);
     let (tx, rx) = tokio::sync::oneshot::channel();

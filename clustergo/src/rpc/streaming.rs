@@ -304,7 +304,7 @@ where
 {
     let inner = &node.inner;
     let started = Instant::now();
-    let deadline = timeout.map(|t| started + t);
+    let deadline = timeout.map(|t| super::deadline_after(started, t));
     let span = trace::call_span(to, method, false);
     let tctx = trace::begin(&span, None);
     let opened = open_call(node, to, method, deadline, tctx)
