@@ -95,12 +95,17 @@ impl Reading {
     }
 
     /// The next item of `frames`; a wait for it (the stream was not ready) drops
-    /// the reading.
-    pub(crate) async fn next_of<S: Stream + Unpin>(&mut self, frames: &mut S) -> Option<S::Item> {
+    /// the reading and runs `on_wait` first: everything read so far is handled.
+    pub(crate) async fn next_of<S: Stream + Unpin>(
+        &mut self,
+        frames: &mut S,
+        mut on_wait: impl FnMut(),
+    ) -> Option<S::Item> {
         std::future::poll_fn(|cx| {
             let next = frames.poll_next_unpin(cx);
             if next.is_pending() {
                 self.at = None;
+                on_wait();
             }
             next
         })
@@ -140,7 +145,14 @@ mod tests {
         // After a wait for the socket: read anew at once.
         tokio::time::advance(ms(1)).await;
         let mut waits = futures::stream::pending::<()>();
-        assert!(futures::FutureExt::now_or_never(r.next_of(&mut waits)).is_none());
+        let mut waited = 0;
+        assert!(futures::FutureExt::now_or_never(r.next_of(&mut waits, || waited += 1)).is_none());
+        assert_eq!(waited, 1, "the reader's wait is announced");
         assert_eq!(r.lend(now), t0 + ms(2));
+        // A ready item is no wait.
+        let mut ready = futures::stream::iter([1]);
+        let next = r.next_of(&mut ready, || waited += 1);
+        assert_eq!(futures::FutureExt::now_or_never(next), Some(Some(1)));
+        assert_eq!(waited, 1);
     }
 }

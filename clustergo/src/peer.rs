@@ -556,20 +556,21 @@ impl Driver {
                 let mut arrivals = Arrivals::new(remote);
                 // One clock reading for the frames of a socket read (`clock.rs`).
                 let mut reading = clock::Reading::default();
-                while let Some(next) = reading.next_of(&mut frames).await {
+                loop {
+                    // Whenever the reader waits for the socket, what it handled is
+                    // counted: once per read, and never left behind by a read that
+                    // ended mid-frame.
+                    let next = reading.next_of(&mut frames, || arrivals.flush(&node)).await;
                     match next {
-                        Ok(arrived) if arrived.frame.kind == FrameKind::Keepalive => {}
-                        Ok(arrived) => {
+                        None => break,
+                        Some(Ok(arrived)) if arrived.frame.kind == FrameKind::Keepalive => {}
+                        Some(Ok(arrived)) => {
                             reading.lend(|| node.dispatch_arrived(&mut arrivals, arrived))
                         }
-                        Err(e) => {
+                        Some(Err(e)) => {
                             tracing::warn!(peer = %remote, error = %e, "closing link: bad input");
                             break;
                         }
-                    }
-                    // A socket read's worth of frames handled: count them.
-                    if frames.read_buffer().is_empty() {
-                        arrivals.flush(&node);
                     }
                 }
                 arrivals.flush(&node);

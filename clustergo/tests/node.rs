@@ -456,3 +456,46 @@ async fn malformed_frames_close_only_that_link() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// The link reader counts what it handled whenever it waits for the socket, not
+/// only when a read ends on a frame boundary (regression: on a link whose reads
+/// kept ending mid-frame, `frames_received` stayed behind the frames delivered).
+#[tokio::test]
+async fn frames_are_counted_while_a_partial_frame_waits() {
+    use clustergo::codec::{Frame, FrameKind};
+    use tokio::io::AsyncWriteExt;
+
+    let c = Cluster::new();
+    let b = c.start("1.2.1").await;
+    let got = inbox(&b, PB, BIN);
+    let peer_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let peer_net = peer_listener.local_addr().unwrap();
+    c.m.put_now(member("1.3.1", peer_net, false));
+    let before = b.metrics().frames_received;
+    let mut s = raw_link("1.3.1", peer_net, &b).await;
+    let frame = |i: u8| {
+        Frame {
+            kind: FrameKind::Binary,
+            to: addr("1.2.1"),
+            from: addr("1.3.1"),
+            cmd: BIN,
+            body: Bytes::from(vec![b'a' + i; 3]),
+        }
+        .to_bytes()
+    };
+    // Five whole frames and the first bytes of a sixth, in one write: the read
+    // ends mid-frame, and the link then stays quiet.
+    let mut wire = Vec::new();
+    for i in 0..5 {
+        wire.extend_from_slice(&frame(i));
+    }
+    wire.extend_from_slice(&frame(5)[..4]);
+    s.write_all(&wire).await.unwrap();
+    eventually("five messages delivered", || got.lock().len() == 5).await;
+    eventually("five frames counted", || {
+        b.metrics().frames_received - before >= 5
+    })
+    .await;
+    drop(s);
+    b.shutdown().await;
+}
