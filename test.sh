@@ -48,6 +48,9 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
+step "cargo doc (no broken or private doc links)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
+
 if [ -x ./gen.sh ]; then
     step "generated service/ is up to date"
     ./gen.sh --check

@@ -1,4 +1,4 @@
-//! The discovery protocol ([`crate::membership::discovery::proto`]): length-delimited
+//! The discovery protocol (`crate::membership::discovery::proto`): length-delimited
 //! frames of JSON, read as a server reads requests and as a client reads responses.
 
 use bytes::{Bytes, BytesMut};

@@ -1,6 +1,6 @@
 //! The gate's KCP front end: the admission check on a datagram from an unknown source
-//! ([`opens_session`]), the `kcp` crate's segment parser fed as the gate feeds it, and
-//! the packet codec on top ([`KcpCodec`]: TCP's plus a close marker).
+//! (`opens_session`), the `kcp` crate's segment parser fed as the gate feeds it, and
+//! the packet codec on top (`KcpCodec`: TCP's plus a close marker).
 
 use std::cell::Cell;
 use std::io::{self, Write};

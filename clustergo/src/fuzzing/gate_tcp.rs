@@ -1,4 +1,4 @@
-//! The gate's TCP packet codec ([`crate::gate::tcp::PacketCodec`]): `u32 BE length |
+//! The gate's TCP packet codec (`crate::gate::tcp::PacketCodec`): `u32 BE length |
 //! payload`, fed as a byte stream.
 
 use bytes::{Bytes, BytesMut};

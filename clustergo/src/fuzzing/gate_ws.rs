@@ -1,6 +1,6 @@
 //! The gate's WebSocket server side: the request head reader and upgrade check
-//! ([`crate::gate::http_head`]), then tungstenite's handshake and frame parser with the
-//! gate's configuration ([`crate::gate::ws::ws_config`]).
+//! (`crate::gate::http_head`), then tungstenite's handshake and frame parser with the
+//! gate's configuration (`crate::gate::ws::ws_config`).
 
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};

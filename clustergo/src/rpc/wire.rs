@@ -15,8 +15,8 @@
 //! `rpc/meta.rs`; this layer carries it as bytes.
 //!
 //! A node in the Go seed's dialect lays its bodies out as rpcgo does instead
-//! ([`Form::GoSeed`], `gocompat/rpc.rs`): the same entry points take the node's
-//! [`Form`] and branch once, here.
+//! (`Form::GoSeed`, `gocompat/rpc.rs`): the same entry points take the node's
+//! `Form` and branch once, here.
 
 use std::convert::Infallible;
 
@@ -252,7 +252,7 @@ fn put_request<E>(
 
 /// A whole request frame from `from` to `to`, header and body in one buffer, the
 /// argument written in place by `put_arg` (the node's send path).
-/// In [`Form::GoSeed`], `meta` is sent as rpcgo's userdata.
+/// In `Form::GoSeed`, `meta` is sent as rpcgo's userdata.
 pub(crate) fn request_frame<E>(
     form: Form,
     to: LogicAddr,
