@@ -242,17 +242,23 @@ async fn timeout_fires_and_late_reply_is_ignored() {
     server.shutdown().await;
 }
 
+/// A linked pair (one warm-up call made) whose server holds "never" calls
+/// unanswered; tokio time is paused on return, so deadlines are exact.
+async fn linked_pair_holding_never() -> (Cluster, Node, Node, Arc<Held>) {
+    let (c, client, server) = pair().await;
+    let held = serve_held(&server, "never");
+    let _: Echo = within("warm-up", client.call(addr("1.2.1"), "echo", &echo("w", 0)))
+        .await
+        .unwrap();
+    tokio::time::pause();
+    (c, client, server, held)
+}
+
 /// An awaited call has no timer of its own: the node's sweeper ends it with
 /// `Timeout`, not before its deadline and at most one sweep (5 ms) after it.
 #[tokio::test]
 async fn awaited_call_times_out_within_one_sweep() {
-    let (_c, client, server) = pair().await;
-    let held = serve_held(&server, "never");
-    let to = addr("1.2.1");
-    let _: Echo = within("warm-up", client.call(to, "echo", &echo("w", 0)))
-        .await
-        .unwrap();
-    tokio::time::pause();
+    let (_c, client, server, held) = linked_pair_holding_never().await;
     let timeout = Duration::from_millis(50);
     let call = spawn_call(&client, "never", echo("x", 1), Some(timeout));
     until_paused("request held", || held.len() == 1).await;
@@ -277,13 +283,7 @@ async fn awaited_call_times_out_within_one_sweep() {
 /// call's.
 #[tokio::test]
 async fn earlier_deadlines_each_time_out_in_their_turn() {
-    let (_c, client, server) = pair().await;
-    let held = serve_held(&server, "never");
-    let to = addr("1.2.1");
-    let _: Echo = within("warm-up", client.call(to, "echo", &echo("w", 0)))
-        .await
-        .unwrap();
-    tokio::time::pause();
+    let (_c, client, server, held) = linked_pair_holding_never().await;
     let t0 = Instant::now();
     let ms = Duration::from_millis;
     let long = spawn_call(&client, "never", echo("long", 0), Some(ms(10_000)));
