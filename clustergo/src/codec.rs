@@ -238,52 +238,52 @@ impl Decoder for FrameCodec {
     type Error = CodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
-        let Whole {
-            kind,
-            header_len,
-            total,
-        } = match self.next_frame(src)? {
-            Next::Whole(whole) => whole,
-            Next::Partial { want } => {
-                src.reserve(want.saturating_sub(src.len()));
-                return Ok(None);
-            }
+        let room = |src: &mut BytesMut, want: usize| src.reserve(want.saturating_sub(src.len()));
+        let Some(whole) = self.whole(src, room)? else {
+            return Ok(None);
         };
-        let mut frame = src.split_to(total);
-        let (to, from, cmd) = read_route(kind, &frame);
-        frame.advance(header_len);
+        let (to, from, cmd) = read_route(whole.kind, src);
         Ok(Some(Frame {
-            kind,
+            kind: whole.kind,
             to,
             from,
             cmd,
-            body: frame.freeze(),
+            body: whole.body_of(src),
         }))
     }
 }
 
-/// A whole frame at the start of a read buffer: its kind, its header's length
-/// (length field included) and its own.
+/// A whole frame at the start of a read buffer: its kind and its length on the
+/// wire (length field included).
 struct Whole {
     kind: FrameKind,
-    header_len: usize,
     total: usize,
 }
 
-/// What is at the start of a read buffer.
-enum Next {
-    Whole(Whole),
-    /// Part of one: `want` bytes in all are needed (the whole frame once its length
-    /// is known, its checked length field and flag until then).
-    Partial {
-        want: usize,
-    },
+impl Whole {
+    /// The header's length, length field included.
+    fn header_len(&self) -> usize {
+        LEN_SIZE + self.kind.header_len()
+    }
+
+    /// Takes the frame off the front of `src`: its body.
+    fn body_of(&self, src: &mut BytesMut) -> Bytes {
+        let mut frame = src.split_to(self.total);
+        frame.advance(self.header_len());
+        frame.freeze()
+    }
 }
 
 impl FrameCodec {
-    /// Checks the frame at the start of `src`: its kind, header length and wire
-    /// length once it is whole.
-    fn next_frame(&self, src: &BytesMut) -> Result<Next, CodecError> {
+    /// Checks the frame at the start of `src`: its kind and wire length once it is
+    /// whole; else `None`, after `room(src, want)` made room for the `want` bytes
+    /// needed in all (the whole frame once its length is known, its checked length
+    /// field and flag until then).
+    fn whole(
+        &self,
+        src: &mut BytesMut,
+        room: impl FnOnce(&mut BytesMut, usize),
+    ) -> Result<Option<Whole>, CodecError> {
         if src.len() < LEN_SIZE + 1 {
             let mut want = LEN_SIZE + 1;
             if src.len() >= LEN_SIZE {
@@ -291,7 +291,8 @@ impl FrameCodec {
                 check_len(len, self.max_frame, 1)?;
                 want = want.max(LEN_SIZE + len);
             }
-            return Ok(Next::Partial { want });
+            room(src, want);
+            return Ok(None);
         }
         let len = read_len(src);
         let flag = src[LEN_SIZE];
@@ -299,26 +300,20 @@ impl FrameCodec {
         check_len(len, self.max_frame, kind.header_len())?;
         let total = LEN_SIZE + len;
         if src.len() < total {
-            return Ok(Next::Partial { want: total });
+            room(src, total);
+            return Ok(None);
         }
-        Ok(Next::Whole(Whole {
-            kind,
-            header_len: LEN_SIZE + kind.header_len(),
-            total,
-        }))
+        Ok(Some(Whole { kind, total }))
     }
 }
 
 /// `to`, `from` and `cmd` of the whole frame `wire` of `kind`.
 fn read_route(kind: FrameKind, wire: &[u8]) -> (LogicAddr, LogicAddr, u16) {
-    let word = |at: usize| u32::from_be_bytes([wire[at], wire[at + 1], wire[at + 2], wire[at + 3]]);
-    let to = LogicAddr::from_raw(word(LEN_SIZE + 1));
-    let from = LogicAddr::from_raw(word(LEN_SIZE + 5));
-    let cmd = if kind.has_cmd() {
-        u16::from_be_bytes([wire[LEN_SIZE + ROUTE_SIZE], wire[LEN_SIZE + ROUTE_SIZE + 1]])
-    } else {
-        0
-    };
+    // After the length field and the flag; `whole` checked the header is there.
+    let mut h = &wire[LEN_SIZE + 1..];
+    let to = LogicAddr::from_raw(h.get_u32());
+    let from = LogicAddr::from_raw(h.get_u32());
+    let cmd = if kind.has_cmd() { h.get_u16() } else { 0 };
     (to, from, cmd)
 }
 
@@ -365,17 +360,14 @@ impl Decoder for LinkCodec {
     type Error = CodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Arrived>, CodecError> {
-        let Whole {
-            kind,
-            header_len,
-            total,
-        } = match self.codec.next_frame(src)? {
-            Next::Whole(whole) => whole,
-            Next::Partial { want } => {
-                self.buf.make_room(src, want);
-                return Ok(None);
-            }
+        let buf = &mut self.buf;
+        let Some(whole) = self
+            .codec
+            .whole(src, |src, want| buf.make_room(src, want))?
+        else {
+            return Ok(None);
         };
+        let (kind, total) = (whole.kind, whole.total);
         let (to, from, cmd) = read_route(kind, src);
         let mut frame = Frame {
             kind,
@@ -385,20 +377,18 @@ impl Decoder for LinkCodec {
             body: Bytes::new(),
         };
         if to == self.local || kind == FrameKind::Keepalive {
-            let mut body = src.split_to(total);
-            body.advance(header_len);
-            frame.body = body.freeze();
+            frame.body = whole.body_of(src);
             return Ok(Some(Arrived { frame, wire: None }));
         }
+        // To relay: the wire bytes, in place if they fill enough of their
+        // allocation (the body a slice of them), else copied out.
         let wire = if readbuf::keep_in_place(total, self.buf.alloc()) {
             let wire = src.split_to(total).freeze();
-            frame.body = wire.slice(header_len..);
+            frame.body = wire.slice(whole.header_len()..);
             wire
         } else {
             let wire = Bytes::copy_from_slice(&src[..total]);
-            let mut body = src.split_to(total);
-            body.advance(header_len);
-            frame.body = body.freeze();
+            frame.body = whole.body_of(src);
             wire
         };
         Ok(Some(Arrived {
