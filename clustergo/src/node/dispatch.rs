@@ -78,10 +78,7 @@ impl NodeInner {
         if plausible_from(run.local, arrivals.peer, frame.from) {
             match wire {
                 Some(wire) if frame.to != run.local => {
-                    // The reader's reading for this socket read (a clock read per
-                    // relayed frame showed in the harbor's profile).
-                    let deadline = crate::clock::now() + self.config.send_timeout;
-                    if self.relay(frame, wire, run.local, Some(deadline)) {
+                    if self.relay(frame, wire, run.local) {
                         arrivals.relayed += 1;
                     }
                 }
@@ -102,7 +99,7 @@ impl NodeInner {
         let Some(run) = self.run.get() else { return };
         if frame.to != run.local {
             let wire = frame.to_bytes();
-            if self.relay(frame, wire, run.local, None) {
+            if self.relay(frame, wire, run.local) {
                 self.counters.frames_relayed(1);
             }
             return;
@@ -132,21 +129,16 @@ impl NodeInner {
     /// body is never copied on the way (the link's writer sends big ones from their
     /// own buffer, `batch.rs`). A frame that cannot be forwarded is counted and
     /// logged (rate-limited); an RPC request among them is answered with an error in
-    /// the name of its target: a reply must come from the call's target. `deadline`
-    /// defaults to now + `send_timeout`. Whether it was forwarded; the caller counts
-    /// forwarded frames.
-    fn relay(
-        self: &Arc<Self>,
-        frame: Frame,
-        wire: Bytes,
-        local: LogicAddr,
-        deadline: Option<Instant>,
-    ) -> bool {
+    /// the name of its target: a reply must come from the call's target. Its queue
+    /// deadline is now + `send_timeout`, read from the link reader's lent clock
+    /// reading (`clock.rs`) when called from a reader. Whether it was forwarded; the
+    /// caller counts forwarded frames.
+    fn relay(self: &Arc<Self>, frame: Frame, wire: Bytes, local: LogicAddr) -> bool {
         let span = rpc::trace::relay_span(&frame, self.rpc_form());
         let _entered = span.enter();
         let result = if local.is_harbor() {
             self.route_from(frame.from, frame.to)
-                .and_then(|route| self.send_on(&route, wire, deadline))
+                .and_then(|route| self.send_on(&route, wire, None))
         } else {
             Err(SendError::Unreachable(frame.to))
         };
