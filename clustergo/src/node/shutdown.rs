@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::NodeInner;
-use crate::rpc::RpcError;
 
 impl NodeInner {
     /// Begins the shutdown protocol (see the module docs); a second call does nothing.
@@ -50,9 +49,7 @@ impl NodeInner {
                 .await;
             inner.links.cancel();
             inner.peers.write().clear();
-            inner
-                .rpc_client
-                .fail_all(RpcError::ServiceUnavailable("node stopped".into()));
+            inner.rpc_client.fail_all(super::SendError::Stopped.into());
             inner.tasks.close();
             // Links flush within the stall bound and dials within the handshake
             // timeout; the bound here holds whatever a task is stuck on.

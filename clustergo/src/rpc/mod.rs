@@ -263,7 +263,7 @@ fn start_call<C: Codec<Req>, Req>(
     let timeout_ms = timeout_ms(wait);
     let seq = match inner.rpc_client().begin(to, via, deadline, done) {
         Ok(seq) => seq,
-        Err(done) => return Err((RpcError::ServiceUnavailable("node stopped".into()), done)),
+        Err(done) => return Err((crate::SendError::Stopped.into(), done)),
     };
     let form = inner.rpc_form();
     let sent =

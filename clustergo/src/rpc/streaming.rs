@@ -245,8 +245,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 }
             }
             StreamFrame::Message(_) => {}
-            // Only the first `end` is queued: one the peer repeats would take no
-            // room, so the queue would grow without bound.
+            // After the first `end`, one the peer repeats is skipped here (the
+            // queue would keep only the first anyway).
             StreamFrame::End(_) if !feeding => {}
             StreamFrame::End(status) => {
                 inbound.end(status.clone());
@@ -594,15 +594,16 @@ impl ServedCalls {
     /// be written.
     pub(crate) async fn end_all(&self, bound: Duration) {
         self.cut.cancel();
-        if self.live.len() > 0 && tokio::time::timeout(bound, self.wait_idle()).await.is_err() {
+        if tokio::time::timeout(bound, self.wait_idle()).await.is_err() {
             tracing::warn!("stop: streaming calls still ending after the write stall bound");
         }
     }
 }
 
-/// Why a call still served when the drain is over ends: what pending calls get.
+/// How a streaming call ends when its node stops under it (served past the
+/// drain, or waiting as a caller): what pending unary calls and sends get.
 fn stopped() -> RpcError {
-    RpcError::ServiceUnavailable("node stopped".into())
+    crate::SendError::Stopped.into()
 }
 
 /// Serves one inbound streaming call (its kind byte already read).
