@@ -68,7 +68,8 @@ impl Hasher for IntHasher {
     }
 }
 
-/// A `HashMap` keyed by small integers, hashed with [`IntHasher`].
+/// A `HashMap` with hot-path keys (small integers, method names), hashed with
+/// [`IntHasher`].
 pub(crate) type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
 
 #[cfg(test)]

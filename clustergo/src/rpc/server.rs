@@ -5,9 +5,7 @@
 //! another task. A replyer dropped unanswered replies with an error, so the caller
 //! never waits for nothing; if it is dropped by a panic, the error says so.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::BuildHasherDefault;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +18,7 @@ use super::streaming::RawStreamHandler;
 use super::wire::{RequestView, ResponseFrame};
 use super::{CodecError, ErrorCode, RpcError, ServerInterceptor, TraceContext, meta, trace};
 use crate::addr::LogicAddr;
-use crate::fastmap::IntHasher;
+use crate::fastmap::IntMap;
 use crate::message::panic_text;
 use crate::node::NodeInner;
 
@@ -28,7 +26,8 @@ use crate::node::NodeInner;
 pub(crate) type RawHandler = Arc<dyn Fn(RpcContext, RawReplyer, Bytes) + Send + Sync>;
 
 /// Methods by name: unary ones, and streaming ones (`streaming.rs`). Looked up on
-/// every request, so hashed with the cheap [`IntHasher`]: the names are
+/// every request, so hashed with the cheap
+/// [`IntHasher`](crate::fastmap::IntHasher): the names are
 /// registered by this process, the network only looks them up.
 #[derive(Default)]
 pub(crate) struct Server {
@@ -36,7 +35,7 @@ pub(crate) struct Server {
     streams: RwLock<NameMap<RawStreamHandler>>,
 }
 
-type NameMap<V> = HashMap<Arc<str>, V, BuildHasherDefault<IntHasher>>;
+type NameMap<V> = IntMap<Arc<str>, V>;
 
 /// Server interceptors to tell when a call ends, and when it arrived.
 pub(crate) type Observed = Option<(Vec<Arc<dyn ServerInterceptor>>, Instant)>;
