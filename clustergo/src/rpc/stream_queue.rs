@@ -75,15 +75,14 @@ struct Out {
     buf: BytesMut,
     /// The end, until the pump takes it.
     end: Option<Result<(), RpcError>>,
-    /// An end was queued (taken or not): later ends, and sends, are refused.
+    /// An end was queued (taken or not), or the pump is gone: later ends, and
+    /// sends, are refused.
     ended: bool,
     /// The frame limit (the node's `max_frame`): a message's body is refused
     /// beyond it, the `end` frame's text cut to it.
     max: usize,
     /// Live [`FrameTx`] handles; the last one dropped ends the queue `Ok`.
     senders: usize,
-    /// The pump is gone: sending fails.
-    closed: bool,
     pump: Option<Waker>,
     sender: Option<Waker>,
 }
@@ -105,7 +104,6 @@ pub(crate) fn frame_queue(first: BytesMut, max: usize) -> (FrameTx, FrameRx) {
         ended: false,
         max,
         senders: 1,
-        closed: false,
         pump: None,
         sender: None,
     }));
@@ -122,7 +120,7 @@ impl FrameTx {
             let mut out = self.0.lock();
             // Ended (the handler returned while a task it left still sends): the
             // call's status is decided, nothing may follow it.
-            if out.closed || out.ended {
+            if out.ended {
                 return Poll::Ready(Ok(false));
             }
             if out.buf.len() >= QUEUE_BYTES {
@@ -176,15 +174,14 @@ impl Clone for FrameTx {
 
 impl Drop for FrameTx {
     fn drop(&mut self) {
-        let mut out = self.0.lock();
-        out.senders -= 1;
-        if out.senders == 0 && !out.ended {
-            // Every sender dropped: this direction ends cleanly.
-            out.ended = true;
-            out.end = Some(Ok(()));
-            let pump = out.pump.take();
-            drop(out);
-            wake(pump);
+        let last = {
+            let mut out = self.0.lock();
+            out.senders -= 1;
+            out.senders == 0
+        };
+        if last {
+            // Every sender dropped: this direction ends cleanly (unless it ended).
+            self.end(Ok(()));
         }
     }
 }
@@ -205,9 +202,8 @@ impl FrameRx {
             std::mem::swap(&mut out.buf, dst);
             let ended = match out.end.take() {
                 Some(status) => {
+                    // Nothing follows the end: `ended` refuses later sends.
                     stream_frame::put_end(dst, &status, out.max);
-                    // Nothing follows the end: later sends fail.
-                    out.closed = true;
                     true
                 }
                 None => false,
@@ -224,7 +220,7 @@ impl FrameRx {
 impl Drop for FrameRx {
     fn drop(&mut self) {
         let mut out = self.0.lock();
-        out.closed = true;
+        out.ended = true;
         let sender = out.sender.take();
         drop(out);
         wake(sender);
