@@ -113,11 +113,14 @@ pub struct Config {
     /// the slot of the oldest pending one (if that one waited 100 ms) or is closed
     /// unread, so silent connections cannot keep real peers out.
     pub max_pending_handshakes: usize,
-    /// How long [`Node::stop`](crate::Node::stop) waits for in-flight requests to be answered.
+    /// How long [`Node::stop`](crate::Node::stop) (and
+    /// [`Node::leave`](crate::Node::leave), before it) waits for in-flight requests
+    /// to be answered and served streaming calls to end.
     pub drain_timeout: Duration,
     /// A write to a node link that makes no progress for this long declares the
     /// link dead (the peer stopped reading): its calls end `Disconnected` and what
-    /// is queued for it is dropped. Also bounds the final flush at stop.
+    /// is queued for it is dropped. Also bounds the final flush at stop, and the
+    /// ending of streaming calls that outlived the drain.
     pub write_stall_timeout: Duration,
     /// A node link or stream session with nothing written for this long sends a
     /// keepalive, so that the remote hears from it even when idle.

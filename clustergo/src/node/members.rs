@@ -95,7 +95,8 @@ impl Node {
     ///    on): [`get_addr_by_type`](Self::get_addr_by_type) stops offering it, and
     ///    harbors stop routing through it; calls by address still reach it;
     /// 2. waits [`Config::leave_grace`](super::Config::leave_grace) for the others to
-    ///    see that, then for the requests it is serving to be answered (up to
+    ///    see that, then for the requests it is serving to be answered and its served
+    ///    streaming calls to end (up to
     ///    [`Config::drain_timeout`](super::Config::drain_timeout));
     /// 3. removes itself from membership (callers keep its link for replies to
     ///    calls still pending) and [`shutdown`](Self::shutdown)s.

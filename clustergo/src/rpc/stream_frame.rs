@@ -72,14 +72,10 @@ pub(crate) fn put_message_with<E>(
 }
 
 fn put_frame(dst: &mut BytesMut, kind: u8, body: impl FnOnce(&mut BytesMut)) {
-    let put = try_put_frame::<std::convert::Infallible>(dst, kind, |d| {
+    let Ok(_) = try_put_frame::<std::convert::Infallible>(dst, kind, |d| {
         body(d);
         Ok(())
     });
-    match put {
-        Ok(_) => {}
-        Err(never) => match never {},
-    }
 }
 
 /// Appends a frame whose body `body` writes. If it fails, or panics (a user's
