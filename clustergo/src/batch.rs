@@ -17,12 +17,13 @@ pub(crate) const BY_REFERENCE: usize = 4 * 1024;
 /// Buffers handed to one vectored write at most.
 const MAX_IOV: usize = 64;
 
-/// The joining buffer's usual size at most; a bigger one (after a burst) is let
-/// go. It starts empty and grows as batches need it, so an idle link holds none.
-const STAGING: usize = 64 * 1024;
+/// The joining buffer is kept while its capacity is at most this; a bigger one
+/// (after a burst) is let go. It starts empty and grows as batches need it, so an
+/// idle link holds none.
+const MAX_STAGING: usize = 1024 * 1024;
 
 /// The bytes of one write, as buffers in order.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Batch {
     /// Sealed buffers, in order, the first possibly part-written.
     chunks: Vec<Bytes>,
@@ -30,16 +31,6 @@ pub(crate) struct Batch {
     staging: BytesMut,
     /// Bytes held in `chunks` and `staging`.
     len: usize,
-}
-
-impl Default for Batch {
-    fn default() -> Self {
-        Self {
-            chunks: Vec::new(),
-            staging: BytesMut::new(),
-            len: 0,
-        }
-    }
 }
 
 impl Batch {
@@ -103,7 +94,7 @@ impl Batch {
                 self.consume(wrote);
             }
         }
-        if self.staging.capacity() > 16 * STAGING {
+        if self.staging.capacity() > MAX_STAGING {
             self.staging = BytesMut::new();
         }
         within(stall, wr.flush()).await

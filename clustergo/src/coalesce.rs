@@ -26,7 +26,7 @@ pub(crate) struct Coalesce<W> {
     inner: W,
     /// Bytes to hold at most (0: every write passes straight through).
     hold: usize,
-    /// Accepted bytes not yet written to `inner` (at most [`HOLD`]).
+    /// Accepted bytes not yet written to `inner` (at most `hold`).
     held: Vec<u8>,
 }
 

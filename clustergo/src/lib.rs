@@ -9,8 +9,10 @@
 //! - [`codec`]: the frame format between nodes.
 //! - [`handshake`]: authenticated connection setup.
 //! - `peer`: one remote node: lazy connection, pending queue, writer and reader;
-//!   `batch`: what its writer sends in one vectored write; `readbuf`: where its
-//!   reader reads frames to, and which relayed frames are copied out of it.
+//!   `batch`: what its writer sends in one vectored write; `framebuf`: the
+//!   per-thread chunks small outgoing frames are encoded into; `readbuf`: where its
+//!   reader reads frames to, and which relayed frames are copied out of it;
+//!   `clock`: one clock reading lent to the frames of one socket read.
 //! - `link`: the pure state of a peer's link (which connection wins a dial race).
 //! - `backoff`: jittered reconnect delays for peers and membership backends.
 //! - `message`: protobuf and binary message handlers.

@@ -500,8 +500,13 @@ fn means_down(e: &HandshakeError, timeouts: u32) -> bool {
 /// Dials the peer through the node's dial path; the link state decides whether
 /// the connection is used.
 async fn dial(peer: &Peer, node: &NodeInner) -> Result<Inbound, HandshakeError> {
-    // An inbound connection being adopted holds the link: wait for it.
-    let net = (peer.state.lock().link.dial_started())
+    // An inbound connection being adopted holds the link: no dial (the driver
+    // takes that connection from its handover instead).
+    let net = peer
+        .state
+        .lock()
+        .link
+        .dial_started()
         .ok_or(HandshakeError::Refused(Refusal::Duplicate))?;
     let _dialing = Dialing(&peer.state);
     let (stream, id) = node.dial(ConnKind::Frames, peer.remote, net).await?;
