@@ -88,6 +88,8 @@ pub(crate) struct TlsRead<R> {
     plain: Range<usize>,
     /// The peer's close_notify arrived: the end of its data.
     closed: bool,
+    /// The last read filled the buffer: the next one gets a bigger one.
+    last_read_filled: bool,
 }
 
 impl<R> std::fmt::Debug for TlsRead<R> {
@@ -123,6 +125,7 @@ impl<R: AsyncRead + Unpin> TlsRead<R> {
             end: p + r,
             plain: 0..p,
             closed: false,
+            last_read_filled: false,
         }
     }
 
@@ -179,7 +182,8 @@ impl<R: AsyncRead + Unpin> TlsRead<R> {
         Ok(())
     }
 
-    /// Makes room to read the rest of the record at `start` (or the next one).
+    /// Makes room to read the rest of the record at `start` (or the next one),
+    /// and more room if the last read filled the buffer.
     fn make_room(&mut self) {
         if self.start == self.end {
             (self.start, self.end) = (0, 0);
@@ -189,11 +193,12 @@ impl<R: AsyncRead + Unpin> TlsRead<R> {
             Some(l) => HEADER_LEN + usize::from(u16::from_be_bytes([l[0], l[1]])),
             None => HEADER_LEN,
         };
-        if self.end == self.buf.len() || self.buf.len() - self.start < want {
+        let grow = std::mem::take(&mut self.last_read_filled) && self.buf.len() < READ_MAX;
+        if grow || self.end == self.buf.len() || self.buf.len() - self.start < want {
             self.buf.copy_within(self.start..self.end, 0);
             (self.start, self.end) = (0, self.end - self.start);
         }
-        if self.end == self.buf.len() || self.buf.len() < want {
+        if grow || self.buf.len() < want {
             let grown = (self.buf.len() * 2).min(READ_MAX).max(want);
             self.buf.resize(grown, 0);
         }
@@ -225,6 +230,7 @@ impl<R: AsyncRead + Unpin> TlsRead<R> {
             let mut room = ReadBuf::new(&mut self.buf[self.end..]);
             ready!(Pin::new(&mut self.io).poll_read(cx, &mut room))?;
             let n = room.filled().len();
+            self.last_read_filled = room.remaining() == 0;
             if n == 0 {
                 let what = if self.start == self.end {
                     "tls: the peer closed the connection without close_notify"
@@ -657,6 +663,31 @@ mod tests {
             .expect("within 20 s");
         assert!(at_b == data, "a → b");
         assert!(at_a == data, "b → a");
+    }
+
+    /// Regression: the reader's buffer never grew past one record (it moved the
+    /// partial record to the front first and then saw room), so it read one
+    /// record per syscall.
+    #[tokio::test]
+    async fn reads_grow_to_take_many_records_at_once() {
+        let (a, b) = tls_pair().await;
+        let ((_ar, mut aw), (mut br, _bw)) = (a.into_split(), b.into_split());
+        let data = vec![7u8; 4 << 20];
+        let send = async {
+            aw.write_all(&data).await.unwrap();
+            aw.flush().await.unwrap();
+        };
+        let receive = async {
+            let mut buf = vec![0; 64 * 1024];
+            let mut left = data.len();
+            while left > 0 {
+                left -= br.read(&mut buf).await.unwrap();
+            }
+        };
+        bounded(async { tokio::join!(send, receive) })
+            .await
+            .unwrap();
+        assert_eq!(br.buf.len(), READ_MAX);
     }
 
     #[tokio::test]
