@@ -5,10 +5,10 @@
 //! split rustls stream.
 //!
 //! Buffers: the reader reads up to 64 KiB and a record per syscall into a buffer
-//! it keeps (it starts at 8 KiB and grows while reads fill it); the writer queues
-//! sealed records until a flush or until 64 KiB wait, then writes them in one
-//! call. A busy connection holds up to ~210 KiB, an idle one that never carried
-//! bulk data ~25 KiB.
+//! it keeps (it starts at 8 KiB and grows while reads fill it, to 80 KiB); the
+//! writer queues sealed records until a flush or until 64 KiB wait, then writes
+//! them in one call (its buffer starts at one record and grows to 160 KiB at
+//! most). An idle connection that never carried bulk data holds ~25 KiB.
 
 use std::io::{self, IoSlice};
 use std::ops::Range;
@@ -90,6 +90,9 @@ pub(crate) struct TlsRead<R> {
     closed: bool,
     /// The last read filled the buffer: the next one gets a bigger one.
     last_read_filled: bool,
+    /// A read failed: every later one fails too (a record that did not open is
+    /// never skipped, and the next one would open under its sequence number).
+    failed: Option<io::ErrorKind>,
 }
 
 impl<R> std::fmt::Debug for TlsRead<R> {
@@ -126,6 +129,7 @@ impl<R: AsyncRead + Unpin> TlsRead<R> {
             plain: 0..p,
             closed: false,
             last_read_filled: false,
+            failed: None,
         }
     }
 
@@ -250,7 +254,18 @@ impl<R: AsyncRead + Unpin> AsyncRead for TlsRead<R> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        self.get_mut().poll_read_records(cx, buf)
+        let this = self.get_mut();
+        if let Some(kind) = this.failed {
+            return Poll::Ready(Err(io::Error::new(
+                kind,
+                "tls: the connection failed earlier",
+            )));
+        }
+        let result = ready!(this.poll_read_records(cx, buf));
+        if let Err(e) = &result {
+            this.failed = Some(e.kind());
+        }
+        Poll::Ready(result)
     }
 }
 
@@ -261,6 +276,10 @@ const GATHER: usize = 1024;
 const ACCEPT_MAX: usize = 64 * 1024;
 /// Sealed bytes are written without waiting for a flush once this many wait.
 const SEND_AT: usize = 64 * 1024;
+/// What the writer's buffer grows to at most: what may be queued, a write's
+/// worth of records and room for one more (it grows past only for a key update
+/// on top, by a few bytes).
+const OUT_MAX: usize = SEND_AT + ACCEPT_MAX + 2 * MAX_RECORD;
 /// A sending key is replaced after this many records (2^24, ~256 GiB of full
 /// records): below AES-GCM's confidentiality limit of 2^24.5 records (RFC 8446
 /// §5.5), which rustls would otherwise enforce.
@@ -320,7 +339,8 @@ impl<W: AsyncWrite + Unpin> TlsWrite<W> {
             (self.sent, self.filled) = (0, self.filled - self.sent);
         }
         if self.out.len() - self.filled < n {
-            let grown = (self.out.len() * 2).max(self.filled + n);
+            let need = self.filled + n;
+            let grown = (self.out.len() * 2).min(OUT_MAX).max(need);
             self.out.resize(grown, 0);
         }
     }
@@ -753,6 +773,26 @@ mod tests {
         drop((bw, dw));
         let err = bounded(cr.read(&mut [0; 16])).await.unwrap().unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_record_that_does_not_open_fails_every_later_read() {
+        let (a, b) = tls_pair().await;
+        let ((mut ar, _aw), (_br, mut bw)) = (a.into_split(), b.into_split());
+        // b seals three records; the second is flipped on the way.
+        for word in [&b"one"[..], b"two", b"three"] {
+            bw.seal(APPLICATION_DATA, word).unwrap();
+        }
+        let first_len = 3 + OVERHEAD;
+        bw.out[first_len + HEADER_LEN] ^= 1;
+        bw.flush().await.unwrap();
+        let mut got = [0; 3];
+        bounded(ar.read_exact(&mut got)).await.unwrap().unwrap();
+        assert_eq!(&got, b"one");
+        for _ in 0..3 {
+            let err = bounded(ar.read(&mut [0; 16])).await.unwrap().unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        }
     }
 
     #[tokio::test]

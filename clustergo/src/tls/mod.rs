@@ -45,7 +45,7 @@ use io::TlsConn;
 
 mod handshake;
 pub(crate) mod io;
-mod record;
+pub(crate) mod record;
 
 /// The DNS name a node's certificate must carry (as a subject alternative name)
 /// for logic address `addr`: `1.2.3` → `1-2-3.node.clustergo`.
