@@ -1,4 +1,6 @@
-//! TLS 1.3 for node links and stream sessions (rustls, `ring` provider).
+//! TLS 1.3 for node links and stream sessions: rustls (`ring` provider) runs the
+//! handshake (`handshake.rs`); the records after it are protected here
+//! (`record.rs`, `io.rs`) with the keys rustls derived, as kernel TLS would.
 //!
 //! **Identity.** A node's certificate names its logical address as a DNS SAN:
 //! `1.2.3` is `1-2-3.node.clustergo` ([`node_dns_name`]). A DNS name (not a URI
@@ -22,10 +24,10 @@
 //! **Cipher suite.** Links offer TLS 1.3's AES-128-GCM first (then AES-256-GCM and
 //! ChaCha20-Poly1305, rustls's defaults). AES-128-GCM is the suite every TLS 1.3
 //! implementation must support, with 128-bit security against every known
-//! attack; on this project's machines ring seals it about 12 % faster than
-//! AES-256-GCM (7.2–7.9 against 6.3–7.0 GB/s per core, BENCHMARKS.md), and a bulk
-//! stream over TLS spends most of its extra CPU in the cipher. A cluster that must
-//! have 256-bit keys (e.g. CNSA) gets no knob for it yet.
+//! attack; it is the cheaper cipher (ring sealed it about 12 % faster than
+//! AES-256-GCM here, BENCHMARKS.md), and a bulk stream over TLS spends most of its
+//! extra CPU in the cipher. A cluster that must have 256-bit keys (e.g. CNSA) gets
+//! no knob for it yet.
 //!
 //! **Rotation.** Several CA certificates may be trusted at once: add the new CA to
 //! every node, reissue node certificates from it node by node, then drop the old CA.
