@@ -31,6 +31,9 @@ pub(crate) struct Established {
     pub(crate) opened: Vec<u8>,
     /// Bytes read past the handshake and not opened (the peer's next records).
     pub(crate) received: Vec<u8>,
+    /// The peer's close_notify came with its last flight: `opened` is all its
+    /// data, and `received` is ignored.
+    pub(crate) peer_closed: bool,
     pub(crate) suite: CipherSuite,
     /// The peer's certificate chain, leaf first (if it presented one).
     pub(crate) peer_certificates: Option<Vec<CertificateDer<'static>>>,
@@ -112,6 +115,7 @@ async fn drive<C: Side, S: AsyncRead + AsyncWrite + Unpin>(
     let mut used = 0;
     let mut outgoing: Vec<u8> = Vec::new();
     let mut opened = Vec::new();
+    let mut peer_closed = false;
     loop {
         let UnbufferedStatus { mut discard, state } = conn.process(&mut incoming[..used]);
         let next = match state.map_err(tls_error)? {
@@ -133,6 +137,13 @@ async fn drive<C: Side, S: AsyncRead + AsyncWrite + Unpin>(
                 data.done();
                 Some(Next::Send)
             }
+            // Nothing the peer sends after its close_notify counts.
+            ConnectionState::BlockedHandshake if peer_closed => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "tls: the peer closed during the handshake",
+                ));
+            }
             ConnectionState::BlockedHandshake => Some(Next::Receive),
             ConnectionState::WriteTraffic(_) => Some(Next::Done),
             ConnectionState::ReadTraffic(mut records) => {
@@ -144,7 +155,13 @@ async fn drive<C: Side, S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 None
             }
-            ConnectionState::PeerClosed | ConnectionState::Closed => {
+            // The peer's close_notify, after its first data if the handshake is
+            // over (it may write and shut down at once): the end of its data.
+            ConnectionState::PeerClosed => {
+                peer_closed = true;
+                None
+            }
+            ConnectionState::Closed => {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "tls: the peer closed during the handshake",
@@ -199,6 +216,7 @@ async fn drive<C: Side, S: AsyncRead + AsyncWrite + Unpin>(
         kernel,
         opened,
         received: incoming[..used].to_vec(),
+        peer_closed,
         suite,
         peer_certificates,
     })

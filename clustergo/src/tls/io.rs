@@ -106,14 +106,15 @@ impl<R> std::fmt::Debug for TlsRead<R> {
 }
 
 impl<R: AsyncRead + Unpin> TlsRead<R> {
-    /// A reader over `io`. The handshake left `opened` (data) and `received`
-    /// (records not yet opened).
+    /// A reader over `io`. The handshake left `opened` (data), `received`
+    /// (records not yet opened) and whether the peer's close_notify came already.
     pub(crate) fn new(
         io: R,
         key: RecordKey,
         keys: Arc<KeySchedule>,
         opened: &[u8],
         received: &[u8],
+        closed: bool,
     ) -> Self {
         let (p, r) = (opened.len(), received.len());
         let mut buf = vec![0; READ_START.max(p + r)];
@@ -127,7 +128,7 @@ impl<R: AsyncRead + Unpin> TlsRead<R> {
             start: p,
             end: p + r,
             plain: 0..p,
-            closed: false,
+            closed,
             last_read_filled: false,
             failed: None,
         }
@@ -525,7 +526,14 @@ impl TlsConn {
         let keys = KeySchedule::new(done.kernel);
         let (r, w) = tcp.into_split();
         Self {
-            read: TlsRead::new(r, done.rx, keys.clone(), &done.opened, &done.received),
+            read: TlsRead::new(
+                r,
+                done.rx,
+                keys.clone(),
+                &done.opened,
+                &done.received,
+                done.peer_closed,
+            ),
             write: TlsWrite::new(w, done.tx, keys),
             suite: done.suite,
             peer_certificates: done.peer_certificates,
@@ -817,5 +825,142 @@ mod tests {
             let got = bounded(ar.read(&mut [0; 64])).await.unwrap();
             assert!(got.is_err(), "{garbage:?} gave {got:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod handshake_burst_tests {
+    use std::future::Future;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::time::Sleep;
+
+    use super::*;
+    use crate::addr::LogicAddr;
+    use crate::tls::handshake;
+    use crate::tls::tests::{node_tls, test_ca};
+
+    /// A stream whose first read after its first write waits a while: the
+    /// acceptor's handshake reads the dialer's last flight only after the
+    /// dialer has also sent what it wrote right after its handshake.
+    struct LateReader<'a> {
+        tcp: &'a mut TcpStream,
+        wrote: bool,
+        sleep: Option<Pin<Box<Sleep>>>,
+        slept: bool,
+    }
+
+    impl AsyncRead for LateReader<'_> {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let this = self.get_mut();
+            if this.wrote && !this.slept {
+                let sleep = this.sleep.get_or_insert_with(|| {
+                    Box::pin(tokio::time::sleep(Duration::from_millis(300)))
+                });
+                ready!(sleep.as_mut().poll(cx));
+                this.slept = true;
+            }
+            Pin::new(&mut *this.tcp).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for LateReader<'_> {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let this = self.get_mut();
+            this.wrote = true;
+            Pin::new(&mut *this.tcp).poll_write(cx, buf)
+        }
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut *self.get_mut().tcp).poll_flush(cx)
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut *self.get_mut().tcp).poll_shutdown(cx)
+        }
+    }
+
+    /// The dialer writes `chunks` (each flushed; then shuts down if `close`)
+    /// right after its handshake; the acceptor reads its last handshake flight
+    /// late. Returns what the acceptor reads to the end, and how many bytes its
+    /// handshake had opened and left unopened.
+    async fn late_acceptor(
+        chunks: &[Vec<u8>],
+        close: bool,
+    ) -> (io::Result<Vec<u8>>, (usize, usize)) {
+        let ca = test_ca();
+        let (a, b): (LogicAddr, LogicAddr) = ("1.1.1".parse().unwrap(), "1.2.1".parse().unwrap());
+        let (dialer, acceptor) = (node_tls(&ca, a), node_tls(&ca, b));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let to = listener.local_addr().unwrap();
+        let mut left = (0, 0);
+        let accept = async {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut late = LateReader {
+                tcp: &mut tcp,
+                wrote: false,
+                sleep: None,
+                slept: false,
+            };
+            let done = handshake::accept(acceptor.server.clone(), &mut late).await?;
+            left = (done.opened.len(), done.received.len());
+            let (mut r, _w) = TlsConn::new(tcp, done).into_split();
+            let mut got = Vec::new();
+            r.read_to_end(&mut got).await?;
+            Ok(got)
+        };
+        let connect = async {
+            let tcp = TcpStream::connect(to).await.unwrap();
+            let conn = dialer.connect(b, tcp).await.unwrap();
+            let crate::conn::Conn::Tls(conn) = conn else {
+                panic!("not TLS")
+            };
+            let (_r, mut w) = conn.into_split();
+            for chunk in chunks {
+                w.write_all(chunk).await.unwrap();
+                w.flush().await.unwrap();
+            }
+            if close {
+                w.shutdown().await.unwrap();
+            }
+            // Keep the socket open a while (no FIN) unless shut down.
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            drop(w);
+        };
+        let (_, got) = tokio::time::timeout(Duration::from_secs(20), async {
+            tokio::join!(connect, accept)
+        })
+        .await
+        .expect("within 20 s");
+        (got, left)
+    }
+
+    /// Regression: rustls saw the close_notify that came with the dialer's last
+    /// flight, and the acceptor's handshake failed ("the peer closed during the
+    /// handshake"): the data before it was lost.
+    #[tokio::test]
+    async fn data_and_close_notify_right_after_the_handshake() {
+        let (got, (opened, _)) = late_acceptor(&[b"hello".to_vec()], true).await;
+        assert_eq!(got.unwrap(), b"hello");
+        assert_eq!(opened, 5, "the data came with the last flight");
+    }
+
+    /// Records opened by rustls with the last flight, and a partial record after
+    /// them, go on in the link's reader.
+    #[tokio::test]
+    async fn a_burst_right_after_the_handshake_arrives_whole() {
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i * 13 + i / 5) as u8).collect();
+        let chunks = [b"one".to_vec(), b"two".to_vec(), big];
+        let (got, (opened, received)) = late_acceptor(&chunks, true).await;
+        assert!(got.unwrap() == chunks.concat());
+        assert_eq!(opened, 6, "the short records came with the last flight");
+        assert!(received > 0, "a partial record was left");
     }
 }

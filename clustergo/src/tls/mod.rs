@@ -273,7 +273,10 @@ pub(crate) mod tests {
     }
 
     /// Mutual TLS settings for `addr`, its certificate issued by `ca`.
-    fn node_tls(ca: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>, addr: LogicAddr) -> NodeTls {
+    pub(crate) fn node_tls(
+        ca: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+        addr: LogicAddr,
+    ) -> NodeTls {
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = rcgen::CertificateParams::new(vec![node_dns_name(addr)])
             .unwrap()
