@@ -89,7 +89,7 @@ fn control((typ, content): (u8, Vec<u8>)) {
     assert!(typ != 0 && content.len() <= MAX_DATA);
     match typ {
         ALERT => drop(record::alert(&content)),
-        HANDSHAKE => drop(record::post_handshake(&content)),
+        HANDSHAKE => drop(record::key_update(&content)),
         _ => {}
     }
 }
@@ -111,7 +111,6 @@ pub fn seeds() -> Vec<Vec<u8>> {
         wire,
         [&[HANDSHAKE][..], &record::KEY_UPDATE_NOT_REQUESTED].concat(),
         vec![HANDSHAKE, 24, 0, 0, 1, 1],
-        vec![HANDSHAKE, 4, 0, 0, 3, 1, 2, 3, 24, 0, 0, 1, 0],
         [&[ALERT][..], &record::CLOSE_NOTIFY].concat(),
         vec![ALERT, 2, 40],
         vec![APPLICATION_DATA, 1, 2, 3],

@@ -31,7 +31,7 @@ use super::handshake::Established;
 
 use super::record::{
     self, APPLICATION_DATA, CLOSE_NOTIFY, HANDSHAKE, HEADER_LEN, KEY_UPDATE_NOT_REQUESTED,
-    MAX_DATA, MAX_RECORD, OVERHEAD, PostHandshake, RecordKey, TAG_LEN,
+    MAX_DATA, MAX_RECORD, OVERHEAD, RecordKey, TAG_LEN,
 };
 
 /// rustls's key schedule after the handshake: it derives each direction's next
@@ -143,13 +143,10 @@ impl<R: AsyncRead + Unpin> TlsRead<R> {
                 self.closed = true;
             }
             HANDSHAKE => {
-                for message in record::post_handshake(data)? {
-                    if let PostHandshake::KeyUpdate { requested } = message {
-                        self.key = self.keys.next_key(false)?;
-                        if requested {
-                            self.keys.peer_asked_update.store(true, Ordering::Release);
-                        }
-                    }
+                let requested = record::key_update(data)?;
+                self.key = self.keys.next_key(false)?;
+                if requested {
+                    self.keys.peer_asked_update.store(true, Ordering::Release);
                 }
             }
             t => return Err(record::bad(&format!("unexpected content type {t}"))),
@@ -361,8 +358,11 @@ impl<W: AsyncWrite + Unpin> TlsWrite<W> {
         let asked = self.keys.peer_asked_update.load(Ordering::Acquire)
             && self.keys.peer_asked_update.swap(false, Ordering::AcqRel);
         if asked || self.key.seq() >= self.rekey_at {
+            // The next key first: if rustls refused it, nothing would claim an
+            // update that did not happen.
+            let next = self.keys.next_key(true)?;
             self.seal(HANDSHAKE, &KEY_UPDATE_NOT_REQUESTED)?;
-            self.key = self.keys.next_key(true)?;
+            self.key = next;
         }
         Ok(())
     }

@@ -203,13 +203,14 @@ fn header(len: usize) -> [u8; HEADER_LEN] {
 /// Splits a record's plaintext (data, content type, zero padding): the content
 /// type and the data's length.
 fn inner_type(plain: &[u8]) -> io::Result<(u8, usize)> {
+    // RFC 8446 §5.4: at most 2^14 + 1 bytes with the type and the padding.
+    if plain.len() > MAX_DATA + 1 {
+        return Err(bad("a record longer than 2^14 bytes"));
+    }
     let at = plain
         .iter()
         .rposition(|&b| b != 0)
         .ok_or_else(|| bad("a record without a content type"))?;
-    if at > MAX_DATA {
-        return Err(bad("a record longer than 2^14 bytes"));
-    }
     Ok((plain[at], at))
 }
 
@@ -233,44 +234,20 @@ pub(crate) fn record_len(buf: &[u8]) -> io::Result<Option<usize>> {
     Ok((buf.len() >= HEADER_LEN + len).then_some(HEADER_LEN + len))
 }
 
-/// A handshake message a peer may send once the handshake is over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PostHandshake {
-    /// The peer now protects its records with its next key; if `requested`, it
-    /// asks us to move to our next key too.
-    KeyUpdate { requested: bool },
-    /// A session ticket (we do not resume sessions; ignored).
-    NewSessionTicket,
-}
-
-const NEW_SESSION_TICKET: u8 = 4;
 const KEY_UPDATE: u8 = 24;
 
-/// The handshake messages in one record's data. Each must be whole (our peers
-/// never split them) and a key update must end its record (RFC 8446 §5.1).
-pub(crate) fn post_handshake(mut data: &[u8]) -> io::Result<Vec<PostHandshake>> {
-    let mut messages = Vec::new();
-    while !data.is_empty() {
-        let [typ, a, b, c, rest @ ..] = data else {
-            return Err(bad("a split handshake message"));
-        };
-        let len = usize::from(*a) << 16 | usize::from(*b) << 8 | usize::from(*c);
-        let Some((body, rest)) = rest.split_at_checked(len) else {
-            return Err(bad("a split handshake message"));
-        };
-        data = rest;
-        messages.push(match (*typ, body) {
-            (KEY_UPDATE, [0]) => PostHandshake::KeyUpdate { requested: false },
-            (KEY_UPDATE, [1]) => PostHandshake::KeyUpdate { requested: true },
-            (KEY_UPDATE, _) => return Err(bad("a malformed key update")),
-            (NEW_SESSION_TICKET, _) => PostHandshake::NewSessionTicket,
-            (t, _) => return Err(bad(&format!("unexpected handshake message {t}"))),
-        });
-        if matches!(messages.last(), Some(PostHandshake::KeyUpdate { .. })) && !data.is_empty() {
-            return Err(bad("data after a key update in the same record"));
-        }
+/// A handshake record's data once the handshake is over. Our peers send only key
+/// updates (servers issue no session tickets), whole and each alone in its record
+/// (RFC 8446 §5.1); anything else ends the link. Returns whether the peer asks us
+/// to move to our next key too.
+pub(crate) fn key_update(data: &[u8]) -> io::Result<bool> {
+    match data {
+        [KEY_UPDATE, 0, 0, 1, 0] => Ok(false),
+        [KEY_UPDATE, 0, 0, 1, 1] => Ok(true),
+        [KEY_UPDATE, ..] => Err(bad("a malformed key update")),
+        [] => Err(bad("an empty handshake record")),
+        [t, ..] => Err(bad(&format!("unexpected handshake message {t}"))),
     }
-    Ok(messages)
 }
 
 /// A key update message (not asking the peer to update its own key).
@@ -412,31 +389,35 @@ mod tests {
         let mut long = vec![1; MAX_DATA + 1];
         long.push(23);
         assert!(inner_type(&long).is_err());
+        // Padding may not take a record past 2^14 + 1 bytes either.
+        let mut padded = vec![1; 10];
+        padded.push(23);
+        padded.resize(MAX_DATA + 2, 0);
+        assert!(inner_type(&padded).is_err());
+        padded.pop();
+        assert_eq!(inner_type(&padded).unwrap(), (23, 10));
     }
 
     #[test]
-    fn post_handshake_messages() {
-        use PostHandshake::*;
-        let cases: &[Case<Vec<PostHandshake>>] = &[
-            (
-                &KEY_UPDATE_NOT_REQUESTED,
-                Ok(vec![KeyUpdate { requested: false }]),
-            ),
-            (&[24, 0, 0, 1, 1], Ok(vec![KeyUpdate { requested: true }])),
+    fn key_updates_are_the_only_post_handshake_message() {
+        let cases: &[Case<bool>] = &[
+            (&KEY_UPDATE_NOT_REQUESTED, Ok(false)),
+            (&[24, 0, 0, 1, 1], Ok(true)),
             (&[24, 0, 0, 1, 2], Err(())),
             (&[24, 0, 0, 2, 0, 0], Err(())),
             (&[24, 0, 0, 1], Err(())),
+            // Two messages, or anything after a key update.
+            (&[24, 0, 0, 1, 0, 24, 0, 0, 1, 0], Err(())),
             (&[24, 0, 0, 1, 0, 4, 0, 0, 0], Err(())),
-            (
-                &[4, 0, 0, 2, 9, 9, 24, 0, 0, 1, 0],
-                Ok(vec![NewSessionTicket, KeyUpdate { requested: false }]),
-            ),
-            (&[4, 0, 0, 9, 1], Err(())),
+            // A session ticket: our servers issue none.
+            (&[4, 0, 0, 2, 9, 9], Err(())),
+            (&[4, 0, 0, 2, 9, 9, 24, 0, 0, 1, 0], Err(())),
             (&[1, 0, 0, 0], Err(())),
-            (&[], Ok(vec![])),
+            // An empty handshake record (RFC 8446 §5.1: the connection ends).
+            (&[], Err(())),
         ];
         for (data, want) in cases {
-            assert_eq!(&post_handshake(data).map_err(|_| ()), want, "{data:?}");
+            assert_eq!(&key_update(data).map_err(|_| ()), want, "{data:?}");
         }
     }
 
