@@ -1,4 +1,4 @@
-//! The record layer of TLS node links ([`crate::tls::record`]): the framing of raw
+//! The record layer of TLS node links (`tls/record.rs`): the framing of raw
 //! bytes from the network, and what an authenticated peer could put inside a record
 //! (the input sealed first, so the alert and post-handshake decoders see it).
 
