@@ -35,21 +35,9 @@ pub fn run(data: &[u8]) {
     let (mut rx, mut rx2) = (key(), key());
     while let Ok(Some(len)) = record::record_len(rest) {
         assert!(len <= MAX_RECORD && len > HEADER_LEN + TAG_LEN);
-        let mut out = vec![0; len - HEADER_LEN - TAG_LEN];
-        let into = rx
-            .open_into(&rest[..len], &mut out)
-            .map(|(t, n)| (t, out[..n].to_vec()));
-        let mut record = rest[..len].to_vec();
-        let in_place = rx2
-            .open_in_place(&mut record)
-            .map(|(t, at)| (t, record[at].to_vec()));
-        match (into, in_place) {
-            (Ok(a), Ok(b)) => {
-                assert_eq!(a, b);
-                control(a);
-            }
-            (Err(_), Err(_)) => return,
-            (a, b) => panic!("the two ways disagree: {a:?} / {b:?}"),
+        match open_both_ways(&mut rx, &mut rx2, &rest[..len]) {
+            Some(opened) => control(opened),
+            None => break,
         }
         rest = &rest[len..];
     }
@@ -63,23 +51,36 @@ pub fn run(data: &[u8]) {
     let n = tx.seal_into(typ, content, &mut sealed).expect("sealing");
     assert_eq!(n, sealed.len());
     assert_eq!(record::record_len(&sealed).ok(), Some(Some(n)));
-    let mut out = vec![0; n - HEADER_LEN - TAG_LEN];
+    match open_both_ways(&mut rx, &mut rx2, &sealed) {
+        Some(opened) => {
+            if typ != 0 {
+                assert_eq!(opened, (typ, content.to_vec()));
+            }
+            control(opened);
+        }
+        // Only a record with no content type (all zeros) is refused.
+        None => assert!(typ == 0 && content.iter().all(|&b| b == 0)),
+    }
+}
+
+/// Opens the whole record `record` into another buffer with `rx` and in place with
+/// `rx2` (keys in step): the content type and data, the same both ways, or `None`
+/// if both refuse it.
+fn open_both_ways(rx: &mut RecordKey, rx2: &mut RecordKey, record: &[u8]) -> Option<(u8, Vec<u8>)> {
+    let mut out = vec![0; record.len() - HEADER_LEN - TAG_LEN];
     let into = rx
-        .open_into(&sealed, &mut out)
-        .map(|(t, len)| (t, out[..len].to_vec()));
+        .open_into(record, &mut out)
+        .map(|(t, n)| (t, out[..n].to_vec()));
+    let mut copy = record.to_vec();
     let in_place = rx2
-        .open_in_place(&mut sealed)
-        .map(|(t, at)| (t, sealed[at].to_vec()));
+        .open_in_place(&mut copy)
+        .map(|(t, at)| (t, copy[at].to_vec()));
     match (into, in_place) {
         (Ok(a), Ok(b)) => {
             assert_eq!(a, b);
-            if typ != 0 {
-                assert_eq!(a, (typ, content.to_vec()));
-            }
-            control(a);
+            Some(a)
         }
-        // Only a record with no content type (all zeros) is refused.
-        (Err(_), Err(_)) => assert!(typ == 0 && content.iter().all(|&b| b == 0)),
+        (Err(_), Err(_)) => None,
         (a, b) => panic!("the two ways disagree: {a:?} / {b:?}"),
     }
 }
