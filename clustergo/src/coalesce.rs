@@ -4,11 +4,11 @@
 //! one vectored write, or on flush (yamux flushes after every frame), so nothing
 //! waits for more data.
 //!
-//! Stream sessions over TLS hold nothing (`hold` 0): there the joined write cost
-//! more CPU than the header's record of its own (task-clock per 256 MiB, medians of
-//! 8 alternating runs: 428 ms joined, 364 ms not), also with rustls's send buffer
-//! raised so that it takes a joined frame whole (one `writev` per frame instead of
-//! two, yet 311–344 ms against 292 ms; see BENCHMARKS.md).
+//! Stream sessions over TLS hold nothing (`hold` 0): the TLS writer (`tls/io.rs`)
+//! queues sealed records until the flush itself, so the header and its body go out
+//! in one write there too; the header gets a small record of its own, which costs
+//! less than copying it in front of the body (with rustls, joining cost more CPU
+//! than it saved; BENCHMARKS.md).
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;

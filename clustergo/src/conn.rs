@@ -2,32 +2,32 @@
 //! trait object, so the plain path stays a direct call to the socket.
 
 use rustls::pki_types::CertificateDer;
-use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio_rustls::TlsStream;
+
+use crate::tls::io::{TlsConn, TlsRead, TlsWrite};
 
 /// One connection to another node.
 #[derive(Debug)]
 pub(crate) enum Conn {
     /// Plain TCP (no [`Config::tls`](crate::Config::tls)).
     Plain(TcpStream),
-    /// TLS 1.3 over TCP.
-    Tls(Box<TlsStream<TcpStream>>),
+    /// TLS 1.3 over TCP (records protected by `tls/io.rs`).
+    Tls(Box<TlsConn>),
 }
 
 /// The reading half of a [`Conn`].
 #[derive(Debug)]
 pub(crate) enum ConnRead {
     Plain(OwnedReadHalf),
-    Tls(ReadHalf<Box<TlsStream<TcpStream>>>),
+    Tls(TlsRead<OwnedReadHalf>),
 }
 
 /// The writing half of a [`Conn`].
 #[derive(Debug)]
 pub(crate) enum ConnWrite {
     Plain(OwnedWriteHalf),
-    Tls(WriteHalf<Box<TlsStream<TcpStream>>>),
+    Tls(TlsWrite<OwnedWriteHalf>),
 }
 
 impl Conn {
@@ -39,7 +39,7 @@ impl Conn {
                 (ConnRead::Plain(r), ConnWrite::Plain(w))
             }
             Conn::Tls(s) => {
-                let (r, w) = tokio::io::split(s);
+                let (r, w) = s.into_split();
                 (ConnRead::Tls(r), ConnWrite::Tls(w))
             }
         }
@@ -49,7 +49,7 @@ impl Conn {
     pub(crate) fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
         match self {
             Conn::Plain(_) => None,
-            Conn::Tls(s) => s.get_ref().1.peer_certificates(),
+            Conn::Tls(s) => s.peer_certificates(),
         }
     }
 }

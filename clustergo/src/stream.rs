@@ -493,10 +493,9 @@ fn start_session(inner: &Arc<NodeInner>, peer: LogicAddr, tcp: Conn, mode: yamux
     // tripled one-way throughput on loopback (bench stream_64k: 0.78 → 2.1 GB/s).
     cfg.set_split_send_size(64 * 1024);
     let liveness = Arc::new(Liveness::default());
-    // One task drives the whole session, so the connection is not split (a split
-    // TLS stream takes a lock on every read and write).
-    // yamux's frame headers are joined with their bodies on plain TCP only (over
-    // TLS that cost more than it saved: `coalesce.rs`).
+    // One task drives the whole session, so the connection is not split.
+    // yamux's frame headers are joined with their bodies on plain TCP only (the TLS
+    // writer queues records until the flush itself: `coalesce.rs`).
     let hold = match tcp {
         Conn::Plain(_) => coalesce::HOLD,
         Conn::Tls(_) => 0,

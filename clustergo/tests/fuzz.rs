@@ -215,12 +215,18 @@ fn every_target_is_run_here() {
     if cfg!(feature = "go-compat") {
         want.extend(["go_handshake", "go_rpc", "smux"]);
     }
+    want.push("tls_record");
     assert_eq!(names, want);
 }
 
 #[test]
 fn frame() {
     fuzz("frame");
+}
+
+#[test]
+fn tls_record() {
+    fuzz("tls_record");
 }
 
 #[test]

@@ -34,6 +34,7 @@ pub mod rpc;
 pub mod rpc_stream;
 #[cfg(feature = "go-compat")]
 pub mod smux;
+pub mod tls_record;
 
 /// One fuzz target.
 #[derive(Debug, Clone, Copy)]
@@ -64,6 +65,7 @@ pub const TARGETS: &[Target] = &[
     go_rpc::TARGET,
     #[cfg(feature = "go-compat")]
     smux::TARGET,
+    tls_record::TARGET,
 ];
 
 /// The target called `name`.

@@ -1,4 +1,6 @@
-//! TLS 1.3 for node links and stream sessions (rustls, `ring` provider).
+//! TLS 1.3 for node links and stream sessions: rustls (`ring` provider) runs the
+//! handshake (`handshake.rs`); the records after it are protected here
+//! (`record.rs`, `io.rs`) with the keys rustls derived, as kernel TLS would.
 //!
 //! **Identity.** A node's certificate names its logical address as a DNS SAN:
 //! `1.2.3` is `1-2-3.node.clustergo` ([`node_dns_name`]). A DNS name (not a URI
@@ -22,10 +24,10 @@
 //! **Cipher suite.** Links offer TLS 1.3's AES-128-GCM first (then AES-256-GCM and
 //! ChaCha20-Poly1305, rustls's defaults). AES-128-GCM is the suite every TLS 1.3
 //! implementation must support, with 128-bit security against every known
-//! attack; on this project's machines ring seals it about 12 % faster than
-//! AES-256-GCM (7.2–7.9 against 6.3–7.0 GB/s per core, BENCHMARKS.md), and a bulk
-//! stream over TLS spends most of its extra CPU in the cipher. A cluster that must
-//! have 256-bit keys (e.g. CNSA) gets no knob for it yet.
+//! attack; it is the cheaper cipher (ring sealed it about 12 % faster than
+//! AES-256-GCM here, BENCHMARKS.md), and a bulk stream over TLS spends most of its
+//! extra CPU in the cipher. A cluster that must have 256-bit keys (e.g. CNSA) gets
+//! no knob for it yet.
 //!
 //! **Rotation.** Several CA certificates may be trusted at once: add the new CA to
 //! every node, reissue node certificates from it node by node, then drop the old CA.
@@ -38,10 +40,14 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{CipherSuite, ClientConfig, RootCertStore, ServerConfig};
 use tokio::net::TcpStream;
-use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::addr::LogicAddr;
 use crate::conn::Conn;
+use io::TlsConn;
+
+mod handshake;
+pub(crate) mod io;
+pub(crate) mod record;
 
 /// The DNS name a node's certificate must carry (as a subject alternative name)
 /// for logic address `addr`: `1.2.3` → `1-2-3.node.clustergo`.
@@ -157,15 +163,21 @@ impl NodeTls {
         } else {
             server.with_no_client_auth()
         };
-        let server = server.with_single_cert(cert_chain.clone(), key.clone_key())?;
+        let mut server = server.with_single_cert(cert_chain.clone(), key.clone_key())?;
         let client = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(versions)?
             .with_root_certificates(roots);
-        let client = if mutual {
+        let mut client = if mutual {
             client.with_client_auth_cert(cert_chain, key)?
         } else {
             client.with_no_client_auth()
         };
+        // The links protect records themselves after the handshake (`io.rs`):
+        // rustls hands the keys over, and sends nothing after its handshake.
+        server.enable_secret_extraction = true;
+        server.send_tls13_tickets = 0;
+        client.enable_secret_extraction = true;
+        client.resumption = rustls::client::Resumption::disabled();
         Ok(Self {
             server: Arc::new(server),
             client: Arc::new(client),
@@ -185,17 +197,19 @@ impl NodeTls {
     }
 
     /// Runs the dialer's TLS handshake, requiring a certificate for `remote`.
-    pub(crate) async fn connect(&self, remote: LogicAddr, tcp: TcpStream) -> std::io::Result<Conn> {
-        let tls = TlsConnector::from(self.client.clone())
-            .connect(server_name(remote), tcp)
-            .await?;
-        Ok(Conn::Tls(Box::new(tls.into())))
+    pub(crate) async fn connect(
+        &self,
+        remote: LogicAddr,
+        mut tcp: TcpStream,
+    ) -> std::io::Result<Conn> {
+        let done = handshake::connect(self.client.clone(), server_name(remote), &mut tcp).await?;
+        Ok(Conn::Tls(Box::new(TlsConn::new(tcp, done))))
     }
 
     /// Runs the acceptor's TLS handshake.
-    pub(crate) async fn accept(&self, tcp: TcpStream) -> std::io::Result<Conn> {
-        let tls = TlsAcceptor::from(self.server.clone()).accept(tcp).await?;
-        Ok(Conn::Tls(Box::new(tls.into())))
+    pub(crate) async fn accept(&self, mut tcp: TcpStream) -> std::io::Result<Conn> {
+        let done = handshake::accept(self.server.clone(), &mut tcp).await?;
+        Ok(Conn::Tls(Box::new(TlsConn::new(tcp, done))))
     }
 }
 
@@ -218,7 +232,7 @@ pub(crate) fn cert_names(cert: &CertificateDer<'_>, addr: LogicAddr) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn cert_for(names: &[&str]) -> CertificateDer<'static> {
@@ -230,22 +244,16 @@ mod tests {
             .clone()
     }
 
-    /// Mutual TLS settings for `addr`, its certificate issued by `ca`.
-    fn node_tls(ca: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>, addr: LogicAddr) -> NodeTls {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec![node_dns_name(addr)])
-            .unwrap()
-            .signed_by(&key, ca)
-            .unwrap();
-        NodeTls::new(vec![cert.der().clone()], key.into(), vec![ca.der().clone()]).unwrap()
-    }
-
-    #[tokio::test]
-    async fn links_negotiate_tls13_aes_128_gcm() {
+    /// A test CA.
+    pub(crate) fn test_ca() -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca = rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap())
-            .unwrap();
+        rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap()
+    }
+
+    /// Two connected nodes' TLS connections over loopback: (dialer's, acceptor's).
+    pub(crate) async fn connected_pair() -> (Conn, Conn) {
+        let ca = test_ca();
         let (a, b): (LogicAddr, LogicAddr) = ("1.1.1".parse().unwrap(), "1.2.1".parse().unwrap());
         let (dialer, acceptor) = (node_tls(&ca, a), node_tls(&ca, b));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -258,21 +266,33 @@ mod tests {
             let tcp = TcpStream::connect(to).await.unwrap();
             dialer.connect(b, tcp).await.unwrap()
         };
-        let both = async { tokio::join!(accept, connect) };
-        let (accepted, connected) = tokio::time::timeout(std::time::Duration::from_secs(10), both)
+        let both = async { tokio::join!(connect, accept) };
+        tokio::time::timeout(std::time::Duration::from_secs(10), both)
             .await
-            .expect("handshake within 10 s");
+            .expect("handshake within 10 s")
+    }
+
+    /// Mutual TLS settings for `addr`, its certificate issued by `ca`.
+    pub(crate) fn node_tls(
+        ca: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+        addr: LogicAddr,
+    ) -> NodeTls {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![node_dns_name(addr)])
+            .unwrap()
+            .signed_by(&key, ca)
+            .unwrap();
+        NodeTls::new(vec![cert.der().clone()], key.into(), vec![ca.der().clone()]).unwrap()
+    }
+
+    #[tokio::test]
+    async fn links_negotiate_tls13_aes_128_gcm() {
+        let (connected, accepted) = connected_pair().await;
         for conn in [accepted, connected] {
             let Conn::Tls(s) = conn else {
                 panic!("not TLS")
             };
-            let state = s.get_ref().1;
-            assert_eq!(
-                state.protocol_version(),
-                Some(rustls::ProtocolVersion::TLSv1_3)
-            );
-            let suite = state.negotiated_cipher_suite().map(|s| s.suite());
-            assert_eq!(suite, Some(CipherSuite::TLS13_AES_128_GCM_SHA256));
+            assert_eq!(s.suite(), CipherSuite::TLS13_AES_128_GCM_SHA256);
         }
     }
 
