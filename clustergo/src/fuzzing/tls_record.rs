@@ -6,6 +6,7 @@ use rustls::ConnectionTrafficSecrets;
 use rustls::crypto::cipher::{AeadKey, Iv};
 
 use super::Target;
+use crate::tls::aead::Backend;
 use crate::tls::record::{
     self, ALERT, APPLICATION_DATA, HANDSHAKE, HEADER_LEN, MAX_DATA, MAX_RECORD, OVERHEAD,
     RecordKey, TAG_LEN,
@@ -18,21 +19,28 @@ pub const TARGET: Target = Target {
     seeds,
 };
 
-fn key() -> RecordKey {
+/// The test key, in one of the two AEAD libraries.
+fn key_in(backend: Backend) -> RecordKey {
     let secrets = ConnectionTrafficSecrets::Aes256Gcm {
         key: AeadKey::from([0x42; 32]),
         iv: Iv::from([0x24; 12]),
     };
-    RecordKey::new(secrets, 0).expect("a valid key")
+    RecordKey::with_backend(secrets, 0, backend).expect("a valid key")
+}
+
+fn key() -> RecordKey {
+    key_in(Backend::AwsLc)
 }
 
 /// (1) `data` as received bytes: records are framed within their limit, open
-/// the same both ways (in place and into another buffer) in sequence, and what
+/// the same both ways (in place and into another buffer, with aws-lc-rs and with
+/// ring) in sequence, and what
 /// opens goes through the control decoders; (2) `data` as inner content type and
 /// content of a record the peer sealed, the same way.
 pub fn run(data: &[u8]) {
     let mut rest = data;
-    let (mut rx, mut rx2) = (key(), key());
+    // One opener per library: they must agree on every record.
+    let (mut rx, mut rx2) = (key_in(Backend::AwsLc), key_in(Backend::Ring));
     while let Ok(Some(len)) = record::record_len(rest) {
         assert!(len <= MAX_RECORD && len > HEADER_LEN + TAG_LEN);
         match open_both_ways(&mut rx, &mut rx2, &rest[..len]) {
@@ -46,7 +54,7 @@ pub fn run(data: &[u8]) {
         return;
     };
     let content = &content[..content.len().min(MAX_DATA)];
-    let (mut tx, mut rx, mut rx2) = (key(), key(), key());
+    let (mut tx, mut rx, mut rx2) = (key(), key_in(Backend::Ring), key_in(Backend::AwsLc));
     let mut sealed = vec![0; content.len() + OVERHEAD];
     let n = tx.seal_into(typ, content, &mut sealed).expect("sealing");
     assert_eq!(n, sealed.len());
@@ -64,8 +72,8 @@ pub fn run(data: &[u8]) {
 }
 
 /// Opens the whole record `record` into another buffer with `rx` and in place with
-/// `rx2` (keys in step): the content type and data, the same both ways, or `None`
-/// if both refuse it.
+/// `rx2` (keys in step, in different libraries): the content type and data, the
+/// same both ways, or `None` if both refuse it.
 fn open_both_ways(rx: &mut RecordKey, rx2: &mut RecordKey, record: &[u8]) -> Option<(u8, Vec<u8>)> {
     let mut out = vec![0; record.len() - HEADER_LEN - TAG_LEN];
     let into = rx

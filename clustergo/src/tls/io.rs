@@ -605,6 +605,7 @@ mod tests {
 
     use super::*;
     use crate::conn::Conn;
+    use crate::tls::aead::Backend;
     use crate::tls::tests::connected_pair;
 
     async fn tls_pair() -> (TlsConn, TlsConn) {
@@ -665,8 +666,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn data_arrives_whole_and_in_order_both_ways() {
+    async fn data_arrives_whole_and_in_order_both_ways_with_aws_lc() {
+        data_arrives_whole_and_in_order_both_ways(Backend::AwsLc).await;
+    }
+
+    #[tokio::test]
+    async fn data_arrives_whole_and_in_order_both_ways_with_ring() {
+        data_arrives_whole_and_in_order_both_ways(Backend::Ring).await;
+    }
+
+    async fn data_arrives_whole_and_in_order_both_ways(backend: Backend) {
+        crate::tls::aead::FORCED.with(|f| f.set(Some(backend)));
         let (a, b) = tls_pair().await;
+        assert!(format!("{:?}", a.read.key).contains(&format!("{backend:?}")));
         let ((mut ar, mut aw), (mut br, mut bw)) = (a.into_split(), b.into_split());
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 31 + i / 7) as u8).collect();
         let (d1, d2) = (data.clone(), data.clone());

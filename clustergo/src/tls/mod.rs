@@ -45,6 +45,7 @@ use crate::addr::LogicAddr;
 use crate::conn::Conn;
 use io::TlsConn;
 
+pub(crate) mod aead;
 mod handshake;
 pub(crate) mod io;
 pub(crate) mod record;

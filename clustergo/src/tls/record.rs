@@ -7,7 +7,8 @@
 //! (BENCHMARKS.md, "TLS stream sessions"). Here a record is sealed straight from
 //! the writer's bytes into the outgoing buffer and opened straight into the
 //! reader's buffer when it has room ([`RecordKey::seal_into`],
-//! [`RecordKey::open_into`]): the cipher is the only pass over the data. rustls
+//! [`RecordKey::open_into`]): with aws-lc-rs the cipher is the only pass over the
+//! data (with ring, on CPUs where it is faster, one copy more: `aead.rs`). rustls
 //! still runs the whole handshake, certificate checks and key schedule; this
 //! file only applies the traffic keys it derived.
 //!
@@ -16,8 +17,9 @@
 use std::io;
 use std::ops::Range;
 
-use aws_lc_rs::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use rustls::ConnectionTrafficSecrets;
+
+use super::aead::{Aead, Algorithm, Backend};
 
 /// The record header: type, legacy version, ciphertext length.
 pub(crate) const HEADER_LEN: usize = 5;
@@ -49,28 +51,38 @@ pub(crate) fn bad(what: &str) -> io::Error {
 /// One direction's traffic key: the AEAD key, its IV and the next record's
 /// sequence number.
 pub(crate) struct RecordKey {
-    key: LessSafeKey,
-    iv: [u8; aead::NONCE_LEN],
+    aead: Aead,
+    iv: [u8; 12],
     seq: u64,
 }
 
 impl std::fmt::Debug for RecordKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RecordKey")
-            .field("algorithm", self.key.algorithm())
+            .field("backend", &self.aead.backend())
             .field("seq", &self.seq)
             .finish_non_exhaustive()
     }
 }
 
 impl RecordKey {
-    /// The key rustls derived, starting at sequence number `seq`.
+    /// The key rustls derived, starting at sequence number `seq`, in the AEAD
+    /// library that is faster on this CPU.
     pub(crate) fn new(secrets: ConnectionTrafficSecrets, seq: u64) -> io::Result<Self> {
+        Self::with_backend(secrets, seq, Backend::for_this_cpu())
+    }
+
+    /// [`new`](Self::new) in a given library.
+    pub(crate) fn with_backend(
+        secrets: ConnectionTrafficSecrets,
+        seq: u64,
+        backend: Backend,
+    ) -> io::Result<Self> {
         let (algorithm, key, iv) = match &secrets {
-            ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (&aead::AES_128_GCM, key, iv),
-            ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (&aead::AES_256_GCM, key, iv),
+            ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (Algorithm::Aes128Gcm, key, iv),
+            ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (Algorithm::Aes256Gcm, key, iv),
             ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
-                (&aead::CHACHA20_POLY1305, key, iv)
+                (Algorithm::Chacha20Poly1305, key, iv)
             }
             _ => {
                 return Err(io::Error::other(
@@ -78,14 +90,12 @@ impl RecordKey {
                 ));
             }
         };
-        let key = UnboundKey::new(algorithm, key.as_ref())
-            .map_err(|_| io::Error::other("tls: bad traffic key"))?;
         let iv = iv
             .as_ref()
             .try_into()
             .map_err(|_| io::Error::other("tls: bad traffic IV"))?;
         Ok(Self {
-            key: LessSafeKey::new(key),
+            aead: Aead::new(algorithm, key.as_ref(), backend)?,
             iv,
             seq,
         })
@@ -98,7 +108,7 @@ impl RecordKey {
 
     /// The next record's nonce: the IV with the sequence number XORed into its
     /// last 8 bytes (RFC 8446 §5.3). Each number is used once.
-    fn next_nonce(&mut self) -> io::Result<Nonce> {
+    fn next_nonce(&mut self) -> io::Result<[u8; 12]> {
         let mut nonce = self.iv;
         for (n, s) in nonce[4..].iter_mut().zip(self.seq.to_be_bytes()) {
             *n ^= s;
@@ -107,31 +117,20 @@ impl RecordKey {
             .seq
             .checked_add(1)
             .ok_or_else(|| io::Error::other("tls: record sequence numbers exhausted"))?;
-        Ok(Nonce::assume_unique_for_key(nonce))
+        Ok(nonce)
     }
 
     /// Seals `data` (at most [`MAX_DATA`] bytes) with inner content type `typ` as
     /// one record written to the front of `out`, which must hold
-    /// `data.len() + OVERHEAD` bytes; returns the record's length. `data` is read
-    /// once, by the cipher.
+    /// `data.len() + OVERHEAD` bytes; returns the record's length.
     pub(crate) fn seal_into(&mut self, typ: u8, data: &[u8], out: &mut [u8]) -> io::Result<usize> {
         debug_assert!(data.len() <= MAX_DATA);
         let len = data.len() + OVERHEAD;
         let header = header(data.len() + 1 + TAG_LEN);
         let (head, body) = out[..len].split_at_mut(HEADER_LEN);
         head.copy_from_slice(&header);
-        let (ciphertext, type_and_tag) = body.split_at_mut(data.len());
         let nonce = self.next_nonce()?;
-        self.key
-            .seal_out_of_place_scatter(
-                nonce,
-                Aad::from(header),
-                data,
-                ciphertext,
-                &[typ],
-                type_and_tag,
-            )
-            .map_err(|_| io::Error::other("tls: sealing a record failed"))?;
+        self.aead.seal_into(nonce, header, data, typ, body)?;
         Ok(len)
     }
 
@@ -151,11 +150,8 @@ impl RecordKey {
         let (plain, tag_room) = body.split_at_mut(len + 1);
         plain[len] = typ;
         let nonce = self.next_nonce()?;
-        let tag = self
-            .key
-            .seal_in_place_separate_tag(nonce, Aad::from(header), plain)
-            .map_err(|_| io::Error::other("tls: sealing a record failed"))?;
-        tag_room.copy_from_slice(tag.as_ref());
+        let tag = self.aead.seal_in_place(nonce, header, plain)?;
+        tag_room.copy_from_slice(&tag);
         Ok(len + OVERHEAD)
     }
 
@@ -168,9 +164,8 @@ impl RecordKey {
         let (ciphertext, tag) = body.split_at(body.len() - TAG_LEN);
         let out = &mut out[..ciphertext.len()];
         let nonce = self.next_nonce()?;
-        self.key
-            .open_separate_gather(nonce, Aad::from(header), ciphertext, tag, out)
-            .map_err(|_| bad("a record failed its integrity check"))?;
+        self.aead
+            .open_into(nonce, aad(header), ciphertext, tag, out)?;
         inner_type(out)
     }
 
@@ -179,13 +174,17 @@ impl RecordKey {
     pub(crate) fn open_in_place(&mut self, record: &mut [u8]) -> io::Result<(u8, Range<usize>)> {
         let (header, body) = record.split_at_mut(HEADER_LEN);
         let nonce = self.next_nonce()?;
-        let plain = self
-            .key
-            .open_in_place(nonce, Aad::from(&*header), body)
-            .map_err(|_| bad("a record failed its integrity check"))?;
+        let plain = self.aead.open_in_place(nonce, aad(header), body)?;
         let (typ, len) = inner_type(plain)?;
         Ok((typ, HEADER_LEN..HEADER_LEN + len))
     }
+}
+
+/// A record's header as its additional authenticated data.
+fn aad(header: &[u8]) -> [u8; HEADER_LEN] {
+    let mut aad = [0; HEADER_LEN];
+    aad.copy_from_slice(header);
+    aad
 }
 
 /// The header of a record whose ciphertext (with its tag) is `len` bytes.
@@ -318,6 +317,29 @@ mod tests {
             }
         }
         assert_eq!((tx.seq(), rx.seq()), (5, 5));
+    }
+
+    #[test]
+    fn records_sealed_with_either_library_open_with_the_other() {
+        for (sealer, opener) in [
+            (Backend::AwsLc, Backend::Ring),
+            (Backend::Ring, Backend::AwsLc),
+        ] {
+            let mut tx = RecordKey::with_backend(secrets(4), 0, sealer).unwrap();
+            let mut rx = RecordKey::with_backend(secrets(4), 0, opener).unwrap();
+            let data = vec![0x33; 3000];
+            let mut record = seal(&mut tx, APPLICATION_DATA, &data);
+            let mut out = vec![0; record.len() - HEADER_LEN - TAG_LEN];
+            let (typ, n) = rx.open_into(&record, &mut out).unwrap();
+            assert_eq!((typ, &out[..n]), (APPLICATION_DATA, &data[..]));
+            let mut gathered = vec![0; 5 + OVERHEAD];
+            gathered[HEADER_LEN..HEADER_LEN + 5].copy_from_slice(b"short");
+            tx.seal_gathered(HANDSHAKE, 5, &mut gathered).unwrap();
+            let (typ, at) = rx.open_in_place(&mut gathered).unwrap();
+            assert_eq!((typ, &gathered[at]), (HANDSHAKE, &b"short"[..]));
+            record[HEADER_LEN] ^= 1;
+            assert!(rx.open_in_place(&mut record).is_err());
+        }
     }
 
     #[test]
