@@ -428,6 +428,39 @@ async fn stop_ends_streaming_calls_outliving_the_drain() {
     a.shutdown().await;
 }
 
+/// Regression: `leave` drained, then the stop it ends with drained again, so a
+/// streaming call that never ends held it for twice `drain_timeout`. Both drains
+/// now share one `drain_timeout`.
+#[tokio::test]
+async fn leave_waits_one_drain_timeout_for_an_endless_streaming_call() {
+    let c = Cluster::new();
+    let a = c.start("1.1.1").await;
+    let drain = Duration::from_secs(2);
+    let quick = clustergo::Config {
+        drain_timeout: drain,
+        leave_grace: Duration::from_millis(10),
+        ..config()
+    };
+    let b = c.start_with("1.2.1", false, quick).await;
+    serve_idle(&b, Arc::new(AtomicBool::new(false)));
+    let mut rx = follow_idle(&a).await;
+    let started = std::time::Instant::now();
+    within("b to leave", b.leave(&c.m)).await.unwrap();
+    let took = started.elapsed();
+    assert!(
+        took >= drain,
+        "left after {took:?}, before the drain timeout"
+    );
+    // One drain timeout, the grace and the stop's bounded steps; not two drains.
+    assert!(
+        took < drain * 3 / 2 + Duration::from_millis(500),
+        "left after {took:?}"
+    );
+    let err = within("the end", rx.next()).await.unwrap().unwrap_err();
+    assert_eq!(err, RpcError::ServiceUnavailable("node stopped".into()));
+    a.shutdown().await;
+}
+
 #[tokio::test]
 async fn deadline_ends_both_sides() {
     let (_c, a, b) = two_nodes().await;

@@ -115,7 +115,8 @@ pub struct Config {
     pub max_pending_handshakes: usize,
     /// How long [`Node::stop`](crate::Node::stop) (and
     /// [`Node::leave`](crate::Node::leave), before it) waits for in-flight requests
-    /// to be answered and served streaming calls to end.
+    /// to be answered and served streaming calls to end: one budget for both, from
+    /// the first drain.
     pub drain_timeout: Duration,
     /// A write to a node link that makes no progress for this long declares the
     /// link dead (the peer stopped reading): its calls end `Disconnected` and what

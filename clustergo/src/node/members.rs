@@ -99,7 +99,8 @@ impl Node {
     ///    streaming calls to end (up to
     ///    [`Config::drain_timeout`](super::Config::drain_timeout));
     /// 3. removes itself from membership (callers keep its link for replies to
-    ///    calls still pending) and [`shutdown`](Self::shutdown)s.
+    ///    calls still pending) and [`shutdown`](Self::shutdown)s; the shutdown's
+    ///    drain waits only for what is left of that same `drain_timeout`.
     ///
     /// A backend error at step 1 or 3 is returned and the node keeps running
     /// (unavailable after step 1). A node not listed any more just shuts down.

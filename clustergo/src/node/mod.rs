@@ -90,6 +90,9 @@ pub(crate) struct NodeInner {
     links: CancellationToken,
     tasks: TaskTracker,
     inflight: Inflight,
+    /// When draining ends, set by the first drain (`leave` or stop): the two
+    /// share one `drain_timeout` (`shutdown.rs`).
+    drain_deadline: OnceLock<tokio::time::Instant>,
     counters: Counters,
     /// Call statistics and gate counters for the admin listener.
     admin: crate::admin::Admin,
@@ -151,6 +154,7 @@ impl Node {
                 links: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 inflight: Inflight::default(),
+                drain_deadline: OnceLock::new(),
                 counters: Counters::default(),
                 admin: Default::default(),
                 admission,

@@ -5,7 +5,8 @@
 //!    requests being drained get out;
 //! 2. `accepting` is cancelled: the listener and the membership task end;
 //! 3. in-flight requests (`inflight`) and served streaming calls (`Streams::calls`)
-//!    are waited for, up to `drain_timeout`, so their replies are queued; streaming
+//!    are waited for, up to `drain_timeout` (counted from `leave`'s drain if the
+//!    node is leaving), so their replies are queued; streaming
 //!    calls still running then end `ServiceUnavailable("node stopped")`, as pending
 //!    calls do at step 4, and their `end` frames get `write_stall_timeout` to go out;
 //! 4. `links` is cancelled: every peer writes what is queued (within
@@ -64,15 +65,21 @@ impl NodeInner {
         });
     }
 
-    /// Waits up to `drain_timeout` for the requests and streaming calls being
-    /// served; whether they all finished.
+    /// Waits for the requests and streaming calls being served, until
+    /// `drain_timeout` after the first drain began (`leave` drains before its
+    /// stop, which drains again: together they wait one `drain_timeout`);
+    /// whether they all finished.
     pub(super) async fn drain(&self) -> bool {
+        let deadline = *self.drain_deadline.get_or_init(|| {
+            let now = tokio::time::Instant::now();
+            // A timeout too long for the clock waits for good (30 years).
+            now.checked_add(self.config.drain_timeout)
+                .unwrap_or_else(|| now + std::time::Duration::from_secs(30 * 365 * 86_400))
+        });
         let all = async {
             self.inflight.wait_idle().await;
             self.streams().calls.wait_idle().await;
         };
-        tokio::time::timeout(self.config.drain_timeout, all)
-            .await
-            .is_ok()
+        tokio::time::timeout_at(deadline, all).await.is_ok()
     }
 }
