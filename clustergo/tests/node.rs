@@ -356,6 +356,20 @@ async fn start_errors_and_stop() {
     assert!(a.send_bin(addr("1.1.1"), 1, b"x").is_err());
 }
 
+/// A drain timeout too long for the clock (the drain keeps one deadline for
+/// `leave` and its stop) waits for good instead of overflowing: an idle node
+/// stops at once.
+#[tokio::test]
+async fn stop_with_an_endless_drain_timeout() {
+    let c = Cluster::new();
+    let endless = Config {
+        drain_timeout: Duration::MAX,
+        ..config()
+    };
+    let a = c.start_with("1.1.1", false, endless).await;
+    within("an idle node to stop", a.shutdown()).await;
+}
+
 #[tokio::test]
 async fn removed_from_membership_stops() {
     let c = Cluster::new();
