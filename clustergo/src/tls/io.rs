@@ -298,11 +298,18 @@ pub(crate) struct TlsWrite<W> {
     closing: bool,
 }
 
+impl<W> TlsWrite<W> {
+    /// Sealed bytes waiting for the socket.
+    fn queued(&self) -> usize {
+        self.filled - self.sent
+    }
+}
+
 impl<W> std::fmt::Debug for TlsWrite<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsWrite")
             .field("key", &self.key)
-            .field("queued", &(self.filled - self.sent))
+            .field("queued", &self.queued())
             .field("closing", &self.closing)
             .finish_non_exhaustive()
     }
@@ -370,52 +377,51 @@ impl<W: AsyncWrite + Unpin> TlsWrite<W> {
     /// Seals up to [`ACCEPT_MAX`] bytes of `bufs`; returns how many.
     fn seal_slices(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         let mut taken = 0;
-        // A record being gathered from short pieces: where it starts in `out`, and
-        // its data so far (copied in place after the header's room).
-        let mut gathered: Option<(usize, usize)> = None;
+        // The data so far of a record being gathered from short pieces: copied in
+        // place at `out[filled + HEADER_LEN..]` (nothing else is queued meanwhile).
+        let mut gathered: Option<usize> = None;
         for piece in bufs {
             let mut piece: &[u8] = piece;
             while !piece.is_empty() && taken < ACCEPT_MAX {
                 let room = ACCEPT_MAX - taken;
                 if piece.len() >= GATHER {
-                    if let Some((at, len)) = gathered.take() {
-                        self.seal_gathered(at, len)?;
+                    if let Some(len) = gathered.take() {
+                        self.seal_gathered(len)?;
                     }
                     let n = piece.len().min(MAX_DATA).min(room);
                     self.seal(APPLICATION_DATA, &piece[..n])?;
                     (taken, piece) = (taken + n, &piece[n..]);
                     continue;
                 }
-                let (at, len) = match gathered {
-                    Some(g) => g,
+                let len = match gathered {
+                    Some(len) => len,
                     None => {
                         self.reserve(MAX_DATA + OVERHEAD);
-                        (self.filled, 0)
+                        0
                     }
                 };
                 let n = piece.len().min(MAX_DATA - len).min(room);
-                let to = at + HEADER_LEN + len;
+                let to = self.filled + HEADER_LEN + len;
                 self.out[to..to + n].copy_from_slice(&piece[..n]);
                 (taken, piece) = (taken + n, &piece[n..]);
-                gathered = Some((at, len + n));
+                gathered = Some(len + n);
                 if len + n == MAX_DATA {
-                    self.seal_gathered(at, len + n)?;
+                    self.seal_gathered(len + n)?;
                     gathered = None;
                 }
             }
         }
-        if let Some((at, len)) = gathered {
-            self.seal_gathered(at, len)?;
+        if let Some(len) = gathered {
+            self.seal_gathered(len)?;
         }
         Ok(taken)
     }
 
-    /// Seals the record gathered at `out[at..]` with `len` data bytes.
-    fn seal_gathered(&mut self, at: usize, len: usize) -> io::Result<()> {
-        debug_assert_eq!(at, self.filled);
-        self.filled += self
-            .key
-            .seal_gathered(APPLICATION_DATA, len, &mut self.out[at..])?;
+    /// Seals the record gathered at `out[filled..]` with `len` data bytes.
+    fn seal_gathered(&mut self, len: usize) -> io::Result<()> {
+        self.filled +=
+            self.key
+                .seal_gathered(APPLICATION_DATA, len, &mut self.out[self.filled..])?;
         Ok(())
     }
 
@@ -427,10 +433,6 @@ impl<W: AsyncWrite + Unpin> TlsWrite<W> {
         }
         self.sent += n;
         Poll::Ready(Ok(()))
-    }
-
-    fn queued(&self) -> usize {
-        self.filled - self.sent
     }
 
     fn poll_write_slices(
