@@ -186,15 +186,11 @@ impl<R: AsyncRead + Unpin> TlsRead<R> {
 
     /// Makes room to read the rest of the record at `start` (or the next one),
     /// and more room if the last read filled the buffer.
-    fn make_room(&mut self) {
+    fn make_room(&mut self) -> io::Result<()> {
         if self.start == self.end {
             (self.start, self.end) = (0, 0);
         }
-        // The header (if here) was checked by `record_len` already.
-        let want = match self.buf[self.start..self.end].get(3..HEADER_LEN) {
-            Some(l) => HEADER_LEN + usize::from(u16::from_be_bytes([l[0], l[1]])),
-            None => HEADER_LEN,
-        };
+        let want = record::declared_len(&self.buf[self.start..self.end])?.unwrap_or(HEADER_LEN);
         let grow = std::mem::take(&mut self.last_read_filled) && self.buf.len() < READ_MAX;
         if grow || self.end == self.buf.len() || self.buf.len() - self.start < want {
             self.buf.copy_within(self.start..self.end, 0);
@@ -204,6 +200,7 @@ impl<R: AsyncRead + Unpin> TlsRead<R> {
             let grown = (self.buf.len() * 2).min(READ_MAX).max(want);
             self.buf.resize(grown, 0);
         }
+        Ok(())
     }
 
     fn poll_read_records(
@@ -228,7 +225,7 @@ impl<R: AsyncRead + Unpin> TlsRead<R> {
             if out.filled().len() > before {
                 return Poll::Ready(Ok(()));
             }
-            self.make_room();
+            self.make_room()?;
             let mut room = ReadBuf::new(&mut self.buf[self.end..]);
             ready!(Pin::new(&mut self.io).poll_read(cx, &mut room))?;
             let n = room.filled().len();
