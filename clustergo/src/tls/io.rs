@@ -845,21 +845,22 @@ mod handshake_burst_tests {
     use std::time::Duration;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::time::Sleep;
+    use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
     use super::*;
     use crate::addr::LogicAddr;
     use crate::tls::handshake;
     use crate::tls::tests::{node_tls, test_ca};
 
-    /// A stream whose first read after its first write waits a while: the
+    /// A stream whose first read after its first write waits for `sent`: the
     /// acceptor's handshake reads the dialer's last flight only after the
-    /// dialer has also sent what it wrote right after its handshake.
+    /// dialer has also sent what it wrote right after its handshake (on
+    /// loopback, written bytes are in the other socket when the write returns).
     struct LateReader<'a> {
         tcp: &'a mut TcpStream,
         wrote: bool,
-        sleep: Option<Pin<Box<Sleep>>>,
-        slept: bool,
+        sent: Pin<Box<WaitForCancellationFutureOwned>>,
+        waited: bool,
     }
 
     impl AsyncRead for LateReader<'_> {
@@ -869,12 +870,9 @@ mod handshake_burst_tests {
             buf: &mut ReadBuf<'_>,
         ) -> Poll<io::Result<()>> {
             let this = self.get_mut();
-            if this.wrote && !this.slept {
-                let sleep = this.sleep.get_or_insert_with(|| {
-                    Box::pin(tokio::time::sleep(Duration::from_millis(300)))
-                });
-                ready!(sleep.as_mut().poll(cx));
-                this.slept = true;
+            if this.wrote && !this.waited {
+                ready!(this.sent.as_mut().poll(cx));
+                this.waited = true;
             }
             Pin::new(&mut *this.tcp).poll_read(cx, buf)
         }
@@ -898,27 +896,26 @@ mod handshake_burst_tests {
         }
     }
 
-    /// The dialer writes `chunks` (each flushed; then shuts down if `close`)
-    /// right after its handshake; the acceptor reads its last handshake flight
-    /// late. Returns what the acceptor reads to the end, and how many bytes its
+    /// The dialer writes `chunks` (each flushed) and shuts down right after its
+    /// handshake; the acceptor reads its last handshake flight only then.
+    /// Returns what the acceptor reads to the end, and how many bytes its
     /// handshake had opened and left unopened.
-    async fn late_acceptor(
-        chunks: &[Vec<u8>],
-        close: bool,
-    ) -> (io::Result<Vec<u8>>, (usize, usize)) {
+    async fn late_acceptor(chunks: &[Vec<u8>]) -> (io::Result<Vec<u8>>, (usize, usize)) {
         let ca = test_ca();
         let (a, b): (LogicAddr, LogicAddr) = ("1.1.1".parse().unwrap(), "1.2.1".parse().unwrap());
         let (dialer, acceptor) = (node_tls(&ca, a), node_tls(&ca, b));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let to = listener.local_addr().unwrap();
         let mut left = (0, 0);
+        let (sent, accepted) = (CancellationToken::new(), CancellationToken::new());
         let accept = async {
+            let _accepted = accepted.clone().drop_guard();
             let (mut tcp, _) = listener.accept().await.unwrap();
             let mut late = LateReader {
                 tcp: &mut tcp,
                 wrote: false,
-                sleep: None,
-                slept: false,
+                sent: Box::pin(sent.clone().cancelled_owned()),
+                waited: false,
             };
             let done = handshake::accept(acceptor.server.clone(), &mut late).await?;
             left = (done.opened.len(), done.received.len());
@@ -938,11 +935,10 @@ mod handshake_burst_tests {
                 w.write_all(chunk).await.unwrap();
                 w.flush().await.unwrap();
             }
-            if close {
-                w.shutdown().await.unwrap();
-            }
-            // Keep the socket open a while (no FIN) unless shut down.
-            tokio::time::sleep(Duration::from_millis(600)).await;
+            w.shutdown().await.unwrap();
+            sent.cancel();
+            // The socket stays open until the acceptor is done with it.
+            accepted.cancelled().await;
             drop(w);
         };
         let (_, got) = tokio::time::timeout(Duration::from_secs(20), async {
@@ -958,7 +954,7 @@ mod handshake_burst_tests {
     /// handshake"): the data before it was lost.
     #[tokio::test]
     async fn data_and_close_notify_right_after_the_handshake() {
-        let (got, (opened, _)) = late_acceptor(&[b"hello".to_vec()], true).await;
+        let (got, (opened, _)) = late_acceptor(&[b"hello".to_vec()]).await;
         assert_eq!(got.unwrap(), b"hello");
         assert_eq!(opened, 5, "the data came with the last flight");
     }
@@ -969,7 +965,7 @@ mod handshake_burst_tests {
     async fn a_burst_right_after_the_handshake_arrives_whole() {
         let big: Vec<u8> = (0..200_000u32).map(|i| (i * 13 + i / 5) as u8).collect();
         let chunks = [b"one".to_vec(), b"two".to_vec(), big];
-        let (got, (opened, received)) = late_acceptor(&chunks, true).await;
+        let (got, (opened, received)) = late_acceptor(&chunks).await;
         assert!(got.unwrap() == chunks.concat());
         assert_eq!(opened, 6, "the short records came with the last flight");
         assert!(received > 0, "a partial record was left");
