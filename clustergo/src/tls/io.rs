@@ -8,7 +8,8 @@
 //! it keeps (it starts at 8 KiB and grows while reads fill it, to 80 KiB); the
 //! writer queues sealed records until a flush or until 64 KiB wait, then writes
 //! them in one call (its buffer starts at one record and grows to 160 KiB at
-//! most). An idle connection that never carried bulk data holds ~25 KiB.
+//! most). A connection that never carried bulk data keeps 8 KiB to read and one
+//! record's room (16.4 KiB) to write.
 
 use std::io::{self, IoSlice};
 use std::ops::Range;
