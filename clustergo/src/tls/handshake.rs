@@ -76,6 +76,13 @@ macro_rules! side {
 side!(UnbufferedClientConnection, ClientConnectionData, Client);
 side!(UnbufferedServerConnection, ServerConnectionData, Server);
 
+fn closed_during_handshake() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "tls: the peer closed during the handshake",
+    )
+}
+
 fn tls_error(e: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
@@ -139,10 +146,7 @@ async fn drive<C: Side, S: AsyncRead + AsyncWrite + Unpin>(
             }
             // Nothing the peer sends after its close_notify counts.
             ConnectionState::BlockedHandshake if peer_closed => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "tls: the peer closed during the handshake",
-                ));
+                return Err(closed_during_handshake());
             }
             ConnectionState::BlockedHandshake => Some(Next::Receive),
             ConnectionState::WriteTraffic(_) => Some(Next::Done),
@@ -162,10 +166,7 @@ async fn drive<C: Side, S: AsyncRead + AsyncWrite + Unpin>(
                 None
             }
             ConnectionState::Closed => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "tls: the peer closed during the handshake",
-                ));
+                return Err(closed_during_handshake());
             }
             _ => {
                 return Err(io::Error::new(
@@ -195,10 +196,7 @@ async fn drive<C: Side, S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 let n = io.read(&mut incoming[used..]).await?;
                 if n == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "tls: the peer closed during the handshake",
-                    ));
+                    return Err(closed_during_handshake());
                 }
                 used += n;
             }

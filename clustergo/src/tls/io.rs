@@ -8,7 +8,8 @@
 //! it keeps (it starts at 8 KiB and grows while reads fill it, to 80 KiB); the
 //! writer queues sealed records until a flush or until 64 KiB wait, then writes
 //! them in one call (its buffer starts at one record and grows to 160 KiB at
-//! most). An idle connection that never carried bulk data holds ~25 KiB.
+//! most). A connection that never carried bulk data keeps 8 KiB to read and one
+//! record's room (16.4 KiB) to write.
 
 use std::io::{self, IoSlice};
 use std::ops::Range;
@@ -186,15 +187,11 @@ impl<R: AsyncRead + Unpin> TlsRead<R> {
 
     /// Makes room to read the rest of the record at `start` (or the next one),
     /// and more room if the last read filled the buffer.
-    fn make_room(&mut self) {
+    fn make_room(&mut self) -> io::Result<()> {
         if self.start == self.end {
             (self.start, self.end) = (0, 0);
         }
-        // The header (if here) was checked by `record_len` already.
-        let want = match self.buf[self.start..self.end].get(3..HEADER_LEN) {
-            Some(l) => HEADER_LEN + usize::from(u16::from_be_bytes([l[0], l[1]])),
-            None => HEADER_LEN,
-        };
+        let want = record::declared_len(&self.buf[self.start..self.end])?.unwrap_or(HEADER_LEN);
         let grow = std::mem::take(&mut self.last_read_filled) && self.buf.len() < READ_MAX;
         if grow || self.end == self.buf.len() || self.buf.len() - self.start < want {
             self.buf.copy_within(self.start..self.end, 0);
@@ -204,6 +201,7 @@ impl<R: AsyncRead + Unpin> TlsRead<R> {
             let grown = (self.buf.len() * 2).min(READ_MAX).max(want);
             self.buf.resize(grown, 0);
         }
+        Ok(())
     }
 
     fn poll_read_records(
@@ -228,7 +226,7 @@ impl<R: AsyncRead + Unpin> TlsRead<R> {
             if out.filled().len() > before {
                 return Poll::Ready(Ok(()));
             }
-            self.make_room();
+            self.make_room()?;
             let mut room = ReadBuf::new(&mut self.buf[self.end..]);
             ready!(Pin::new(&mut self.io).poll_read(cx, &mut room))?;
             let n = room.filled().len();
@@ -298,11 +296,18 @@ pub(crate) struct TlsWrite<W> {
     closing: bool,
 }
 
+impl<W> TlsWrite<W> {
+    /// Sealed bytes waiting for the socket.
+    fn queued(&self) -> usize {
+        self.filled - self.sent
+    }
+}
+
 impl<W> std::fmt::Debug for TlsWrite<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsWrite")
             .field("key", &self.key)
-            .field("queued", &(self.filled - self.sent))
+            .field("queued", &self.queued())
             .field("closing", &self.closing)
             .finish_non_exhaustive()
     }
@@ -370,52 +375,51 @@ impl<W: AsyncWrite + Unpin> TlsWrite<W> {
     /// Seals up to [`ACCEPT_MAX`] bytes of `bufs`; returns how many.
     fn seal_slices(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         let mut taken = 0;
-        // A record being gathered from short pieces: where it starts in `out`, and
-        // its data so far (copied in place after the header's room).
-        let mut gathered: Option<(usize, usize)> = None;
+        // The data so far of a record being gathered from short pieces: copied in
+        // place at `out[filled + HEADER_LEN..]` (nothing else is queued meanwhile).
+        let mut gathered: Option<usize> = None;
         for piece in bufs {
             let mut piece: &[u8] = piece;
             while !piece.is_empty() && taken < ACCEPT_MAX {
                 let room = ACCEPT_MAX - taken;
                 if piece.len() >= GATHER {
-                    if let Some((at, len)) = gathered.take() {
-                        self.seal_gathered(at, len)?;
+                    if let Some(len) = gathered.take() {
+                        self.seal_gathered(len)?;
                     }
                     let n = piece.len().min(MAX_DATA).min(room);
                     self.seal(APPLICATION_DATA, &piece[..n])?;
                     (taken, piece) = (taken + n, &piece[n..]);
                     continue;
                 }
-                let (at, len) = match gathered {
-                    Some(g) => g,
+                let len = match gathered {
+                    Some(len) => len,
                     None => {
                         self.reserve(MAX_DATA + OVERHEAD);
-                        (self.filled, 0)
+                        0
                     }
                 };
                 let n = piece.len().min(MAX_DATA - len).min(room);
-                let to = at + HEADER_LEN + len;
+                let to = self.filled + HEADER_LEN + len;
                 self.out[to..to + n].copy_from_slice(&piece[..n]);
                 (taken, piece) = (taken + n, &piece[n..]);
-                gathered = Some((at, len + n));
+                gathered = Some(len + n);
                 if len + n == MAX_DATA {
-                    self.seal_gathered(at, len + n)?;
+                    self.seal_gathered(len + n)?;
                     gathered = None;
                 }
             }
         }
-        if let Some((at, len)) = gathered {
-            self.seal_gathered(at, len)?;
+        if let Some(len) = gathered {
+            self.seal_gathered(len)?;
         }
         Ok(taken)
     }
 
-    /// Seals the record gathered at `out[at..]` with `len` data bytes.
-    fn seal_gathered(&mut self, at: usize, len: usize) -> io::Result<()> {
-        debug_assert_eq!(at, self.filled);
-        self.filled += self
-            .key
-            .seal_gathered(APPLICATION_DATA, len, &mut self.out[at..])?;
+    /// Seals the record gathered at `out[filled..]` with `len` data bytes.
+    fn seal_gathered(&mut self, len: usize) -> io::Result<()> {
+        self.filled +=
+            self.key
+                .seal_gathered(APPLICATION_DATA, len, &mut self.out[self.filled..])?;
         Ok(())
     }
 
@@ -427,10 +431,6 @@ impl<W: AsyncWrite + Unpin> TlsWrite<W> {
         }
         self.sent += n;
         Poll::Ready(Ok(()))
-    }
-
-    fn queued(&self) -> usize {
-        self.filled - self.sent
     }
 
     fn poll_write_slices(
@@ -846,21 +846,22 @@ mod handshake_burst_tests {
     use std::time::Duration;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::time::Sleep;
+    use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
     use super::*;
     use crate::addr::LogicAddr;
     use crate::tls::handshake;
     use crate::tls::tests::{node_tls, test_ca};
 
-    /// A stream whose first read after its first write waits a while: the
+    /// A stream whose first read after its first write waits for `sent`: the
     /// acceptor's handshake reads the dialer's last flight only after the
-    /// dialer has also sent what it wrote right after its handshake.
+    /// dialer has also sent what it wrote right after its handshake (on
+    /// loopback, written bytes are in the other socket when the write returns).
     struct LateReader<'a> {
         tcp: &'a mut TcpStream,
         wrote: bool,
-        sleep: Option<Pin<Box<Sleep>>>,
-        slept: bool,
+        sent: Pin<Box<WaitForCancellationFutureOwned>>,
+        waited: bool,
     }
 
     impl AsyncRead for LateReader<'_> {
@@ -870,12 +871,9 @@ mod handshake_burst_tests {
             buf: &mut ReadBuf<'_>,
         ) -> Poll<io::Result<()>> {
             let this = self.get_mut();
-            if this.wrote && !this.slept {
-                let sleep = this.sleep.get_or_insert_with(|| {
-                    Box::pin(tokio::time::sleep(Duration::from_millis(300)))
-                });
-                ready!(sleep.as_mut().poll(cx));
-                this.slept = true;
+            if this.wrote && !this.waited {
+                ready!(this.sent.as_mut().poll(cx));
+                this.waited = true;
             }
             Pin::new(&mut *this.tcp).poll_read(cx, buf)
         }
@@ -899,27 +897,26 @@ mod handshake_burst_tests {
         }
     }
 
-    /// The dialer writes `chunks` (each flushed; then shuts down if `close`)
-    /// right after its handshake; the acceptor reads its last handshake flight
-    /// late. Returns what the acceptor reads to the end, and how many bytes its
+    /// The dialer writes `chunks` (each flushed) and shuts down right after its
+    /// handshake; the acceptor reads its last handshake flight only then.
+    /// Returns what the acceptor reads to the end, and how many bytes its
     /// handshake had opened and left unopened.
-    async fn late_acceptor(
-        chunks: &[Vec<u8>],
-        close: bool,
-    ) -> (io::Result<Vec<u8>>, (usize, usize)) {
+    async fn late_acceptor(chunks: &[Vec<u8>]) -> (io::Result<Vec<u8>>, (usize, usize)) {
         let ca = test_ca();
         let (a, b): (LogicAddr, LogicAddr) = ("1.1.1".parse().unwrap(), "1.2.1".parse().unwrap());
         let (dialer, acceptor) = (node_tls(&ca, a), node_tls(&ca, b));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let to = listener.local_addr().unwrap();
         let mut left = (0, 0);
+        let (sent, accepted) = (CancellationToken::new(), CancellationToken::new());
         let accept = async {
+            let _accepted = accepted.clone().drop_guard();
             let (mut tcp, _) = listener.accept().await.unwrap();
             let mut late = LateReader {
                 tcp: &mut tcp,
                 wrote: false,
-                sleep: None,
-                slept: false,
+                sent: Box::pin(sent.clone().cancelled_owned()),
+                waited: false,
             };
             let done = handshake::accept(acceptor.server.clone(), &mut late).await?;
             left = (done.opened.len(), done.received.len());
@@ -939,11 +936,10 @@ mod handshake_burst_tests {
                 w.write_all(chunk).await.unwrap();
                 w.flush().await.unwrap();
             }
-            if close {
-                w.shutdown().await.unwrap();
-            }
-            // Keep the socket open a while (no FIN) unless shut down.
-            tokio::time::sleep(Duration::from_millis(600)).await;
+            w.shutdown().await.unwrap();
+            sent.cancel();
+            // The socket stays open until the acceptor is done with it.
+            accepted.cancelled().await;
             drop(w);
         };
         let (_, got) = tokio::time::timeout(Duration::from_secs(20), async {
@@ -959,7 +955,7 @@ mod handshake_burst_tests {
     /// handshake"): the data before it was lost.
     #[tokio::test]
     async fn data_and_close_notify_right_after_the_handshake() {
-        let (got, (opened, _)) = late_acceptor(&[b"hello".to_vec()], true).await;
+        let (got, (opened, _)) = late_acceptor(&[b"hello".to_vec()]).await;
         assert_eq!(got.unwrap(), b"hello");
         assert_eq!(opened, 5, "the data came with the last flight");
     }
@@ -970,7 +966,7 @@ mod handshake_burst_tests {
     async fn a_burst_right_after_the_handshake_arrives_whole() {
         let big: Vec<u8> = (0..200_000u32).map(|i| (i * 13 + i / 5) as u8).collect();
         let chunks = [b"one".to_vec(), b"two".to_vec(), big];
-        let (got, (opened, received)) = late_acceptor(&chunks, true).await;
+        let (got, (opened, received)) = late_acceptor(&chunks).await;
         assert!(got.unwrap() == chunks.concat());
         assert_eq!(opened, 6, "the short records came with the last flight");
         assert!(received > 0, "a partial record was left");

@@ -217,6 +217,12 @@ fn inner_type(plain: &[u8]) -> io::Result<(u8, usize)> {
 /// not hold all of it yet. Errors for a header no TLS 1.3 peer sends after the
 /// handshake.
 pub(crate) fn record_len(buf: &[u8]) -> io::Result<Option<usize>> {
+    Ok(declared_len(buf)?.filter(|&len| buf.len() >= len))
+}
+
+/// The length of the whole record whose header begins `buf` (checked as by
+/// [`record_len`]), whether or not the rest is here; `None` before the header.
+pub(crate) fn declared_len(buf: &[u8]) -> io::Result<Option<usize>> {
     let Some(head) = buf.get(..HEADER_LEN) else {
         return Ok(None);
     };
@@ -230,7 +236,7 @@ pub(crate) fn record_len(buf: &[u8]) -> io::Result<Option<usize>> {
     if !(TAG_LEN + 1..=MAX_CIPHERTEXT).contains(&len) {
         return Err(bad(&format!("a record of {len} bytes")));
     }
-    Ok((buf.len() >= HEADER_LEN + len).then_some(HEADER_LEN + len))
+    Ok(Some(HEADER_LEN + len))
 }
 
 const KEY_UPDATE: u8 = 24;
